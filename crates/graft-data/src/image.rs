@@ -1,0 +1,103 @@
+//! Decoding any common image file to 8-bit RGB, as PIL's `Image.open(p).convert("RGB")` does,
+//! plus EXIF orientation, with limits that refuse decompression bombs before allocating.
+
+use std::path::Path;
+
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
+
+use crate::DataError;
+
+/// Refuse images above these before decoding any pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeLimits {
+    pub max_side: u32,
+    /// Decoded bytes (PIL's decompression-bomb error fires near 179 Mpixel; 16-bit RGBA needs
+    /// 8 bytes a pixel).
+    pub max_bytes: u64,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        Self {
+            max_side: 20_000,
+            max_bytes: 1 << 30,
+        }
+    }
+}
+
+pub fn decode_rgb(path: &Path, limits: DecodeLimits) -> Result<RgbImage, DataError> {
+    let meta = std::fs::metadata(path).map_err(|source| DataError::Io {
+        path: path.into(),
+        source,
+    })?;
+    if meta.len() == 0 {
+        return Err(DataError::Empty { path: path.into() });
+    }
+    let reader = ImageReader::open(path)
+        .map_err(|source| DataError::Io {
+            path: path.into(),
+            source,
+        })?
+        .with_guessed_format()
+        .map_err(|source| DataError::Io {
+            path: path.into(),
+            source,
+        })?;
+    if reader.format().is_none() {
+        return Err(DataError::NotAnImage {
+            path: path.into(),
+            detail: "unrecognised file contents".into(),
+        });
+    }
+    let mut decoder = reader.into_decoder().map_err(|e| classify(path, e))?;
+    let (width, height) = decoder.dimensions();
+    let too_large = width > limits.max_side
+        || height > limits.max_side
+        || decoder.total_bytes() > limits.max_bytes;
+    if too_large {
+        return Err(DataError::TooLarge {
+            path: path.into(),
+            width,
+            height,
+            limit: format!(
+                "{} px a side or {} MiB decoded",
+                limits.max_side,
+                limits.max_bytes >> 20
+            ),
+        });
+    }
+    let mut hard = Limits::default();
+    hard.max_alloc = Some(limits.max_bytes);
+    decoder.set_limits(hard).map_err(|e| classify(path, e))?;
+    let orientation = decoder.orientation().map_err(|e| classify(path, e))?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| classify(path, e))?;
+    img.apply_orientation(orientation);
+    Ok(img.into_rgb8())
+}
+
+fn classify(path: &Path, e: image::ImageError) -> DataError {
+    match e {
+        image::ImageError::Unsupported(u) => DataError::NotAnImage {
+            path: path.into(),
+            detail: u.to_string(),
+        },
+        image::ImageError::IoError(source)
+            if source.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            DataError::Corrupt {
+                path: path.into(),
+                detail: "the file ends before the image does".into(),
+            }
+        }
+        image::ImageError::Limits(l) => DataError::TooLarge {
+            path: path.into(),
+            width: 0,
+            height: 0,
+            limit: l.to_string(),
+        },
+        other => DataError::Corrupt {
+            path: path.into(),
+            detail: other.to_string(),
+        },
+    }
+}

@@ -1,0 +1,13 @@
+//! Images and datasets for graft: decoding with size limits, torchvision-compatible
+//! preprocessing (shorter-side resize with PIL's antialiased bilinear filter, center crop,
+//! normalisation), and the dataset forms users have (list files and folders).
+
+mod error;
+pub mod image;
+pub mod list;
+pub mod transform;
+
+pub use error::DataError;
+pub use image::{DecodeLimits, decode_rgb};
+pub use list::{LabeledImage, find_images, read_list_file};
+pub use transform::Preprocess;

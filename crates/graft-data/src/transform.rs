@@ -1,0 +1,159 @@
+//! torchvision's evaluation transform, `Resize(s)`, `CenterCrop(c)`, `ToTensor()`,
+//! `Normalize(mean, std)`, on PIL images: the same sizes, the same rounding, and PIL's
+//! antialiased bilinear filter (fast_image_resize's convolution implements PIL's).
+
+use std::path::Path;
+
+use fast_image_resize::images::Image;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::RgbImage;
+use rayon::prelude::*;
+
+use crate::{DataError, DecodeLimits, decode_rgb};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Preprocess {
+    /// Shorter side after resizing.
+    pub resize: u32,
+    /// Side of the square center crop.
+    pub crop: u32,
+    /// Per-channel mean and std on 0..1 pixels.
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub limits: DecodeLimits,
+}
+
+/// torchvision's `Resize(size)` output for an int size: the shorter side becomes `size`, the
+/// longer one `int(size * long / short)` (truncated, as Python's `int`).
+pub fn resized_dims(width: u32, height: u32, size: u32) -> (u32, u32) {
+    let (short, long) = if width <= height {
+        (width, height)
+    } else {
+        (height, width)
+    };
+    let new_long = (size as u64 * long as u64 / short.max(1) as u64) as u32;
+    if width <= height {
+        (size, new_long)
+    } else {
+        (new_long, size)
+    }
+}
+
+pub fn resize_shorter(img: &RgbImage, size: u32) -> RgbImage {
+    let (w, h) = resized_dims(img.width(), img.height(), size);
+    if (w, h) == img.dimensions() {
+        return img.clone();
+    }
+    resize_exact(img, w, h)
+}
+
+pub fn resize_exact(img: &RgbImage, w: u32, h: u32) -> RgbImage {
+    let src = Image::from_vec_u8(
+        img.width(),
+        img.height(),
+        img.as_raw().clone(),
+        PixelType::U8x3,
+    );
+    let mut dst = Image::new(w, h, PixelType::U8x3);
+    // The only errors are pixel-type and zero-size mismatches, which the arguments rule out.
+    if let Ok(src) = src {
+        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+        if Resizer::new().resize(&src, &mut dst, &options).is_ok() {
+            if let Some(out) = RgbImage::from_raw(w, h, dst.into_vec()) {
+                return out;
+            }
+        }
+    }
+    image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle)
+}
+
+/// torchvision's `CenterCrop`: offsets `int(round((size - crop) / 2))` with Python's
+/// round-half-to-even, zero padding where the image is smaller than the crop.
+pub fn center_crop(img: &RgbImage, crop: u32) -> RgbImage {
+    let offset = |size: u32| -> i64 {
+        let d = size as f64 - crop as f64;
+        (d / 2.0).round_ties_even() as i64
+    };
+    let (top, left) = (offset(img.height()), offset(img.width()));
+    let mut out = RgbImage::new(crop, crop);
+    for y in 0..crop as i64 {
+        let sy = y + top;
+        if sy < 0 || sy >= img.height() as i64 {
+            continue;
+        }
+        for x in 0..crop as i64 {
+            let sx = x + left;
+            if sx >= 0 && sx < img.width() as i64 {
+                out.put_pixel(x as u32, y as u32, *img.get_pixel(sx as u32, sy as u32));
+            }
+        }
+    }
+    out
+}
+
+impl Preprocess {
+    /// `[3, crop, crop]` channel-major floats, normalised.
+    pub fn to_chw(&self, img: &RgbImage) -> Vec<f32> {
+        let (w, h) = img.dimensions();
+        let plane = (w * h) as usize;
+        let mut out = vec![0f32; 3 * plane];
+        let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * self.std[c]));
+        let shift: [f32; 3] = std::array::from_fn(|c| self.mean[c] / self.std[c]);
+        for (i, px) in img.as_raw().chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                out[c * plane + i] = px[c] as f32 * scale[c] - shift[c];
+            }
+        }
+        out
+    }
+
+    pub fn image(&self, img: &RgbImage) -> Vec<f32> {
+        self.to_chw(&center_crop(&resize_shorter(img, self.resize), self.crop))
+    }
+
+    pub fn file(&self, path: &Path) -> Result<Vec<f32>, DataError> {
+        Ok(self.image(&decode_rgb(path, self.limits)?))
+    }
+
+    /// Decodes and transforms `paths` in parallel; one result per path, in order.
+    pub fn files(&self, paths: &[&Path]) -> Vec<Result<Vec<f32>, DataError>> {
+        paths.par_iter().map(|p| self.file(p)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resize_follows_torchvision_rounding() {
+        assert_eq!(resized_dims(500, 375, 256), (341, 256));
+        assert_eq!(resized_dims(375, 500, 256), (256, 341));
+        assert_eq!(resized_dims(256, 256, 256), (256, 256));
+        assert_eq!(resized_dims(75, 56, 256), (342, 256));
+    }
+
+    #[test]
+    fn center_crop_uses_round_half_even_offsets() {
+        // width 341 - 224 = 117 -> offset round(58.5) = 58 (half to even)
+        let mut img = RgbImage::new(341, 224);
+        img.put_pixel(58, 0, image::Rgb([9, 9, 9]));
+        assert_eq!(center_crop(&img, 224).get_pixel(0, 0).0, [9, 9, 9]);
+    }
+
+    #[test]
+    fn normalisation_matches_tf_lite_formula() {
+        let p = Preprocess {
+            resize: 1,
+            crop: 1,
+            mean: [127.0 / 255.0; 3],
+            std: [128.0 / 255.0; 3],
+            limits: DecodeLimits::default(),
+        };
+        let img = RgbImage::from_raw(1, 1, vec![0, 127, 255]).unwrap_or_default();
+        let v = p.to_chw(&img);
+        for (got, want) in v.iter().zip([-127.0 / 128.0, 0.0, 1.0f32]) {
+            assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        }
+    }
+}

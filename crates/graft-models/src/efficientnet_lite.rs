@@ -1,0 +1,241 @@
+//! EfficientNet-Lite0/1/2.
+//!
+//! Paper: Tan & Le, "EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks"
+//! (ICML 2019); the Lite variants are from the TensorFlow TPU repository's `efficientnet/lite`
+//! (no squeeze-excitation, ReLU6, fixed stem and head). Reference implementation and key names:
+//! `efficientnet_pytorch` (lukemelas) as packaged in `efficientnet-lite-pytorch`, whose
+//! checkpoints were converted from TensorFlow. Because of that origin the network must run with
+//! TensorFlow 'SAME' padding (extra row/column at the bottom/right for stride 2) and BatchNorm
+//! eps 1e-3; ../shared/weights/PROVENANCE.md measures what goes wrong otherwise.
+
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::relu6;
+
+use crate::layers::{ConvBn, ConvBnSpec, global_avg_pool};
+use graft_weights::KeyMap;
+
+/// One stage of MBConv blocks: (kernel, stride of its first block, expand ratio, output
+/// channels, number of blocks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stage {
+    pub kernel: usize,
+    pub stride: usize,
+    pub expand: usize,
+    pub out: usize,
+    pub repeats: usize,
+}
+
+const fn stage(kernel: usize, stride: usize, expand: usize, out: usize, repeats: usize) -> Stage {
+    Stage {
+        kernel,
+        stride,
+        expand,
+        out,
+        repeats,
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EfficientNetLiteConfig {
+    pub stem: usize,
+    pub head: usize,
+    pub stages: Vec<Stage>,
+    pub num_classes: usize,
+    pub dropout: f64,
+}
+
+impl EfficientNetLiteConfig {
+    fn with_stages(stages: Vec<Stage>, dropout: f64) -> Self {
+        Self {
+            stem: 32,
+            head: 1280,
+            stages,
+            num_classes: 1000,
+            dropout,
+        }
+    }
+
+    pub fn lite0() -> Self {
+        Self::with_stages(
+            vec![
+                stage(3, 1, 1, 16, 1),
+                stage(3, 2, 6, 24, 2),
+                stage(5, 2, 6, 40, 2),
+                stage(3, 2, 6, 80, 3),
+                stage(5, 1, 6, 112, 3),
+                stage(5, 2, 6, 192, 4),
+                stage(3, 1, 6, 320, 1),
+            ],
+            0.2,
+        )
+    }
+
+    pub fn lite1() -> Self {
+        Self::with_stages(
+            vec![
+                stage(3, 1, 1, 16, 1),
+                stage(3, 2, 6, 24, 3),
+                stage(5, 2, 6, 40, 3),
+                stage(3, 2, 6, 80, 4),
+                stage(5, 1, 6, 112, 4),
+                stage(5, 2, 6, 192, 5),
+                stage(3, 1, 6, 320, 1),
+            ],
+            0.2,
+        )
+    }
+
+    pub fn lite2() -> Self {
+        Self::with_stages(
+            vec![
+                stage(3, 1, 1, 16, 1),
+                stage(3, 2, 6, 24, 3),
+                stage(5, 2, 6, 48, 3),
+                stage(3, 2, 6, 88, 4),
+                stage(5, 1, 6, 120, 4),
+                stage(5, 2, 6, 208, 5),
+                stage(3, 1, 6, 352, 1),
+            ],
+            0.3,
+        )
+    }
+
+    pub fn with_num_classes(mut self, n: usize) -> Self {
+        self.num_classes = n;
+        self
+    }
+
+    pub fn init(&self, device: &Device) -> EfficientNetLite {
+        let mut blocks = Vec::new();
+        let mut stage_lengths = Vec::new();
+        let mut cin = self.stem;
+        for s in &self.stages {
+            for i in 0..s.repeats {
+                let stride = if i == 0 { s.stride } else { 1 };
+                blocks.push(mbconv(cin, s.out, s.kernel, stride, s.expand, device));
+                cin = s.out;
+            }
+            stage_lengths.push(s.repeats);
+        }
+        EfficientNetLite {
+            stem: same([3, self.stem], 3, 2, 1).init(device),
+            blocks,
+            head: same([cin, self.head], 1, 1, 1).init(device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            classifier: LinearConfig::new(self.head, self.num_classes).init(device),
+            stage_lengths,
+        }
+    }
+
+    /// efficientnet_pytorch names -> this module's names. Block-level patterns come first so
+    /// that the model-level `_bn0`/`_bn1` patterns only see what is left.
+    pub fn key_map() -> KeyMap {
+        KeyMap::new(&[
+            (r"^_blocks\.(\d+)\._expand_conv\.", "blocks.$1.expand.conv."),
+            (r"^_blocks\.(\d+)\._bn0\.", "blocks.$1.expand.bn."),
+            (
+                r"^_blocks\.(\d+)\._depthwise_conv\.",
+                "blocks.$1.depthwise.conv.",
+            ),
+            (r"^_blocks\.(\d+)\._bn1\.", "blocks.$1.depthwise.bn."),
+            (
+                r"^_blocks\.(\d+)\._project_conv\.",
+                "blocks.$1.project.conv.",
+            ),
+            (r"^_blocks\.(\d+)\._bn2\.", "blocks.$1.project.bn."),
+            (r"^_conv_stem\.", "stem.conv."),
+            (r"^_bn0\.", "stem.bn."),
+            (r"^_conv_head\.", "head.conv."),
+            (r"^_bn1\.", "head.bn."),
+            (r"^_fc\.", "classifier."),
+        ])
+    }
+}
+
+fn same(channels: [usize; 2], kernel: usize, stride: usize, groups: usize) -> ConvBnSpec {
+    ConvBnSpec {
+        channels,
+        kernel,
+        stride,
+        groups,
+        padding: PaddingConfig2d::Same,
+        bn_eps: 1e-3,
+    }
+}
+
+fn mbconv(cin: usize, cout: usize, k: usize, stride: usize, expand: usize, d: &Device) -> MbConv {
+    let mid = cin * expand;
+    MbConv {
+        expand: (expand != 1).then(|| same([cin, mid], 1, 1, 1).init(d)),
+        depthwise: same([mid, mid], k, stride, mid).init(d),
+        project: same([mid, cout], 1, 1, 1).init(d),
+        residual: stride == 1 && cin == cout,
+    }
+}
+
+/// Inverted residual block without squeeze-excitation (the Lite variant).
+#[derive(Module, Debug)]
+pub struct MbConv {
+    pub expand: Option<ConvBn>,
+    pub depthwise: ConvBn,
+    pub project: ConvBn,
+    pub residual: bool,
+}
+
+impl MbConv {
+    pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let mut x = input.clone();
+        if let Some(expand) = &self.expand {
+            x = relu6(expand.forward(x));
+        }
+        x = self.project.forward(relu6(self.depthwise.forward(x)));
+        if self.residual { x + input } else { x }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct EfficientNetLite {
+    pub stem: ConvBn,
+    pub blocks: Vec<MbConv>,
+    pub head: ConvBn,
+    pub dropout: Dropout,
+    pub classifier: Linear,
+    #[module(skip)]
+    pub stage_lengths: Vec<usize>,
+}
+
+impl EfficientNetLite {
+    /// Backbone groups in forward order: `stem`, `stage1..stageN`, `top` (the 1x1 head conv).
+    pub fn group_names(&self) -> Vec<String> {
+        let stages = (1..=self.stage_lengths.len()).map(|i| format!("stage{i}"));
+        std::iter::once("stem".to_string())
+            .chain(stages)
+            .chain(std::iter::once("top".to_string()))
+            .collect()
+    }
+
+    /// Runs backbone group `g` (an index into [`Self::group_names`]).
+    pub fn forward_group(&self, g: usize, x: Tensor<4>) -> Tensor<4> {
+        let n_stages = self.stage_lengths.len();
+        if g == 0 {
+            relu6(self.stem.forward(x))
+        } else if g <= n_stages {
+            let start: usize = self.stage_lengths[..g - 1].iter().sum();
+            self.blocks[start..start + self.stage_lengths[g - 1]]
+                .iter()
+                .fold(x, |x, b| b.forward(x))
+        } else {
+            relu6(self.head.forward(x))
+        }
+    }
+
+    /// The classifier's input: global average pool of the last group's output.
+    pub fn embed(&self, x: Tensor<4>) -> Tensor<2> {
+        global_avg_pool(x)
+    }
+
+    pub fn classify(&self, embedding: Tensor<2>) -> Tensor<2> {
+        self.classifier.forward(self.dropout.forward(embedding))
+    }
+}

@@ -1,0 +1,149 @@
+//! One type over all architectures: what the rest of graft (predict, evaluate, transfer) uses.
+
+use std::path::Path;
+
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+
+use crate::efficientnet_lite::{EfficientNetLite, EfficientNetLiteConfig};
+use crate::resnet::{ResNet, ResNetConfig};
+use crate::vgg::{Vgg, VggConfig};
+use graft_weights::{KeyMap, LoadPolicy, LoadReport, WeightsError, load_weights};
+
+/// An architecture and its hyper-parameters (no weights).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Arch {
+    EfficientNetLite(EfficientNetLiteConfig),
+    Vgg(VggConfig),
+    ResNet(ResNetConfig),
+}
+
+impl Arch {
+    pub fn with_num_classes(self, n: usize) -> Self {
+        match self {
+            Self::EfficientNetLite(c) => Self::EfficientNetLite(c.with_num_classes(n)),
+            Self::Vgg(c) => Self::Vgg(c.with_num_classes(n)),
+            Self::ResNet(c) => Self::ResNet(c.with_num_classes(n)),
+        }
+    }
+
+    pub fn num_classes(&self) -> usize {
+        match self {
+            Self::EfficientNetLite(c) => c.num_classes,
+            Self::Vgg(c) => c.num_classes,
+            Self::ResNet(c) => c.num_classes,
+        }
+    }
+
+    pub fn key_map(&self) -> KeyMap {
+        match self {
+            Self::EfficientNetLite(_) => EfficientNetLiteConfig::key_map(),
+            Self::Vgg(c) => c.key_map(),
+            Self::ResNet(c) => c.key_map(),
+        }
+    }
+
+    /// Module path prefixes of the classifier (what a new head replaces).
+    pub fn classifier_prefixes(&self) -> &'static [&'static str] {
+        match self {
+            Self::EfficientNetLite(_) => &["classifier."],
+            Self::Vgg(_) => &["fc1.", "fc2.", "fc3."],
+            Self::ResNet(_) => &["fc."],
+        }
+    }
+
+    /// A network with freshly initialised weights.
+    pub fn init(&self, device: &Device) -> Network {
+        match self {
+            Self::EfficientNetLite(c) => Network::EfficientNetLite(c.init(device)),
+            Self::Vgg(c) => Network::Vgg(c.init(device)),
+            Self::ResNet(c) => Network::ResNet(c.init(device)),
+        }
+    }
+
+    /// A network with weights from `path`, mapped through this architecture's key map.
+    pub fn load(
+        &self,
+        path: &Path,
+        policy: &LoadPolicy,
+        model_name: &str,
+        device: &Device,
+    ) -> Result<(Network, LoadReport), WeightsError> {
+        let map = self.key_map();
+        match self {
+            Self::EfficientNetLite(c) => {
+                let mut m = c.init(device);
+                let r = load_weights(&mut m, path, &map, policy, model_name)?;
+                Ok((Network::EfficientNetLite(m), r))
+            }
+            Self::Vgg(c) => {
+                let mut m = c.init(device);
+                let r = load_weights(&mut m, path, &map, policy, model_name)?;
+                Ok((Network::Vgg(m), r))
+            }
+            Self::ResNet(c) => {
+                let mut m = c.init(device);
+                let r = load_weights(&mut m, path, &map, policy, model_name)?;
+                Ok((Network::ResNet(m), r))
+            }
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub enum Network {
+    EfficientNetLite(EfficientNetLite),
+    Vgg(Vgg),
+    ResNet(ResNet),
+}
+
+impl Network {
+    /// The backbone's block groups in forward order; the classifier follows the last one.
+    pub fn group_names(&self) -> Vec<String> {
+        match self {
+            Self::EfficientNetLite(m) => m.group_names(),
+            Self::Vgg(m) => m.group_names(),
+            Self::ResNet(m) => m.group_names(),
+        }
+    }
+
+    pub fn forward_group(&self, g: usize, x: Tensor<4>) -> Tensor<4> {
+        match self {
+            Self::EfficientNetLite(m) => m.forward_group(g, x),
+            Self::Vgg(m) => m.forward_group(g, x),
+            Self::ResNet(m) => m.forward_group(g, x),
+        }
+    }
+
+    /// Runs groups `range` (e.g. all of them, or only those above a freeze point).
+    pub fn forward_groups(&self, range: std::ops::Range<usize>, x: Tensor<4>) -> Tensor<4> {
+        range.fold(x, |x, g| self.forward_group(g, x))
+    }
+
+    /// The classifier's input computed from the last group's output.
+    pub fn embed(&self, x: Tensor<4>) -> Tensor<2> {
+        match self {
+            Self::EfficientNetLite(m) => m.embed(x),
+            Self::Vgg(m) => m.embed(x),
+            Self::ResNet(m) => m.embed(x),
+        }
+    }
+
+    pub fn classify(&self, embedding: Tensor<2>) -> Tensor<2> {
+        match self {
+            Self::EfficientNetLite(m) => m.classify(embedding),
+            Self::Vgg(m) => m.classify(embedding),
+            Self::ResNet(m) => m.classify(embedding),
+        }
+    }
+
+    /// Images `[batch, 3, h, w]`, normalised as the registry says, to logits.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let n = self.group_names().len();
+        self.classify(self.embed(self.forward_groups(0..n, images)))
+    }
+
+    pub fn probabilities(&self, images: Tensor<4>) -> Tensor<2> {
+        softmax(self.forward(images), 1)
+    }
+}

@@ -1,0 +1,214 @@
+//! ResNet-18 and ResNet-50.
+//!
+//! Paper: He et al., "Deep Residual Learning for Image Recognition" (CVPR 2016). Reference
+//! implementation and key names: torchvision `models/resnet.py` (v1.5: the bottleneck's stride
+//! sits on its 3x3 conv).
+
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+
+use crate::layers::{ConvBn, ConvBnSpec, global_avg_pool};
+use graft_weights::KeyMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockKind {
+    /// Two 3x3 convs (ResNet-18/34).
+    Basic,
+    /// 1x1 -> 3x3 -> 1x1 with 4x expansion (ResNet-50/101/152).
+    Bottleneck,
+}
+
+impl BlockKind {
+    fn expansion(self) -> usize {
+        match self {
+            Self::Basic => 1,
+            Self::Bottleneck => 4,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResNetConfig {
+    pub block: BlockKind,
+    pub layers: [usize; 4],
+    /// Stem width and the base width of each of the four layers (64 and 64..512 in torchvision).
+    pub stem: usize,
+    pub widths: [usize; 4],
+    pub num_classes: usize,
+}
+
+impl ResNetConfig {
+    pub fn resnet18() -> Self {
+        Self {
+            block: BlockKind::Basic,
+            layers: [2, 2, 2, 2],
+            stem: 64,
+            widths: [64, 128, 256, 512],
+            num_classes: 1000,
+        }
+    }
+
+    pub fn resnet50() -> Self {
+        Self {
+            block: BlockKind::Bottleneck,
+            layers: [3, 4, 6, 3],
+            ..Self::resnet18()
+        }
+    }
+
+    pub fn with_num_classes(mut self, n: usize) -> Self {
+        self.num_classes = n;
+        self
+    }
+
+    pub fn init(&self, device: &Device) -> ResNet {
+        let mut cin = self.stem;
+        let mut layers = Vec::new();
+        for (i, (&n, &width)) in self.layers.iter().zip(&self.widths).enumerate() {
+            let stride = if i == 0 { 1 } else { 2 };
+            let blocks = (0..n)
+                .map(|j| {
+                    let b = residual_block(
+                        self.block,
+                        cin,
+                        width,
+                        if j == 0 { stride } else { 1 },
+                        device,
+                    );
+                    cin = width * self.block.expansion();
+                    b
+                })
+                .collect();
+            layers.push(ResLayer { blocks });
+        }
+        ResNet {
+            stem: ConvBnSpec::torch([3, self.stem], 7, 2).init(device),
+            pool: MaxPool2dConfig::new([3, 3])
+                .with_strides([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(),
+            layers,
+            fc: LinearConfig::new(cin, self.num_classes).init(device),
+        }
+    }
+
+    /// torchvision names -> this module's names (`layer3.1.bn2` -> `layers.2.blocks.1.conv2.bn`).
+    pub fn key_map(&self) -> KeyMap {
+        let mut pairs = vec![
+            (r"^conv1\.".to_string(), "stem.conv.".to_string()),
+            (r"^bn1\.".to_string(), "stem.bn.".to_string()),
+        ];
+        for k in 1..=4 {
+            let to = format!("layers.{}.blocks.$1", k - 1);
+            pairs.push((
+                format!(r"^layer{k}\.(\d+)\.conv(\d)\."),
+                format!("{to}.conv$2.conv."),
+            ));
+            pairs.push((
+                format!(r"^layer{k}\.(\d+)\.bn(\d)\."),
+                format!("{to}.conv$2.bn."),
+            ));
+            pairs.push((
+                format!(r"^layer{k}\.(\d+)\.downsample\.0\."),
+                format!("{to}.downsample.conv."),
+            ));
+            pairs.push((
+                format!(r"^layer{k}\.(\d+)\.downsample\.1\."),
+                format!("{to}.downsample.bn."),
+            ));
+        }
+        KeyMap::from_pairs(pairs)
+    }
+}
+
+fn residual_block(
+    kind: BlockKind,
+    cin: usize,
+    width: usize,
+    stride: usize,
+    d: &Device,
+) -> ResBlock {
+    let cout = width * kind.expansion();
+    let downsample =
+        (stride != 1 || cin != cout).then(|| ConvBnSpec::torch([cin, cout], 1, stride).init(d));
+    match kind {
+        BlockKind::Basic => ResBlock {
+            conv1: ConvBnSpec::torch([cin, width], 3, stride).init(d),
+            conv2: ConvBnSpec::torch([width, width], 3, 1).init(d),
+            conv3: None,
+            downsample,
+        },
+        BlockKind::Bottleneck => ResBlock {
+            conv1: ConvBnSpec::torch([cin, width], 1, 1).init(d),
+            conv2: ConvBnSpec::torch([width, width], 3, stride).init(d),
+            conv3: Some(ConvBnSpec::torch([width, cout], 1, 1).init(d)),
+            downsample,
+        },
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct ResBlock {
+    pub conv1: ConvBn,
+    pub conv2: ConvBn,
+    /// Present in bottleneck blocks only.
+    pub conv3: Option<ConvBn>,
+    pub downsample: Option<ConvBn>,
+}
+
+impl ResBlock {
+    pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let mut x = relu(self.conv1.forward(input.clone()));
+        x = self.conv2.forward(x);
+        if let Some(conv3) = &self.conv3 {
+            x = conv3.forward(relu(x));
+        }
+        let shortcut = match &self.downsample {
+            Some(d) => d.forward(input),
+            None => input,
+        };
+        relu(x + shortcut)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct ResLayer {
+    pub blocks: Vec<ResBlock>,
+}
+
+#[derive(Module, Debug)]
+pub struct ResNet {
+    pub stem: ConvBn,
+    pub pool: MaxPool2d,
+    pub layers: Vec<ResLayer>,
+    pub fc: Linear,
+}
+
+impl ResNet {
+    /// Backbone groups: `stem` (conv, bn, relu, max-pool) and `layer1..layer4`.
+    pub fn group_names(&self) -> Vec<String> {
+        std::iter::once("stem".to_string())
+            .chain((1..=self.layers.len()).map(|i| format!("layer{i}")))
+            .collect()
+    }
+
+    pub fn forward_group(&self, g: usize, x: Tensor<4>) -> Tensor<4> {
+        match g {
+            0 => self.pool.forward(relu(self.stem.forward(x))),
+            _ => self.layers[g - 1]
+                .blocks
+                .iter()
+                .fold(x, |x, b| b.forward(x)),
+        }
+    }
+
+    pub fn embed(&self, x: Tensor<4>) -> Tensor<2> {
+        global_avg_pool(x)
+    }
+
+    pub fn classify(&self, e: Tensor<2>) -> Tensor<2> {
+        self.fc.forward(e)
+    }
+}

@@ -1,0 +1,171 @@
+//! VGG-16 and VGG-16-BN.
+//!
+//! Paper: Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
+//! Recognition" (ICLR 2015). Reference implementation and key names: torchvision
+//! `models/vgg.py` (`features.N` in one flat `nn.Sequential`, `classifier.{0,3,6}`).
+//! Here the flat sequence is split into its five conv blocks so that they can be frozen by name;
+//! the key map restores torchvision's flat indices.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
+};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+use burn::tensor::module::adaptive_avg_pool2d;
+
+use graft_weights::KeyMap;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct VggConfig {
+    /// Output channels of each conv, block by block (VGG-16: 2, 2, 3, 3, 3 convs).
+    pub blocks: Vec<Vec<usize>>,
+    pub batch_norm: bool,
+    pub hidden: usize,
+    pub num_classes: usize,
+    pub dropout: f64,
+}
+
+impl VggConfig {
+    pub fn vgg16(batch_norm: bool) -> Self {
+        Self {
+            blocks: vec![
+                vec![64; 2],
+                vec![128; 2],
+                vec![256; 3],
+                vec![512; 3],
+                vec![512; 3],
+            ],
+            batch_norm,
+            hidden: 4096,
+            num_classes: 1000,
+            dropout: 0.5,
+        }
+    }
+
+    pub fn with_num_classes(mut self, n: usize) -> Self {
+        self.num_classes = n;
+        self
+    }
+
+    pub fn init(&self, device: &Device) -> Vgg {
+        let mut cin = 3;
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|widths| VggBlock {
+                convs: widths
+                    .iter()
+                    .map(|&cout| {
+                        let conv = VggConv {
+                            conv: Conv2dConfig::new([cin, cout], [3, 3])
+                                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                                .init(device),
+                            bn: self
+                                .batch_norm
+                                .then(|| BatchNormConfig::new(cout).init(device)),
+                        };
+                        cin = cout;
+                        conv
+                    })
+                    .collect(),
+                pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+            })
+            .collect();
+        Vgg {
+            blocks,
+            fc1: LinearConfig::new(cin * 49, self.hidden).init(device),
+            fc2: LinearConfig::new(self.hidden, self.hidden).init(device),
+            fc3: LinearConfig::new(self.hidden, self.num_classes).init(device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+        }
+    }
+
+    /// torchvision's flat `features.N` indices -> `blocks.B.convs.C`. Each conv occupies
+    /// conv [+ bn] + relu slots and each block ends with a max-pool slot.
+    pub fn key_map(&self) -> KeyMap {
+        let mut pairs = Vec::new();
+        let mut idx = 0;
+        for (b, widths) in self.blocks.iter().enumerate() {
+            for c in 0..widths.len() {
+                pairs.push((
+                    format!(r"^features\.{idx}\."),
+                    format!("blocks.{b}.convs.{c}.conv."),
+                ));
+                idx += 1;
+                if self.batch_norm {
+                    pairs.push((
+                        format!(r"^features\.{idx}\."),
+                        format!("blocks.{b}.convs.{c}.bn."),
+                    ));
+                    idx += 1;
+                }
+                idx += 1; // ReLU
+            }
+            idx += 1; // MaxPool
+        }
+        for (torch, ours) in [("0", "fc1"), ("3", "fc2"), ("6", "fc3")] {
+            pairs.push((format!(r"^classifier\.{torch}\."), format!("{ours}.")));
+        }
+        KeyMap::from_pairs(pairs)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct VggConv {
+    pub conv: Conv2d,
+    pub bn: Option<BatchNorm>,
+}
+
+#[derive(Module, Debug)]
+pub struct VggBlock {
+    pub convs: Vec<VggConv>,
+    pub pool: MaxPool2d,
+}
+
+impl VggBlock {
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = self.convs.iter().fold(x, |x, c| {
+            let y = c.conv.forward(x);
+            relu(match &c.bn {
+                Some(bn) => bn.forward(y),
+                None => y,
+            })
+        });
+        self.pool.forward(x)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Vgg {
+    pub blocks: Vec<VggBlock>,
+    pub fc1: Linear,
+    pub fc2: Linear,
+    pub fc3: Linear,
+    pub dropout: Dropout,
+}
+
+impl Vgg {
+    pub fn group_names(&self) -> Vec<String> {
+        (1..=self.blocks.len())
+            .map(|i| format!("block{i}"))
+            .collect()
+    }
+
+    pub fn forward_group(&self, g: usize, x: Tensor<4>) -> Tensor<4> {
+        self.blocks[g].forward(x)
+    }
+
+    /// The classifier's input: adaptive average pool to 7x7, flattened in NCHW order as torch does.
+    pub fn embed(&self, x: Tensor<4>) -> Tensor<2> {
+        let [b, c, _, _] = x.dims();
+        adaptive_avg_pool2d(x, [7, 7]).reshape([b, c * 49])
+    }
+
+    pub fn classify(&self, e: Tensor<2>) -> Tensor<2> {
+        let x = self.dropout.forward(relu(self.fc1.forward(e)));
+        let x = self.dropout.forward(relu(self.fc2.forward(x)));
+        self.fc3.forward(x)
+    }
+}

@@ -1,0 +1,149 @@
+//! Logits agree with PyTorch (torchvision / the EfficientNet-Lite reference) on fixture
+//! checkpoints in every weight format. Fixtures: tests/fixtures/make_fixtures.py.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use graft_models::efficientnet_lite::{EfficientNetLiteConfig, Stage};
+use graft_models::resnet::{BlockKind, ResNetConfig};
+use graft_models::vgg::VggConfig;
+use graft_models::{Arch, default_device};
+use graft_weights::LoadPolicy;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+pub fn read_tensor(path: &Path, name: &str) -> (Vec<f32>, Vec<usize>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+    let view = st.tensor(name).expect("tensor in fixture");
+    let data = view
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (data, view.shape().to_vec())
+}
+
+fn assert_close(got: &[f32], want: &[f32], rel: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    let err = got
+        .iter()
+        .zip(want)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        err / scale <= rel,
+        "{what}: max abs err {err} vs scale {scale} (rel {})",
+        err / scale
+    );
+}
+
+fn check(arch: Arch, name: &str) {
+    let device = default_device();
+    let io = fixtures().join(format!("models/{name}.io.safetensors"));
+    let (input, shape) = read_tensor(&io, "input");
+    let (want, _) = read_tensor(&io, "logits");
+    for ext in ["pth", "legacy.pth", "safetensors"] {
+        let path = fixtures().join(format!("models/{name}.{ext}"));
+        let (net, report) = arch
+            .load(&path, &LoadPolicy::strict(), name, &device)
+            .unwrap_or_else(|e| panic!("{name}.{ext}: {e}"));
+        assert!(
+            report.missing.is_empty() && report.unused.is_empty(),
+            "{name}.{ext}: {report}"
+        );
+        let x = Tensor::<4>::from_data(
+            TensorData::new(input.clone(), [shape[0], shape[1], shape[2], shape[3]]),
+            &device,
+        );
+        let got: Vec<f32> = net.forward(x).into_data().to_vec().expect("f32 logits");
+        assert_close(&got, &want, 1e-4, &format!("{name}.{ext}"));
+    }
+}
+
+fn lite_tiny() -> EfficientNetLiteConfig {
+    let s = |kernel, stride, expand, out, repeats| Stage {
+        kernel,
+        stride,
+        expand,
+        out,
+        repeats,
+    };
+    EfficientNetLiteConfig {
+        stem: 8,
+        head: 32,
+        stages: vec![
+            s(3, 1, 1, 8, 1),
+            s(3, 2, 6, 8, 2),
+            s(5, 2, 6, 16, 2),
+            s(3, 2, 6, 16, 1),
+            s(5, 1, 6, 24, 2),
+            s(5, 2, 6, 24, 1),
+            s(3, 1, 6, 32, 1),
+        ],
+        num_classes: 10,
+        dropout: 0.2,
+    }
+}
+
+fn vgg_tiny(batch_norm: bool) -> VggConfig {
+    VggConfig {
+        blocks: vec![
+            vec![8; 2],
+            vec![16; 2],
+            vec![16; 3],
+            vec![32; 3],
+            vec![32; 3],
+        ],
+        batch_norm,
+        hidden: 64,
+        num_classes: 10,
+        dropout: 0.5,
+    }
+}
+
+fn resnet_tiny(block: BlockKind, layers: [usize; 4]) -> ResNetConfig {
+    ResNetConfig {
+        block,
+        layers,
+        stem: 8,
+        widths: [8, 16, 32, 64],
+        num_classes: 10,
+    }
+}
+
+#[test]
+fn efficientnet_lite_matches_pytorch_with_tf_same_padding() {
+    check(
+        Arch::EfficientNetLite(lite_tiny()),
+        "efficientnet_lite_tiny",
+    );
+}
+
+#[test]
+fn vgg16_matches_torchvision() {
+    check(Arch::Vgg(vgg_tiny(false)), "vgg16_tiny");
+}
+
+#[test]
+fn vgg16_bn_matches_torchvision() {
+    check(Arch::Vgg(vgg_tiny(true)), "vgg16_bn_tiny");
+}
+
+#[test]
+fn resnet18_matches_torchvision() {
+    check(
+        Arch::ResNet(resnet_tiny(BlockKind::Basic, [2, 2, 2, 2])),
+        "resnet18_tiny",
+    );
+}
+
+#[test]
+fn resnet50_matches_torchvision() {
+    check(
+        Arch::ResNet(resnet_tiny(BlockKind::Bottleneck, [3, 4, 6, 3])),
+        "resnet50_tiny",
+    );
+}

