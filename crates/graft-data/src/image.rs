@@ -6,6 +6,7 @@ use std::path::Path;
 use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
 
 use crate::DataError;
+use crate::jpeg::JpegFailure;
 
 /// Refuse images above these before decoding any pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +50,7 @@ pub fn decode_rgb(path: &Path, limits: DecodeLimits) -> Result<RgbImage, DataErr
             detail: "unrecognised file contents".into(),
         });
     }
+    let is_jpeg = reader.format() == Some(image::ImageFormat::Jpeg);
     let mut decoder = reader.into_decoder().map_err(|e| classify(path, e))?;
     let (width, height) = decoder.dimensions();
     let too_large = width > limits.max_side
@@ -66,10 +68,37 @@ pub fn decode_rgb(path: &Path, limits: DecodeLimits) -> Result<RgbImage, DataErr
             ),
         });
     }
+    // Only the header has been read so far; the orientation tag is in it.
+    let orientation = decoder.orientation().map_err(|e| classify(path, e))?;
+    if is_jpeg {
+        let data = std::fs::read(path).map_err(|source| DataError::Io {
+            path: path.into(),
+            source,
+        })?;
+        match crate::jpeg::decode(&data) {
+            Ok(rgb) => {
+                let mut img = DynamicImage::ImageRgb8(rgb);
+                img.apply_orientation(orientation);
+                return Ok(img.into_rgb8());
+            }
+            Err(JpegFailure::Truncated) => {
+                return Err(DataError::Corrupt {
+                    path: path.into(),
+                    detail: "truncated: the JPEG data ends before its end-of-image marker".into(),
+                });
+            }
+            Err(JpegFailure::Corrupt(detail)) => {
+                return Err(DataError::Corrupt {
+                    path: path.into(),
+                    detail,
+                });
+            }
+            Err(JpegFailure::Unsupported) => {} // CMYK: the image crate converts it below.
+        }
+    }
     let mut hard = Limits::default();
     hard.max_alloc = Some(limits.max_bytes);
     decoder.set_limits(hard).map_err(|e| classify(path, e))?;
-    let orientation = decoder.orientation().map_err(|e| classify(path, e))?;
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| classify(path, e))?;
     img.apply_orientation(orientation);
     Ok(img.into_rgb8())

@@ -4,6 +4,7 @@
 
 mod error;
 pub mod image;
+mod jpeg;
 pub mod list;
 pub mod transform;
 

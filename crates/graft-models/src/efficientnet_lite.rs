@@ -153,6 +153,14 @@ impl EfficientNetLiteConfig {
     }
 }
 
+/// `stem`, `stage1..stageN`, `top` (the 1x1 head conv before pooling).
+pub(crate) fn group_names(stages: usize) -> Vec<String> {
+    std::iter::once("stem".to_string())
+        .chain((1..=stages).map(|i| format!("stage{i}")))
+        .chain(std::iter::once("top".to_string()))
+        .collect()
+}
+
 fn same(channels: [usize; 2], kernel: usize, stride: usize, groups: usize) -> ConvBnSpec {
     ConvBnSpec {
         channels,
@@ -208,11 +216,7 @@ pub struct EfficientNetLite {
 impl EfficientNetLite {
     /// Backbone groups in forward order: `stem`, `stage1..stageN`, `top` (the 1x1 head conv).
     pub fn group_names(&self) -> Vec<String> {
-        let stages = (1..=self.stage_lengths.len()).map(|i| format!("stage{i}"));
-        std::iter::once("stem".to_string())
-            .chain(stages)
-            .chain(std::iter::once("top".to_string()))
-            .collect()
+        group_names(self.stage_lengths.len())
     }
 
     /// Runs backbone group `g` (an index into [`Self::group_names`]).

@@ -35,6 +35,15 @@ impl Arch {
         }
     }
 
+    /// The backbone's block groups in forward order, from the configuration alone.
+    pub fn group_names(&self) -> Vec<String> {
+        match self {
+            Self::EfficientNetLite(c) => crate::efficientnet_lite::group_names(c.stages.len()),
+            Self::Vgg(c) => crate::vgg::group_names(c.blocks.len()),
+            Self::ResNet(c) => crate::resnet::group_names(c.layers.len()),
+        }
+    }
+
     pub fn key_map(&self) -> KeyMap {
         match self {
             Self::EfficientNetLite(_) => EfficientNetLiteConfig::key_map(),

@@ -149,6 +149,12 @@ fn residual_block(
     }
 }
 
+pub(crate) fn group_names(layers: usize) -> Vec<String> {
+    std::iter::once("stem".to_string())
+        .chain((1..=layers).map(|i| format!("layer{i}")))
+        .collect()
+}
+
 #[derive(Module, Debug)]
 pub struct ResBlock {
     pub conv1: ConvBn,
@@ -189,9 +195,7 @@ pub struct ResNet {
 impl ResNet {
     /// Backbone groups: `stem` (conv, bn, relu, max-pool) and `layer1..layer4`.
     pub fn group_names(&self) -> Vec<String> {
-        std::iter::once("stem".to_string())
-            .chain((1..=self.layers.len()).map(|i| format!("layer{i}")))
-            .collect()
+        group_names(self.layers.len())
     }
 
     pub fn forward_group(&self, g: usize, x: Tensor<4>) -> Tensor<4> {

@@ -112,6 +112,11 @@ impl VggConfig {
     }
 }
 
+/// `block1..blockN`, each its convs and the max-pool that ends it.
+pub(crate) fn group_names(blocks: usize) -> Vec<String> {
+    (1..=blocks).map(|i| format!("block{i}")).collect()
+}
+
 #[derive(Module, Debug)]
 pub struct VggConv {
     pub conv: Conv2d,

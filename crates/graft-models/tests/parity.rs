@@ -1,7 +1,9 @@
 //! Logits agree with PyTorch (torchvision / the EfficientNet-Lite reference) on fixture
 //! checkpoints in every weight format. Fixtures: tests/fixtures/make_fixtures.py.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{assert_close, fixtures, read_tensor};
 
 use burn::prelude::*;
 use graft_models::efficientnet_lite::{EfficientNetLiteConfig, Stage};
@@ -9,36 +11,6 @@ use graft_models::resnet::{BlockKind, ResNetConfig};
 use graft_models::vgg::VggConfig;
 use graft_models::{Arch, default_device};
 use graft_weights::LoadPolicy;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
-pub fn read_tensor(path: &Path, name: &str) -> (Vec<f32>, Vec<usize>) {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
-    let view = st.tensor(name).expect("tensor in fixture");
-    let data = view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    (data, view.shape().to_vec())
-}
-
-fn assert_close(got: &[f32], want: &[f32], rel: f32, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-    let err = got
-        .iter()
-        .zip(want)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(
-        err / scale <= rel,
-        "{what}: max abs err {err} vs scale {scale} (rel {})",
-        err / scale
-    );
-}
 
 fn check(arch: Arch, name: &str) {
     let device = default_device();
@@ -58,7 +30,11 @@ fn check(arch: Arch, name: &str) {
             TensorData::new(input.clone(), [shape[0], shape[1], shape[2], shape[3]]),
             &device,
         );
-        let got: Vec<f32> = net.forward(x).into_data().to_vec().expect("f32 logits");
+        let got: Vec<f32> = net
+            .forward(x)
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32 logits");
         assert_close(&got, &want, 1e-4, &format!("{name}.{ext}"));
     }
 }

@@ -1,1 +1,44 @@
-fn main() {}
+//! graft: a thin binary over the graft libraries. Results go to stdout, logs and progress to
+//! stderr. Exit status: 0 on success, 1 when any input failed or on error, 2 on bad usage.
+
+mod args;
+mod cmd_evaluate;
+mod cmd_predict;
+mod cmd_weights;
+mod infer;
+mod progress;
+mod settings;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{Cli, Command, WeightsCommand};
+
+fn run(cli: &Cli) -> anyhow::Result<usize> {
+    if let Some(n) = cli.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()?;
+    }
+    match &cli.command {
+        Command::Weights(WeightsCommand::List { json }) => cmd_weights::list(*json).map(|_| 0),
+        Command::Weights(WeightsCommand::Fetch { model, all }) => {
+            cmd_weights::fetch(model.as_deref(), *all, cli.quiet).map(|_| 0)
+        }
+        Command::Predict(args) => cmd_predict::run(args, cli.quiet),
+        Command::Evaluate(args) => cmd_evaluate::run(args, cli.quiet),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

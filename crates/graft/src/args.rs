@@ -1,0 +1,109 @@
+//! Command-line arguments, as clap sees them. `settings.rs` turns them into resolved settings.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "graft",
+    version,
+    about = "Transfer learning on images, fast on a CPU",
+    long_about = "graft reuses CNNs pretrained on ImageNet for your own images.\n\n\
+        Strategies: pretrained (use the ImageNet model as it is), head (freeze the backbone, train \
+        a new classifier), partial:N (also train the top N block groups), scratch (same \
+        architecture, fresh weights).\n\n\
+        Start with `graft weights list`, then `graft predict --model efficientnet_lite0 photo.jpg`.\n\
+        Results go to stdout; progress and logs go to stderr.",
+    after_help = "Weights are cached under $GRAFT_HOME (default: ~/.cache/graft). Set GRAFT_OFFLINE=1 to never download."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Worker threads for decoding and compute (default: all cores).
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// No progress bars or informational logs on stderr.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List the models graft knows and fetch their pretrained weights.
+    #[command(subcommand)]
+    Weights(WeightsCommand),
+    /// Top-k ImageNet classes for images (strategy 1: the pretrained model as it is).
+    Predict(PredictArgs),
+    /// Top-1/top-5 accuracy of a pretrained model on labelled ImageNet images.
+    Evaluate(EvaluateArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WeightsCommand {
+    /// Models with their input size, parameters, block groups, weight source and cache state.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download a model's weights into the cache (verified by sha256).
+    Fetch {
+        /// Model name, as `graft weights list` shows it.
+        #[arg(required_unless_present = "all")]
+        model: Option<String>,
+        /// Fetch every model's weights.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ModelArgs {
+    /// Model name, as `graft weights list` shows it (e.g. efficientnet_lite0, resnet50, vgg16).
+    #[arg(long, short, default_value = "efficientnet_lite0")]
+    pub model: String,
+
+    /// Weights file (.pth in either PyTorch format, or .safetensors); no network needed.
+    /// Default: the cached published weights, downloaded on first use.
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub batch_size: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// How many classes to show per image.
+    #[arg(long, short = 'k', default_value_t = 5)]
+    pub top_k: usize,
+
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Image files or folders (searched recursively for .jpg .jpeg .png .gif .bmp .webp).
+    #[arg(required = true, value_name = "IMAGE_OR_DIR")]
+    pub inputs: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// A list file (.csv/.tsv with `path,label`, paths relative to the file) or a folder with one
+    /// subfolder per class. Labels are ImageNet wnids (n01440764) or class indices (0..999).
+    #[arg(long, value_name = "DATASET")]
+    pub data: PathBuf,
+
+    /// Print one JSON object (n, top1, top5, seconds, ...) at the end of stdout.
+    #[arg(long)]
+    pub json: bool,
+}

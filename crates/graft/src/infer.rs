@@ -1,0 +1,80 @@
+//! Batched pretrained inference over image files: decode in parallel, one forward pass per
+//! batch, one result per file (a file that fails is reported, never dropped).
+
+use std::path::PathBuf;
+
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+use graft_data::DataError;
+
+use crate::progress::Progress;
+use crate::settings::LoadedModel;
+
+/// Calls `each(index, path, probabilities or error)` for every path, in order.
+pub fn classify_files(
+    model: &LoadedModel,
+    paths: &[PathBuf],
+    progress: &mut Progress,
+    mut each: impl FnMut(usize, &PathBuf, Result<Vec<f32>, DataError>),
+) -> anyhow::Result<()> {
+    let size = model.preprocess.crop as usize;
+    for (chunk_no, chunk) in paths.chunks(model.batch_size).enumerate() {
+        let refs: Vec<&std::path::Path> = chunk.iter().map(|p| p.as_path()).collect();
+        let decoded = model.preprocess.files(&refs);
+        let mut pixels = Vec::new();
+        let mut ok = Vec::new();
+        for (i, result) in decoded.iter().enumerate() {
+            if let Ok(chw) = result {
+                pixels.extend_from_slice(chw);
+                ok.push(i);
+            }
+        }
+        let mut probs = Vec::new();
+        if !ok.is_empty() {
+            let x = Tensor::<4>::from_data(
+                TensorData::new(pixels, [ok.len(), 3, size, size]),
+                &model.device,
+            );
+            let p = softmax(model.net.forward(x), 1);
+            probs = p
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("cannot read the model's output: {e:?}"))?;
+        }
+        let classes = probs.len() / ok.len().max(1);
+        let mut rows = probs.chunks_exact(classes.max(1));
+        for (i, result) in decoded.into_iter().enumerate() {
+            let index = chunk_no * model.batch_size + i;
+            match (result, &mut rows) {
+                (Err(e), _) => each(index, &chunk[i], Err(e)),
+                (Ok(_), rows) => {
+                    let row = rows.next().map(<[f32]>::to_vec).unwrap_or_default();
+                    each(index, &chunk[i], Ok(row));
+                }
+            }
+        }
+        progress.inc(chunk.len() as u64);
+    }
+    Ok(())
+}
+
+/// Indices of the `k` largest values, largest first (ties: lower index first).
+pub fn top_k(values: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut idx: Vec<usize> = (0..values.len()).collect();
+    idx.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+    idx.into_iter().take(k).map(|i| (i, values[i])).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_orders_by_value_then_index() {
+        assert_eq!(
+            top_k(&[0.1, 0.5, 0.5, 0.2], 3),
+            vec![(1, 0.5), (2, 0.5), (3, 0.2)]
+        );
+        assert_eq!(top_k(&[0.3], 5), vec![(0, 0.3)]);
+    }
+}

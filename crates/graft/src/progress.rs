@@ -1,0 +1,98 @@
+//! Progress on stderr: a bar with rate and ETA on a terminal, plain lines otherwise (logs, CI).
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    label: String,
+    unit: &'static str,
+    total: u64,
+    done: u64,
+    start: Instant,
+    last_line: Instant,
+    quiet: bool,
+}
+
+impl Progress {
+    pub fn new(label: &str, total: u64, unit: &'static str, quiet: bool) -> Self {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new(total);
+            let style = ProgressStyle::with_template(&format!(
+                "{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{per_sec}} ETA {{eta}}"
+            ))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            bar.set_style(style.progress_chars("=> "));
+            bar.set_message(label.to_string());
+            bar
+        });
+        let now = Instant::now();
+        Self {
+            bar,
+            label: label.into(),
+            unit,
+            total,
+            done: 0,
+            start: now,
+            last_line: now,
+            quiet,
+        }
+    }
+
+    pub fn inc(&mut self, n: u64) {
+        self.done += n;
+        match &self.bar {
+            Some(bar) => bar.inc(n),
+            None if !self.quiet && self.last_line.elapsed() >= Duration::from_secs(5) => {
+                self.last_line = Instant::now();
+                eprintln!("{}", self.line());
+            }
+            None => {}
+        }
+    }
+
+    /// Moves to an absolute position (for byte counts reported as totals).
+    pub fn set(&mut self, pos: u64) {
+        if pos > self.done {
+            self.inc(pos - self.done);
+        }
+    }
+
+    fn line(&self) -> String {
+        let secs = self.start.elapsed().as_secs_f64().max(1e-9);
+        let rate = self.done as f64 / secs;
+        let eta = if rate > 0.0 {
+            (self.total.saturating_sub(self.done)) as f64 / rate
+        } else {
+            0.0
+        };
+        format!(
+            "{}: {}/{} {} ({:.0}%), {:.1} {}/s, ETA {:.0} s",
+            self.label,
+            self.done,
+            self.total,
+            self.unit,
+            100.0 * self.done as f64 / self.total.max(1) as f64,
+            rate,
+            self.unit,
+            eta
+        )
+    }
+
+    pub fn finish(self) {
+        match self.bar {
+            Some(bar) => bar.finish_and_clear(),
+            None if !self.quiet && self.total > 0 => eprintln!("{}", self.line()),
+            None => {}
+        }
+    }
+}
+
+/// Logs a line to stderr unless quiet; results never go through here.
+pub fn log(quiet: bool, msg: impl AsRef<str>) {
+    if !quiet {
+        eprintln!("{}", msg.as_ref());
+    }
+}
