@@ -34,22 +34,23 @@ pub fn decode_rgb(path: &Path, limits: DecodeLimits) -> Result<RgbImage, DataErr
     if meta.len() == 0 {
         return Err(DataError::Empty { path: path.into() });
     }
-    let reader = ImageReader::open(path)
-        .map_err(|source| DataError::Io {
-            path: path.into(),
-            source,
-        })?
-        .with_guessed_format()
+    // By content, not extension: users rename files, and a text file called .png is no image.
+    let mut head = [0u8; 64];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
         .map_err(|source| DataError::Io {
             path: path.into(),
             source,
         })?;
-    if reader.format().is_none() {
-        return Err(DataError::NotAnImage {
-            path: path.into(),
-            detail: "unrecognised file contents".into(),
-        });
-    }
+    let format = image::guess_format(&head[..n]).map_err(|_| DataError::NotAnImage {
+        path: path.into(),
+        detail: "unrecognised file contents".into(),
+    })?;
+    let mut reader = ImageReader::open(path).map_err(|source| DataError::Io {
+        path: path.into(),
+        source,
+    })?;
+    reader.set_format(format);
     let is_jpeg = reader.format() == Some(image::ImageFormat::Jpeg);
     let mut decoder = reader.into_decoder().map_err(|e| classify(path, e))?;
     let (width, height) = decoder.dimensions();

@@ -12,8 +12,22 @@ use crate::{Origin, WeightSource, WeightsError};
 /// Called with (bytes so far, total if known) while downloading.
 pub type FetchProgress<'a> = &'a mut dyn FnMut(u64, Option<u64>);
 
-fn offline() -> bool {
-    std::env::var("GRAFT_OFFLINE").is_ok_and(|v| !v.is_empty() && v != "0")
+/// Where the cache is and whether the network may be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchOptions {
+    pub home: PathBuf,
+    pub offline: bool,
+}
+
+impl FetchOptions {
+    /// `$GRAFT_HOME` (or the user cache) and `GRAFT_OFFLINE`.
+    pub fn from_env() -> Self {
+        let offline = std::env::var("GRAFT_OFFLINE").is_ok_and(|v| !v.is_empty() && v != "0");
+        Self {
+            home: crate::graft_home(),
+            offline,
+        }
+    }
 }
 
 /// The weights file to use for `model`: the user's `--weights`, else the cache, else a fresh
@@ -22,6 +36,7 @@ pub fn resolve(
     model: &str,
     source: &WeightSource,
     explicit: Option<&Path>,
+    options: &FetchOptions,
     progress: FetchProgress<'_>,
 ) -> Result<PathBuf, WeightsError> {
     if let Some(path) = explicit {
@@ -33,27 +48,28 @@ pub fn resolve(
         }
         return Ok(path.to_path_buf());
     }
-    let cached = source.cache_path();
+    let cached = source.cache_path(&options.home);
     if cached.is_file() {
         return Ok(cached);
     }
-    if offline() {
+    if options.offline {
         return Err(WeightsError::Offline {
             model: model.into(),
             path: cached,
             hint: source.how_to_get(model),
         });
     }
-    fetch(model, source, progress)
+    fetch(model, source, &options.home, progress)
 }
 
 /// Fetches `source` into the cache and returns its path; a digest mismatch leaves nothing behind.
 pub fn fetch(
     model: &str,
     source: &WeightSource,
+    home: &Path,
     progress: FetchProgress<'_>,
 ) -> Result<PathBuf, WeightsError> {
-    let dest = source.cache_path();
+    let dest = source.cache_path(home);
     let dir = dest.parent().unwrap_or(Path::new(".")).to_path_buf();
     let io = |path: &Path| {
         let path = path.to_path_buf();

@@ -13,7 +13,7 @@ mod report;
 mod source;
 
 pub use error::WeightsError;
-pub use fetch::{FetchProgress, fetch, resolve};
+pub use fetch::{FetchOptions, FetchProgress, fetch, resolve};
 pub use keymap::KeyMap;
 pub use load::{WeightFormat, detect_format, load_weights};
 pub use report::{LoadPolicy, LoadReport, Mismatch};

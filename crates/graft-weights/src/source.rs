@@ -54,12 +54,13 @@ pub struct WeightSource {
 }
 
 impl WeightSource {
-    pub fn cache_path(&self) -> PathBuf {
-        graft_home().join("weights").join(&self.file_name)
+    /// Where the verified file lives under a graft home (see [`graft_home`]).
+    pub fn cache_path(&self, home: &Path) -> PathBuf {
+        home.join("weights").join(&self.file_name)
     }
 
-    pub fn is_cached(&self) -> bool {
-        self.cache_path().is_file()
+    pub fn is_cached(&self, home: &Path) -> bool {
+        self.cache_path(home).is_file()
     }
 
     /// One line telling a user how to get this file by hand.

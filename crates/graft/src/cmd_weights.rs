@@ -22,6 +22,7 @@ fn groups(spec: &ModelSpec) -> Vec<String> {
 
 pub fn list(json: bool) -> anyhow::Result<()> {
     let models = registry();
+    let home = graft_weights::graft_home();
     if json {
         let rows: Vec<_> = models
             .iter()
@@ -35,8 +36,8 @@ pub fn list(json: bool) -> anyhow::Result<()> {
                     "block_groups": groups(m),
                     "source": source(m),
                     "file": m.weights.file_name,
-                    "cached": m.weights.is_cached(),
-                    "cache_path": m.weights.cache_path(),
+                    "cached": m.weights.is_cached(&home),
+                    "cache_path": m.weights.cache_path(&home),
                 })
             })
             .collect();
@@ -54,7 +55,11 @@ pub fn list(json: bool) -> anyhow::Result<()> {
             m.input_size,
             m.params as f64 / 1e6,
             groups(m).len(),
-            if m.weights.is_cached() { "yes" } else { "no" },
+            if m.weights.is_cached(&home) {
+                "yes"
+            } else {
+                "no"
+            },
             source(m)
         );
     }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use burn::prelude::Device;
 use graft_data::{DecodeLimits, Preprocess};
 use graft_models::{ModelSpec, Network, default_device, find_model};
-use graft_weights::{LoadPolicy, LoadReport, resolve};
+use graft_weights::{FetchOptions, LoadPolicy, LoadReport, resolve};
 
 use crate::args::ModelArgs;
 use crate::progress::{Progress, log};
@@ -67,13 +67,19 @@ pub fn fetch_weights(
     quiet: bool,
 ) -> anyhow::Result<PathBuf> {
     let mut bar: Option<Progress> = None;
-    let path = resolve(spec.name, &spec.weights, explicit, &mut |done, total| {
-        bar.get_or_insert_with(|| {
-            log(quiet, format!("{}: downloading weights", spec.name));
-            Progress::new(spec.name, total.unwrap_or(0) >> 20, "MiB", quiet)
-        })
-        .set(done >> 20);
-    });
+    let path = resolve(
+        spec.name,
+        &spec.weights,
+        explicit,
+        &FetchOptions::from_env(),
+        &mut |done, total| {
+            bar.get_or_insert_with(|| {
+                log(quiet, format!("{}: downloading weights", spec.name));
+                Progress::new(spec.name, total.unwrap_or(0) >> 20, "MiB", quiet)
+            })
+            .set(done >> 20);
+        },
+    );
     if let Some(bar) = bar {
         bar.finish();
     }
