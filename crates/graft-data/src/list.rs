@@ -118,26 +118,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn list_file_paths_are_relative_to_the_file_and_header_is_optional() {
-        let dir = tempfile::tempdir().expect("tempdir");
+    fn list_file_paths_are_relative_to_the_file_and_header_is_optional()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
         let list = dir.path().join("labels.csv");
         std::fs::write(
             &list,
             "path,label\nimages/a b.jpg,n01440764\n\nimages/c.JPEG,7\n",
-        )
-        .expect("write");
-        let items = read_list_file(&list).expect("parse");
+        )?;
+        let items = read_list_file(&list)?;
         assert_eq!(items.len(), 2);
         assert_eq!(items[0].path, dir.path().join("images/a b.jpg"));
         assert_eq!(items[1].label, "7");
+        Ok(())
     }
 
     #[test]
-    fn list_file_line_without_label_names_the_line() {
-        let dir = tempfile::tempdir().expect("tempdir");
+    fn list_file_line_without_label_names_the_line() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
         let list = dir.path().join("l.csv");
-        std::fs::write(&list, "a.jpg,1\nb.jpg\n").expect("write");
-        let err = read_list_file(&list).expect_err("must fail").to_string();
+        std::fs::write(&list, "a.jpg,1\nb.jpg\n")?;
+        let err = read_list_file(&list)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("l.csv:2"), "{err}");
+        Ok(())
     }
 }

@@ -58,10 +58,10 @@ pub fn resize_exact(img: &RgbImage, w: u32, h: u32) -> RgbImage {
     // The only errors are pixel-type and zero-size mismatches, which the arguments rule out.
     if let Ok(src) = src {
         let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-        if Resizer::new().resize(&src, &mut dst, &options).is_ok() {
-            if let Some(out) = RgbImage::from_raw(w, h, dst.into_vec()) {
-                return out;
-            }
+        if Resizer::new().resize(&src, &mut dst, &options).is_ok()
+            && let Some(out) = RgbImage::from_raw(w, h, dst.into_vec())
+        {
+            return out;
         }
     }
     image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle)

@@ -28,14 +28,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let spec = find_model(model)?;
     let device = default_device();
     let net = match rest.first() {
-        Some(w) => spec.arch.load(std::path::Path::new(w), &LoadPolicy::strict(), spec.name, &device)?.0,
+        Some(w) => {
+            spec.arch
+                .load(
+                    std::path::Path::new(w),
+                    &LoadPolicy::strict(),
+                    spec.name,
+                    &device,
+                )?
+                .0
+        }
         None => spec.arch.init(&device),
     };
     let bytes = std::fs::read(input)?;
     let st = safetensors::SafeTensors::deserialize(&bytes)?;
     let view = st.tensor("input")?;
     let shape: [usize; 4] = view.shape().try_into().map_err(|_| "input must be 4-d")?;
-    let data: Vec<f32> = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let data: Vec<f32> = view
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
     let x = Tensor::<4>::from_data(TensorData::new(data, shape), &device);
     // Warm-up: first-call allocations and packing.
     let _ = net.forward(x.clone()).into_data();

