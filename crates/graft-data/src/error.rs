@@ -29,6 +29,9 @@ pub enum DataError {
         limit: String,
     },
 
+    #[error("dataset {path}: {detail}")]
+    Dataset { path: PathBuf, detail: String },
+
     #[error("{path}:{line}: {detail}")]
     ListFile {
         path: PathBuf,
@@ -45,7 +48,8 @@ impl DataError {
             | Self::NotAnImage { path, .. }
             | Self::Corrupt { path, .. }
             | Self::TooLarge { path, .. }
-            | Self::ListFile { path, .. } => path,
+            | Self::ListFile { path, .. }
+            | Self::Dataset { path, .. } => path,
         }
     }
 }

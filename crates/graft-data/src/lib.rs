@@ -2,12 +2,14 @@
 //! preprocessing (shorter-side resize with PIL's antialiased bilinear filter, center crop,
 //! normalisation), and the dataset forms users have (list files and folders).
 
+pub mod dataset;
 mod error;
 pub mod image;
 mod jpeg;
 pub mod list;
 pub mod transform;
 
+pub use dataset::{Dataset, Sample, SplitMix64, SplitOptions, SplitSource, open_dataset};
 pub use error::DataError;
 pub use image::{DecodeLimits, decode_rgb};
 pub use list::{LabeledImage, find_images, read_list_file};

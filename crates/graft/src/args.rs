@@ -39,6 +39,8 @@ pub enum Command {
     Predict(PredictArgs),
     /// Top-1/top-5 accuracy of a pretrained model on labelled ImageNet images.
     Evaluate(EvaluateArgs),
+    /// Adapt a pretrained model to your labelled images (strategy `head` today).
+    Train(TrainArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -104,6 +106,70 @@ pub struct EvaluateArgs {
     pub data: PathBuf,
 
     /// Print one JSON object (n, top1, top5, seconds, ...) at the end of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Strategies: head = every block group frozen, a new linear classifier trained on \
+features computed once and cached (under $GRAFT_HOME/features). Frozen layers always run in \
+inference mode: BatchNorm uses its running statistics and does not update them. partial:N and \
+scratch are not available yet. `graft weights list` shows each model's block groups."
+)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// An ImageFolder (with train/ and val/ or test/, or a split.csv, or neither: then a seeded
+    /// stratified split is made), or a list file (.csv/.tsv: path,label[,split]).
+    #[arg(long, value_name = "DATASET")]
+    pub data: PathBuf,
+
+    /// pretrained | head | partial:N | scratch.
+    #[arg(long, default_value = "head")]
+    pub strategy: String,
+
+    /// Run directory (default: runs/<dataset>-<model>-<strategy>, numbered if taken).
+    #[arg(long, value_name = "RUN_DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Write into --out even if it exists (files graft writes are replaced; others are kept).
+    #[arg(long)]
+    pub force: bool,
+
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+
+    /// Seed for the split, the head's initialisation and the shuffling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Peak learning rate (AdamW, 1 epoch warmup, cosine decay).
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f32,
+
+    /// Label smoothing for the cross-entropy loss (e.g. 0.1).
+    #[arg(long, value_name = "EPS")]
+    pub label_smoothing: Option<f32>,
+
+    /// Stop after this many epochs without a better validation accuracy.
+    #[arg(long, default_value_t = 10)]
+    pub patience: usize,
+
+    /// Fraction held out for validation when the dataset gives no split.
+    #[arg(long, default_value_t = 0.2)]
+    pub val_fraction: f64,
+
+    /// Refuse the dataset if any image cannot be read (default: report and skip).
+    #[arg(long)]
+    pub strict: bool,
+
+    /// End stdout with one JSON object (strategy, model, train_images, val_images,
+    /// val_accuracy, best_epoch, seconds, run_dir, ...).
     #[arg(long)]
     pub json: bool,
 }

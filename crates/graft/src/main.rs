@@ -4,9 +4,11 @@
 mod args;
 mod cmd_evaluate;
 mod cmd_predict;
+mod cmd_train;
 mod cmd_weights;
 mod infer;
 mod progress;
+mod run_dir;
 mod settings;
 
 use std::process::ExitCode;
@@ -28,6 +30,7 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
         }
         Command::Predict(args) => cmd_predict::run(args, cli.quiet),
         Command::Evaluate(args) => cmd_evaluate::run(args, cli.quiet),
+        Command::Train(args) => cmd_train::run(args, cli.quiet),
     }
 }
 

@@ -13,6 +13,8 @@ pub struct Progress {
     done: u64,
     start: Instant,
     last_line: Instant,
+    /// `done` when the last plain line was printed (so `finish` does not repeat it).
+    printed: Option<u64>,
     quiet: bool,
 }
 
@@ -37,6 +39,7 @@ impl Progress {
             done: 0,
             start: now,
             last_line: now,
+            printed: None,
             quiet,
         }
     }
@@ -47,6 +50,7 @@ impl Progress {
             Some(bar) => bar.inc(n),
             None if !self.quiet && self.last_line.elapsed() >= Duration::from_secs(5) => {
                 self.last_line = Instant::now();
+                self.printed = Some(self.done);
                 eprintln!("{}", self.line());
             }
             None => {}
@@ -84,7 +88,9 @@ impl Progress {
     pub fn finish(self) {
         match self.bar {
             Some(bar) => bar.finish_and_clear(),
-            None if !self.quiet && self.total > 0 => eprintln!("{}", self.line()),
+            None if !self.quiet && self.total > 0 && self.printed != Some(self.done) => {
+                eprintln!("{}", self.line())
+            }
             None => {}
         }
     }

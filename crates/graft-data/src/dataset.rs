@@ -1,0 +1,467 @@
+//! Labelled datasets for training, in the three forms users have:
+//! 1. an ImageFolder with `train/` and `val/` (or `test/`) subfolders (hymenoptera);
+//! 2. an ImageFolder with a `split.csv` (`path,split`) beside the class folders (caltech101-20);
+//! 3. a list file `path,label[,split]`, paths relative to the file;
+//!
+//! and, where no split is given, a stratified split made with a seed (saved by the caller).
+//! Class names are sorted so that labels are deterministic.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::DataError;
+use crate::list::is_image_path;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sample {
+    pub path: PathBuf,
+    pub class: usize,
+}
+
+/// Where the train/validation split came from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SplitSource {
+    Folders {
+        val_dir: String,
+    },
+    SplitFile(PathBuf),
+    ListColumn,
+    /// Made here: stratified, seeded; the caller saves it so it can be reused.
+    Generated {
+        seed: u64,
+        val_fraction: f64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    pub root: PathBuf,
+    pub classes: Vec<String>,
+    pub train: Vec<Sample>,
+    pub val: Vec<Sample>,
+    /// `val` or `test`, as the dataset names its held-out split.
+    pub val_name: String,
+    pub split: SplitSource,
+    /// Non-fatal findings (e.g. files skipped by extension), for the caller to print.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SplitOptions {
+    pub val_fraction: f64,
+    pub seed: u64,
+}
+
+impl Default for SplitOptions {
+    fn default() -> Self {
+        Self {
+            val_fraction: 0.2,
+            seed: 0,
+        }
+    }
+}
+
+fn err(path: &Path, detail: impl Into<String>) -> DataError {
+    DataError::Dataset {
+        path: path.into(),
+        detail: detail.into(),
+    }
+}
+
+fn subdirs(dir: &Path) -> Result<Vec<String>, DataError> {
+    let mut names = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|source| DataError::Io {
+        path: dir.into(),
+        source,
+    })?;
+    for e in entries {
+        let e = e.map_err(|source| DataError::Io {
+            path: dir.into(),
+            source,
+        })?;
+        if e.path().is_dir() {
+            names.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Image files directly in `dir`, sorted; others are noted in `warnings`.
+fn images_in(dir: &Path, warnings: &mut Vec<String>) -> Result<Vec<PathBuf>, DataError> {
+    let (images, skipped) = crate::list::find_images(&[dir.to_path_buf()])?;
+    for s in skipped {
+        warnings.push(format!(
+            "{}: skipped, not an image file extension",
+            s.display()
+        ));
+    }
+    Ok(images.into_iter().filter(|p| is_image_path(p)).collect())
+}
+
+/// Opens `path` as whichever dataset form it is.
+pub fn open_dataset(path: &Path, options: SplitOptions) -> Result<Dataset, DataError> {
+    if path.is_file() {
+        return open_list(path, options);
+    }
+    if !path.is_dir() {
+        return Err(err(
+            path,
+            "no such dataset (expected a folder of class folders or a .csv/.tsv list)",
+        ));
+    }
+    let subs = subdirs(path)?;
+    let val_dir = ["val", "test"]
+        .into_iter()
+        .find(|v| subs.iter().any(|s| s == v));
+    if subs.iter().any(|s| s == "train") {
+        let val_dir = val_dir.ok_or_else(|| err(path, "has train/ but no val/ or test/ folder"))?;
+        return open_split_folders(path, val_dir);
+    }
+    let split_file = path.join("split.csv");
+    if split_file.is_file() {
+        return open_split_csv(path, &split_file);
+    }
+    let mut warnings = Vec::new();
+    let classes = subs;
+    let mut all = Vec::new();
+    for (i, c) in classes.iter().enumerate() {
+        for p in images_in(&path.join(c), &mut warnings)? {
+            all.push(Sample { path: p, class: i });
+        }
+    }
+    let mut ds = finish(
+        path,
+        classes,
+        all,
+        Vec::new(),
+        "val",
+        SplitSource::Generated {
+            seed: options.seed,
+            val_fraction: options.val_fraction,
+        },
+        warnings,
+    )?;
+    let (train, val) = stratified_split(&ds.train, ds.classes.len(), options)?;
+    ds.train = train;
+    ds.val = val;
+    check_splits(&ds)?;
+    Ok(ds)
+}
+
+fn open_split_folders(root: &Path, val_dir: &str) -> Result<Dataset, DataError> {
+    let mut warnings = Vec::new();
+    let classes = subdirs(&root.join("train"))?;
+    let val_classes = subdirs(&root.join(val_dir))?;
+    for c in &val_classes {
+        if !classes.contains(c) {
+            return Err(err(
+                root,
+                format!("class {c:?} is in {val_dir}/ but not in train/"),
+            ));
+        }
+    }
+    let mut train = Vec::new();
+    let mut val = Vec::new();
+    for (i, c) in classes.iter().enumerate() {
+        for p in images_in(&root.join("train").join(c), &mut warnings)? {
+            train.push(Sample { path: p, class: i });
+        }
+        let vdir = root.join(val_dir).join(c);
+        if vdir.is_dir() {
+            for p in images_in(&vdir, &mut warnings)? {
+                val.push(Sample { path: p, class: i });
+            }
+        }
+    }
+    let ds = finish(
+        root,
+        classes,
+        train,
+        val,
+        val_dir,
+        SplitSource::Folders {
+            val_dir: val_dir.into(),
+        },
+        warnings,
+    )?;
+    check_splits(&ds)?;
+    Ok(ds)
+}
+
+fn split_name(path: &Path, line: usize, s: &str) -> Result<bool, DataError> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "train" => Ok(false),
+        "val" | "valid" | "validation" | "test" => Ok(true),
+        other => Err(DataError::ListFile {
+            path: path.into(),
+            line,
+            detail: format!("unknown split {other:?} (train, val or test)"),
+        }),
+    }
+}
+
+fn open_split_csv(root: &Path, split_file: &Path) -> Result<Dataset, DataError> {
+    let classes = subdirs(root)?;
+    let text = std::fs::read_to_string(split_file).map_err(|source| DataError::Io {
+        path: split_file.into(),
+        source,
+    })?;
+    let mut train = Vec::new();
+    let mut val = Vec::new();
+    let mut val_name = "val".to_string();
+    let mut missing = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || (i == 0 && line.starts_with("path")) {
+            continue;
+        }
+        let (file, split) = line.rsplit_once(',').ok_or_else(|| DataError::ListFile {
+            path: split_file.into(),
+            line: i + 1,
+            detail: format!("expected `path,split`, found {line:?}"),
+        })?;
+        let is_val = split_name(split_file, i + 1, split)?;
+        if is_val && split.trim().eq_ignore_ascii_case("test") {
+            val_name = "test".into();
+        }
+        let path = root.join(file);
+        let class_name = Path::new(file)
+            .components()
+            .next()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned());
+        let Some(class) = class_name.and_then(|c| classes.iter().position(|k| *k == c)) else {
+            return Err(DataError::ListFile {
+                path: split_file.into(),
+                line: i + 1,
+                detail: format!("{file} is not inside a class folder"),
+            });
+        };
+        if !path.is_file() {
+            missing.push(file.to_string());
+            continue;
+        }
+        let s = Sample { path, class };
+        if is_val { val.push(s) } else { train.push(s) }
+    }
+    if !missing.is_empty() {
+        let shown: Vec<_> = missing.iter().take(5).cloned().collect();
+        return Err(err(
+            split_file,
+            format!(
+                "names {} files that do not exist: {}",
+                missing.len(),
+                shown.join(", ")
+            ),
+        ));
+    }
+    let ds = finish(
+        root,
+        classes,
+        train,
+        val,
+        &val_name,
+        SplitSource::SplitFile(split_file.into()),
+        Vec::new(),
+    )?;
+    check_splits(&ds)?;
+    Ok(ds)
+}
+
+fn open_list(path: &Path, options: SplitOptions) -> Result<Dataset, DataError> {
+    let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let sep = if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("tsv"))
+    {
+        '\t'
+    } else {
+        ','
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut rows: Vec<(PathBuf, String, Option<bool>)> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let cols: Vec<&str> = line.split(sep).map(str::trim).collect();
+        if i == 0 && cols[0].eq_ignore_ascii_case("path") {
+            continue;
+        }
+        if cols.len() < 2 {
+            return Err(DataError::ListFile {
+                path: path.into(),
+                line: i + 1,
+                detail: format!("expected `path{sep}label[{sep}split]`, found {line:?}"),
+            });
+        }
+        let split = cols
+            .get(2)
+            .filter(|s| !s.is_empty())
+            .map(|s| split_name(path, i + 1, s))
+            .transpose()?;
+        rows.push((base.join(cols[0]), cols[1].to_string(), split));
+    }
+    let classes: Vec<String> = rows
+        .iter()
+        .map(|r| r.1.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let class_of = |name: &str| classes.iter().position(|c| c == name).unwrap_or(0);
+    let has_split = rows.iter().any(|r| r.2.is_some());
+    let mut train = Vec::new();
+    let mut val = Vec::new();
+    for (p, label, split) in &rows {
+        let s = Sample {
+            path: p.clone(),
+            class: class_of(label),
+        };
+        match (has_split, split) {
+            (true, None) => {
+                return Err(err(
+                    path,
+                    format!("{} has no split while other rows do", p.display()),
+                ));
+            }
+            (true, Some(true)) => val.push(s),
+            _ => train.push(s),
+        }
+    }
+    let source = if has_split {
+        SplitSource::ListColumn
+    } else {
+        SplitSource::Generated {
+            seed: options.seed,
+            val_fraction: options.val_fraction,
+        }
+    };
+    let mut ds = finish(path, classes, train, val, "val", source, Vec::new())?;
+    if !has_split {
+        let (t, v) = stratified_split(&ds.train, ds.classes.len(), options)?;
+        ds.train = t;
+        ds.val = v;
+    }
+    check_splits(&ds)?;
+    Ok(ds)
+}
+
+fn finish(
+    root: &Path,
+    classes: Vec<String>,
+    train: Vec<Sample>,
+    val: Vec<Sample>,
+    val_name: &str,
+    split: SplitSource,
+    warnings: Vec<String>,
+) -> Result<Dataset, DataError> {
+    if classes.len() < 2 {
+        return Err(err(
+            root,
+            format!(
+                "found {} class(es) {:?}; training needs at least 2",
+                classes.len(),
+                classes
+            ),
+        ));
+    }
+    let ds = Dataset {
+        root: root.into(),
+        classes,
+        train,
+        val,
+        val_name: val_name.into(),
+        split,
+        warnings,
+    };
+    let mut counts = vec![0usize; ds.classes.len()];
+    for s in ds.train.iter().chain(&ds.val) {
+        counts[s.class] += 1;
+    }
+    if let Some(i) = counts.iter().position(|&n| n == 0) {
+        return Err(err(
+            root,
+            format!("class {:?} has no images", ds.classes[i]),
+        ));
+    }
+    Ok(ds)
+}
+
+fn check_splits(ds: &Dataset) -> Result<(), DataError> {
+    if ds.train.is_empty() || ds.val.is_empty() {
+        return Err(err(
+            &ds.root,
+            format!(
+                "{} training and {} {} images: both splits need images",
+                ds.train.len(),
+                ds.val.len(),
+                ds.val_name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Per class, a seeded shuffle and the first `round(n * fraction)` (at least 1 when the class
+/// has 2 or more images) go to validation.
+pub fn stratified_split(
+    samples: &[Sample],
+    classes: usize,
+    options: SplitOptions,
+) -> Result<(Vec<Sample>, Vec<Sample>), DataError> {
+    if !(0.0..1.0).contains(&options.val_fraction) || options.val_fraction == 0.0 {
+        return Err(DataError::Dataset {
+            path: PathBuf::new(),
+            detail: format!(
+                "--val-fraction must be in (0, 1), got {}",
+                options.val_fraction
+            ),
+        });
+    }
+    let mut by_class: BTreeMap<usize, Vec<&Sample>> = BTreeMap::new();
+    for s in samples {
+        by_class.entry(s.class).or_default().push(s);
+    }
+    let mut train = Vec::new();
+    let mut val = Vec::new();
+    for c in 0..classes {
+        let mut items = by_class.remove(&c).unwrap_or_default();
+        let mut rng = SplitMix64(options.seed ^ (c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        for i in (1..items.len()).rev() {
+            let j = (rng.next() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+        let n_val = if items.len() >= 2 {
+            ((items.len() as f64 * options.val_fraction).round() as usize).clamp(1, items.len() - 1)
+        } else {
+            0
+        };
+        for (i, s) in items.into_iter().enumerate() {
+            if i < n_val {
+                val.push(s.clone())
+            } else {
+                train.push(s.clone())
+            }
+        }
+    }
+    train.sort_by(|a, b| a.path.cmp(&b.path));
+    val.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((train, val))
+}
+
+/// A small, well-known PRNG so splits are identical on every platform and version.
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}

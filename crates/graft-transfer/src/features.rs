@@ -1,0 +1,87 @@
+//! Frozen features: every image through the frozen groups once, then from the cache.
+
+use std::path::PathBuf;
+
+use burn::prelude::*;
+use graft_data::Preprocess;
+use graft_models::Network;
+use rayon::prelude::*;
+
+use crate::cache::{CacheKey, FeatureCache, sha256_hex};
+
+pub struct Extractor<'a> {
+    pub net: &'a Network,
+    pub device: &'a Device,
+    pub preprocess: Preprocess,
+    pub cache: &'a FeatureCache,
+    pub key: CacheKey,
+    pub batch_size: usize,
+}
+
+/// The result per input path, in order: the classifier input, or why the image failed.
+pub type Features = Vec<Result<Vec<f32>, String>>;
+
+impl Extractor<'_> {
+    /// Pooled classifier inputs (the output of every backbone group, then `embed`).
+    /// `progress(n)` is called as images are done.
+    pub fn embeddings(&self, paths: &[PathBuf], progress: &mut dyn FnMut(usize)) -> Features {
+        let hashes: Vec<Result<String, String>> = paths
+            .par_iter()
+            .map(|p| {
+                std::fs::read(p)
+                    .map(|b| sha256_hex(&b))
+                    .map_err(|e| format!("{}: {e}", p.display()))
+            })
+            .collect();
+        let mut out: Features = hashes
+            .iter()
+            .map(|h| match h {
+                Ok(h) => self.cache.get(&self.key, h).ok_or_else(String::new),
+                Err(e) => Err(e.clone()),
+            })
+            .collect();
+        let cached = out.iter().filter(|r| r.is_ok()).count();
+        progress(cached);
+        // Misses: everything that is not cached and did hash (an empty error means "to compute").
+        let todo: Vec<usize> = (0..paths.len())
+            .filter(|&i| matches!(&out[i], Err(e) if e.is_empty()))
+            .collect();
+        let size = self.preprocess.crop as usize;
+        let groups = self.net.group_names().len();
+        for chunk in todo.chunks(self.batch_size.max(1)) {
+            let refs: Vec<&std::path::Path> = chunk.iter().map(|&i| paths[i].as_path()).collect();
+            let decoded = self.preprocess.files(&refs);
+            let mut pixels = Vec::new();
+            let mut ok = Vec::new();
+            for (&i, r) in chunk.iter().zip(decoded) {
+                match r {
+                    Ok(chw) => {
+                        pixels.extend_from_slice(&chw);
+                        ok.push(i);
+                    }
+                    Err(e) => out[i] = Err(e.to_string()),
+                }
+            }
+            if !ok.is_empty() {
+                let x = Tensor::<4>::from_data(
+                    TensorData::new(pixels, [ok.len(), 3, size, size]),
+                    self.device,
+                );
+                let emb = self.net.embed(self.net.forward_groups(0..groups, x));
+                let values = emb.into_data().try_to_vec::<f32>().unwrap_or_default();
+                let dim = values.len() / ok.len();
+                for (row, &i) in values.chunks_exact(dim.max(1)).zip(&ok) {
+                    if let Ok(h) = &hashes[i]
+                        && let Err(e) = self.cache.put(&self.key, h, row)
+                    {
+                        // A cache that cannot be written costs speed next time, not correctness.
+                        eprintln!("warning: cannot write the feature cache: {e}");
+                    }
+                    out[i] = Ok(row.to_vec());
+                }
+            }
+            progress(chunk.len());
+        }
+        out
+    }
+}

@@ -1,0 +1,14 @@
+//! Transfer learning for graft: a strategy is a pure function from a backbone's block groups to
+//! a freeze plan; the frozen part is computed once per image and cached on disk; the trainable
+//! part is trained on what the cache holds.
+
+pub mod cache;
+pub mod features;
+pub mod metrics;
+pub mod schedule;
+pub mod strategy;
+pub mod train;
+
+pub use cache::{CacheKey, CacheStats, FeatureCache};
+pub use metrics::Confusion;
+pub use strategy::{FreezePlan, Strategy};

@@ -1,0 +1,62 @@
+//! Learning-rate schedule and early stopping: small pure functions the training loop calls.
+
+/// Linear warmup over `warmup` steps, then cosine decay to zero at `total` steps.
+pub fn cosine_with_warmup(base: f64, step: usize, warmup: usize, total: usize) -> f64 {
+    if step < warmup {
+        return base * (step + 1) as f64 / warmup as f64;
+    }
+    let span = total.saturating_sub(warmup).max(1);
+    let t = (step - warmup).min(span) as f64 / span as f64;
+    base * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+}
+
+/// What the loop should do after an epoch, given the best validation accuracy so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EpochAction {
+    /// New best: save it as the best checkpoint.
+    SaveBest,
+    Continue,
+    /// No improvement for `patience` epochs.
+    Stop,
+}
+
+pub fn after_epoch(
+    epoch: usize,
+    val_accuracy: f64,
+    best: Option<(usize, f64)>,
+    patience: usize,
+) -> EpochAction {
+    match best {
+        None => EpochAction::SaveBest,
+        Some((_, acc)) if val_accuracy > acc => EpochAction::SaveBest,
+        Some((best_epoch, _)) if epoch - best_epoch >= patience => EpochAction::Stop,
+        Some(_) => EpochAction::Continue,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warmup_then_cosine_to_zero() {
+        assert!((cosine_with_warmup(1.0, 0, 4, 20) - 0.25).abs() < 1e-12);
+        assert!((cosine_with_warmup(1.0, 3, 4, 20) - 1.0).abs() < 1e-12);
+        assert!((cosine_with_warmup(1.0, 12, 4, 20) - 0.5).abs() < 1e-12);
+        assert!(cosine_with_warmup(1.0, 20, 4, 20).abs() < 1e-12);
+    }
+
+    #[test]
+    fn early_stopping_waits_patience_epochs_after_the_best() {
+        assert_eq!(after_epoch(0, 0.5, None, 3), EpochAction::SaveBest);
+        assert_eq!(
+            after_epoch(1, 0.6, Some((0, 0.5)), 3),
+            EpochAction::SaveBest
+        );
+        assert_eq!(
+            after_epoch(3, 0.6, Some((1, 0.6)), 3),
+            EpochAction::Continue
+        );
+        assert_eq!(after_epoch(4, 0.6, Some((1, 0.6)), 3), EpochAction::Stop);
+    }
+}

@@ -1,0 +1,192 @@
+//! Training a new linear classifier on cached features (the `head` strategy): the recipe is a
+//! handful of verbs (init, epoch, evaluate, decide), and what to save is left to the caller.
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::prelude::*;
+use graft_data::SplitMix64;
+use serde::Serialize;
+
+use crate::metrics::Confusion;
+use crate::schedule::{EpochAction, after_epoch, cosine_with_warmup};
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HeadConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f32,
+    pub label_smoothing: Option<f32>,
+    pub warmup_epochs: usize,
+    pub patience: usize,
+    pub seed: u64,
+}
+
+impl Default for HeadConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 30,
+            batch_size: 32,
+            lr: 1e-3,
+            weight_decay: 1e-4,
+            label_smoothing: None,
+            warmup_epochs: 1,
+            patience: 10,
+            seed: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(
+        "the loss became {value} at epoch {epoch}: training stopped, the last good checkpoint is kept (try a lower --lr)"
+    )]
+    NonFinite { epoch: usize, value: f64 },
+    #[error("{0}")]
+    Callback(String),
+    #[error("{0}")]
+    Backend(String),
+}
+
+pub struct HeadOutcome {
+    pub head: Linear,
+    pub best_epoch: usize,
+    pub best_val_accuracy: f64,
+    pub history: Vec<EpochRecord>,
+    pub confusion: Confusion,
+}
+
+/// Features as rows with their class labels.
+pub struct Split<'a> {
+    pub x: &'a [Vec<f32>],
+    pub y: &'a [usize],
+}
+
+fn matrix(rows: &[Vec<f32>], idx: &[usize], device: &Device) -> Tensor<2> {
+    let dim = rows.first().map_or(0, Vec::len);
+    let data: Vec<f32> = idx.iter().flat_map(|&i| rows[i].iter().copied()).collect();
+    Tensor::from_data(TensorData::new(data, [idx.len(), dim]), device)
+}
+
+fn labels(y: &[usize], idx: &[usize], device: &Device) -> Tensor<1, Int> {
+    let data: Vec<i64> = idx.iter().map(|&i| y[i] as i64).collect();
+    Tensor::from_data(TensorData::new(data, [idx.len()]), device)
+}
+
+/// Validation loss, accuracy and confusion of `head` (no gradients).
+pub fn evaluate_head(
+    head: &Linear,
+    val: &Split<'_>,
+    classes: usize,
+    device: &Device,
+) -> Result<(f64, Confusion), TrainError> {
+    let idx: Vec<usize> = (0..val.x.len()).collect();
+    let logits = head.forward(matrix(val.x, &idx, device));
+    let loss = CrossEntropyLossConfig::new()
+        .init(device)
+        .forward(logits.clone(), labels(val.y, &idx, device));
+    let loss = loss.into_scalar::<f32>() as f64;
+    // The backend's int dtype varies (i32/i64): convert before reading.
+    let preds: Vec<i64> = logits
+        .argmax(1)
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .map_err(|e| TrainError::Backend(format!("cannot read predictions: {e:?}")))?;
+    let mut confusion = Confusion::new(classes);
+    for (i, p) in preds.iter().enumerate() {
+        confusion.add(val.y[i], (*p as usize).min(classes - 1));
+    }
+    Ok((loss, confusion))
+}
+
+/// Trains a fresh linear head. `on_epoch(record, best_head)` runs after every epoch with the
+/// head when it is a new best (to save it), else `None`.
+pub fn train_head(
+    train: &Split<'_>,
+    val: &Split<'_>,
+    classes: usize,
+    cfg: &HeadConfig,
+    device: &Device,
+    on_epoch: &mut dyn FnMut(&EpochRecord, Option<&Linear>) -> Result<(), String>,
+) -> Result<HeadOutcome, TrainError> {
+    let ad = device.clone().autodiff();
+    ad.seed(cfg.seed);
+    let dim = train.x.first().map_or(0, Vec::len);
+    let mut head = LinearConfig::new(dim, classes).init(&ad);
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(cfg.weight_decay)
+        .init();
+    let loss_fn = CrossEntropyLossConfig::new()
+        .with_smoothing(cfg.label_smoothing)
+        .init(&ad);
+    let steps_per_epoch = train.x.len().div_ceil(cfg.batch_size.max(1));
+    let total = steps_per_epoch * cfg.epochs;
+    let warmup = steps_per_epoch * cfg.warmup_epochs;
+    let mut rng = SplitMix64(cfg.seed);
+    let mut order: Vec<usize> = (0..train.x.len()).collect();
+    let mut best: Option<(usize, f64)> = None;
+    let mut best_head = head.valid();
+    let mut history = Vec::new();
+    let mut step = 0;
+    for epoch in 0..cfg.epochs {
+        for i in (1..order.len()).rev() {
+            order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+        }
+        let mut loss_sum = 0.0;
+        let mut lr = cfg.lr;
+        for batch in order.chunks(cfg.batch_size.max(1)) {
+            lr = cosine_with_warmup(cfg.lr, step, warmup, total);
+            let logits = head.forward(matrix(train.x, batch, &ad));
+            let loss = loss_fn.forward(logits, labels(train.y, batch, &ad));
+            let value = loss.clone().into_scalar::<f32>() as f64;
+            if !value.is_finite() {
+                return Err(TrainError::NonFinite { epoch, value });
+            }
+            loss_sum += value * batch.len() as f64;
+            let grads = GradientsParams::from_grads(loss.backward(), &head);
+            head = optim.step(lr, head, grads);
+            step += 1;
+        }
+        let current = head.valid();
+        let (val_loss, confusion) = evaluate_head(&current, val, classes, device)?;
+        let record = EpochRecord {
+            epoch,
+            lr,
+            train_loss: loss_sum / train.x.len().max(1) as f64,
+            val_loss,
+            val_accuracy: confusion.accuracy(),
+        };
+        let action = after_epoch(epoch, record.val_accuracy, best, cfg.patience);
+        let improved = action == EpochAction::SaveBest;
+        if improved {
+            best = Some((epoch, record.val_accuracy));
+            best_head = current.clone();
+        }
+        on_epoch(&record, improved.then_some(&current)).map_err(TrainError::Callback)?;
+        history.push(record);
+        if action == EpochAction::Stop {
+            break;
+        }
+    }
+    let (best_epoch, best_val_accuracy) = best.unwrap_or((0, 0.0));
+    let (_, confusion) = evaluate_head(&best_head, val, classes, device)?;
+    Ok(HeadOutcome {
+        head: best_head,
+        best_epoch,
+        best_val_accuracy,
+        history,
+        confusion,
+    })
+}
