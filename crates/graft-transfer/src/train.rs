@@ -1,6 +1,7 @@
 //! Training a new linear classifier on cached features (the `head` strategy): the recipe is a
 //! handful of verbs (init, epoch, evaluate, decide), and what to save is left to the caller.
 
+use burn::module::Param;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::{AdamWConfig, GradientsParams};
@@ -84,6 +85,28 @@ fn labels(y: &[usize], idx: &[usize], device: &Device) -> Tensor<1, Int> {
     Tensor::from_data(TensorData::new(data, [idx.len()]), device)
 }
 
+/// PyTorch's `nn.Linear` initialisation, U(-1/sqrt(in), 1/sqrt(in)), from the run's own seeded
+/// generator: the device RNG is process-global, so runs in parallel threads would share it.
+fn init_head(dim: usize, classes: usize, seed: u64, device: &Device) -> Linear {
+    let mut head = LinearConfig::new(dim, classes).init(device);
+    let bound = 1.0 / (dim.max(1) as f32).sqrt();
+    let mut rng = SplitMix64(seed ^ 0x6865_6164); // "head"
+    let mut draw = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| ((rng.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * bound)
+            .collect()
+    };
+    head.weight = Param::from_tensor(Tensor::from_data(
+        TensorData::new(draw(dim * classes), [dim, classes]),
+        device,
+    ));
+    head.bias = Some(Param::from_tensor(Tensor::from_data(
+        TensorData::new(draw(classes), [classes]),
+        device,
+    )));
+    head
+}
+
 /// Validation loss, accuracy and confusion of `head` (no gradients).
 pub fn evaluate_head(
     head: &Linear,
@@ -122,9 +145,8 @@ pub fn train_head(
     on_epoch: &mut dyn FnMut(&EpochRecord, Option<&Linear>) -> Result<(), String>,
 ) -> Result<HeadOutcome, TrainError> {
     let ad = device.clone().autodiff();
-    ad.seed(cfg.seed);
     let dim = train.x.first().map_or(0, Vec::len);
-    let mut head = LinearConfig::new(dim, classes).init(&ad);
+    let mut head = init_head(dim, classes, cfg.seed, &ad);
     let mut optim = AdamWConfig::new()
         .with_weight_decay(cfg.weight_decay)
         .init();

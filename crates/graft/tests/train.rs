@@ -1,0 +1,157 @@
+//! `graft train --strategy head` end to end on ../shared datasets: the accuracy targets, the run
+//! directory, the warm cache, and reproducibility.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+fn shared(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared")
+        .join(rel)
+}
+
+fn train(data: &str, out: &Path, home: &Path, extra: &[&str]) -> Output {
+    let weights = shared("weights/efficientnet-lite0-57934424.pth");
+    Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(["-q", "train", "--json", "--weights"])
+        .arg(weights)
+        .arg("--data")
+        .arg(shared(data))
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .env("GRAFT_HOME", home)
+        .env("GRAFT_OFFLINE", "1")
+        .output()
+        .expect("run graft")
+}
+
+fn summary(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[test]
+fn head_on_hymenoptera_reaches_the_pytorch_reference_and_reuses_its_cache() {
+    let home = tempfile::tempdir().expect("tmp");
+    let runs = tempfile::tempdir().expect("tmp");
+    let first = summary(&train(
+        "data/hymenoptera",
+        &runs.path().join("a"),
+        home.path(),
+        &[],
+    ));
+    for key in [
+        "strategy",
+        "model",
+        "train_images",
+        "val_images",
+        "val_accuracy",
+        "best_epoch",
+        "seconds",
+        "run_dir",
+    ] {
+        assert!(first.get(key).is_some(), "{key} missing from {first}");
+    }
+    let acc = first["val_accuracy"].as_f64().unwrap_or(0.0);
+    assert!(
+        acc >= 0.945,
+        "val accuracy {acc} (PyTorch, same recipe: 0.948)"
+    );
+    assert_eq!(first["val_images"], 153);
+    assert_eq!(first["cache"]["computed"], 398);
+    for f in [
+        "config.json",
+        "classes.json",
+        "split.csv",
+        "metrics.jsonl",
+        "best.safetensors",
+        "last.safetensors",
+        "result.json",
+    ] {
+        assert!(
+            runs.path().join("a").join(f).is_file(),
+            "{f} missing from the run directory"
+        );
+    }
+
+    // Warm cache: no image goes through the backbone again, and the run is quick.
+    let t = Instant::now();
+    let second = summary(&train(
+        "data/hymenoptera",
+        &runs.path().join("b"),
+        home.path(),
+        &[],
+    ));
+    assert!(
+        t.elapsed().as_secs_f64() < 5.0,
+        "warm run took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(second["cache"]["hits"], 398);
+    assert_eq!(second["cache"]["computed"], 0);
+    // Same seed, same data: the same result, epoch by epoch.
+    let metrics = |d: &str| {
+        std::fs::read_to_string(runs.path().join(d).join("metrics.jsonl")).expect("metrics")
+    };
+    assert_eq!(metrics("a"), metrics("b"));
+    assert_eq!(first["val_accuracy"], second["val_accuracy"]);
+}
+
+#[test]
+fn head_on_caltech_split_csv_reaches_the_target() {
+    let home = tempfile::tempdir().expect("tmp");
+    let runs = tempfile::tempdir().expect("tmp");
+    let s = summary(&train(
+        "data/caltech101-20",
+        &runs.path().join("c"),
+        home.path(),
+        &[],
+    ));
+    assert_eq!(
+        (s["train_images"].as_u64(), s["val_images"].as_u64()),
+        (Some(1249), Some(626))
+    );
+    assert_eq!(s["val_split"], "test");
+    let acc = s["val_accuracy"].as_f64().unwrap_or(0.0);
+    assert!(acc >= 0.985, "test accuracy {acc}");
+}
+
+#[test]
+fn existing_run_directory_is_refused_without_force() {
+    let home = tempfile::tempdir().expect("tmp");
+    let runs = tempfile::tempdir().expect("tmp");
+    std::fs::write(runs.path().join("notes.txt"), b"mine").expect("write");
+    let out = train("data/hymenoptera", runs.path(), home.path(), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+    assert_eq!(
+        std::fs::read(runs.path().join("notes.txt")).expect("kept"),
+        b"mine"
+    );
+}
+
+#[test]
+fn strategy_not_yet_available_is_refused_with_its_plan() {
+    let home = tempfile::tempdir().expect("tmp");
+    let runs = tempfile::tempdir().expect("tmp");
+    let out = train(
+        "data/hymenoptera",
+        &runs.path().join("p"),
+        home.path(),
+        &["--strategy", "partial:2"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("partial:2") && stderr.contains("stage7") && stderr.contains("top"),
+        "{stderr}"
+    );
+}
