@@ -140,6 +140,17 @@ impl Network {
         }
     }
 
+    /// Width of [`Self::embed`]'s output (the classifier's input).
+    pub fn embed_dim(&self) -> usize {
+        let first = match self {
+            Self::EfficientNetLite(m) => &m.classifier,
+            Self::Vgg(m) => &m.fc1,
+            Self::ResNet(m) => &m.fc,
+        };
+        // burn's Linear stores its weight as [in, out].
+        first.weight.dims()[0]
+    }
+
     pub fn classify(&self, embedding: Tensor<2>) -> Tensor<2> {
         match self {
             Self::EfficientNetLite(m) => m.classify(embedding),

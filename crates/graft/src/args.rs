@@ -82,6 +82,10 @@ pub struct PredictArgs {
     #[command(flatten)]
     pub model: ModelArgs,
 
+    /// A run directory from `graft train`: predict its classes instead of ImageNet's.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "weights")]
+    pub run: Option<PathBuf>,
+
     /// How many classes to show per image.
     #[arg(long, short = 'k', default_value_t = 5)]
     pub top_k: usize,
@@ -100,8 +104,18 @@ pub struct EvaluateArgs {
     #[command(flatten)]
     pub model: ModelArgs,
 
-    /// A list file (.csv/.tsv with `path,label`, paths relative to the file) or a folder with one
-    /// subfolder per class. Labels are ImageNet wnids (n01440764) or class indices (0..999).
+    /// A run directory from `graft train`: evaluate its classifier on DATASET (a dataset as
+    /// `graft train` takes it; the split is chosen by --split).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "weights")]
+    pub run: Option<PathBuf>,
+
+    /// With --run: which split of DATASET to evaluate (train, val/test, or all).
+    #[arg(long, default_value = "val")]
+    pub split: String,
+
+    /// Without --run: a list file (.csv/.tsv with `path,label`, paths relative to the file) or a
+    /// folder with one subfolder per class, labels being ImageNet wnids (n01440764) or class
+    /// indices (0..999).
     #[arg(long, value_name = "DATASET")]
     pub data: PathBuf,
 

@@ -4,14 +4,19 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use graft_data::{LabeledImage, find_images, read_list_file};
+use graft_data::{LabeledImage, Sample, SplitOptions, find_images, open_dataset, read_list_file};
 use graft_models::imagenet::parse_label;
+use graft_transfer::FeatureCache;
+use graft_transfer::features::Extractor;
+use graft_transfer::train::{Split, evaluate_head};
 use serde_json::json;
 
 use crate::args::EvaluateArgs;
+use crate::cmd_train::{embedding_key, features};
 use crate::infer::{classify_files, top_k};
 use crate::progress::{Progress, log};
 use crate::settings::load_pretrained;
+use crate::trained::load_run;
 
 /// Images with their ImageNet class index, from a list file or a folder of class folders.
 fn labelled_images(data: &Path) -> anyhow::Result<Vec<(PathBuf, usize)>> {
@@ -49,6 +54,9 @@ fn labelled_images(data: &Path) -> anyhow::Result<Vec<(PathBuf, usize)>> {
 
 /// Returns the number of images that could not be read.
 pub fn run(args: &EvaluateArgs, quiet: bool) -> anyhow::Result<usize> {
+    if let Some(dir) = &args.run {
+        return run_trained(dir, args, quiet);
+    }
     let items = labelled_images(&args.data)?;
     anyhow::ensure!(!items.is_empty(), "{}: no images", args.data.display());
     let model = load_pretrained(&args.model, quiet)?;
@@ -59,6 +67,7 @@ pub fn run(args: &EvaluateArgs, quiet: bool) -> anyhow::Result<usize> {
     let mut failed = Vec::new();
     classify_files(
         &model,
+        None,
         &paths,
         &mut progress,
         |i, path, result| match result {
@@ -116,4 +125,85 @@ pub fn run(args: &EvaluateArgs, quiet: bool) -> anyhow::Result<usize> {
         );
     }
     Ok(failed.len())
+}
+
+/// `evaluate --run`: the run's classifier on a split of a dataset in `graft train`'s forms.
+fn run_trained(dir: &Path, args: &EvaluateArgs, quiet: bool) -> anyhow::Result<usize> {
+    let start = Instant::now();
+    let run = load_run(dir, args.model.batch_size, quiet)?;
+    let ds = open_dataset(
+        &args.data,
+        SplitOptions {
+            val_fraction: run.val_fraction,
+            seed: run.seed,
+        },
+    )?;
+    // Labels by class name: the dataset's own order need not be the run's.
+    let mut map = Vec::new();
+    for c in &ds.classes {
+        let i = run.classes.iter().position(|k| k == c).with_context(|| {
+            format!(
+                "{}: class {c:?} is not one the run was trained on ({})",
+                args.data.display(),
+                run.classes.join(", ")
+            )
+        })?;
+        map.push(i);
+    }
+    let samples: Vec<Sample> = match args.split.to_ascii_lowercase().as_str() {
+        "train" => ds.train.clone(),
+        "val" | "test" | "valid" | "validation" => ds.val.clone(),
+        "all" => ds.train.iter().chain(&ds.val).cloned().collect(),
+        other => anyhow::bail!("unknown --split {other:?}: use train, val (or test) or all"),
+    };
+    let cache = FeatureCache::new(graft_weights::graft_home().join("features"));
+    let extractor = Extractor {
+        net: &run.model.net,
+        device: &run.model.device,
+        preprocess: run.model.preprocess,
+        cache: &cache,
+        key: embedding_key(&run.model, &run.weights_sha256),
+        batch_size: run.model.batch_size,
+    };
+    let feats = features(&extractor, &samples, "evaluate", quiet);
+    for (p, e) in &feats.failed {
+        eprintln!("unreadable: {} ({e})", p.display());
+    }
+    let labels: Vec<usize> = feats.y.iter().map(|&c| map[c]).collect();
+    let (_, confusion) = evaluate_head(
+        &run.head,
+        &Split {
+            x: &feats.x,
+            y: &labels,
+        },
+        run.classes.len(),
+        &run.model.device,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let seconds = start.elapsed().as_secs_f64();
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "run_dir": dir, "data": args.data, "split": args.split, "n": confusion.total(),
+                "top1": confusion.accuracy(), "accuracy": confusion.accuracy(), "seconds": seconds,
+                "per_class": run.classes.iter().enumerate().map(|(i, c)| json!({
+                    "class": c, "precision": confusion.precision(i), "recall": confusion.recall(i),
+                })).collect::<Vec<_>>(),
+                "confusion": confusion.matrix,
+                "failed": feats.failed.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
+            })
+        );
+    } else {
+        println!("run:      {}", dir.display());
+        println!(
+            "data:     {} ({} split, {} images)",
+            args.data.display(),
+            args.split,
+            confusion.total()
+        );
+        println!("accuracy: {:.2}%\n", 100.0 * confusion.accuracy());
+        print!("{}", confusion.render(&run.classes));
+    }
+    Ok(feats.failed.len())
 }

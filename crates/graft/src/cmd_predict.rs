@@ -7,7 +7,8 @@ use serde_json::json;
 use crate::args::PredictArgs;
 use crate::infer::{classify_files, top_k};
 use crate::progress::{Progress, log};
-use crate::settings::load_pretrained;
+use crate::settings::{LoadedModel, load_pretrained};
+use crate::trained::load_run;
 
 /// Returns the number of images that could not be read.
 pub fn run(args: &PredictArgs, quiet: bool) -> anyhow::Result<usize> {
@@ -23,13 +24,39 @@ pub fn run(args: &PredictArgs, quiet: bool) -> anyhow::Result<usize> {
         "no image files found in {:?}",
         args.inputs
     );
-    let model = load_pretrained(&args.model, quiet)?;
-    let names = classes();
+    let run = args
+        .run
+        .as_deref()
+        .map(|d| load_run(d, args.model.batch_size, quiet))
+        .transpose()?;
+    let loaded;
+    let (model, head, names): (&LoadedModel, _, Vec<(String, String)>) = match &run {
+        Some(r) => (
+            &r.model,
+            Some(&r.head),
+            r.classes
+                .iter()
+                .map(|c| (String::new(), c.clone()))
+                .collect(),
+        ),
+        None => {
+            loaded = load_pretrained(&args.model, quiet)?;
+            (
+                &loaded,
+                None,
+                classes()
+                    .iter()
+                    .map(|c| (c.wnid.clone(), c.name.clone()))
+                    .collect(),
+            )
+        }
+    };
     let mut progress = Progress::new("predict", paths.len() as u64, "images", quiet);
     let mut results = Vec::new();
     let mut failed = Vec::new();
     classify_files(
-        &model,
+        model,
+        head,
         &paths,
         &mut progress,
         |_, path, result| match result {
@@ -38,16 +65,21 @@ pub fn run(args: &PredictArgs, quiet: bool) -> anyhow::Result<usize> {
                 if !args.json {
                     println!("{}", path.display());
                     for (i, p) in &top {
-                        let c = &names[*i];
-                        println!("  {:>6.2}%  {:>3}  {}  {}", p * 100.0, i, c.wnid, c.name);
+                        let (wnid, name) = &names[*i];
+                        let wnid = if wnid.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{wnid}  ")
+                        };
+                        println!("  {:>6.2}%  {:>3}  {wnid}{name}", p * 100.0, i);
                     }
                 }
                 results.push(json!({
-                "path": path,
-                "top": top.iter().map(|(i, p)| json!({
-                    "index": i, "wnid": names[*i].wnid, "name": names[*i].name, "probability": p,
-                })).collect::<Vec<_>>(),
-            }));
+                    "path": path,
+                    "top": top.iter().map(|(i, p)| json!({
+                        "index": i, "wnid": names[*i].0, "name": names[*i].1, "probability": p,
+                    })).collect::<Vec<_>>(),
+                }));
             }
             Err(e) => {
                 eprintln!("error: {e}");

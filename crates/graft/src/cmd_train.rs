@@ -14,16 +14,16 @@ use serde_json::json;
 use crate::args::TrainArgs;
 use crate::progress::{Progress, log};
 use crate::run_dir;
-use crate::settings::load_pretrained;
+use crate::settings::{LoadedModel, load_pretrained};
 
 /// Features of one split, with the images that could not be read.
-struct SplitFeatures {
-    x: Vec<Vec<f32>>,
-    y: Vec<usize>,
-    failed: Vec<(PathBuf, String)>,
+pub struct SplitFeatures {
+    pub x: Vec<Vec<f32>>,
+    pub y: Vec<usize>,
+    pub failed: Vec<(PathBuf, String)>,
 }
 
-fn features(
+pub fn features(
     extractor: &Extractor<'_>,
     samples: &[graft_data::Sample],
     label: &str,
@@ -48,6 +48,17 @@ fn features(
         }
     }
     out
+}
+
+/// The cache key of pooled classifier inputs for `model` (shared by train and evaluate --run).
+pub fn embedding_key(model: &LoadedModel, weights_sha256: &str) -> CacheKey {
+    CacheKey {
+        model: model.spec.name.to_string(),
+        weights: weights_sha256.to_string(),
+        preprocess: format!("{:?}", model.preprocess),
+        freeze_point: "embed".into(),
+        view: 0,
+    }
 }
 
 fn split_csv(ds: &Dataset) -> String {
@@ -97,13 +108,8 @@ pub fn run(args: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
     log(quiet, format!("run directory: {}", dir.display()));
 
     let cache = FeatureCache::new(graft_weights::graft_home().join("features"));
-    let key = CacheKey {
-        model: model.spec.name.to_string(),
-        weights: sha256_file(&model.weights)?,
-        preprocess: format!("{:?}", model.preprocess),
-        freeze_point: "embed".into(),
-        view: 0,
-    };
+    let weights_sha256 = sha256_file(&model.weights)?;
+    let key = embedding_key(&model, &weights_sha256);
     let extractor = Extractor {
         net: &model.net,
         device: &model.device,
@@ -145,7 +151,8 @@ pub fn run(args: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
         seed: args.seed,
     };
     let config = json!({
-        "model": model.spec.name, "weights": model.weights, "data": args.data, "strategy": strategy.to_string(),
+        "model": model.spec.name, "weights": model.weights, "weights_sha256": weights_sha256,
+        "data": args.data, "strategy": strategy.to_string(), "seed": args.seed, "val_fraction": args.val_fraction,
         "frozen_groups": plan.frozen, "trained_groups": plan.trainable, "head": cfg,
         "split": format!("{:?}", ds.split), "preprocess": format!("{:?}", model.preprocess),
         "classes": ds.classes,

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use graft_data::DataError;
@@ -11,8 +12,11 @@ use crate::progress::Progress;
 use crate::settings::LoadedModel;
 
 /// Calls `each(index, path, probabilities or error)` for every path, in order.
+/// With `head`, the backbone's pooled features go through it (a trained run) instead of the
+/// backbone's own classifier.
 pub fn classify_files(
     model: &LoadedModel,
+    head: Option<&Linear>,
     paths: &[PathBuf],
     progress: &mut Progress,
     mut each: impl FnMut(usize, &PathBuf, Result<Vec<f32>, DataError>),
@@ -35,7 +39,14 @@ pub fn classify_files(
                 TensorData::new(pixels, [ok.len(), 3, size, size]),
                 &model.device,
             );
-            let p = softmax(model.net.forward(x), 1);
+            let logits = match head {
+                Some(h) => {
+                    let n = model.net.group_names().len();
+                    h.forward(model.net.embed(model.net.forward_groups(0..n, x)))
+                }
+                None => model.net.forward(x),
+            };
+            let p = softmax(logits, 1);
             probs = p
                 .into_data()
                 .try_to_vec::<f32>()

@@ -10,6 +10,7 @@ mod infer;
 mod progress;
 mod run_dir;
 mod settings;
+mod trained;
 
 use std::process::ExitCode;
 
@@ -35,6 +36,20 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
 }
 
 fn main() -> ExitCode {
+    // `graft predict dir/ | head`: a closed stdout ends the run quietly, as for other Unix tools.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     let cli = Cli::parse();
     match run(&cli) {
         Ok(0) => ExitCode::SUCCESS,

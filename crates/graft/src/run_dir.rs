@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use burn::module::Module;
-use burn_store::{ModuleSnapshot, SafetensorsStore};
+use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
 
 /// `out` if given (refused when it exists and is not empty, unless `force`), else
 /// `runs/<stem>`, numbered `-2`, `-3`, ... when taken.
@@ -53,13 +53,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Saves a module's tensors as safetensors, atomically.
+/// Saves a module's tensors as safetensors in PyTorch's layout (a Linear weight is
+/// `[out, in]`), so PyTorch's `load_state_dict` reads them too; atomically.
 pub fn save_module<M: Module + ModuleSnapshot>(module: &M, path: &Path) -> anyhow::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = tempfile::Builder::new()
         .suffix(".safetensors")
         .tempfile_in(dir)?;
-    let mut store = SafetensorsStore::from_file(tmp.path()).overwrite(true);
+    let mut store = SafetensorsStore::from_file(tmp.path())
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .overwrite(true);
     module
         .save_into(&mut store)
         .map_err(|e| anyhow::anyhow!("cannot save {}: {e}", path.display()))?;

@@ -103,6 +103,40 @@ fn head_on_hymenoptera_reaches_the_pytorch_reference_and_reuses_its_cache() {
     };
     assert_eq!(metrics("a"), metrics("b"));
     assert_eq!(first["val_accuracy"], second["val_accuracy"]);
+
+    // The run directory is a model: evaluate --run reproduces the accuracy, predict --run names
+    // the user's classes.
+    let graft = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_graft"))
+            .args(args)
+            .env("GRAFT_HOME", home.path())
+            .env("GRAFT_OFFLINE", "1")
+            .output()
+            .expect("run")
+    };
+    let run = runs.path().join("a");
+    let data = shared("data/hymenoptera");
+    let eval = summary(&graft(&[
+        "-q",
+        "evaluate",
+        "--json",
+        "--run",
+        run.to_str().unwrap_or_default(),
+        "--data",
+        data.to_str().unwrap_or_default(),
+    ]));
+    assert_eq!(eval["accuracy"], first["val_accuracy"]);
+    assert_eq!(eval["n"], 153);
+    let bee = shared("data/hymenoptera/val/bees/1032546534_06907fe3b3.jpg");
+    let pred = summary(&graft(&[
+        "-q",
+        "predict",
+        "--json",
+        "--run",
+        run.to_str().unwrap_or_default(),
+        bee.to_str().unwrap_or_default(),
+    ]));
+    assert_eq!(pred["predictions"][0]["top"][0]["name"], "bees");
 }
 
 #[test]

@@ -1,0 +1,79 @@
+//! A finished run directory as a model: the pretrained backbone it names (checked by sha256)
+//! and the classifier it trained.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use burn::nn::{Linear, LinearConfig};
+use graft_weights::{KeyMap, LoadPolicy, load_weights, sha256_file};
+use serde_json::Value;
+
+use crate::args::ModelArgs;
+use crate::settings::{LoadedModel, load_pretrained};
+
+pub struct TrainedRun {
+    pub model: LoadedModel,
+    pub head: Linear,
+    pub classes: Vec<String>,
+    pub weights_sha256: String,
+    pub seed: u64,
+    pub val_fraction: f64,
+}
+
+fn field<'a>(config: &'a Value, key: &str, dir: &Path) -> anyhow::Result<&'a Value> {
+    config
+        .get(key)
+        .with_context(|| format!("{}: config.json has no {key:?}", dir.display()))
+}
+
+pub fn load_run(dir: &Path, batch_size: usize, quiet: bool) -> anyhow::Result<TrainedRun> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{} is not a graft run directory", dir.display()))?;
+    let config: Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))?;
+    let str_of = |key: &str| -> anyhow::Result<String> {
+        field(&config, key, dir)?
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("{}: {key:?} is not a string", path.display()))
+    };
+    let classes: Vec<String> = serde_json::from_value(field(&config, "classes", dir)?.clone())
+        .with_context(|| format!("{}: \"classes\" is not a list of names", path.display()))?;
+    let weights = PathBuf::from(str_of("weights")?);
+    let expected = str_of("weights_sha256")?;
+    let args = ModelArgs {
+        model: str_of("model")?,
+        weights: Some(weights.clone()),
+        batch_size,
+    };
+    let model = load_pretrained(&args, quiet)?;
+    let found = sha256_file(&weights)?;
+    anyhow::ensure!(
+        found == expected,
+        "{}: the backbone weights {} changed since this run was trained (sha256 {found}, run has {expected})",
+        dir.display(),
+        weights.display()
+    );
+    let best = dir.join("best.safetensors");
+    let dim = model.net.embed_dim();
+    let mut head = LinearConfig::new(dim, classes.len()).init(&model.device);
+    load_weights(
+        &mut head,
+        &best,
+        &KeyMap::default(),
+        &LoadPolicy::strict(),
+        "trained head",
+    )?;
+    Ok(TrainedRun {
+        model,
+        head,
+        classes,
+        weights_sha256: found,
+        seed: config.get("seed").and_then(Value::as_u64).unwrap_or(0),
+        val_fraction: config
+            .get("val_fraction")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.2),
+    })
+}
