@@ -16,14 +16,17 @@ pub struct Extractor<'a> {
     pub cache: &'a FeatureCache,
     pub key: CacheKey,
     pub batch_size: usize,
+    /// `None`: the pooled classifier input. `Some(p)`: the output of groups `0..p`, flattened
+    /// (`Some(0)`: the preprocessed image itself).
+    pub upto: Option<usize>,
 }
 
 /// The result per input path, in order: the classifier input, or why the image failed.
 pub type Features = Vec<Result<Vec<f32>, String>>;
 
 impl Extractor<'_> {
-    /// Pooled classifier inputs (the output of every backbone group, then `embed`).
-    /// `progress(n)` is called as images are done.
+    /// The cached quantity (see [`Extractor::upto`]) for each path. `progress(n)` is called as
+    /// images are done.
     pub fn embeddings(&self, paths: &[PathBuf], progress: &mut dyn FnMut(usize)) -> Features {
         let hashes: Vec<Result<String, String>> = paths
             .par_iter()
@@ -67,8 +70,15 @@ impl Extractor<'_> {
                     TensorData::new(pixels, [ok.len(), 3, size, size]),
                     self.device,
                 );
-                let emb = self.net.embed(self.net.forward_groups(0..groups, x));
-                let values = emb.into_data().try_to_vec::<f32>().unwrap_or_default();
+                let computed = match self.upto {
+                    None => self.net.embed(self.net.forward_groups(0..groups, x)),
+                    Some(p) => {
+                        let y = self.net.forward_groups(0..p, x);
+                        let [b, c, h, w] = y.dims();
+                        y.reshape([b, c * h * w])
+                    }
+                };
+                let values = computed.into_data().try_to_vec::<f32>().unwrap_or_default();
                 let dim = values.len() / ok.len();
                 for (row, &i) in values.chunks_exact(dim.max(1)).zip(&ok) {
                     if let Ok(h) = &hashes[i]

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod features;
+pub mod finetune;
 pub mod metrics;
 pub mod schedule;
 pub mod strategy;

@@ -87,7 +87,7 @@ fn labels(y: &[usize], idx: &[usize], device: &Device) -> Tensor<1, Int> {
 
 /// PyTorch's `nn.Linear` initialisation, U(-1/sqrt(in), 1/sqrt(in)), from the run's own seeded
 /// generator: the device RNG is process-global, so runs in parallel threads would share it.
-fn init_head(dim: usize, classes: usize, seed: u64, device: &Device) -> Linear {
+pub(crate) fn init_head(dim: usize, classes: usize, seed: u64, device: &Device) -> Linear {
     let mut head = LinearConfig::new(dim, classes).init(device);
     let bound = 1.0 / (dim.max(1) as f32).sqrt();
     let mut rng = SplitMix64(seed ^ 0x6865_6164); // "head"
@@ -134,15 +134,15 @@ pub fn evaluate_head(
     Ok((loss, confusion))
 }
 
-/// Trains a fresh linear head. `on_epoch(record, best_head)` runs after every epoch with the
-/// head when it is a new best (to save it), else `None`.
+/// Trains a fresh linear head. `on_epoch(record, head, is_best)` runs after every epoch with
+/// the epoch's head (to save as the last checkpoint, and as the best when `is_best`).
 pub fn train_head(
     train: &Split<'_>,
     val: &Split<'_>,
     classes: usize,
     cfg: &HeadConfig,
     device: &Device,
-    on_epoch: &mut dyn FnMut(&EpochRecord, Option<&Linear>) -> Result<(), String>,
+    on_epoch: &mut dyn FnMut(&EpochRecord, &Linear, bool) -> Result<(), String>,
 ) -> Result<HeadOutcome, TrainError> {
     let ad = device.clone().autodiff();
     let dim = train.x.first().map_or(0, Vec::len);
@@ -196,7 +196,7 @@ pub fn train_head(
             best = Some((epoch, record.val_accuracy));
             best_head = current.clone();
         }
-        on_epoch(&record, improved.then_some(&current)).map_err(TrainError::Callback)?;
+        on_epoch(&record, &current, improved).map_err(TrainError::Callback)?;
         history.push(record);
         if action == EpochAction::Stop {
             break;

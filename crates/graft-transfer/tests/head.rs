@@ -34,8 +34,8 @@ fn run(cfg: &HeadConfig) -> Result<(f64, Vec<f64>), TrainError> {
         3,
         cfg,
         &default_device(),
-        &mut |_, best| {
-            saved += usize::from(best.is_some());
+        &mut |_, _, best| {
+            saved += usize::from(best);
             Ok(())
         },
     )?;

@@ -164,6 +164,7 @@ fn run_trained(dir: &Path, args: &EvaluateArgs, quiet: bool) -> anyhow::Result<u
         cache: &cache,
         key: embedding_key(&run.model, &run.weights_sha256),
         batch_size: run.model.batch_size,
+        upto: None,
     };
     let feats = features(&extractor, &samples, "evaluate", quiet);
     for (p, e) in &feats.failed {

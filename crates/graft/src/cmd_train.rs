@@ -1,13 +1,15 @@
 //! `graft train`: a strategy on the user's dataset, into a run directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use graft_data::{Dataset, SplitOptions, open_dataset};
+use burn::prelude::*;
+use graft_data::{Dataset, Sample, SplitOptions, open_dataset};
 use graft_transfer::features::Extractor;
-use graft_transfer::train::{HeadConfig, Split, train_head};
-use graft_transfer::{CacheKey, FeatureCache, Strategy};
+use graft_transfer::finetune::{Activations, FinetuneConfig, finetune};
+use graft_transfer::train::{EpochRecord, HeadConfig, Split, train_head};
+use graft_transfer::{CacheKey, Confusion, FeatureCache, FreezePlan, Strategy};
 use graft_weights::sha256_file;
 use serde_json::json;
 
@@ -16,7 +18,7 @@ use crate::progress::{Progress, log};
 use crate::run_dir;
 use crate::settings::{LoadedModel, load_pretrained};
 
-/// Features of one split, with the images that could not be read.
+/// Cached inputs of one split, with the images that could not be read.
 pub struct SplitFeatures {
     pub x: Vec<Vec<f32>>,
     pub y: Vec<usize>,
@@ -25,7 +27,7 @@ pub struct SplitFeatures {
 
 pub fn features(
     extractor: &Extractor<'_>,
-    samples: &[graft_data::Sample],
+    samples: &[Sample],
     label: &str,
     quiet: bool,
 ) -> SplitFeatures {
@@ -50,15 +52,38 @@ pub fn features(
     out
 }
 
-/// The cache key of pooled classifier inputs for `model` (shared by train and evaluate --run).
-pub fn embedding_key(model: &LoadedModel, weights_sha256: &str) -> CacheKey {
+/// The cache key of what is cached at `freeze_point` (`None`: the pooled classifier input).
+pub fn cache_key(
+    model: &LoadedModel,
+    weights_sha256: &str,
+    freeze_point: Option<usize>,
+) -> CacheKey {
+    let groups = model.net.group_names();
+    let point = match freeze_point {
+        None => "embed".to_string(),
+        Some(0) => "input".to_string(),
+        Some(p) => groups
+            .get(p - 1)
+            .cloned()
+            .unwrap_or_else(|| format!("group{p}")),
+    };
     CacheKey {
         model: model.spec.name.to_string(),
-        weights: weights_sha256.to_string(),
+        // The input image does not depend on the weights.
+        weights: if freeze_point == Some(0) {
+            String::new()
+        } else {
+            weights_sha256.to_string()
+        },
         preprocess: format!("{:?}", model.preprocess),
-        freeze_point: "embed".into(),
+        freeze_point: point,
         view: 0,
     }
+}
+
+/// The cache key of pooled classifier inputs (shared by train and evaluate --run).
+pub fn embedding_key(model: &LoadedModel, weights_sha256: &str) -> CacheKey {
+    cache_key(model, weights_sha256, None)
 }
 
 fn split_csv(ds: &Dataset) -> String {
@@ -69,6 +94,40 @@ fn split_csv(ds: &Dataset) -> String {
         }
     }
     s
+}
+
+/// What every strategy's training reports.
+struct Outcome {
+    best_epoch: usize,
+    best_val_accuracy: f64,
+    epochs_run: usize,
+    confusion: Confusion,
+}
+
+/// Appends the epoch's metrics and saves the last (and, when best, the best) checkpoint.
+fn record_epoch(
+    dir: &Path,
+    record: &EpochRecord,
+    save: &dyn Fn(&str) -> anyhow::Result<()>,
+    best: bool,
+) -> Result<(), String> {
+    let line = serde_json::to_string(record).map_err(|e| e.to_string())?;
+    run_dir::append_line(&dir.join("metrics.jsonl"), &line).map_err(|e| e.to_string())?;
+    save("last").map_err(|e| e.to_string())?;
+    if best {
+        save("best").map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Output shape `[c, h, w]` of groups `0..p` for this model's input size.
+fn shape_at(model: &LoadedModel, p: usize) -> [usize; 3] {
+    let s = model.preprocess.crop as usize;
+    let y = model
+        .net
+        .forward_groups(0..p, Tensor::<4>::zeros([1, 3, s, s], &model.device));
+    let [_, c, h, w] = y.dims();
+    [c, h, w]
 }
 
 pub fn run(args: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
@@ -85,16 +144,17 @@ pub fn run(args: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
     for w in &ds.warnings {
         log(quiet, format!("warning: {w}"));
     }
-    let model = load_pretrained(&args.model, quiet)?;
+    let mut model = load_pretrained(&args.model, quiet)?;
     let plan = strategy
         .plan(&model.net.group_names())
         .map_err(anyhow::Error::msg)?;
     anyhow::ensure!(
-        strategy == Strategy::Head,
-        "--strategy {strategy} is not available yet in this version of graft; --strategy head is (plan: frozen {:?}, trained {:?})",
-        plan.frozen,
-        plan.trainable
+        plan.new_head,
+        "--strategy pretrained keeps the ImageNet classifier: use `graft evaluate` / `graft predict` for it"
     );
+    if plan.fresh_weights {
+        model.net = model.spec.arch.init(&model.device);
+    }
     let data_name = args
         .data
         .file_stem()
@@ -105,24 +165,33 @@ pub fn run(args: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
         &format!("{data_name}-{}-{strategy}", model.spec.name),
         args.force,
     )?;
-    log(quiet, format!("run directory: {}", dir.display()));
+    log(
+        quiet,
+        format!(
+            "run directory: {} (frozen: {:?}, trained: {:?} + new head)",
+            dir.display(),
+            plan.frozen,
+            plan.trainable
+        ),
+    );
 
-    let cache = FeatureCache::new(graft_weights::graft_home().join("features"));
     let weights_sha256 = sha256_file(&model.weights)?;
-    let key = embedding_key(&model, &weights_sha256);
+    let cache = FeatureCache::new(graft_weights::graft_home().join("features"));
+    let upto = (strategy != Strategy::Head).then_some(plan.freeze_point);
     let extractor = Extractor {
         net: &model.net,
         device: &model.device,
         preprocess: model.preprocess,
         cache: &cache,
-        key,
+        key: cache_key(&model, &weights_sha256, upto),
         batch_size: model.batch_size,
+        upto,
     };
-    let train = features(&extractor, &ds.train, "features (train)", quiet);
+    let train = features(&extractor, &ds.train, "frozen part (train)", quiet);
     let val = features(
         &extractor,
         &ds.val,
-        &format!("features ({})", ds.val_name),
+        &format!("frozen part ({})", ds.val_name),
         quiet,
     );
     let failed: Vec<&(PathBuf, String)> = train.failed.iter().chain(&val.failed).collect();
@@ -142,7 +211,7 @@ pub fn run(args: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
 
     let cfg = HeadConfig {
         epochs: args.epochs,
-        batch_size: 32,
+        batch_size: if upto.is_some() { 16 } else { 32 },
         lr: args.lr,
         weight_decay: args.weight_decay,
         label_smoothing: args.label_smoothing,
@@ -150,10 +219,12 @@ pub fn run(args: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
         patience: args.patience,
         seed: args.seed,
     };
+    let backbone_lr_scale = if plan.fresh_weights { 1.0 } else { 0.1 };
     let config = json!({
         "model": model.spec.name, "weights": model.weights, "weights_sha256": weights_sha256,
         "data": args.data, "strategy": strategy.to_string(), "seed": args.seed, "val_fraction": args.val_fraction,
         "frozen_groups": plan.frozen, "trained_groups": plan.trainable, "head": cfg,
+        "backbone_lr_scale": backbone_lr_scale,
         "split": format!("{:?}", ds.split), "preprocess": format!("{:?}", model.preprocess),
         "classes": ds.classes,
     });
@@ -166,46 +237,126 @@ pub fn run(args: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
         serde_json::to_string_pretty(&ds.classes)?.as_bytes(),
     )?;
     run_dir::write_atomic(&dir.join("split.csv"), split_csv(&ds).as_bytes())?;
-    let metrics = dir.join("metrics.jsonl");
-    let _ = std::fs::remove_file(&metrics);
+    let _ = std::fs::remove_file(dir.join("metrics.jsonl"));
 
     let mut progress = Progress::new("train", args.epochs as u64, "epochs", quiet);
-    let outcome = train_head(
-        &Split {
-            x: &train.x,
-            y: &train.y,
-        },
-        &Split {
-            x: &val.x,
-            y: &val.y,
-        },
-        ds.classes.len(),
-        &cfg,
-        &model.device,
-        &mut |record, best| {
-            progress.inc(1);
-            let line = serde_json::to_string(record).map_err(|e| e.to_string())?;
-            run_dir::append_line(&metrics, &line).map_err(|e| e.to_string())?;
-            if let Some(head) = best {
-                run_dir::save_module(head, &dir.join("best.safetensors"))
-                    .map_err(|e| e.to_string())?;
+    let classes = ds.classes.len();
+    let outcome = match upto {
+        None => {
+            let o = train_head(
+                &Split {
+                    x: &train.x,
+                    y: &train.y,
+                },
+                &Split {
+                    x: &val.x,
+                    y: &val.y,
+                },
+                classes,
+                &cfg,
+                &model.device,
+                &mut |record, head, best| {
+                    progress.inc(1);
+                    let save = |which: &str| {
+                        run_dir::save_module(head, &dir.join(format!("{which}.safetensors")))
+                    };
+                    record_epoch(&dir, record, &save, best)
+                },
+            )
+            .with_context(|| format!("training in {}", dir.display()))?;
+            Outcome {
+                best_epoch: o.best_epoch,
+                best_val_accuracy: o.best_val_accuracy,
+                epochs_run: o.history.len(),
+                confusion: o.confusion,
             }
-            Ok(())
-        },
-    )
-    .with_context(|| format!("training in {}", dir.display()))?;
+        }
+        Some(p) => {
+            let shape = shape_at(&model, p);
+            let o = finetune(
+                model.net.clone(),
+                p,
+                &Activations {
+                    x: &train.x,
+                    y: &train.y,
+                    shape,
+                },
+                &Activations {
+                    x: &val.x,
+                    y: &val.y,
+                    shape,
+                },
+                classes,
+                &FinetuneConfig {
+                    head: cfg.clone(),
+                    backbone_lr_scale,
+                },
+                &model.device,
+                &mut |record, (net, head), best| {
+                    progress.inc(1);
+                    let save = |which: &str| {
+                        run_dir::save_module(head, &dir.join(format!("{which}.safetensors")))?;
+                        run_dir::save_module(
+                            net,
+                            &dir.join(format!("{which}_backbone.safetensors")),
+                        )
+                    };
+                    record_epoch(&dir, record, &save, best)
+                },
+            )
+            .with_context(|| format!("training in {}", dir.display()))?;
+            Outcome {
+                best_epoch: o.best_epoch,
+                best_val_accuracy: o.best_val_accuracy,
+                epochs_run: o.history.len(),
+                confusion: o.confusion,
+            }
+        }
+    };
     progress.finish();
-    run_dir::save_module(&outcome.head, &dir.join("last.safetensors"))?;
+    report(
+        args,
+        quiet,
+        &model,
+        &plan,
+        strategy,
+        &ds,
+        &dir,
+        (train.x.len(), val.x.len()),
+        &failed,
+        (hits, misses, invalid),
+        &outcome,
+        start,
+    )?;
+    Ok(failed.len())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(
+    args: &TrainArgs,
+    quiet: bool,
+    model: &LoadedModel,
+    plan: &FreezePlan,
+    strategy: Strategy,
+    ds: &Dataset,
+    dir: &Path,
+    (n_train, n_val): (usize, usize),
+    failed: &[&(PathBuf, String)],
+    (hits, misses, invalid): (usize, usize, usize),
+    outcome: &Outcome,
+    start: Instant,
+) -> anyhow::Result<()> {
     let seconds = start.elapsed().as_secs_f64();
     let summary = json!({
         "strategy": strategy.to_string(),
         "model": model.spec.name,
-        "train_images": train.x.len(),
-        "val_images": val.x.len(),
+        "trained_groups": plan.trainable,
+        "train_images": n_train,
+        "val_images": n_val,
         "val_split": ds.val_name,
         "val_accuracy": outcome.best_val_accuracy,
         "best_epoch": outcome.best_epoch,
-        "epochs_run": outcome.history.len(),
+        "epochs_run": outcome.epochs_run,
         "seconds": seconds,
         "run_dir": dir,
         "unreadable": failed.iter().map(|(p, _)| p).collect::<Vec<_>>(),
@@ -227,9 +378,9 @@ pub fn run(args: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
             args.data.display(),
             ds.val_name,
             100.0 * outcome.best_val_accuracy,
-            val.x.len(),
+            n_val,
             outcome.best_epoch,
-            train.x.len(),
+            n_train,
             seconds,
             outcome.confusion.render(&ds.classes)
         );
@@ -242,5 +393,5 @@ pub fn run(args: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
     if args.json {
         println!("{summary}");
     }
-    Ok(failed.len())
+    Ok(())
 }

@@ -62,6 +62,7 @@ pub fn save_module<M: Module + ModuleSnapshot>(module: &M, path: &Path) -> anyho
         .tempfile_in(dir)?;
     let mut store = SafetensorsStore::from_file(tmp.path())
         .with_to_adapter(BurnToPyTorchAdapter)
+        .skip_enum_variants(true)
         .overwrite(true);
     module
         .save_into(&mut store)

@@ -15,6 +15,8 @@ pub struct TrainedRun {
     pub model: LoadedModel,
     pub head: Linear,
     pub classes: Vec<String>,
+    /// Identity of the backbone weights in use (the trained backbone's file when the run trained
+    /// one): cached features are keyed by it.
     pub weights_sha256: String,
     pub seed: u64,
     pub val_fraction: f64,
@@ -47,7 +49,7 @@ pub fn load_run(dir: &Path, batch_size: usize, quiet: bool) -> anyhow::Result<Tr
         weights: Some(weights.clone()),
         batch_size,
     };
-    let model = load_pretrained(&args, quiet)?;
+    let mut model = load_pretrained(&args, quiet)?;
     let found = sha256_file(&weights)?;
     anyhow::ensure!(
         found == expected,
@@ -55,6 +57,21 @@ pub fn load_run(dir: &Path, batch_size: usize, quiet: bool) -> anyhow::Result<Tr
         dir.display(),
         weights.display()
     );
+    // partial:N and scratch runs also trained (part of) the backbone.
+    let backbone = dir.join("best_backbone.safetensors");
+    let mut weights_sha256 = found;
+    if backbone.is_file() {
+        // Cached features are keyed by the weights that computed them: these ones.
+        weights_sha256 = sha256_file(&backbone)?;
+        // Saved under graft's own module paths, which the architecture's key map leaves as they are.
+        let (net, _) = model.spec.arch.load(
+            &backbone,
+            &LoadPolicy::strict(),
+            "trained backbone",
+            &model.device,
+        )?;
+        model.net = net;
+    }
     let best = dir.join("best.safetensors");
     let dim = model.net.embed_dim();
     let mut head = LinearConfig::new(dim, classes.len()).init(&model.device);
@@ -69,7 +86,7 @@ pub fn load_run(dir: &Path, batch_size: usize, quiet: bool) -> anyhow::Result<Tr
         model,
         head,
         classes,
-        weights_sha256: found,
+        weights_sha256,
         seed: config.get("seed").and_then(Value::as_u64).unwrap_or(0),
         val_fraction: config
             .get("val_fraction")

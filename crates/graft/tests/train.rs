@@ -173,19 +173,57 @@ fn existing_run_directory_is_refused_without_force() {
 }
 
 #[test]
-fn strategy_not_yet_available_is_refused_with_its_plan() {
+fn partial_two_trains_the_top_groups_and_its_run_evaluates_the_same() {
+    let home = tempfile::tempdir().expect("tmp");
+    let runs = tempfile::tempdir().expect("tmp");
+    let run = runs.path().join("p");
+    let s = summary(&train(
+        "data/hymenoptera",
+        &run,
+        home.path(),
+        &["--strategy", "partial:2", "--epochs", "2"],
+    ));
+    assert_eq!(s["trained_groups"], serde_json::json!(["stage7", "top"]));
+    assert_eq!(s["epochs_run"], 2);
+    let acc = s["val_accuracy"].as_f64().unwrap_or(0.0);
+    assert!(acc > 0.8, "partial:2 after 2 epochs: {acc}");
+    for f in [
+        "best_backbone.safetensors",
+        "last_backbone.safetensors",
+        "best.safetensors",
+    ] {
+        assert!(run.join(f).is_file(), "{f}");
+    }
+    let eval = Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(["-q", "evaluate", "--json", "--run"])
+        .arg(&run)
+        .arg("--data")
+        .arg(shared("data/hymenoptera"))
+        .env("GRAFT_HOME", home.path())
+        .env("GRAFT_OFFLINE", "1")
+        .output()
+        .expect("run");
+    assert_eq!(
+        summary(&eval)["accuracy"],
+        s["val_accuracy"],
+        "the saved best model is the one that scored"
+    );
+}
+
+#[test]
+fn partial_with_more_groups_than_the_model_has_names_them() {
     let home = tempfile::tempdir().expect("tmp");
     let runs = tempfile::tempdir().expect("tmp");
     let out = train(
         "data/hymenoptera",
         &runs.path().join("p"),
         home.path(),
-        &["--strategy", "partial:2"],
+        &["--strategy", "partial:12"],
     );
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("partial:2") && stderr.contains("stage7") && stderr.contains("top"),
+        stderr.contains("partial:12") && stderr.contains("has 9") && stderr.contains("stage7"),
         "{stderr}"
     );
 }

@@ -1,0 +1,198 @@
+//! Training the top block groups and a new classifier (`partial:N`) or everything (`scratch`)
+//! on activations cached at the freeze point. The frozen groups never run here, so their
+//! weights and BatchNorm statistics cannot change; the trained groups run on the autodiff
+//! device, where BatchNorm trains (batch statistics, running averages updated).
+
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::prelude::*;
+use graft_data::SplitMix64;
+use graft_models::Network;
+
+use crate::metrics::Confusion;
+use crate::schedule::{EpochAction, after_epoch, cosine_with_warmup};
+use crate::train::{EpochRecord, HeadConfig, TrainError, init_head};
+
+/// Cached activations at the freeze point, one flattened `[c, h, w]` row per image.
+pub struct Activations<'a> {
+    pub x: &'a [Vec<f32>],
+    pub y: &'a [usize],
+    pub shape: [usize; 3],
+}
+
+impl Activations<'_> {
+    fn batch(&self, idx: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+        let [c, h, w] = self.shape;
+        let data: Vec<f32> = idx
+            .iter()
+            .flat_map(|&i| self.x[i].iter().copied())
+            .collect();
+        let x = Tensor::from_data(TensorData::new(data, [idx.len(), c, h, w]), device);
+        let y: Vec<i64> = idx.iter().map(|&i| self.y[i] as i64).collect();
+        (
+            x,
+            Tensor::from_data(TensorData::new(y, [idx.len()]), device),
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FinetuneConfig {
+    pub head: HeadConfig,
+    /// The trained backbone groups learn at `lr * backbone_lr_scale` (the new head at `lr`).
+    pub backbone_lr_scale: f64,
+}
+
+pub struct FinetuneOutcome {
+    pub net: Network,
+    pub head: Linear,
+    pub best_epoch: usize,
+    pub best_val_accuracy: f64,
+    pub history: Vec<EpochRecord>,
+    pub confusion: Confusion,
+}
+
+fn logits(net: &Network, head: &Linear, groups: std::ops::Range<usize>, x: Tensor<4>) -> Tensor<2> {
+    head.forward(net.embed(net.forward_groups(groups, x)))
+}
+
+/// Loss and confusion on `val` in inference mode (BatchNorm on running statistics).
+pub fn evaluate(
+    net: &Network,
+    head: &Linear,
+    freeze_point: usize,
+    val: &Activations<'_>,
+    classes: usize,
+    batch_size: usize,
+    device: &Device,
+) -> Result<(f64, Confusion), TrainError> {
+    let n = net.group_names().len();
+    let ce = CrossEntropyLossConfig::new().init(device);
+    let mut confusion = Confusion::new(classes);
+    let mut loss_sum = 0.0;
+    let idx: Vec<usize> = (0..val.x.len()).collect();
+    for chunk in idx.chunks(batch_size.max(1)) {
+        let (x, y) = val.batch(chunk, device);
+        let out = logits(net, head, freeze_point..n, x);
+        loss_sum += ce.forward(out.clone(), y).into_scalar::<f32>() as f64 * chunk.len() as f64;
+        let preds = out
+            .argmax(1)
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .map_err(|e| TrainError::Backend(format!("cannot read predictions: {e:?}")))?;
+        for (&i, p) in chunk.iter().zip(preds) {
+            confusion.add(val.y[i], (p as usize).min(classes - 1));
+        }
+    }
+    Ok((loss_sum / val.x.len().max(1) as f64, confusion))
+}
+
+/// Trains groups `freeze_point..` of `net` (on the autodiff device) and a fresh head.
+/// `on_epoch(record, (net, head), is_best)` gets every epoch's inference-mode network and head.
+#[allow(clippy::too_many_arguments)]
+pub fn finetune(
+    net: Network,
+    freeze_point: usize,
+    train: &Activations<'_>,
+    val: &Activations<'_>,
+    classes: usize,
+    cfg: &FinetuneConfig,
+    device: &Device,
+    on_epoch: &mut dyn FnMut(&EpochRecord, (&Network, &Linear), bool) -> Result<(), String>,
+) -> Result<FinetuneOutcome, TrainError> {
+    let hc = &cfg.head;
+    let ad = device.clone().autodiff();
+    let n = net.group_names().len();
+    // Loaded on the inference device: `train` re-enables gradients and training flags.
+    let mut net = net.fork(&ad).train();
+    let mut head = init_head(net.embed_dim(), classes, hc.seed, &ad);
+    let mut opt_net = AdamWConfig::new().with_weight_decay(hc.weight_decay).init();
+    let mut opt_head = AdamWConfig::new().with_weight_decay(hc.weight_decay).init();
+    let ce = CrossEntropyLossConfig::new()
+        .with_smoothing(hc.label_smoothing)
+        .init(&ad);
+    let steps_per_epoch = train.x.len().div_ceil(hc.batch_size.max(1));
+    let (total, warmup) = (
+        steps_per_epoch * hc.epochs,
+        steps_per_epoch * hc.warmup_epochs,
+    );
+    let mut rng = SplitMix64(hc.seed);
+    let mut order: Vec<usize> = (0..train.x.len()).collect();
+    let mut best: Option<(usize, f64)> = None;
+    let mut best_state = (net.valid(), head.valid());
+    let mut history = Vec::new();
+    let mut step = 0;
+    for epoch in 0..hc.epochs {
+        for i in (1..order.len()).rev() {
+            order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+        }
+        let mut loss_sum = 0.0;
+        let mut lr = hc.lr;
+        for batch in order.chunks(hc.batch_size.max(1)) {
+            lr = cosine_with_warmup(hc.lr, step, warmup, total);
+            let (x, y) = train.batch(batch, &ad);
+            let loss = ce.forward(logits(&net, &head, freeze_point..n, x), y);
+            let value = loss.clone().into_scalar::<f32>() as f64;
+            if !value.is_finite() {
+                return Err(TrainError::NonFinite { epoch, value });
+            }
+            loss_sum += value * batch.len() as f64;
+            let mut grads = loss.backward();
+            let g_head = GradientsParams::from_module(&mut grads, &head);
+            let g_net = GradientsParams::from_module(&mut grads, &net);
+            head = opt_head.step(lr, head, g_head);
+            net = opt_net.step(lr * cfg.backbone_lr_scale, net, g_net);
+            step += 1;
+        }
+        let (vnet, vhead) = (net.valid(), head.valid());
+        let (val_loss, confusion) = evaluate(
+            &vnet,
+            &vhead,
+            freeze_point,
+            val,
+            classes,
+            hc.batch_size,
+            device,
+        )?;
+        let record = EpochRecord {
+            epoch,
+            lr,
+            train_loss: loss_sum / train.x.len().max(1) as f64,
+            val_loss,
+            val_accuracy: confusion.accuracy(),
+        };
+        let action = after_epoch(epoch, record.val_accuracy, best, hc.patience);
+        let improved = action == EpochAction::SaveBest;
+        on_epoch(&record, (&vnet, &vhead), improved).map_err(TrainError::Callback)?;
+        if improved {
+            best = Some((epoch, record.val_accuracy));
+            best_state = (vnet, vhead);
+        }
+        history.push(record);
+        if action == EpochAction::Stop {
+            break;
+        }
+    }
+    let (best_epoch, best_val_accuracy) = best.unwrap_or((0, 0.0));
+    let (bnet, bhead) = best_state;
+    let (_, confusion) = evaluate(
+        &bnet,
+        &bhead,
+        freeze_point,
+        val,
+        classes,
+        hc.batch_size,
+        device,
+    )?;
+    Ok(FinetuneOutcome {
+        net: bnet,
+        head: bhead,
+        best_epoch,
+        best_val_accuracy,
+        history,
+        confusion,
+    })
+}
