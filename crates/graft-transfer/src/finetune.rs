@@ -12,8 +12,8 @@ use graft_data::SplitMix64;
 use graft_models::Network;
 
 use crate::metrics::Confusion;
-use crate::schedule::{EpochAction, after_epoch, cosine_with_warmup};
-use crate::train::{EpochRecord, HeadConfig, TrainError, init_head};
+use crate::schedule::{EpochAction, LoopState, after_epoch, cosine_with_warmup};
+use crate::train::{Checkpoint, EpochRecord, HeadConfig, Resume, TrainError, init_head};
 
 /// Cached activations at the freeze point, one flattened `[c, h, w]` row per image.
 pub struct Activations<'a> {
@@ -90,8 +90,9 @@ pub fn evaluate(
     Ok((loss_sum / val.x.len().max(1) as f64, confusion))
 }
 
-/// Trains groups `freeze_point..` of `net` (on the autodiff device) and a fresh head.
-/// `on_epoch(record, (net, head), is_best)` gets every epoch's inference-mode network and head.
+/// Trains groups `freeze_point..` of `net` (on the autodiff device) and a fresh head, or
+/// continues `resume` (model = (network, head); optimizers = [network's, head's]).
+/// `on_epoch` gets every epoch's inference-mode network and head, to save.
 #[allow(clippy::too_many_arguments)]
 pub fn finetune(
     net: Network,
@@ -101,16 +102,43 @@ pub fn finetune(
     classes: usize,
     cfg: &FinetuneConfig,
     device: &Device,
-    on_epoch: &mut dyn FnMut(&EpochRecord, (&Network, &Linear), bool) -> Result<(), String>,
+    resume: Option<Resume<(Network, Linear)>>,
+    on_epoch: &mut dyn FnMut(Checkpoint<'_, (Network, Linear)>) -> Result<(), String>,
 ) -> Result<FinetuneOutcome, TrainError> {
     let hc = &cfg.head;
     let ad = device.clone().autodiff();
     let n = net.group_names().len();
-    // Loaded on the inference device: `train` re-enables gradients and training flags.
-    let mut net = net.fork(&ad).train();
-    let mut head = init_head(net.embed_dim(), classes, hc.seed, &ad);
-    let mut opt_net = AdamWConfig::new().with_weight_decay(hc.weight_decay).init();
-    let mut opt_head = AdamWConfig::new().with_weight_decay(hc.weight_decay).init();
+    let adamw = || AdamWConfig::new().with_weight_decay(hc.weight_decay).init();
+    let (mut net, mut head, mut opt_net, mut opt_head, mut state, mut best_state) = match resume {
+        Some(r) => {
+            let mut optims = r.optim.into_iter();
+            let opt_net = optims.next().unwrap_or_else(adamw);
+            let opt_head = optims.next().unwrap_or_else(adamw);
+            let (net, head) = r.last;
+            (
+                net.fork(&ad).train(),
+                head.fork(&ad).train(),
+                opt_net,
+                opt_head,
+                r.state,
+                r.best,
+            )
+        }
+        None => {
+            // Loaded on the inference device: `train` re-enables gradients and training flags.
+            let net = net.fork(&ad).train();
+            let head = init_head(net.embed_dim(), classes, hc.seed, &ad);
+            let best = (net.valid(), head.valid());
+            (
+                net,
+                head,
+                adamw(),
+                adamw(),
+                LoopState::new(train.x.len(), hc.seed),
+                best,
+            )
+        }
+    };
     let ce = CrossEntropyLossConfig::new()
         .with_smoothing(hc.label_smoothing)
         .init(&ad);
@@ -119,20 +147,17 @@ pub fn finetune(
         steps_per_epoch * hc.epochs,
         steps_per_epoch * hc.warmup_epochs,
     );
-    let mut rng = SplitMix64(hc.seed);
-    let mut order: Vec<usize> = (0..train.x.len()).collect();
-    let mut best: Option<(usize, f64)> = None;
-    let mut best_state = (net.valid(), head.valid());
     let mut history = Vec::new();
-    let mut step = 0;
-    for epoch in 0..hc.epochs {
-        for i in (1..order.len()).rev() {
-            order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+    for epoch in state.next_epoch..hc.epochs {
+        let mut rng = SplitMix64(state.rng);
+        for i in (1..state.order.len()).rev() {
+            state.order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
         }
+        state.rng = rng.0;
         let mut loss_sum = 0.0;
         let mut lr = hc.lr;
-        for batch in order.chunks(hc.batch_size.max(1)) {
-            lr = cosine_with_warmup(hc.lr, step, warmup, total);
+        for batch in state.order.clone().chunks(hc.batch_size.max(1)) {
+            lr = cosine_with_warmup(hc.lr, state.step, warmup, total);
             let (x, y) = train.batch(batch, &ad);
             let loss = ce.forward(logits(&net, &head, freeze_point..n, x), y);
             let value = loss.clone().into_scalar::<f32>() as f64;
@@ -145,7 +170,7 @@ pub fn finetune(
             let g_net = GradientsParams::from_module(&mut grads, &net);
             head = opt_head.step(lr, head, g_head);
             net = opt_net.step(lr * cfg.backbone_lr_scale, net, g_net);
-            step += 1;
+            state.step += 1;
         }
         let (vnet, vhead) = (net.valid(), head.valid());
         let (val_loss, confusion) = evaluate(
@@ -164,19 +189,34 @@ pub fn finetune(
             val_loss,
             val_accuracy: confusion.accuracy(),
         };
-        let action = after_epoch(epoch, record.val_accuracy, best, hc.patience);
+        let action = after_epoch(epoch, record.val_accuracy, state.best, hc.patience);
         let improved = action == EpochAction::SaveBest;
-        on_epoch(&record, (&vnet, &vhead), improved).map_err(TrainError::Callback)?;
+        state.next_epoch = if action == EpochAction::Stop {
+            hc.epochs
+        } else {
+            epoch + 1
+        };
         if improved {
-            best = Some((epoch, record.val_accuracy));
-            best_state = (vnet, vhead);
+            state.best = Some((epoch, record.val_accuracy));
+        }
+        let current = (vnet, vhead);
+        let checkpoint = Checkpoint {
+            record: &record,
+            model: &current,
+            is_best: improved,
+            state: &state,
+            optim: &[&opt_net, &opt_head],
+        };
+        on_epoch(checkpoint).map_err(TrainError::Callback)?;
+        if improved {
+            best_state = current;
         }
         history.push(record);
         if action == EpochAction::Stop {
             break;
         }
     }
-    let (best_epoch, best_val_accuracy) = best.unwrap_or((0, 0.0));
+    let (best_epoch, best_val_accuracy) = state.best.unwrap_or((0, 0.0));
     let (bnet, bhead) = best_state;
     let (_, confusion) = evaluate(
         &bnet,

@@ -1,5 +1,31 @@
 //! Learning-rate schedule and early stopping: small pure functions the training loop calls.
 
+use serde::{Deserialize, Serialize};
+
+/// Where a training loop is, saved after every epoch so an interrupted run resumes exactly.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoopState {
+    pub next_epoch: usize,
+    pub step: usize,
+    /// The shuffling generator's state.
+    pub rng: u64,
+    pub order: Vec<usize>,
+    /// (epoch, validation accuracy) of the best epoch so far.
+    pub best: Option<(usize, f64)>,
+}
+
+impl LoopState {
+    pub fn new(n: usize, seed: u64) -> Self {
+        Self {
+            next_epoch: 0,
+            step: 0,
+            rng: seed,
+            order: (0..n).collect(),
+            best: None,
+        }
+    }
+}
+
 /// Linear warmup over `warmup` steps, then cosine decay to zero at `total` steps.
 pub fn cosine_with_warmup(base: f64, step: usize, warmup: usize, total: usize) -> f64 {
     if step < warmup {

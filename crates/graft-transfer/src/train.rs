@@ -4,15 +4,15 @@
 use burn::module::Param;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use graft_data::SplitMix64;
 use serde::Serialize;
 
 use crate::metrics::Confusion;
-use crate::schedule::{EpochAction, after_epoch, cosine_with_warmup};
+use crate::schedule::{EpochAction, LoopState, after_epoch, cosine_with_warmup};
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct HeadConfig {
     pub epochs: usize,
     pub batch_size: usize,
@@ -134,42 +134,73 @@ pub fn evaluate_head(
     Ok((loss, confusion))
 }
 
-/// Trains a fresh linear head. `on_epoch(record, head, is_best)` runs after every epoch with
-/// the epoch's head (to save as the last checkpoint, and as the best when `is_best`).
+/// What a resumed run starts from: the loop state and the last epoch's model and optimizer
+/// (the model loaded from burnpack, which keeps parameter ids, so the optimizer state matches).
+pub struct Resume<M> {
+    pub state: LoopState,
+    pub last: M,
+    pub best: M,
+    pub optim: Vec<ModuleOptimizer>,
+}
+
+/// What `on_epoch` gets to save after every epoch.
+pub struct Checkpoint<'a, M> {
+    pub record: &'a EpochRecord,
+    /// The epoch's model, in inference mode.
+    pub model: &'a M,
+    pub is_best: bool,
+    pub state: &'a LoopState,
+    pub optim: &'a [&'a ModuleOptimizer],
+}
+
+/// Trains a fresh linear head (or continues `resume`). `on_epoch` runs after every epoch with
+/// what is needed to save the last checkpoint (and the best when `is_best`).
 pub fn train_head(
     train: &Split<'_>,
     val: &Split<'_>,
     classes: usize,
     cfg: &HeadConfig,
     device: &Device,
-    on_epoch: &mut dyn FnMut(&EpochRecord, &Linear, bool) -> Result<(), String>,
+    resume: Option<Resume<Linear>>,
+    on_epoch: &mut dyn FnMut(Checkpoint<'_, Linear>) -> Result<(), String>,
 ) -> Result<HeadOutcome, TrainError> {
     let ad = device.clone().autodiff();
     let dim = train.x.first().map_or(0, Vec::len);
-    let mut head = init_head(dim, classes, cfg.seed, &ad);
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(cfg.weight_decay)
-        .init();
+    let adamw = || {
+        AdamWConfig::new()
+            .with_weight_decay(cfg.weight_decay)
+            .init()
+    };
+    let (mut head, mut optim, mut state, mut best_head) = match resume {
+        Some(r) => {
+            let optim = r.optim.into_iter().next().unwrap_or_else(adamw);
+            (r.last.fork(&ad).train(), optim, r.state, r.best)
+        }
+        None => {
+            let head = init_head(dim, classes, cfg.seed, &ad);
+            let best = head.valid();
+            (head, adamw(), LoopState::new(train.x.len(), cfg.seed), best)
+        }
+    };
     let loss_fn = CrossEntropyLossConfig::new()
         .with_smoothing(cfg.label_smoothing)
         .init(&ad);
     let steps_per_epoch = train.x.len().div_ceil(cfg.batch_size.max(1));
-    let total = steps_per_epoch * cfg.epochs;
-    let warmup = steps_per_epoch * cfg.warmup_epochs;
-    let mut rng = SplitMix64(cfg.seed);
-    let mut order: Vec<usize> = (0..train.x.len()).collect();
-    let mut best: Option<(usize, f64)> = None;
-    let mut best_head = head.valid();
+    let (total, warmup) = (
+        steps_per_epoch * cfg.epochs,
+        steps_per_epoch * cfg.warmup_epochs,
+    );
     let mut history = Vec::new();
-    let mut step = 0;
-    for epoch in 0..cfg.epochs {
-        for i in (1..order.len()).rev() {
-            order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+    for epoch in state.next_epoch..cfg.epochs {
+        let mut rng = SplitMix64(state.rng);
+        for i in (1..state.order.len()).rev() {
+            state.order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
         }
+        state.rng = rng.0;
         let mut loss_sum = 0.0;
         let mut lr = cfg.lr;
-        for batch in order.chunks(cfg.batch_size.max(1)) {
-            lr = cosine_with_warmup(cfg.lr, step, warmup, total);
+        for batch in state.order.clone().chunks(cfg.batch_size.max(1)) {
+            lr = cosine_with_warmup(cfg.lr, state.step, warmup, total);
             let logits = head.forward(matrix(train.x, batch, &ad));
             let loss = loss_fn.forward(logits, labels(train.y, batch, &ad));
             let value = loss.clone().into_scalar::<f32>() as f64;
@@ -179,7 +210,7 @@ pub fn train_head(
             loss_sum += value * batch.len() as f64;
             let grads = GradientsParams::from_grads(loss.backward(), &head);
             head = optim.step(lr, head, grads);
-            step += 1;
+            state.step += 1;
         }
         let current = head.valid();
         let (val_loss, confusion) = evaluate_head(&current, val, classes, device)?;
@@ -190,19 +221,31 @@ pub fn train_head(
             val_loss,
             val_accuracy: confusion.accuracy(),
         };
-        let action = after_epoch(epoch, record.val_accuracy, best, cfg.patience);
+        let action = after_epoch(epoch, record.val_accuracy, state.best, cfg.patience);
         let improved = action == EpochAction::SaveBest;
         if improved {
-            best = Some((epoch, record.val_accuracy));
+            state.best = Some((epoch, record.val_accuracy));
             best_head = current.clone();
         }
-        on_epoch(&record, &current, improved).map_err(TrainError::Callback)?;
+        state.next_epoch = if action == EpochAction::Stop {
+            cfg.epochs
+        } else {
+            epoch + 1
+        };
+        let checkpoint = Checkpoint {
+            record: &record,
+            model: &current,
+            is_best: improved,
+            state: &state,
+            optim: &[&optim],
+        };
+        on_epoch(checkpoint).map_err(TrainError::Callback)?;
         history.push(record);
         if action == EpochAction::Stop {
             break;
         }
     }
-    let (best_epoch, best_val_accuracy) = best.unwrap_or((0, 0.0));
+    let (best_epoch, best_val_accuracy) = state.best.unwrap_or((0, 0.0));
     let (_, confusion) = evaluate_head(&best_head, val, classes, device)?;
     Ok(HeadOutcome {
         head: best_head,

@@ -39,7 +39,7 @@ pub enum Command {
     Predict(PredictArgs),
     /// Top-1/top-5 accuracy of a pretrained model on labelled ImageNet images.
     Evaluate(EvaluateArgs),
-    /// Adapt a pretrained model to your labelled images (strategy `head` today).
+    /// Adapt a pretrained model to your labelled images (head, partial:N or scratch).
     Train(TrainArgs),
 }
 
@@ -61,7 +61,7 @@ pub enum WeightsCommand {
     },
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
     /// Model name, as `graft weights list` shows it (e.g. efficientnet_lite0, resnet50, vgg16).
     #[arg(long, short, default_value = "efficientnet_lite0")]
@@ -137,8 +137,13 @@ pub struct TrainArgs {
 
     /// An ImageFolder (with train/ and val/ or test/, or a split.csv, or neither: then a seeded
     /// stratified split is made), or a list file (.csv/.tsv: path,label[,split]).
-    #[arg(long, value_name = "DATASET")]
-    pub data: PathBuf,
+    #[arg(long, value_name = "DATASET", required_unless_present = "resume")]
+    pub data: Option<PathBuf>,
+
+    /// Continue an interrupted run (Ctrl-C, kill) from its last completed epoch, with the
+    /// settings it was started with.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["data", "out"])]
+    pub resume: Option<PathBuf>,
 
     /// pretrained | head | partial:N | scratch.
     #[arg(long, default_value = "head")]

@@ -4,17 +4,23 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::AdamWConfig;
 use burn::prelude::*;
 use graft_data::{Dataset, Sample, SplitOptions, open_dataset};
+use graft_models::Network;
 use graft_transfer::features::Extractor;
 use graft_transfer::finetune::{Activations, FinetuneConfig, finetune};
-use graft_transfer::train::{EpochRecord, HeadConfig, Split, train_head};
+use graft_transfer::schedule::LoopState;
+use graft_transfer::train::{EpochRecord, HeadConfig, Resume, Split, train_head};
 use graft_transfer::{CacheKey, Confusion, FeatureCache, FreezePlan, Strategy};
 use graft_weights::sha256_file;
+use graft_weights::{KeyMap, LoadPolicy, load_weights};
 use serde_json::json;
 
-use crate::args::TrainArgs;
+use crate::args::{ModelArgs, TrainArgs};
 use crate::progress::{Progress, log};
+use crate::resume;
 use crate::run_dir;
 use crate::settings::{LoadedModel, load_pretrained};
 
@@ -120,6 +126,115 @@ fn record_epoch(
     Ok(())
 }
 
+/// Keeps the metrics of epochs before `next_epoch` (all of them are gone for a fresh run): an
+/// interruption may have logged an epoch whose checkpoint was not completed.
+fn keep_metrics_before(path: &Path, next_epoch: usize) -> anyhow::Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get("epoch").and_then(|e| e.as_u64()))
+                .is_some_and(|e| (e as usize) < next_epoch)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    run_dir::write_atomic(path, kept.as_bytes())
+}
+
+/// Test hook: `GRAFT_TEST_INTERRUPT_AFTER_EPOCH=N` kills the process after epoch N is saved, as
+/// Ctrl-C or `kill` would, so the resume tests need no timing.
+fn interrupt_for_tests(epoch: usize) {
+    if std::env::var("GRAFT_TEST_INTERRUPT_AFTER_EPOCH")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        == Some(epoch)
+    {
+        std::process::exit(130);
+    }
+}
+
+fn resume_head(
+    dir: &Path,
+    sub: &Path,
+    state: LoopState,
+    dim: usize,
+    classes: usize,
+    cfg: &HeadConfig,
+    device: &Device,
+) -> anyhow::Result<Resume<Linear>> {
+    let mut last = LinearConfig::new(dim, classes).init(device);
+    resume::load_module(&mut last, &sub.join("head.bpk"))?;
+    let mut best = LinearConfig::new(dim, classes).init(device);
+    load_weights(
+        &mut best,
+        &dir.join("best.safetensors"),
+        &KeyMap::default(),
+        &LoadPolicy::strict(),
+        "best head",
+    )?;
+    let optim = resume::load_optim(
+        AdamWConfig::new()
+            .with_weight_decay(cfg.weight_decay)
+            .init(),
+        &sub.join("optim0.bpk"),
+    )?;
+    Ok(Resume {
+        state,
+        last,
+        best,
+        optim: vec![optim],
+    })
+}
+
+fn resume_finetune(
+    dir: &Path,
+    sub: &Path,
+    state: LoopState,
+    model: &LoadedModel,
+    classes: usize,
+    cfg: &HeadConfig,
+) -> anyhow::Result<Resume<(Network, Linear)>> {
+    let device = &model.device;
+    let dim = model.net.embed_dim();
+    let mut net = model.spec.arch.init(device);
+    resume::load_module(&mut net, &sub.join("backbone.bpk"))?;
+    let mut head = LinearConfig::new(dim, classes).init(device);
+    resume::load_module(&mut head, &sub.join("head.bpk"))?;
+    let (best_net, _) = model.spec.arch.load(
+        &dir.join("best_backbone.safetensors"),
+        &LoadPolicy::strict(),
+        "best backbone",
+        device,
+    )?;
+    let mut best_head = LinearConfig::new(dim, classes).init(device);
+    load_weights(
+        &mut best_head,
+        &dir.join("best.safetensors"),
+        &KeyMap::default(),
+        &LoadPolicy::strict(),
+        "best head",
+    )?;
+    let adamw = || {
+        AdamWConfig::new()
+            .with_weight_decay(cfg.weight_decay)
+            .init()
+    };
+    let optim = vec![
+        resume::load_optim(adamw(), &sub.join("optim0.bpk"))?,
+        resume::load_optim(adamw(), &sub.join("optim1.bpk"))?,
+    ];
+    Ok(Resume {
+        state,
+        last: (net, head),
+        best: (best_net, best_head),
+        optim,
+    })
+}
+
 /// Output shape `[c, h, w]` of groups `0..p` for this model's input size.
 fn shape_at(model: &LoadedModel, p: usize) -> [usize; 3] {
     let s = model.preprocess.crop as usize;
@@ -130,15 +245,82 @@ fn shape_at(model: &LoadedModel, p: usize) -> [usize; 3] {
     [c, h, w]
 }
 
-pub fn run(args: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
+/// `graft train`'s arguments, resolved: from the command line, or from the run being resumed.
+struct Settings {
+    model: ModelArgs,
+    data: PathBuf,
+    strategy: Strategy,
+    out: Option<PathBuf>,
+    force: bool,
+    resume: bool,
+    head: HeadConfig,
+    val_fraction: f64,
+}
+
+fn settings(args: &TrainArgs) -> anyhow::Result<Settings> {
+    let Some(dir) = &args.resume else {
+        let head = HeadConfig {
+            epochs: args.epochs,
+            batch_size: 32,
+            lr: args.lr,
+            weight_decay: args.weight_decay,
+            label_smoothing: args.label_smoothing,
+            warmup_epochs: 1,
+            patience: args.patience,
+            seed: args.seed,
+        };
+        return Ok(Settings {
+            model: args.model.clone(),
+            data: args.data.clone().context("--data is required")?,
+            strategy: args.strategy.parse().map_err(anyhow::Error::msg)?,
+            out: args.out.clone(),
+            force: args.force,
+            resume: false,
+            head,
+            val_fraction: args.val_fraction,
+        });
+    };
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{} is not a graft run directory", dir.display()))?;
+    let c: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))?;
+    let s = |k: &str| {
+        c.get(k)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .with_context(|| format!("{}: no {k:?}", path.display()))
+    };
+    Ok(Settings {
+        model: ModelArgs {
+            model: s("model")?,
+            weights: Some(PathBuf::from(s("weights")?)),
+            batch_size: args.model.batch_size,
+        },
+        data: PathBuf::from(s("data")?),
+        strategy: s("strategy")?.parse().map_err(anyhow::Error::msg)?,
+        out: Some(dir.clone()),
+        force: true,
+        resume: true,
+        head: serde_json::from_value(c.get("head").cloned().unwrap_or_default())
+            .with_context(|| format!("{}: \"head\"", path.display()))?,
+        val_fraction: c
+            .get("val_fraction")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.2),
+    })
+}
+
+pub fn run(raw: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
     let start = Instant::now();
-    let strategy: Strategy = args.strategy.parse().map_err(anyhow::Error::msg)?;
-    anyhow::ensure!(args.epochs > 0, "--epochs must be at least 1");
+    let args = settings(raw)?;
+    let strategy = args.strategy;
+    anyhow::ensure!(args.head.epochs > 0, "--epochs must be at least 1");
     let ds = open_dataset(
         &args.data,
         SplitOptions {
             val_fraction: args.val_fraction,
-            seed: args.seed,
+            seed: args.head.seed,
         },
     )?;
     for w in &ds.warnings {
@@ -199,7 +381,7 @@ pub fn run(args: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
         eprintln!("unreadable: {} ({e})", p.display());
     }
     anyhow::ensure!(
-        failed.is_empty() || !args.strict,
+        failed.is_empty() || !raw.strict,
         "{} images could not be read (listed above) and --strict is set",
         failed.len()
     );
@@ -210,19 +392,13 @@ pub fn run(args: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
     );
 
     let cfg = HeadConfig {
-        epochs: args.epochs,
         batch_size: if upto.is_some() { 16 } else { 32 },
-        lr: args.lr,
-        weight_decay: args.weight_decay,
-        label_smoothing: args.label_smoothing,
-        warmup_epochs: 1,
-        patience: args.patience,
-        seed: args.seed,
+        ..args.head.clone()
     };
     let backbone_lr_scale = if plan.fresh_weights { 1.0 } else { 0.1 };
     let config = json!({
         "model": model.spec.name, "weights": model.weights, "weights_sha256": weights_sha256,
-        "data": args.data, "strategy": strategy.to_string(), "seed": args.seed, "val_fraction": args.val_fraction,
+        "data": args.data, "strategy": strategy.to_string(), "seed": cfg.seed, "val_fraction": args.val_fraction,
         "frozen_groups": plan.frozen, "trained_groups": plan.trainable, "head": cfg,
         "backbone_lr_scale": backbone_lr_scale,
         "split": format!("{:?}", ds.split), "preprocess": format!("{:?}", model.preprocess),
@@ -237,9 +413,24 @@ pub fn run(args: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
         serde_json::to_string_pretty(&ds.classes)?.as_bytes(),
     )?;
     run_dir::write_atomic(&dir.join("split.csv"), split_csv(&ds).as_bytes())?;
-    let _ = std::fs::remove_file(dir.join("metrics.jsonl"));
+    let resumed = if args.resume {
+        Some(resume::load(&dir)?)
+    } else {
+        None
+    };
+    keep_metrics_before(
+        &dir.join("metrics.jsonl"),
+        resumed.as_ref().map_or(0, |(s, _)| s.next_epoch),
+    )?;
 
-    let mut progress = Progress::new("train", args.epochs as u64, "epochs", quiet);
+    let mut progress = Progress::new("train", cfg.epochs as u64, "epochs", quiet);
+    if let Some((state, _)) = &resumed {
+        log(
+            quiet,
+            format!("resuming at epoch {} of {}", state.next_epoch, cfg.epochs),
+        );
+        progress.inc(state.next_epoch as u64);
+    }
     let classes = ds.classes.len();
     let outcome = match upto {
         None => {
@@ -255,12 +446,31 @@ pub fn run(args: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
                 classes,
                 &cfg,
                 &model.device,
-                &mut |record, head, best| {
+                resumed
+                    .map(|(state, sub)| {
+                        resume_head(
+                            &dir,
+                            &sub,
+                            state,
+                            model.net.embed_dim(),
+                            classes,
+                            &cfg,
+                            &model.device,
+                        )
+                    })
+                    .transpose()?,
+                &mut |ck| {
                     progress.inc(1);
                     let save = |which: &str| {
-                        run_dir::save_module(head, &dir.join(format!("{which}.safetensors")))
+                        run_dir::save_module(ck.model, &dir.join(format!("{which}.safetensors")))
                     };
-                    record_epoch(&dir, record, &save, best)
+                    record_epoch(&dir, ck.record, &save, ck.is_best)?;
+                    let save_models =
+                        |sub: &Path| resume::save_module(ck.model, &sub.join("head.bpk"));
+                    resume::save(&dir, ck.state, ck.optim, &save_models)
+                        .map_err(|e| e.to_string())?;
+                    interrupt_for_tests(ck.record.epoch);
+                    Ok(())
                 },
             )
             .with_context(|| format!("training in {}", dir.display()))?;
@@ -292,8 +502,12 @@ pub fn run(args: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
                     backbone_lr_scale,
                 },
                 &model.device,
-                &mut |record, (net, head), best| {
+                resumed
+                    .map(|(state, sub)| resume_finetune(&dir, &sub, state, &model, classes, &cfg))
+                    .transpose()?,
+                &mut |ck| {
                     progress.inc(1);
+                    let (net, head) = ck.model;
                     let save = |which: &str| {
                         run_dir::save_module(head, &dir.join(format!("{which}.safetensors")))?;
                         run_dir::save_module(
@@ -301,7 +515,15 @@ pub fn run(args: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
                             &dir.join(format!("{which}_backbone.safetensors")),
                         )
                     };
-                    record_epoch(&dir, record, &save, best)
+                    record_epoch(&dir, ck.record, &save, ck.is_best)?;
+                    let save_models = |sub: &Path| {
+                        resume::save_module(head, &sub.join("head.bpk"))?;
+                        resume::save_module(net, &sub.join("backbone.bpk"))
+                    };
+                    resume::save(&dir, ck.state, ck.optim, &save_models)
+                        .map_err(|e| e.to_string())?;
+                    interrupt_for_tests(ck.record.epoch);
+                    Ok(())
                 },
             )
             .with_context(|| format!("training in {}", dir.display()))?;
@@ -315,7 +537,8 @@ pub fn run(args: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
     };
     progress.finish();
     report(
-        args,
+        &args,
+        raw.json,
         quiet,
         &model,
         &plan,
@@ -333,7 +556,8 @@ pub fn run(args: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
 
 #[allow(clippy::too_many_arguments)]
 fn report(
-    args: &TrainArgs,
+    args: &Settings,
+    json: bool,
     quiet: bool,
     model: &LoadedModel,
     plan: &FreezePlan,
@@ -370,7 +594,7 @@ fn report(
         &dir.join("result.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
-    if !args.json || !quiet {
+    if !json || !quiet {
         let out = format!(
             "{} {} on {}: {} accuracy {:.2}% ({} images) at epoch {}, {} training images, {:.1} s\n\n{}",
             model.spec.name,
@@ -384,13 +608,13 @@ fn report(
             seconds,
             outcome.confusion.render(&ds.classes)
         );
-        if args.json {
+        if json {
             eprint!("{out}")
         } else {
             print!("{out}")
         }
     }
-    if args.json {
+    if json {
         println!("{summary}");
     }
     Ok(())

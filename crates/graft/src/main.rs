@@ -8,6 +8,7 @@ mod cmd_train;
 mod cmd_weights;
 mod infer;
 mod progress;
+mod resume;
 mod run_dir;
 mod settings;
 mod trained;
