@@ -269,42 +269,15 @@ fn open_split_csv(root: &Path, split_file: &Path) -> Result<Dataset, DataError> 
 }
 
 fn open_list(path: &Path, options: SplitOptions) -> Result<Dataset, DataError> {
-    let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
-        path: path.into(),
-        source,
-    })?;
-    let sep = if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("tsv"))
-    {
-        '\t'
-    } else {
-        ','
-    };
-    let base = path.parent().unwrap_or(Path::new("."));
     let mut rows: Vec<(PathBuf, String, Option<bool>)> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let cols: Vec<&str> = line.split(sep).map(str::trim).collect();
-        if i == 0 && cols[0].eq_ignore_ascii_case("path") {
-            continue;
-        }
-        if cols.len() < 2 {
-            return Err(DataError::ListFile {
-                path: path.into(),
-                line: i + 1,
-                detail: format!("expected `path{sep}label[{sep}split]`, found {line:?}"),
-            });
-        }
-        let split = cols
-            .get(2)
+    for row in crate::list::read_rows(path)? {
+        let split = row
+            .cols
+            .get(1)
             .filter(|s| !s.is_empty())
-            .map(|s| split_name(path, i + 1, s))
+            .map(|s| split_name(path, row.line, s))
             .transpose()?;
-        rows.push((base.join(cols[0]), cols[1].to_string(), split));
+        rows.push((row.path, row.cols[0].clone(), split));
     }
     let classes: Vec<String> = rows
         .iter()

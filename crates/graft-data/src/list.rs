@@ -19,9 +19,17 @@ pub fn is_image_path(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
-/// Reads a `.csv` or `.tsv` with columns `path,label` (a header row naming them is optional).
-/// Paths are relative to the list file's folder.
-pub fn read_list_file(path: &Path) -> Result<Vec<LabeledImage>, DataError> {
+/// One row of a list file: the image path (relative to the file, resolved) and the columns after
+/// it (at least one).
+pub(crate) struct Row {
+    pub line: usize,
+    pub path: PathBuf,
+    pub cols: Vec<String>,
+}
+
+/// Rows of a `.csv`/`.tsv` list file whose first column is a path relative to the file: blank
+/// lines, `#` comments and a header row starting with `path` are skipped.
+pub(crate) fn read_rows(path: &Path) -> Result<Vec<Row>, DataError> {
     let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
         path: path.into(),
         source,
@@ -35,26 +43,40 @@ pub fn read_list_file(path: &Path) -> Result<Vec<LabeledImage>, DataError> {
         ','
     };
     let base = path.parent().unwrap_or(Path::new("."));
-    let mut out = Vec::new();
+    let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
         }
-        let mut cols = line.split(sep).map(str::trim);
-        let (Some(file), Some(label)) = (cols.next(), cols.next()) else {
+        let cols: Vec<&str> = line.split(sep).map(str::trim).collect();
+        if i == 0 && cols[0].eq_ignore_ascii_case("path") {
+            continue;
+        }
+        if cols.len() < 2 {
             return Err(DataError::ListFile {
                 path: path.into(),
                 line: i + 1,
                 detail: format!("expected `path{sep}label`, found {line:?}"),
             });
-        };
-        if i == 0 && file.eq_ignore_ascii_case("path") {
-            continue;
         }
+        rows.push(Row {
+            line: i + 1,
+            path: base.join(cols[0]),
+            cols: cols[1..].iter().map(|c| c.to_string()).collect(),
+        });
+    }
+    Ok(rows)
+}
+
+/// Reads a `.csv` or `.tsv` with columns `path,label` (a header row naming them is optional).
+/// Paths are relative to the list file's folder.
+pub fn read_list_file(path: &Path) -> Result<Vec<LabeledImage>, DataError> {
+    let mut out = Vec::new();
+    for row in read_rows(path)? {
         out.push(LabeledImage {
-            path: base.join(file),
-            label: label.to_string(),
+            path: row.path,
+            label: row.cols[0].clone(),
         });
     }
     if out.is_empty() {

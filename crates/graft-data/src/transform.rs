@@ -157,3 +157,59 @@ mod tests {
         }
     }
 }
+
+/// torchvision's `RandomResizedCrop(size)` (scale 0.08-1, aspect 3/4-4/3, ten tries, then a
+/// center crop fallback) followed by `RandomHorizontalFlip`, driven by a seeded generator so a
+/// cached augmented view can be recomputed exactly.
+pub fn random_resized_crop_flip(img: &RgbImage, size: u32, seed: u64) -> RgbImage {
+    let mut rng = crate::SplitMix64(seed);
+    let mut uniform =
+        |lo: f64, hi: f64| lo + (hi - lo) * ((rng.next() >> 11) as f64 / (1u64 << 53) as f64);
+    let (w, h) = (img.width() as f64, img.height() as f64);
+    let area = w * h;
+    let mut region = None;
+    for _ in 0..10 {
+        let target = area * uniform(0.08, 1.0);
+        let ratio = uniform((3.0f64 / 4.0).ln(), (4.0f64 / 3.0).ln()).exp();
+        let cw = (target * ratio).sqrt().round();
+        let ch = (target / ratio).sqrt().round();
+        if cw >= 1.0 && ch >= 1.0 && cw <= w && ch <= h {
+            let top = uniform(0.0, h - ch + 1.0).floor().min(h - ch);
+            let left = uniform(0.0, w - cw + 1.0).floor().min(w - cw);
+            region = Some((left as u32, top as u32, cw as u32, ch as u32));
+            break;
+        }
+    }
+    let (x, y, cw, ch) = region.unwrap_or_else(|| {
+        let s = w.min(h) as u32;
+        (((w as u32) - s) / 2, ((h as u32) - s) / 2, s, s)
+    });
+    let crop = image::imageops::crop_imm(img, x, y, cw, ch).to_image();
+    let mut out = resize_exact(&crop, size, size);
+    if uniform(0.0, 1.0) < 0.5 {
+        image::imageops::flip_horizontal_in_place(&mut out);
+    }
+    out
+}
+
+impl Preprocess {
+    /// An augmented training view of `path` (see [`random_resized_crop_flip`]).
+    pub fn augmented_file(&self, path: &Path, seed: u64) -> Result<Vec<f32>, DataError> {
+        let img = decode_rgb(path, self.limits)?;
+        Ok(self.to_chw(&random_resized_crop_flip(&img, self.crop, seed)))
+    }
+}
+
+#[cfg(test)]
+mod augment_tests {
+    use super::*;
+
+    #[test]
+    fn augmented_view_is_deterministic_per_seed_and_sized() {
+        let img = RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let a = random_resized_crop_flip(&img, 32, 5);
+        assert_eq!(a.dimensions(), (32, 32));
+        assert_eq!(a, random_resized_crop_flip(&img, 32, 5));
+        assert_ne!(a, random_resized_crop_flip(&img, 32, 6));
+    }
+}

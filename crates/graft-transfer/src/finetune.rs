@@ -8,11 +8,10 @@ use burn::nn::Linear;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
-use graft_data::SplitMix64;
 use graft_models::Network;
 
 use crate::metrics::Confusion;
-use crate::schedule::{EpochAction, LoopState, after_epoch, cosine_with_warmup};
+use crate::schedule::{EpochAction, LoopState, cosine_with_warmup};
 use crate::train::{Checkpoint, EpochRecord, HeadConfig, Resume, TrainError, init_head};
 
 /// Cached activations at the freeze point, one flattened `[c, h, w]` row per image.
@@ -149,11 +148,7 @@ pub fn finetune(
     );
     let mut history = Vec::new();
     for epoch in state.next_epoch..hc.epochs {
-        let mut rng = SplitMix64(state.rng);
-        for i in (1..state.order.len()).rev() {
-            state.order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
-        }
-        state.rng = rng.0;
+        state.shuffle();
         let mut loss_sum = 0.0;
         let mut lr = hc.lr;
         for batch in state.order.clone().chunks(hc.batch_size.max(1)) {
@@ -189,16 +184,8 @@ pub fn finetune(
             val_loss,
             val_accuracy: confusion.accuracy(),
         };
-        let action = after_epoch(epoch, record.val_accuracy, state.best, hc.patience);
+        let action = state.finish_epoch(epoch, record.val_accuracy, hc.epochs, hc.patience);
         let improved = action == EpochAction::SaveBest;
-        state.next_epoch = if action == EpochAction::Stop {
-            hc.epochs
-        } else {
-            epoch + 1
-        };
-        if improved {
-            state.best = Some((epoch, record.val_accuracy));
-        }
         let current = (vnet, vhead);
         let checkpoint = Checkpoint {
             record: &record,

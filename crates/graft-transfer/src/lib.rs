@@ -3,6 +3,7 @@
 //! part is trained on what the cache holds.
 
 pub mod cache;
+pub mod class_map;
 pub mod features;
 pub mod finetune;
 pub mod metrics;

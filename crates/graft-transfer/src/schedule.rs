@@ -24,6 +24,36 @@ impl LoopState {
             best: None,
         }
     }
+
+    /// Reshuffles the training order with the saved generator, so a resumed run continues the
+    /// same sequence.
+    pub fn shuffle(&mut self) {
+        let mut rng = graft_data::SplitMix64(self.rng);
+        for i in (1..self.order.len()).rev() {
+            self.order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+        }
+        self.rng = rng.0;
+    }
+
+    /// Decides what follows `epoch` and records it (best so far, next epoch to run).
+    pub fn finish_epoch(
+        &mut self,
+        epoch: usize,
+        val_accuracy: f64,
+        epochs: usize,
+        patience: usize,
+    ) -> EpochAction {
+        let action = after_epoch(epoch, val_accuracy, self.best, patience);
+        if action == EpochAction::SaveBest {
+            self.best = Some((epoch, val_accuracy));
+        }
+        self.next_epoch = if action == EpochAction::Stop {
+            epochs
+        } else {
+            epoch + 1
+        };
+        action
+    }
 }
 
 /// Linear warmup over `warmup` steps, then cosine decay to zero at `total` steps.

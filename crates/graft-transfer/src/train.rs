@@ -10,7 +10,7 @@ use graft_data::SplitMix64;
 use serde::Serialize;
 
 use crate::metrics::Confusion;
-use crate::schedule::{EpochAction, LoopState, after_epoch, cosine_with_warmup};
+use crate::schedule::{EpochAction, LoopState, cosine_with_warmup};
 
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct HeadConfig {
@@ -192,11 +192,7 @@ pub fn train_head(
     );
     let mut history = Vec::new();
     for epoch in state.next_epoch..cfg.epochs {
-        let mut rng = SplitMix64(state.rng);
-        for i in (1..state.order.len()).rev() {
-            state.order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
-        }
-        state.rng = rng.0;
+        state.shuffle();
         let mut loss_sum = 0.0;
         let mut lr = cfg.lr;
         for batch in state.order.clone().chunks(cfg.batch_size.max(1)) {
@@ -221,17 +217,11 @@ pub fn train_head(
             val_loss,
             val_accuracy: confusion.accuracy(),
         };
-        let action = after_epoch(epoch, record.val_accuracy, state.best, cfg.patience);
+        let action = state.finish_epoch(epoch, record.val_accuracy, cfg.epochs, cfg.patience);
         let improved = action == EpochAction::SaveBest;
         if improved {
-            state.best = Some((epoch, record.val_accuracy));
             best_head = current.clone();
         }
-        state.next_epoch = if action == EpochAction::Stop {
-            cfg.epochs
-        } else {
-            epoch + 1
-        };
         let checkpoint = Checkpoint {
             record: &record,
             model: &current,

@@ -81,7 +81,8 @@ fn partial_training_leaves_frozen_groups_bit_identical_and_changes_the_trained_o
         2,
         &cfg,
         &device,
-        &mut |_, _, _| Ok(()),
+        None,
+        &mut |_| Ok(()),
     )
     .expect("train");
     let after = snapshot(&out.net);

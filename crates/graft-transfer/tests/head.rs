@@ -34,8 +34,9 @@ fn run(cfg: &HeadConfig) -> Result<(f64, Vec<f64>), TrainError> {
         3,
         cfg,
         &default_device(),
-        &mut |_, _, best| {
-            saved += usize::from(best);
+        None,
+        &mut |ck| {
+            saved += usize::from(ck.is_best);
             Ok(())
         },
     )?;

@@ -145,6 +145,12 @@ pub struct TrainArgs {
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["data", "out"])]
     pub resume: Option<PathBuf>,
 
+    /// With --strategy pretrained: a `class,imagenet` file saying which ImageNet classes (wnid,
+    /// index or name; several rows per class allowed) stand for each of your classes. Without
+    /// it, classes are matched to ImageNet names and wnids (`ants` -> ant, `bees` -> bee).
+    #[arg(long, value_name = "FILE")]
+    pub class_map: Option<PathBuf>,
+
     /// pretrained | head | partial:N | scratch.
     #[arg(long, default_value = "head")]
     pub strategy: String,

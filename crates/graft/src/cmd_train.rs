@@ -9,6 +9,8 @@ use burn::optim::AdamWConfig;
 use burn::prelude::*;
 use graft_data::{Dataset, Sample, SplitOptions, open_dataset};
 use graft_models::Network;
+use graft_models::imagenet;
+use graft_transfer::class_map::{self, map_classes};
 use graft_transfer::features::Extractor;
 use graft_transfer::finetune::{Activations, FinetuneConfig, finetune};
 use graft_transfer::schedule::LoopState;
@@ -124,6 +126,135 @@ fn record_epoch(
         save("best").map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// `class,imagenet` rows (a header row starting with `class` is skipped).
+fn read_class_map(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --class-map {}", path.display()))?;
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || (i == 0 && line.starts_with("class")) {
+            continue;
+        }
+        let (class, target) = line.split_once([',', '\t']).with_context(|| {
+            format!(
+                "{}:{}: expected `class,imagenet`, found {line:?}",
+                path.display(),
+                i + 1
+            )
+        })?;
+        rows.push((class.trim().to_string(), target.trim().to_string()));
+    }
+    Ok(rows)
+}
+
+/// Strategy 1 on the user's classes: the ImageNet classifier as it is, each user class scored by
+/// the summed probability of the ImageNet classes mapped onto it; no training.
+#[allow(clippy::too_many_arguments)]
+fn run_pretrained(
+    args: &Settings,
+    raw: &TrainArgs,
+    quiet: bool,
+    model: &LoadedModel,
+    plan: &FreezePlan,
+    ds: &Dataset,
+    dir: &Path,
+    start: Instant,
+) -> anyhow::Result<usize> {
+    let explicit = raw
+        .class_map
+        .as_deref()
+        .map(read_class_map)
+        .transpose()?
+        .unwrap_or_default();
+    let map =
+        map_classes(&ds.classes, imagenet::classes(), &explicit).map_err(anyhow::Error::msg)?;
+    for (c, ids) in ds.classes.iter().zip(&map) {
+        let names: Vec<&str> = ids
+            .iter()
+            .map(|&i| imagenet::classes()[i].name.as_str())
+            .collect();
+        log(quiet, format!("{c} <- ImageNet {}", names.join(", ")));
+    }
+    let weights_sha256 = sha256_file(&model.weights)?;
+    let cache = FeatureCache::new(graft_weights::graft_home().join("features"));
+    let extractor = Extractor {
+        net: &model.net,
+        device: &model.device,
+        preprocess: model.preprocess,
+        cache: &cache,
+        key: embedding_key(model, &weights_sha256),
+        batch_size: model.batch_size,
+        upto: None,
+    };
+    let val = features(
+        &extractor,
+        &ds.val,
+        &format!("pretrained ({})", ds.val_name),
+        quiet,
+    );
+    for (p, e) in &val.failed {
+        eprintln!("unreadable: {} ({e})", p.display());
+    }
+    let mut confusion = Confusion::new(ds.classes.len());
+    let dim = model.net.embed_dim();
+    for (xs, ys) in val.x.chunks(256).zip(val.y.chunks(256)) {
+        let flat: Vec<f32> = xs.iter().flatten().copied().collect();
+        let e = Tensor::<2>::from_data(TensorData::new(flat, [xs.len(), dim]), &model.device);
+        let probs = burn::tensor::activation::softmax(model.net.classify(e), 1)
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("cannot read probabilities: {e:?}"))?;
+        for (row, &y) in probs.chunks_exact(probs.len() / xs.len().max(1)).zip(ys) {
+            confusion.add(y, class_map::predict(row, &map));
+        }
+    }
+    let mapping: Vec<_> = ds
+        .classes
+        .iter()
+        .zip(&map)
+        .map(|(c, ids)| json!({"class": c, "imagenet": ids.iter().map(|&i| json!({"index": i, "wnid": imagenet::classes()[i].wnid, "name": imagenet::classes()[i].name})).collect::<Vec<_>>()}))
+        .collect();
+    let config = json!({
+        "model": model.spec.name, "weights": model.weights, "weights_sha256": weights_sha256,
+        "data": args.data, "strategy": "pretrained", "seed": args.head.seed, "val_fraction": args.val_fraction,
+        "class_map": mapping, "classes": ds.classes,
+    });
+    run_dir::write_atomic(
+        &dir.join("config.json"),
+        serde_json::to_string_pretty(&config)?.as_bytes(),
+    )?;
+    run_dir::write_atomic(
+        &dir.join("classes.json"),
+        serde_json::to_string_pretty(&ds.classes)?.as_bytes(),
+    )?;
+    run_dir::write_atomic(&dir.join("split.csv"), split_csv(ds).as_bytes())?;
+    let outcome = Outcome {
+        best_epoch: 0,
+        best_val_accuracy: confusion.accuracy(),
+        epochs_run: 0,
+        confusion,
+    };
+    let (hits, misses, invalid) = cache.stats.snapshot();
+    let failed: Vec<&(PathBuf, String)> = val.failed.iter().collect();
+    report(
+        args,
+        raw.json,
+        quiet,
+        model,
+        plan,
+        Strategy::Pretrained,
+        ds,
+        dir,
+        (0, val.x.len()),
+        &failed,
+        (hits, misses, invalid),
+        &outcome,
+        start,
+    )?;
+    Ok(failed.len())
 }
 
 /// Keeps the metrics of epochs before `next_epoch` (all of them are gone for a fresh run): an
@@ -330,10 +461,6 @@ pub fn run(raw: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
     let plan = strategy
         .plan(&model.net.group_names())
         .map_err(anyhow::Error::msg)?;
-    anyhow::ensure!(
-        plan.new_head,
-        "--strategy pretrained keeps the ImageNet classifier: use `graft evaluate` / `graft predict` for it"
-    );
     if plan.fresh_weights {
         model.net = model.spec.arch.init(&model.device);
     }
@@ -347,6 +474,9 @@ pub fn run(raw: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
         &format!("{data_name}-{}-{strategy}", model.spec.name),
         args.force,
     )?;
+    if strategy == Strategy::Pretrained {
+        return run_pretrained(&args, raw, quiet, &model, &plan, &ds, &dir, start);
+    }
     log(
         quiet,
         format!(

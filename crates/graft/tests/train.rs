@@ -227,3 +227,41 @@ fn partial_with_more_groups_than_the_model_has_names_them() {
         "{stderr}"
     );
 }
+
+#[test]
+fn pretrained_strategy_maps_imagenet_ant_and_bee_onto_the_users_classes() {
+    let home = tempfile::tempdir().expect("tmp");
+    let runs = tempfile::tempdir().expect("tmp");
+    let run = runs.path().join("pre");
+    let s = summary(&train(
+        "data/hymenoptera",
+        &run,
+        home.path(),
+        &["--strategy", "pretrained"],
+    ));
+    assert_eq!(s["epochs_run"], 0);
+    let acc = s["val_accuracy"].as_f64().unwrap_or(0.0);
+    assert!(
+        acc > 0.95,
+        "ImageNet's own ant/bee classes on hymenoptera val: {acc}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).expect("config"))
+            .expect("json");
+    assert_eq!(config["class_map"][0]["imagenet"][0]["wnid"], "n02219486");
+    assert_eq!(config["class_map"][1]["imagenet"][0]["wnid"], "n02206856");
+
+    // A class with no ImageNet counterpart needs a map, and the error says so.
+    let out = train(
+        "data/caltech101-20",
+        &runs.path().join("c"),
+        home.path(),
+        &["--strategy", "pretrained"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("brain") && stderr.contains("--class-map"),
+        "{stderr}"
+    );
+}
