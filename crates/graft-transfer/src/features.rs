@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use crate::cache::{CacheKey, FeatureCache, sha256_hex};
 
+#[derive(Clone)]
 pub struct Extractor<'a> {
     pub net: &'a Network,
     pub device: &'a Device,
@@ -52,8 +53,22 @@ impl Extractor<'_> {
         let size = self.preprocess.crop as usize;
         let groups = self.net.group_names().len();
         for chunk in todo.chunks(self.batch_size.max(1)) {
-            let refs: Vec<&std::path::Path> = chunk.iter().map(|&i| paths[i].as_path()).collect();
-            let decoded = self.preprocess.files(&refs);
+            let decoded: Vec<_> = if self.key.view == 0 {
+                let refs: Vec<&std::path::Path> =
+                    chunk.iter().map(|&i| paths[i].as_path()).collect();
+                self.preprocess.files(&refs)
+            } else {
+                // Augmented view: seeded by the image content and the view number.
+                chunk
+                    .par_iter()
+                    .map(|&i| {
+                        let h = hashes[i].as_deref().unwrap_or_default();
+                        let seed = u64::from_str_radix(h.get(..16).unwrap_or("0"), 16).unwrap_or(0)
+                            ^ u64::from(self.key.view);
+                        self.preprocess.augmented_file(&paths[i], seed)
+                    })
+                    .collect()
+            };
             let mut pixels = Vec::new();
             let mut ok = Vec::new();
             for (&i, r) in chunk.iter().zip(decoded) {

@@ -12,7 +12,9 @@ use graft_models::Network;
 
 use crate::metrics::Confusion;
 use crate::schedule::{EpochAction, LoopState, cosine_with_warmup};
-use crate::train::{Checkpoint, EpochRecord, HeadConfig, Resume, TrainError, init_head};
+use crate::train::{
+    Checkpoint, EpochRecord, HeadConfig, Resume, TrainError, class_weights, init_head,
+};
 
 /// Cached activations at the freeze point, one flattened `[c, h, w]` row per image.
 pub struct Activations<'a> {
@@ -96,7 +98,7 @@ pub fn evaluate(
 pub fn finetune(
     net: Network,
     freeze_point: usize,
-    train: &Activations<'_>,
+    train_views: &[Activations<'_>],
     val: &Activations<'_>,
     classes: usize,
     cfg: &FinetuneConfig,
@@ -106,6 +108,9 @@ pub fn finetune(
 ) -> Result<FinetuneOutcome, TrainError> {
     let hc = &cfg.head;
     let ad = device.clone().autodiff();
+    let Some(first) = train_views.first() else {
+        return Err(TrainError::Backend("no training data".into()));
+    };
     let n = net.group_names().len();
     let adamw = || AdamWConfig::new().with_weight_decay(hc.weight_decay).init();
     let (mut net, mut head, mut opt_net, mut opt_head, mut state, mut best_state) = match resume {
@@ -133,15 +138,16 @@ pub fn finetune(
                 head,
                 adamw(),
                 adamw(),
-                LoopState::new(train.x.len(), hc.seed),
+                LoopState::new(first.x.len(), hc.seed),
                 best,
             )
         }
     };
     let ce = CrossEntropyLossConfig::new()
         .with_smoothing(hc.label_smoothing)
+        .with_weights(class_weights(first.y, classes, hc.class_balanced))
         .init(&ad);
-    let steps_per_epoch = train.x.len().div_ceil(hc.batch_size.max(1));
+    let steps_per_epoch = first.x.len().div_ceil(hc.batch_size.max(1));
     let (total, warmup) = (
         steps_per_epoch * hc.epochs,
         steps_per_epoch * hc.warmup_epochs,
@@ -149,6 +155,8 @@ pub fn finetune(
     let mut history = Vec::new();
     for epoch in state.next_epoch..hc.epochs {
         state.shuffle();
+        // One cached view per epoch, in turn (several when augmentation views were cached).
+        let train = &train_views[epoch % train_views.len()];
         let mut loss_sum = 0.0;
         let mut lr = hc.lr;
         for batch in state.order.clone().chunks(hc.batch_size.max(1)) {

@@ -22,6 +22,26 @@ pub struct HeadConfig {
     pub warmup_epochs: usize,
     pub patience: usize,
     pub seed: u64,
+    /// Weight the loss by inverse class frequency in the training set.
+    #[serde(default)]
+    pub class_balanced: bool,
+}
+
+/// Loss weights `n / (classes * n_c)` (PyTorch/sklearn's "balanced"), or none.
+pub fn class_weights(y: &[usize], classes: usize, balanced: bool) -> Option<Vec<f32>> {
+    if !balanced {
+        return None;
+    }
+    let mut counts = vec![0usize; classes];
+    for &c in y {
+        counts[c] += 1;
+    }
+    Some(
+        counts
+            .iter()
+            .map(|&n| y.len() as f32 / (classes as f32 * n.max(1) as f32))
+            .collect(),
+    )
 }
 
 impl Default for HeadConfig {
@@ -35,6 +55,7 @@ impl Default for HeadConfig {
             warmup_epochs: 1,
             patience: 10,
             seed: 0,
+            class_balanced: false,
         }
     }
 }
@@ -156,7 +177,7 @@ pub struct Checkpoint<'a, M> {
 /// Trains a fresh linear head (or continues `resume`). `on_epoch` runs after every epoch with
 /// what is needed to save the last checkpoint (and the best when `is_best`).
 pub fn train_head(
-    train: &Split<'_>,
+    train_views: &[Split<'_>],
     val: &Split<'_>,
     classes: usize,
     cfg: &HeadConfig,
@@ -165,7 +186,10 @@ pub fn train_head(
     on_epoch: &mut dyn FnMut(Checkpoint<'_, Linear>) -> Result<(), String>,
 ) -> Result<HeadOutcome, TrainError> {
     let ad = device.clone().autodiff();
-    let dim = train.x.first().map_or(0, Vec::len);
+    let Some(first) = train_views.first() else {
+        return Err(TrainError::Backend("no training data".into()));
+    };
+    let dim = first.x.first().map_or(0, Vec::len);
     let adamw = || {
         AdamWConfig::new()
             .with_weight_decay(cfg.weight_decay)
@@ -179,13 +203,14 @@ pub fn train_head(
         None => {
             let head = init_head(dim, classes, cfg.seed, &ad);
             let best = head.valid();
-            (head, adamw(), LoopState::new(train.x.len(), cfg.seed), best)
+            (head, adamw(), LoopState::new(first.x.len(), cfg.seed), best)
         }
     };
     let loss_fn = CrossEntropyLossConfig::new()
         .with_smoothing(cfg.label_smoothing)
+        .with_weights(class_weights(first.y, classes, cfg.class_balanced))
         .init(&ad);
-    let steps_per_epoch = train.x.len().div_ceil(cfg.batch_size.max(1));
+    let steps_per_epoch = first.x.len().div_ceil(cfg.batch_size.max(1));
     let (total, warmup) = (
         steps_per_epoch * cfg.epochs,
         steps_per_epoch * cfg.warmup_epochs,
@@ -193,6 +218,8 @@ pub fn train_head(
     let mut history = Vec::new();
     for epoch in state.next_epoch..cfg.epochs {
         state.shuffle();
+        // One cached view per epoch, in turn (several when augmentation views were cached).
+        let train = &train_views[epoch % train_views.len()];
         let mut loss_sum = 0.0;
         let mut lr = cfg.lr;
         for batch in state.order.clone().chunks(cfg.batch_size.max(1)) {

@@ -76,7 +76,7 @@ fn partial_training_leaves_frozen_groups_bit_identical_and_changes_the_trained_o
     let out = finetune(
         net,
         plan.freeze_point,
-        &data,
+        std::slice::from_ref(&data),
         &data,
         2,
         &cfg,

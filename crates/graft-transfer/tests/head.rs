@@ -29,7 +29,7 @@ fn run(cfg: &HeadConfig) -> Result<(f64, Vec<f64>), TrainError> {
     let (vx, vy) = blobs(30, 2);
     let mut saved = 0;
     let out = train_head(
-        &Split { x: &tx, y: &ty },
+        &[Split { x: &tx, y: &ty }],
         &Split { x: &vx, y: &vy },
         3,
         cfg,

@@ -181,6 +181,15 @@ pub struct TrainArgs {
     #[arg(long, value_name = "EPS")]
     pub label_smoothing: Option<f32>,
 
+    /// Weight the loss by inverse class frequency (for imbalanced datasets).
+    #[arg(long)]
+    pub class_balanced: bool,
+
+    /// Augmented training views (random resized crop + horizontal flip) computed once per
+    /// image and cached; epochs use them in turn. Default: 0 for head, 2 for partial/scratch.
+    #[arg(long, value_name = "K")]
+    pub cached_views: Option<usize>,
+
     /// Stop after this many epochs without a better validation accuracy.
     #[arg(long, default_value_t = 10)]
     pub patience: usize,

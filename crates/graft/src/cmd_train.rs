@@ -386,6 +386,8 @@ struct Settings {
     resume: bool,
     head: HeadConfig,
     val_fraction: f64,
+    /// Augmented training views cached per image (None: the strategy's default).
+    cached_views: Option<usize>,
 }
 
 fn settings(args: &TrainArgs) -> anyhow::Result<Settings> {
@@ -399,6 +401,7 @@ fn settings(args: &TrainArgs) -> anyhow::Result<Settings> {
             warmup_epochs: 1,
             patience: args.patience,
             seed: args.seed,
+            class_balanced: args.class_balanced,
         };
         return Ok(Settings {
             model: args.model.clone(),
@@ -409,6 +412,7 @@ fn settings(args: &TrainArgs) -> anyhow::Result<Settings> {
             resume: false,
             head,
             val_fraction: args.val_fraction,
+            cached_views: args.cached_views,
         });
     };
     let path = dir.join("config.json");
@@ -439,6 +443,10 @@ fn settings(args: &TrainArgs) -> anyhow::Result<Settings> {
             .get("val_fraction")
             .and_then(|v| v.as_f64())
             .unwrap_or(0.2),
+        cached_views: c
+            .get("cached_views")
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize),
     })
 }
 
@@ -499,7 +507,33 @@ pub fn run(raw: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
         batch_size: model.batch_size,
         upto,
     };
-    let train = features(&extractor, &ds.train, "frozen part (train)", quiet);
+    // Training views: the evaluation view, or K cached augmented views used in turn.
+    let views = args
+        .cached_views
+        .unwrap_or(if strategy == Strategy::Head { 0 } else { 2 });
+    let train_views: Vec<SplitFeatures> = if views == 0 {
+        vec![0]
+    } else {
+        (1..=views as u32).collect()
+    }
+    .into_iter()
+    .map(|view| {
+        let ex = Extractor {
+            key: CacheKey {
+                view,
+                ..extractor.key.clone()
+            },
+            ..extractor.clone()
+        };
+        let label = if view == 0 {
+            "frozen part (train)".to_string()
+        } else {
+            format!("frozen part (train, view {view}/{views})")
+        };
+        features(&ex, &ds.train, &label, quiet)
+    })
+    .collect();
+    let train = &train_views[0];
     let val = features(
         &extractor,
         &ds.val,
@@ -530,6 +564,7 @@ pub fn run(raw: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
         "model": model.spec.name, "weights": model.weights, "weights_sha256": weights_sha256,
         "data": args.data, "strategy": strategy.to_string(), "seed": cfg.seed, "val_fraction": args.val_fraction,
         "frozen_groups": plan.frozen, "trained_groups": plan.trainable, "head": cfg,
+        "cached_views": views,
         "backbone_lr_scale": backbone_lr_scale,
         "split": format!("{:?}", ds.split), "preprocess": format!("{:?}", model.preprocess),
         "classes": ds.classes,
@@ -565,10 +600,10 @@ pub fn run(raw: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
     let outcome = match upto {
         None => {
             let o = train_head(
-                &Split {
-                    x: &train.x,
-                    y: &train.y,
-                },
+                &train_views
+                    .iter()
+                    .map(|t| Split { x: &t.x, y: &t.y })
+                    .collect::<Vec<_>>(),
                 &Split {
                     x: &val.x,
                     y: &val.y,
@@ -616,11 +651,14 @@ pub fn run(raw: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
             let o = finetune(
                 model.net.clone(),
                 p,
-                &Activations {
-                    x: &train.x,
-                    y: &train.y,
-                    shape,
-                },
+                &train_views
+                    .iter()
+                    .map(|t| Activations {
+                        x: &t.x,
+                        y: &t.y,
+                        shape,
+                    })
+                    .collect::<Vec<_>>(),
                 &Activations {
                     x: &val.x,
                     y: &val.y,

@@ -265,3 +265,33 @@ fn pretrained_strategy_maps_imagenet_ant_and_bee_onto_the_users_classes() {
         "{stderr}"
     );
 }
+
+#[test]
+fn cached_augmented_views_are_computed_once_and_reused() {
+    let home = tempfile::tempdir().expect("tmp");
+    let runs = tempfile::tempdir().expect("tmp");
+    let args = ["--cached-views", "2", "--epochs", "6"];
+    let first = summary(&train(
+        "data/hymenoptera",
+        &runs.path().join("v1"),
+        home.path(),
+        &args,
+    ));
+    // Two augmented views of the 245 training images, the evaluation view of the 153 others.
+    assert_eq!(first["cache"]["computed"], 2 * 245 + 153);
+    assert!(
+        first["val_accuracy"].as_f64().unwrap_or(0.0) > 0.9,
+        "{first}"
+    );
+    let second = summary(&train(
+        "data/hymenoptera",
+        &runs.path().join("v2"),
+        home.path(),
+        &args,
+    ));
+    assert_eq!(second["cache"]["computed"], 0);
+    assert_eq!(
+        second["val_accuracy"], first["val_accuracy"],
+        "augmentation is seeded: same views, same result"
+    );
+}
