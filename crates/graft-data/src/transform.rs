@@ -159,7 +159,8 @@ mod tests {
 }
 
 /// torchvision's `RandomResizedCrop(size)` (scale 0.08-1, aspect 3/4-4/3, ten tries, then a
-/// center crop fallback) followed by `RandomHorizontalFlip`, driven by a seeded generator so a
+/// center crop fallback), `RandomHorizontalFlip`, and a mild `ColorJitter(0.2, 0.2, 0.2)`
+/// (brightness, contrast, saturation; in that fixed order), driven by a seeded generator so a
 /// cached augmented view can be recomputed exactly.
 pub fn random_resized_crop_flip(img: &RgbImage, size: u32, seed: u64) -> RgbImage {
     let mut rng = crate::SplitMix64(seed);
@@ -189,7 +190,29 @@ pub fn random_resized_crop_flip(img: &RgbImage, size: u32, seed: u64) -> RgbImag
     if uniform(0.0, 1.0) < 0.5 {
         image::imageops::flip_horizontal_in_place(&mut out);
     }
+    let (b, c, s) = (uniform(0.8, 1.2), uniform(0.8, 1.2), uniform(0.8, 1.2));
+    color_jitter(&mut out, b as f32, c as f32, s as f32);
     out
+}
+
+/// Brightness, contrast and saturation factors applied as torchvision's functional
+/// `adjust_*` do: scale, blend with the mean grey level, blend with the greyscale image.
+pub fn color_jitter(img: &mut RgbImage, brightness: f32, contrast: f32, saturation: f32) {
+    let gray = |p: [f32; 3]| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
+    let clamp = |v: f32| v.clamp(0.0, 255.0);
+    let mut px: Vec<[f32; 3]> = img
+        .pixels()
+        .map(|p| p.0.map(|v| clamp(v as f32 * brightness)))
+        .collect();
+    let mean = px.iter().map(|p| gray(*p)).sum::<f32>() / px.len().max(1) as f32;
+    for p in px.iter_mut() {
+        *p = p.map(|v| clamp(mean + contrast * (v - mean)));
+        let g = gray(*p);
+        *p = p.map(|v| clamp(g + saturation * (v - g)));
+    }
+    for (dst, p) in img.pixels_mut().zip(px) {
+        dst.0 = p.map(|v| v.round() as u8);
+    }
 }
 
 impl Preprocess {
@@ -203,6 +226,17 @@ impl Preprocess {
 #[cfg(test)]
 mod augment_tests {
     use super::*;
+
+    #[test]
+    fn color_jitter_with_unit_factors_changes_nothing_and_zero_saturation_is_grey() {
+        let img = RgbImage::from_fn(4, 3, |x, y| image::Rgb([x as u8 * 40, y as u8 * 60, 200]));
+        let mut same = img.clone();
+        color_jitter(&mut same, 1.0, 1.0, 1.0);
+        assert_eq!(same, img);
+        let mut grey = img.clone();
+        color_jitter(&mut grey, 1.0, 1.0, 0.0);
+        assert!(grey.pixels().all(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2]));
+    }
 
     #[test]
     fn augmented_view_is_deterministic_per_seed_and_sized() {

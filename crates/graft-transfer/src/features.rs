@@ -93,7 +93,20 @@ impl Extractor<'_> {
                         y.reshape([b, c * h * w])
                     }
                 };
-                let values = computed.into_data().try_to_vec::<f32>().unwrap_or_default();
+                let values = match computed.into_data().try_to_vec::<f32>() {
+                    Ok(v) => v,
+                    Err(e) => {
+                        // Never dropped silently: every image of the batch reports it.
+                        for &i in &ok {
+                            out[i] = Err(format!(
+                                "{}: cannot read activations: {e:?}",
+                                paths[i].display()
+                            ));
+                        }
+                        progress(chunk.len());
+                        continue;
+                    }
+                };
                 let dim = values.len() / ok.len();
                 for (row, &i) in values.chunks_exact(dim.max(1)).zip(&ok) {
                     if let Ok(h) = &hashes[i]

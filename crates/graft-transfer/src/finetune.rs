@@ -13,7 +13,7 @@ use graft_models::Network;
 use crate::metrics::Confusion;
 use crate::schedule::{EpochAction, LoopState, cosine_with_warmup};
 use crate::train::{
-    Checkpoint, EpochRecord, HeadConfig, Resume, TrainError, class_weights, init_head,
+    Checkpoint, EpochRecord, HeadConfig, Resume, TrainError, init_head, loss_and_schedule,
 };
 
 /// Cached activations at the freeze point, one flattened `[c, h, w]` row per image.
@@ -143,15 +143,7 @@ pub fn finetune(
             )
         }
     };
-    let ce = CrossEntropyLossConfig::new()
-        .with_smoothing(hc.label_smoothing)
-        .with_weights(class_weights(first.y, classes, hc.class_balanced))
-        .init(&ad);
-    let steps_per_epoch = first.x.len().div_ceil(hc.batch_size.max(1));
-    let (total, warmup) = (
-        steps_per_epoch * hc.epochs,
-        steps_per_epoch * hc.warmup_epochs,
-    );
+    let (ce, total, warmup) = loss_and_schedule(hc, first.y, classes, &ad);
     let mut history = Vec::new();
     for epoch in state.next_epoch..hc.epochs {
         state.shuffle();

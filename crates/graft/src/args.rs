@@ -185,7 +185,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub class_balanced: bool,
 
-    /// Augmented training views (random resized crop + horizontal flip) computed once per
+    /// Augmented training views (random resized crop, flip, colour jitter) computed once per
     /// image and cached; epochs use them in turn. Default: 0 for head, 2 for partial/scratch.
     #[arg(long, value_name = "K")]
     pub cached_views: Option<usize>,

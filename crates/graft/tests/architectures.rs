@@ -1,6 +1,5 @@
-//! `graft train` works the same for ResNet-18 and ResNet-50 (VGG-16 shares every code path but
-//! its 528 MB of weights; see the closing note): random weights in graft's own layout stand in
-//! for torchvision's file, on a 12-image ImageFolder cut from hymenoptera.
+//! `graft train` works the same for ResNet-18, ResNet-50 and VGG-16: random weights in graft's
+//! own layout stand in for torchvision's files, on a 12-image ImageFolder cut from hymenoptera.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -97,4 +96,9 @@ fn resnet18_trains_head_and_partial() {
 #[test]
 fn resnet50_trains_head_and_partial() {
     train_with_random_weights("resnet50");
+}
+
+#[test]
+fn vgg16_trains_head_and_partial() {
+    train_with_random_weights("vgg16");
 }
