@@ -4,17 +4,15 @@
 //! device, where BatchNorm trains (batch statistics, running averages updated).
 
 use burn::module::Module;
-use burn::nn::Linear;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use graft_models::Network;
 
+use crate::head::Head;
 use crate::metrics::Confusion;
 use crate::schedule::{EpochAction, LoopState, cosine_with_warmup};
-use crate::train::{
-    Checkpoint, EpochRecord, HeadConfig, Resume, TrainError, init_head, loss_and_schedule,
-};
+use crate::train::{Checkpoint, EpochRecord, HeadConfig, Resume, TrainError, loss_and_schedule};
 
 /// Cached activations at the freeze point, one flattened `[c, h, w]` row per image.
 pub struct Activations<'a> {
@@ -48,21 +46,21 @@ pub struct FinetuneConfig {
 
 pub struct FinetuneOutcome {
     pub net: Network,
-    pub head: Linear,
+    pub head: Head,
     pub best_epoch: usize,
     pub best_val_accuracy: f64,
     pub history: Vec<EpochRecord>,
     pub confusion: Confusion,
 }
 
-fn logits(net: &Network, head: &Linear, groups: std::ops::Range<usize>, x: Tensor<4>) -> Tensor<2> {
+fn logits(net: &Network, head: &Head, groups: std::ops::Range<usize>, x: Tensor<4>) -> Tensor<2> {
     head.forward(net.embed(net.forward_groups(groups, x)))
 }
 
 /// Loss and confusion on `val` in inference mode (BatchNorm on running statistics).
 pub fn evaluate(
     net: &Network,
-    head: &Linear,
+    head: &Head,
     freeze_point: usize,
     val: &Activations<'_>,
     classes: usize,
@@ -103,8 +101,8 @@ pub fn finetune(
     classes: usize,
     cfg: &FinetuneConfig,
     device: &Device,
-    resume: Option<Resume<(Network, Linear)>>,
-    on_epoch: &mut dyn FnMut(Checkpoint<'_, (Network, Linear)>) -> Result<(), String>,
+    resume: Option<Resume<(Network, Head)>>,
+    on_epoch: &mut dyn FnMut(Checkpoint<'_, (Network, Head)>) -> Result<(), String>,
 ) -> Result<FinetuneOutcome, TrainError> {
     let hc = &cfg.head;
     let ad = device.clone().autodiff();
@@ -131,7 +129,7 @@ pub fn finetune(
         None => {
             // Loaded on the inference device: `train` re-enables gradients and training flags.
             let net = net.fork(&ad).train();
-            let head = init_head(net.embed_dim(), classes, hc.seed, &ad);
+            let head = hc.head.init(net.embed_dim(), classes, hc.seed, &ad);
             let best = (net.valid(), head.valid());
             (
                 net,
@@ -147,6 +145,9 @@ pub fn finetune(
     let mut history = Vec::new();
     for epoch in state.next_epoch..hc.epochs {
         state.shuffle();
+        // Dropout (MLP head) draws from the device generator: seeded per epoch so a resumed run
+        // draws what the uninterrupted one did.
+        ad.seed(hc.seed.wrapping_add(epoch as u64));
         // One cached view per epoch, in turn (several when augmentation views were cached).
         let train = &train_views[epoch % train_views.len()];
         let mut loss_sum = 0.0;

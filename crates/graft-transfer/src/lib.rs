@@ -6,6 +6,7 @@ pub mod cache;
 pub mod class_map;
 pub mod features;
 pub mod finetune;
+pub mod head;
 pub mod metrics;
 pub mod schedule;
 pub mod strategy;

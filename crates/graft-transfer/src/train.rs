@@ -1,14 +1,13 @@
 //! Training a new linear classifier on cached features (the `head` strategy): the recipe is a
 //! handful of verbs (init, epoch, evaluate, decide), and what to save is left to the caller.
 
-use burn::module::Param;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::{Linear, LinearConfig};
+
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use graft_data::SplitMix64;
 use serde::Serialize;
 
+use crate::head::{Head, HeadKind};
 use crate::metrics::Confusion;
 use crate::schedule::{EpochAction, LoopState, cosine_with_warmup};
 
@@ -22,6 +21,9 @@ pub struct HeadConfig {
     pub warmup_epochs: usize,
     pub patience: usize,
     pub seed: u64,
+    /// The new classifier's shape.
+    #[serde(default)]
+    pub head: HeadKind,
     /// Weight the loss by inverse class frequency in the training set.
     #[serde(default)]
     pub class_balanced: bool,
@@ -75,6 +77,7 @@ impl Default for HeadConfig {
             warmup_epochs: 1,
             patience: 10,
             seed: 0,
+            head: HeadKind::Linear,
             class_balanced: false,
         }
     }
@@ -102,7 +105,7 @@ pub enum TrainError {
 }
 
 pub struct HeadOutcome {
-    pub head: Linear,
+    pub head: Head,
     pub best_epoch: usize,
     pub best_val_accuracy: f64,
     pub history: Vec<EpochRecord>,
@@ -126,31 +129,9 @@ fn labels(y: &[usize], idx: &[usize], device: &Device) -> Tensor<1, Int> {
     Tensor::from_data(TensorData::new(data, [idx.len()]), device)
 }
 
-/// PyTorch's `nn.Linear` initialisation, U(-1/sqrt(in), 1/sqrt(in)), from the run's own seeded
-/// generator: the device RNG is process-global, so runs in parallel threads would share it.
-pub(crate) fn init_head(dim: usize, classes: usize, seed: u64, device: &Device) -> Linear {
-    let mut head = LinearConfig::new(dim, classes).init(device);
-    let bound = 1.0 / (dim.max(1) as f32).sqrt();
-    let mut rng = SplitMix64(seed ^ 0x6865_6164); // "head"
-    let mut draw = |n: usize| -> Vec<f32> {
-        (0..n)
-            .map(|_| ((rng.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * bound)
-            .collect()
-    };
-    head.weight = Param::from_tensor(Tensor::from_data(
-        TensorData::new(draw(dim * classes), [dim, classes]),
-        device,
-    ));
-    head.bias = Some(Param::from_tensor(Tensor::from_data(
-        TensorData::new(draw(classes), [classes]),
-        device,
-    )));
-    head
-}
-
 /// Validation loss, accuracy and confusion of `head` (no gradients).
 pub fn evaluate_head(
-    head: &Linear,
+    head: &Head,
     val: &Split<'_>,
     classes: usize,
     device: &Device,
@@ -202,8 +183,8 @@ pub fn train_head(
     classes: usize,
     cfg: &HeadConfig,
     device: &Device,
-    resume: Option<Resume<Linear>>,
-    on_epoch: &mut dyn FnMut(Checkpoint<'_, Linear>) -> Result<(), String>,
+    resume: Option<Resume<Head>>,
+    on_epoch: &mut dyn FnMut(Checkpoint<'_, Head>) -> Result<(), String>,
 ) -> Result<HeadOutcome, TrainError> {
     let ad = device.clone().autodiff();
     let Some(first) = train_views.first() else {
@@ -221,7 +202,7 @@ pub fn train_head(
             (r.last.fork(&ad).train(), optim, r.state, r.best)
         }
         None => {
-            let head = init_head(dim, classes, cfg.seed, &ad);
+            let head = cfg.head.init(dim, classes, cfg.seed, &ad);
             let best = head.valid();
             (head, adamw(), LoopState::new(first.x.len(), cfg.seed), best)
         }
@@ -230,6 +211,9 @@ pub fn train_head(
     let mut history = Vec::new();
     for epoch in state.next_epoch..cfg.epochs {
         state.shuffle();
+        // Dropout (MLP head) draws from the device generator: seeded per epoch so a resumed run
+        // draws what the uninterrupted one did.
+        ad.seed(cfg.seed.wrapping_add(epoch as u64));
         // One cached view per epoch, in turn (several when augmentation views were cached).
         let train = &train_views[epoch % train_views.len()];
         let mut loss_sum = 0.0;

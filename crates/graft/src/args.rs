@@ -181,6 +181,11 @@ pub struct TrainArgs {
     #[arg(long, value_name = "EPS")]
     pub label_smoothing: Option<f32>,
 
+    /// The new classifier: linear, or VGG-style mlp[:HIDDEN] (two hidden layers with ReLU and
+    /// dropout 0.5; hidden width 512 unless given).
+    #[arg(long, default_value = "linear", value_name = "KIND")]
+    pub head: String,
+
     /// Weight the loss by inverse class frequency (for imbalanced datasets).
     #[arg(long)]
     pub class_balanced: bool,

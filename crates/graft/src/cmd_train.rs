@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use burn::nn::{Linear, LinearConfig};
 use burn::optim::AdamWConfig;
 use burn::prelude::*;
 use graft_data::{Dataset, Sample, SplitOptions, open_dataset};
@@ -13,6 +12,7 @@ use graft_models::imagenet;
 use graft_transfer::class_map::{self, map_classes};
 use graft_transfer::features::Extractor;
 use graft_transfer::finetune::{Activations, FinetuneConfig, finetune};
+use graft_transfer::head::{Head, HeadKind};
 use graft_transfer::schedule::LoopState;
 use graft_transfer::train::{EpochRecord, HeadConfig, Resume, Split, train_head};
 use graft_transfer::{CacheKey, Confusion, FeatureCache, FreezePlan, Strategy};
@@ -126,6 +126,20 @@ fn record_epoch(
         save("best").map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// `--head linear` or `--head mlp[:HIDDEN]` (hidden width 512 unless given).
+fn parse_head(text: &str) -> anyhow::Result<HeadKind> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "linear" => Ok(HeadKind::Linear),
+        "mlp" => Ok(HeadKind::Mlp { hidden: 512 }),
+        other => match other.strip_prefix("mlp:").map(str::parse::<usize>) {
+            Some(Ok(hidden)) if hidden > 0 => Ok(HeadKind::Mlp { hidden }),
+            _ => anyhow::bail!(
+                "unknown --head {other:?}: use linear, mlp or mlp:HIDDEN (e.g. mlp:4096, VGG's own width)"
+            ),
+        },
+    }
 }
 
 /// `class,imagenet` rows (a header row starting with `class` is skipped).
@@ -296,10 +310,10 @@ fn resume_head(
     classes: usize,
     cfg: &HeadConfig,
     device: &Device,
-) -> anyhow::Result<Resume<Linear>> {
-    let mut last = LinearConfig::new(dim, classes).init(device);
+) -> anyhow::Result<Resume<Head>> {
+    let mut last = cfg.head.shell(dim, classes, device);
     resume::load_module(&mut last, &sub.join("head.bpk"))?;
-    let mut best = LinearConfig::new(dim, classes).init(device);
+    let mut best = cfg.head.shell(dim, classes, device);
     load_weights(
         &mut best,
         &dir.join("best.safetensors"),
@@ -328,12 +342,12 @@ fn resume_finetune(
     model: &LoadedModel,
     classes: usize,
     cfg: &HeadConfig,
-) -> anyhow::Result<Resume<(Network, Linear)>> {
+) -> anyhow::Result<Resume<(Network, Head)>> {
     let device = &model.device;
     let dim = model.net.embed_dim();
     let mut net = model.spec.arch.init(device);
     resume::load_module(&mut net, &sub.join("backbone.bpk"))?;
-    let mut head = LinearConfig::new(dim, classes).init(device);
+    let mut head = cfg.head.shell(dim, classes, device);
     resume::load_module(&mut head, &sub.join("head.bpk"))?;
     let (best_net, _) = model.spec.arch.load(
         &dir.join("best_backbone.safetensors"),
@@ -341,7 +355,7 @@ fn resume_finetune(
         "best backbone",
         device,
     )?;
-    let mut best_head = LinearConfig::new(dim, classes).init(device);
+    let mut best_head = cfg.head.shell(dim, classes, device);
     load_weights(
         &mut best_head,
         &dir.join("best.safetensors"),
@@ -401,6 +415,7 @@ fn settings(args: &TrainArgs) -> anyhow::Result<Settings> {
             warmup_epochs: 1,
             patience: args.patience,
             seed: args.seed,
+            head: parse_head(&args.head)?,
             class_balanced: args.class_balanced,
         };
         return Ok(Settings {

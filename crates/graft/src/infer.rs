@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
-use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use graft_data::DataError;
+use graft_transfer::head::Head;
 
 use crate::progress::Progress;
 use crate::settings::LoadedModel;
@@ -16,7 +16,7 @@ use crate::settings::LoadedModel;
 /// backbone's own classifier.
 pub fn classify_files(
     model: &LoadedModel,
-    head: Option<&Linear>,
+    head: Option<&Head>,
     paths: &[PathBuf],
     progress: &mut Progress,
     mut each: impl FnMut(usize, &PathBuf, Result<Vec<f32>, DataError>),

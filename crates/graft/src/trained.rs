@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use burn::nn::{Linear, LinearConfig};
+use graft_transfer::head::Head;
+use graft_transfer::train::HeadConfig;
 use graft_weights::{KeyMap, LoadPolicy, load_weights, sha256_file};
 use serde_json::Value;
 
@@ -13,7 +14,7 @@ use crate::settings::{LoadedModel, load_pretrained};
 
 pub struct TrainedRun {
     pub model: LoadedModel,
-    pub head: Linear,
+    pub head: Head,
     pub classes: Vec<String>,
     /// Identity of the backbone weights in use (the trained backbone's file when the run trained
     /// one): cached features are keyed by it.
@@ -74,7 +75,13 @@ pub fn load_run(dir: &Path, batch_size: usize, quiet: bool) -> anyhow::Result<Tr
     }
     let best = dir.join("best.safetensors");
     let dim = model.net.embed_dim();
-    let mut head = LinearConfig::new(dim, classes.len()).init(&model.device);
+    let head_cfg: HeadConfig = config
+        .get("head")
+        .map(|h| serde_json::from_value(h.clone()))
+        .transpose()
+        .with_context(|| format!("{}: \"head\"", path.display()))?
+        .unwrap_or_default();
+    let mut head = head_cfg.head.shell(dim, classes.len(), &model.device);
     load_weights(
         &mut head,
         &best,

@@ -34,7 +34,7 @@ fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-fn check(strategy: &str, epochs: usize, interrupt_after: usize, files: &[&str]) {
+fn check(strategy: &str, extra: &[&str], epochs: usize, interrupt_after: usize, files: &[&str]) {
     let home = tempfile::tempdir().expect("tmp");
     let runs = tempfile::tempdir().expect("tmp");
     let weights = shared("weights/efficientnet-lite0-57934424.pth");
@@ -62,6 +62,7 @@ fn check(strategy: &str, epochs: usize, interrupt_after: usize, files: &[&str]) 
             "--out".into(),
             out.display().to_string(),
         ])
+        .chain(extra.iter().map(|s| s.to_string()))
         .collect()
     };
     let (a, b) = (runs.path().join("a"), runs.path().join("b"));
@@ -123,13 +124,14 @@ fn check(strategy: &str, epochs: usize, interrupt_after: usize, files: &[&str]) 
 
 #[test]
 fn interrupted_head_run_resumes_to_the_same_result() {
-    check("head", 8, 3, &["best.safetensors", "last.safetensors"]);
+    check("head", &[], 8, 3, &["best.safetensors", "last.safetensors"]);
 }
 
 #[test]
 fn interrupted_partial_run_resumes_to_the_same_result() {
     check(
         "partial:2",
+        &[],
         3,
         0,
         &[
@@ -137,5 +139,16 @@ fn interrupted_partial_run_resumes_to_the_same_result() {
             "last.safetensors",
             "last_backbone.safetensors",
         ],
+    );
+}
+
+#[test]
+fn interrupted_mlp_head_run_with_dropout_resumes_to_the_same_result() {
+    check(
+        "head",
+        &["--head", "mlp:64"],
+        6,
+        2,
+        &["best.safetensors", "last.safetensors"],
     );
 }
