@@ -12,7 +12,9 @@ use graft_models::Network;
 use crate::head::Head;
 use crate::metrics::Confusion;
 use crate::schedule::{EpochAction, LoopState, cosine_with_warmup};
-use crate::train::{Checkpoint, EpochRecord, HeadConfig, Resume, TrainError, loss_and_schedule};
+use crate::train::{
+    Checkpoint, EpochRecord, Fitted, HeadConfig, Resume, TrainError, loss_and_schedule,
+};
 
 /// Cached activations at the freeze point, one flattened `[c, h, w]` row per image.
 pub struct Activations<'a> {
@@ -47,10 +49,7 @@ pub struct FinetuneConfig {
 pub struct FinetuneOutcome {
     pub net: Network,
     pub head: Head,
-    pub best_epoch: usize,
-    pub best_val_accuracy: f64,
-    pub history: Vec<EpochRecord>,
-    pub confusion: Confusion,
+    pub fit: Fitted,
 }
 
 fn logits(net: &Network, head: &Head, groups: std::ops::Range<usize>, x: Tensor<4>) -> Tensor<2> {
@@ -218,9 +217,11 @@ pub fn finetune(
     Ok(FinetuneOutcome {
         net: bnet,
         head: bhead,
-        best_epoch,
-        best_val_accuracy,
-        history,
-        confusion,
+        fit: Fitted {
+            best_epoch,
+            best_val_accuracy,
+            history,
+            confusion,
+        },
     })
 }

@@ -104,12 +104,18 @@ pub enum TrainError {
     Backend(String),
 }
 
-pub struct HeadOutcome {
-    pub head: Head,
+/// What every training run reports, whatever it trained.
+pub struct Fitted {
     pub best_epoch: usize,
     pub best_val_accuracy: f64,
     pub history: Vec<EpochRecord>,
+    /// On the validation split, of the best epoch's model.
     pub confusion: Confusion,
+}
+
+pub struct HeadOutcome {
+    pub head: Head,
+    pub fit: Fitted,
 }
 
 /// Features as rows with their class labels.
@@ -262,9 +268,11 @@ pub fn train_head(
     let (_, confusion) = evaluate_head(&best_head, val, classes, device)?;
     Ok(HeadOutcome {
         head: best_head,
-        best_epoch,
-        best_val_accuracy,
-        history,
-        confusion,
+        fit: Fitted {
+            best_epoch,
+            best_val_accuracy,
+            history,
+            confusion,
+        },
     })
 }

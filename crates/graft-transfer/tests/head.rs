@@ -42,8 +42,8 @@ fn run(cfg: &HeadConfig) -> Result<(f64, Vec<f64>), TrainError> {
     )?;
     assert!(saved >= 1, "the best head was offered for saving");
     Ok((
-        out.best_val_accuracy,
-        out.history.iter().map(|r| r.train_loss).collect(),
+        out.fit.best_val_accuracy,
+        out.fit.history.iter().map(|r| r.train_loss).collect(),
     ))
 }
 

@@ -14,7 +14,7 @@ use graft_transfer::features::Extractor;
 use graft_transfer::finetune::{Activations, FinetuneConfig, finetune};
 use graft_transfer::head::{Head, HeadKind};
 use graft_transfer::schedule::LoopState;
-use graft_transfer::train::{EpochRecord, HeadConfig, Resume, Split, train_head};
+use graft_transfer::train::{Checkpoint, Fitted, HeadConfig, Resume, Split, train_head};
 use graft_transfer::{CacheKey, Confusion, FeatureCache, FreezePlan, Strategy};
 use graft_weights::sha256_file;
 use graft_weights::{KeyMap, LoadPolicy, load_weights};
@@ -104,27 +104,23 @@ fn split_csv(ds: &Dataset) -> String {
     s
 }
 
-/// What every strategy's training reports.
-struct Outcome {
-    best_epoch: usize,
-    best_val_accuracy: f64,
-    epochs_run: usize,
-    confusion: Confusion,
-}
-
-/// Appends the epoch's metrics and saves the last (and, when best, the best) checkpoint.
-fn record_epoch(
+/// Everything saved after an epoch, in crash-safe order: the metrics line, the last (and, when
+/// best, the best) safetensors checkpoint via `safetensors(which)`, then the resumable state
+/// via `burnpack(folder)`.
+fn save_epoch<M>(
     dir: &Path,
-    record: &EpochRecord,
-    save: &dyn Fn(&str) -> anyhow::Result<()>,
-    best: bool,
+    ck: &Checkpoint<'_, M>,
+    safetensors: &dyn Fn(&str) -> anyhow::Result<()>,
+    burnpack: &dyn Fn(&Path) -> anyhow::Result<()>,
 ) -> Result<(), String> {
-    let line = serde_json::to_string(record).map_err(|e| e.to_string())?;
+    let line = serde_json::to_string(ck.record).map_err(|e| e.to_string())?;
     run_dir::append_line(&dir.join("metrics.jsonl"), &line).map_err(|e| e.to_string())?;
-    save("last").map_err(|e| e.to_string())?;
-    if best {
-        save("best").map_err(|e| e.to_string())?;
+    safetensors("last").map_err(|e| e.to_string())?;
+    if ck.is_best {
+        safetensors("best").map_err(|e| e.to_string())?;
     }
+    resume::save(dir, ck.state, ck.optim, burnpack).map_err(|e| e.to_string())?;
+    interrupt_for_tests(ck.record.epoch);
     Ok(())
 }
 
@@ -245,10 +241,10 @@ fn run_pretrained(
         serde_json::to_string_pretty(&ds.classes)?.as_bytes(),
     )?;
     run_dir::write_atomic(&dir.join("split.csv"), split_csv(ds).as_bytes())?;
-    let outcome = Outcome {
+    let outcome = Fitted {
         best_epoch: 0,
         best_val_accuracy: confusion.accuracy(),
-        epochs_run: 0,
+        history: Vec::new(),
         confusion,
     };
     let (hits, misses, invalid) = cache.stats.snapshot();
@@ -641,25 +637,19 @@ pub fn run(raw: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
                     .transpose()?,
                 &mut |ck| {
                     progress.inc(1);
-                    let save = |which: &str| {
-                        run_dir::save_module(ck.model, &dir.join(format!("{which}.safetensors")))
-                    };
-                    record_epoch(&dir, ck.record, &save, ck.is_best)?;
-                    let save_models =
-                        |sub: &Path| resume::save_module(ck.model, &sub.join("head.bpk"));
-                    resume::save(&dir, ck.state, ck.optim, &save_models)
-                        .map_err(|e| e.to_string())?;
-                    interrupt_for_tests(ck.record.epoch);
-                    Ok(())
+                    let head = ck.model;
+                    save_epoch(
+                        &dir,
+                        &ck,
+                        &|which| {
+                            run_dir::save_module(head, &dir.join(format!("{which}.safetensors")))
+                        },
+                        &|sub| resume::save_module(head, &sub.join("head.bpk")),
+                    )
                 },
             )
             .with_context(|| format!("training in {}", dir.display()))?;
-            Outcome {
-                best_epoch: o.best_epoch,
-                best_val_accuracy: o.best_val_accuracy,
-                epochs_run: o.history.len(),
-                confusion: o.confusion,
-            }
+            o.fit
         }
         Some(p) => {
             let shape = shape_at(&model, p);
@@ -691,31 +681,25 @@ pub fn run(raw: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
                 &mut |ck| {
                     progress.inc(1);
                     let (net, head) = ck.model;
-                    let save = |which: &str| {
-                        run_dir::save_module(head, &dir.join(format!("{which}.safetensors")))?;
-                        run_dir::save_module(
-                            net,
-                            &dir.join(format!("{which}_backbone.safetensors")),
-                        )
-                    };
-                    record_epoch(&dir, ck.record, &save, ck.is_best)?;
-                    let save_models = |sub: &Path| {
-                        resume::save_module(head, &sub.join("head.bpk"))?;
-                        resume::save_module(net, &sub.join("backbone.bpk"))
-                    };
-                    resume::save(&dir, ck.state, ck.optim, &save_models)
-                        .map_err(|e| e.to_string())?;
-                    interrupt_for_tests(ck.record.epoch);
-                    Ok(())
+                    save_epoch(
+                        &dir,
+                        &ck,
+                        &|which| {
+                            run_dir::save_module(head, &dir.join(format!("{which}.safetensors")))?;
+                            run_dir::save_module(
+                                net,
+                                &dir.join(format!("{which}_backbone.safetensors")),
+                            )
+                        },
+                        &|sub| {
+                            resume::save_module(head, &sub.join("head.bpk"))?;
+                            resume::save_module(net, &sub.join("backbone.bpk"))
+                        },
+                    )
                 },
             )
             .with_context(|| format!("training in {}", dir.display()))?;
-            Outcome {
-                best_epoch: o.best_epoch,
-                best_val_accuracy: o.best_val_accuracy,
-                epochs_run: o.history.len(),
-                confusion: o.confusion,
-            }
+            o.fit
         }
     };
     progress.finish();
@@ -750,7 +734,7 @@ fn report(
     (n_train, n_val): (usize, usize),
     failed: &[&(PathBuf, String)],
     (hits, misses, invalid): (usize, usize, usize),
-    outcome: &Outcome,
+    outcome: &Fitted,
     start: Instant,
 ) -> anyhow::Result<()> {
     let seconds = start.elapsed().as_secs_f64();
@@ -763,7 +747,7 @@ fn report(
         "val_split": ds.val_name,
         "val_accuracy": outcome.best_val_accuracy,
         "best_epoch": outcome.best_epoch,
-        "epochs_run": outcome.epochs_run,
+        "epochs_run": outcome.history.len(),
         "seconds": seconds,
         "run_dir": dir,
         "unreadable": failed.iter().map(|(p, _)| p).collect::<Vec<_>>(),
