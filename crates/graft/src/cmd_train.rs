@@ -94,6 +94,20 @@ pub fn embedding_key(model: &LoadedModel, weights_sha256: &str) -> CacheKey {
     cache_key(model, weights_sha256, None)
 }
 
+/// What every run directory holds from the start: the resolved settings, the class list and the
+/// split (so a generated split can be reused).
+fn write_run_files(dir: &Path, config: &serde_json::Value, ds: &Dataset) -> anyhow::Result<()> {
+    run_dir::write_atomic(
+        &dir.join("config.json"),
+        serde_json::to_string_pretty(config)?.as_bytes(),
+    )?;
+    run_dir::write_atomic(
+        &dir.join("classes.json"),
+        serde_json::to_string_pretty(&ds.classes)?.as_bytes(),
+    )?;
+    run_dir::write_atomic(&dir.join("split.csv"), split_csv(ds).as_bytes())
+}
+
 fn split_csv(ds: &Dataset) -> String {
     let mut s = String::from("path,label,split\n");
     for (samples, name) in [(&ds.train, "train"), (&ds.val, ds.val_name.as_str())] {
@@ -232,15 +246,7 @@ fn run_pretrained(
         "data": args.data, "strategy": "pretrained", "seed": args.head.seed, "val_fraction": args.val_fraction,
         "class_map": mapping, "classes": ds.classes,
     });
-    run_dir::write_atomic(
-        &dir.join("config.json"),
-        serde_json::to_string_pretty(&config)?.as_bytes(),
-    )?;
-    run_dir::write_atomic(
-        &dir.join("classes.json"),
-        serde_json::to_string_pretty(&ds.classes)?.as_bytes(),
-    )?;
-    run_dir::write_atomic(&dir.join("split.csv"), split_csv(ds).as_bytes())?;
+    write_run_files(dir, &config, ds)?;
     let outcome = Fitted {
         best_epoch: 0,
         best_val_accuracy: confusion.accuracy(),
@@ -580,15 +586,7 @@ pub fn run(raw: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
         "split": format!("{:?}", ds.split), "preprocess": format!("{:?}", model.preprocess),
         "classes": ds.classes,
     });
-    run_dir::write_atomic(
-        &dir.join("config.json"),
-        serde_json::to_string_pretty(&config)?.as_bytes(),
-    )?;
-    run_dir::write_atomic(
-        &dir.join("classes.json"),
-        serde_json::to_string_pretty(&ds.classes)?.as_bytes(),
-    )?;
-    run_dir::write_atomic(&dir.join("split.csv"), split_csv(&ds).as_bytes())?;
+    write_run_files(&dir, &config, &ds)?;
     let resumed = if args.resume {
         Some(resume::load(&dir)?)
     } else {
