@@ -234,6 +234,22 @@ impl EfficientNetLite {
         }
     }
 
+    /// Parameters of group `g` (for reports of what a strategy trains).
+    pub fn group_num_params(&self, g: usize) -> usize {
+        let n_stages = self.stage_lengths.len();
+        if g == 0 {
+            self.stem.num_params()
+        } else if g <= n_stages {
+            let start: usize = self.stage_lengths[..g - 1].iter().sum();
+            self.blocks[start..start + self.stage_lengths[g - 1]]
+                .iter()
+                .map(Module::num_params)
+                .sum()
+        } else {
+            self.head.num_params()
+        }
+    }
+
     /// The classifier's input: global average pool of the last group's output.
     pub fn embed(&self, x: Tensor<4>) -> Tensor<2> {
         global_avg_pool(x)

@@ -126,6 +126,15 @@ impl Network {
         }
     }
 
+    /// Parameters of block group `g`.
+    pub fn group_num_params(&self, g: usize) -> usize {
+        match self {
+            Self::EfficientNetLite(m) => m.group_num_params(g),
+            Self::Vgg(m) => m.group_num_params(g),
+            Self::ResNet(m) => m.group_num_params(g),
+        }
+    }
+
     /// Runs groups `range` (e.g. all of them, or only those above a freeze point).
     pub fn forward_groups(&self, range: std::ops::Range<usize>, x: Tensor<4>) -> Tensor<4> {
         range.fold(x, |x, g| self.forward_group(g, x))

@@ -208,6 +208,13 @@ impl ResNet {
         }
     }
 
+    pub fn group_num_params(&self, g: usize) -> usize {
+        match g {
+            0 => self.stem.num_params(),
+            _ => self.layers[g - 1].num_params(),
+        }
+    }
+
     pub fn embed(&self, x: Tensor<4>) -> Tensor<2> {
         global_avg_pool(x)
     }

@@ -162,6 +162,10 @@ impl Vgg {
         self.blocks[g].forward(x)
     }
 
+    pub fn group_num_params(&self, g: usize) -> usize {
+        self.blocks[g].num_params()
+    }
+
     /// The classifier's input: adaptive average pool to 7x7, flattened in NCHW order as torch does.
     pub fn embed(&self, x: Tensor<4>) -> Tensor<2> {
         let [b, c, _, _] = x.dims();

@@ -90,6 +90,25 @@ pub fn map_classes(
 }
 
 /// The user class with the largest summed probability.
+/// Each user class's share of the probability mass its ImageNet classes hold (rows sum to 1
+/// unless no mapped class has any mass).
+pub fn class_probabilities(probs: &[f32], map: &[Vec<usize>]) -> Vec<f32> {
+    let scores: Vec<f32> = map
+        .iter()
+        .map(|ids| {
+            ids.iter()
+                .map(|&i| probs.get(i).copied().unwrap_or(0.0))
+                .sum()
+        })
+        .collect();
+    let total: f32 = scores.iter().sum();
+    if total > 0.0 {
+        scores.iter().map(|s| s / total).collect()
+    } else {
+        scores
+    }
+}
+
 pub fn predict(probs: &[f32], map: &[Vec<usize>]) -> usize {
     let score = |ids: &Vec<usize>| {
         ids.iter()

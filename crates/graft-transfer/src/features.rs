@@ -17,9 +17,32 @@ pub struct Extractor<'a> {
     pub cache: &'a FeatureCache,
     pub key: CacheKey,
     pub batch_size: usize,
-    /// `None`: the pooled classifier input. `Some(p)`: the output of groups `0..p`, flattened
-    /// (`Some(0)`: the preprocessed image itself).
-    pub upto: Option<usize>,
+    pub output: Output,
+}
+
+/// What an [`Extractor`] computes for each image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// The classifier's input (what `head` trains on).
+    Embed,
+    /// The output of groups `0..p`, flattened (`Activations(0)`: the preprocessed image).
+    Activations(usize),
+    /// The global average pool of every group's output but the last, concatenated in group
+    /// order (the last group's is [`Output::Embed`]): what `probe` fits a classifier on.
+    PooledGroups,
+}
+
+/// Global average pool of each group's output but the last, concatenated per image.
+fn pooled_groups(net: &Network, x: Tensor<4>) -> Tensor<2> {
+    let n = net.group_names().len();
+    let mut pooled = Vec::with_capacity(n.saturating_sub(1));
+    let mut x = x;
+    for g in 0..n.saturating_sub(1) {
+        x = net.forward_group(g, x);
+        let [b, c, _, _] = x.dims();
+        pooled.push(x.clone().mean_dim(3).mean_dim(2).reshape([b, c]));
+    }
+    Tensor::cat(pooled, 1)
 }
 
 /// The result per input path, in order: the classifier input, or why the image failed.
@@ -85,13 +108,14 @@ impl Extractor<'_> {
                     TensorData::new(pixels, [ok.len(), 3, size, size]),
                     self.device,
                 );
-                let computed = match self.upto {
-                    None => self.net.embed(self.net.forward_groups(0..groups, x)),
-                    Some(p) => {
+                let computed = match self.output {
+                    Output::Embed => self.net.embed(self.net.forward_groups(0..groups, x)),
+                    Output::Activations(p) => {
                         let y = self.net.forward_groups(0..p, x);
                         let [b, c, h, w] = y.dims();
                         y.reshape([b, c * h * w])
                     }
+                    Output::PooledGroups => pooled_groups(self.net, x),
                 };
                 let values = match computed.into_data().try_to_vec::<f32>() {
                     Ok(v) => v,

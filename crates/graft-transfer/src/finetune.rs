@@ -11,9 +11,10 @@ use graft_models::Network;
 
 use crate::head::Head;
 use crate::metrics::Confusion;
-use crate::schedule::{EpochAction, LoopState, cosine_with_warmup};
+use crate::schedule::{EpochAction, LoopState, cosine_with_warmup, fits_budget};
 use crate::train::{
-    Checkpoint, EpochRecord, Fitted, HeadConfig, Resume, TrainError, loss_and_schedule,
+    Checkpoint, EpochRecord, Evaluation, Fitted, HeadConfig, Resume, Stopped, TrainError,
+    loss_and_schedule, tally,
 };
 
 /// Cached activations at the freeze point, one flattened `[c, h, w]` row per image.
@@ -56,7 +57,8 @@ fn logits(net: &Network, head: &Head, groups: std::ops::Range<usize>, x: Tensor<
     head.forward(net.embed(net.forward_groups(groups, x)))
 }
 
-/// Loss and confusion on `val` in inference mode (BatchNorm on running statistics).
+/// Loss, confusion and probabilities on `val` in inference mode (BatchNorm on running
+/// statistics).
 pub fn evaluate(
     net: &Network,
     head: &Head,
@@ -65,27 +67,25 @@ pub fn evaluate(
     classes: usize,
     batch_size: usize,
     device: &Device,
-) -> Result<(f64, Confusion), TrainError> {
+) -> Result<Evaluation, TrainError> {
     let n = net.group_names().len();
     let ce = CrossEntropyLossConfig::new().init(device);
     let mut confusion = Confusion::new(classes);
+    let mut probs = Vec::with_capacity(val.y.len());
     let mut loss_sum = 0.0;
     let idx: Vec<usize> = (0..val.x.len()).collect();
     for chunk in idx.chunks(batch_size.max(1)) {
         let (x, y) = val.batch(chunk, device);
         let out = logits(net, head, freeze_point..n, x);
         loss_sum += ce.forward(out.clone(), y).into_scalar::<f32>() as f64 * chunk.len() as f64;
-        let preds = out
-            .argmax(1)
-            .into_data()
-            .convert::<i64>()
-            .try_to_vec::<i64>()
-            .map_err(|e| TrainError::Backend(format!("cannot read predictions: {e:?}")))?;
-        for (&i, p) in chunk.iter().zip(preds) {
-            confusion.add(val.y[i], (p as usize).min(classes - 1));
-        }
+        let truth: Vec<usize> = chunk.iter().map(|&i| val.y[i]).collect();
+        tally(out, &truth, classes, &mut confusion, &mut probs)?;
     }
-    Ok((loss_sum / val.x.len().max(1) as f64, confusion))
+    Ok(Evaluation {
+        loss: loss_sum / val.x.len().max(1) as f64,
+        confusion,
+        probs,
+    })
 }
 
 /// Trains groups `freeze_point..` of `net` (on the autodiff device) and a fresh head, or
@@ -142,7 +142,17 @@ pub fn finetune(
     };
     let (ce, total, warmup) = loss_and_schedule(hc, first.y, classes, &ad);
     let mut history = Vec::new();
+    let mut stopped = Stopped::Completed;
+    let started = std::time::Instant::now();
     for epoch in state.next_epoch..hc.epochs {
+        if !fits_budget(
+            started.elapsed().as_secs_f64(),
+            history.len(),
+            hc.time_budget_s,
+        ) {
+            stopped = Stopped::TimeBudget;
+            break;
+        }
         state.shuffle();
         // Dropout (MLP head) draws from the device generator: seeded per epoch so a resumed run
         // draws what the uninterrupted one did.
@@ -168,7 +178,7 @@ pub fn finetune(
             state.step += 1;
         }
         let (vnet, vhead) = (net.valid(), head.valid());
-        let (val_loss, confusion) = evaluate(
+        let eval = evaluate(
             &vnet,
             &vhead,
             freeze_point,
@@ -181,8 +191,8 @@ pub fn finetune(
             epoch,
             lr,
             train_loss: loss_sum / train.x.len().max(1) as f64,
-            val_loss,
-            val_accuracy: confusion.accuracy(),
+            val_loss: eval.loss,
+            val_accuracy: eval.confusion.accuracy(),
         };
         let action = state.finish_epoch(epoch, record.val_accuracy, hc.epochs, hc.patience);
         let improved = action == EpochAction::SaveBest;
@@ -200,12 +210,13 @@ pub fn finetune(
         }
         history.push(record);
         if action == EpochAction::Stop {
+            stopped = Stopped::EarlyStopped;
             break;
         }
     }
     let (best_epoch, best_val_accuracy) = state.best.unwrap_or((0, 0.0));
     let (bnet, bhead) = best_state;
-    let (_, confusion) = evaluate(
+    let eval = evaluate(
         &bnet,
         &bhead,
         freeze_point,
@@ -221,7 +232,9 @@ pub fn finetune(
             best_epoch,
             best_val_accuracy,
             history,
-            confusion,
+            confusion: eval.confusion,
+            val_probs: eval.probs,
+            stopped,
         },
     })
 }

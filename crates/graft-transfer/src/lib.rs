@@ -2,6 +2,7 @@
 //! a freeze plan; the frozen part is computed once per image and cached on disk; the trainable
 //! part is trained on what the cache holds.
 
+pub mod auto;
 pub mod cache;
 pub mod class_map;
 pub mod features;

@@ -66,6 +66,17 @@ pub fn cosine_with_warmup(base: f64, step: usize, warmup: usize, total: usize) -
     base * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
 }
 
+/// Whether another epoch fits a time budget of `budget_s` seconds, `elapsed_s` after `done`
+/// epochs: it starts only if the mean epoch so far would end within the budget. The first epoch
+/// always runs (a budget that allows none is refused before training).
+pub fn fits_budget(elapsed_s: f64, done: usize, budget_s: Option<f64>) -> bool {
+    match budget_s {
+        None => true,
+        Some(_) if done == 0 => true,
+        Some(b) => elapsed_s + elapsed_s / done as f64 <= b,
+    }
+}
+
 /// What the loop should do after an epoch, given the best validation accuracy so far.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EpochAction {
@@ -100,6 +111,18 @@ mod tests {
         assert!((cosine_with_warmup(1.0, 3, 4, 20) - 1.0).abs() < 1e-12);
         assert!((cosine_with_warmup(1.0, 12, 4, 20) - 0.5).abs() < 1e-12);
         assert!(cosine_with_warmup(1.0, 20, 4, 20).abs() < 1e-12);
+    }
+
+    #[test]
+    fn an_epoch_starts_only_if_it_is_expected_to_end_within_the_budget() {
+        assert!(
+            fits_budget(1e9, 0, Some(1.0)),
+            "the first epoch always runs"
+        );
+        assert!(fits_budget(1e9, 5, None));
+        // 3 epochs in 30 s: the 4th is expected to end at 40 s.
+        assert!(fits_budget(30.0, 3, Some(40.0)));
+        assert!(!fits_budget(30.0, 3, Some(39.9)));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::head::{Head, HeadKind};
 use crate::metrics::Confusion;
-use crate::schedule::{EpochAction, LoopState, cosine_with_warmup};
+use crate::schedule::{EpochAction, LoopState, cosine_with_warmup, fits_budget};
 
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct HeadConfig {
@@ -27,6 +27,9 @@ pub struct HeadConfig {
     /// Weight the loss by inverse class frequency in the training set.
     #[serde(default)]
     pub class_balanced: bool,
+    /// Seconds of training (epochs, not feature extraction) after which no new epoch starts.
+    #[serde(default)]
+    pub time_budget_s: Option<f64>,
 }
 
 /// The training loss (smoothing and class weights as configured) and the schedule's total and
@@ -79,6 +82,7 @@ impl Default for HeadConfig {
             seed: 0,
             head: HeadKind::Linear,
             class_balanced: false,
+            time_budget_s: None,
         }
     }
 }
@@ -104,6 +108,18 @@ pub enum TrainError {
     Backend(String),
 }
 
+/// Why a training loop ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stopped {
+    /// Every configured epoch ran.
+    Completed,
+    /// No better validation accuracy for `patience` epochs.
+    EarlyStopped,
+    /// The next epoch would not have fitted the time budget.
+    TimeBudget,
+}
+
 /// What every training run reports, whatever it trained.
 pub struct Fitted {
     pub best_epoch: usize,
@@ -111,6 +127,40 @@ pub struct Fitted {
     pub history: Vec<EpochRecord>,
     /// On the validation split, of the best epoch's model.
     pub confusion: Confusion,
+    /// Class probabilities of the best epoch's model, one row per validation image.
+    pub val_probs: Vec<Vec<f32>>,
+    pub stopped: Stopped,
+}
+
+/// A model's result on the validation split.
+pub struct Evaluation {
+    pub loss: f64,
+    pub confusion: Confusion,
+    /// Class probabilities, one row per image.
+    pub probs: Vec<Vec<f32>>,
+}
+
+/// Softmax rows and the confusion of their arg-max against `y`, read back from the device.
+pub(crate) fn tally(
+    logits: Tensor<2>,
+    y: &[usize],
+    classes: usize,
+    confusion: &mut Confusion,
+    probs: &mut Vec<Vec<f32>>,
+) -> Result<(), TrainError> {
+    let p = burn::tensor::activation::softmax(logits, 1)
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| TrainError::Backend(format!("cannot read probabilities: {e:?}")))?;
+    for (row, &truth) in p.chunks_exact(classes.max(1)).zip(y) {
+        let predicted = row
+            .iter()
+            .enumerate()
+            .fold(0, |best, (i, &v)| if v > row[best] { i } else { best });
+        confusion.add(truth, predicted);
+        probs.push(row.to_vec());
+    }
+    Ok(())
 }
 
 pub struct HeadOutcome {
@@ -135,31 +185,27 @@ fn labels(y: &[usize], idx: &[usize], device: &Device) -> Tensor<1, Int> {
     Tensor::from_data(TensorData::new(data, [idx.len()]), device)
 }
 
-/// Validation loss, accuracy and confusion of `head` (no gradients).
+/// Validation loss, confusion and probabilities of `head` (no gradients).
 pub fn evaluate_head(
     head: &Head,
     val: &Split<'_>,
     classes: usize,
     device: &Device,
-) -> Result<(f64, Confusion), TrainError> {
+) -> Result<Evaluation, TrainError> {
     let idx: Vec<usize> = (0..val.x.len()).collect();
     let logits = head.forward(matrix(val.x, &idx, device));
     let loss = CrossEntropyLossConfig::new()
         .init(device)
         .forward(logits.clone(), labels(val.y, &idx, device));
     let loss = loss.into_scalar::<f32>() as f64;
-    // The backend's int dtype varies (i32/i64): convert before reading.
-    let preds: Vec<i64> = logits
-        .argmax(1)
-        .into_data()
-        .convert::<i64>()
-        .try_to_vec::<i64>()
-        .map_err(|e| TrainError::Backend(format!("cannot read predictions: {e:?}")))?;
     let mut confusion = Confusion::new(classes);
-    for (i, p) in preds.iter().enumerate() {
-        confusion.add(val.y[i], (*p as usize).min(classes - 1));
-    }
-    Ok((loss, confusion))
+    let mut probs = Vec::with_capacity(val.y.len());
+    tally(logits, val.y, classes, &mut confusion, &mut probs)?;
+    Ok(Evaluation {
+        loss,
+        confusion,
+        probs,
+    })
 }
 
 /// What a resumed run starts from: the loop state and the last epoch's model and optimizer
@@ -215,7 +261,17 @@ pub fn train_head(
     };
     let (loss_fn, total, warmup) = loss_and_schedule(cfg, first.y, classes, &ad);
     let mut history = Vec::new();
+    let mut stopped = Stopped::Completed;
+    let started = std::time::Instant::now();
     for epoch in state.next_epoch..cfg.epochs {
+        if !fits_budget(
+            started.elapsed().as_secs_f64(),
+            history.len(),
+            cfg.time_budget_s,
+        ) {
+            stopped = Stopped::TimeBudget;
+            break;
+        }
         state.shuffle();
         // Dropout (MLP head) draws from the device generator: seeded per epoch so a resumed run
         // draws what the uninterrupted one did.
@@ -238,13 +294,13 @@ pub fn train_head(
             state.step += 1;
         }
         let current = head.valid();
-        let (val_loss, confusion) = evaluate_head(&current, val, classes, device)?;
+        let eval = evaluate_head(&current, val, classes, device)?;
         let record = EpochRecord {
             epoch,
             lr,
             train_loss: loss_sum / train.x.len().max(1) as f64,
-            val_loss,
-            val_accuracy: confusion.accuracy(),
+            val_loss: eval.loss,
+            val_accuracy: eval.confusion.accuracy(),
         };
         let action = state.finish_epoch(epoch, record.val_accuracy, cfg.epochs, cfg.patience);
         let improved = action == EpochAction::SaveBest;
@@ -261,18 +317,21 @@ pub fn train_head(
         on_epoch(checkpoint).map_err(TrainError::Callback)?;
         history.push(record);
         if action == EpochAction::Stop {
+            stopped = Stopped::EarlyStopped;
             break;
         }
     }
     let (best_epoch, best_val_accuracy) = state.best.unwrap_or((0, 0.0));
-    let (_, confusion) = evaluate_head(&best_head, val, classes, device)?;
+    let eval = evaluate_head(&best_head, val, classes, device)?;
     Ok(HeadOutcome {
         head: best_head,
         fit: Fitted {
             best_epoch,
             best_val_accuracy,
             history,
-            confusion,
+            confusion: eval.confusion,
+            val_probs: eval.probs,
+            stopped,
         },
     })
 }

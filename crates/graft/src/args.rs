@@ -41,6 +41,108 @@ pub enum Command {
     Evaluate(EvaluateArgs),
     /// Adapt a pretrained model to your labelled images (head, partial:N or scratch).
     Train(TrainArgs),
+    /// Run the strategies side by side under one budget; write report.html/.md and results.json.
+    Compare(CompareArgs),
+    /// Linear-probe accuracy of every block group (transferability by depth); suggests a freeze point.
+    Probe(ProbeArgs),
+    /// Choose a strategy from the data, the probe and a short trial, train it and explain why.
+    Auto(AutoArgs),
+}
+
+/// What `probe`, `compare` and `auto` share: the dataset and the seed.
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// An ImageFolder (train/ and val/ or test/, or a split.csv, or neither: a seeded stratified
+    /// split is made), or a list file (.csv/.tsv: path,label[,split]).
+    #[arg(long, value_name = "DATASET")]
+    pub data: PathBuf,
+
+    /// Seed for the split, the classifiers' initialisation and the shuffling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Fraction held out for validation when the dataset gives no split.
+    #[arg(long, default_value_t = 0.2)]
+    pub val_fraction: f64,
+
+    /// Write into the output directory even if it exists (graft replaces only its own files).
+    #[arg(long)]
+    pub force: bool,
+
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub data: DataArgs,
+
+    /// Output directory: report.html, report.md, results.json, plots/, and runs/<strategy>/.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Strategies to run, comma-separated (default: pretrained when your classes map onto
+    /// ImageNet's, head, partial:1, partial:2, partial:<half the groups>, scratch).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub strategies: Option<Vec<String>>,
+
+    /// Most epochs any strategy trains (each also stops early after --patience epochs without
+    /// improvement).
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+
+    /// Seconds of training each strategy may use (frozen-feature extraction, done once and
+    /// cached, is not counted); an epoch starts only if it is expected to end within it.
+    #[arg(long, default_value_t = 120.0, value_name = "SECONDS")]
+    pub budget: f64,
+
+    #[arg(long, default_value_t = 10)]
+    pub patience: usize,
+
+    /// `class,imagenet` rows for the pretrained strategy (see `graft train --help`).
+    #[arg(long, value_name = "FILE")]
+    pub class_map: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ProbeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub data: DataArgs,
+
+    /// Output directory for probe.html, probe.md, probe.json and plots/ (default:
+    /// runs/<dataset>-<model>-probe).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Epochs of each linear classifier (the same recipe as `graft train --strategy head`).
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct AutoArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub data: DataArgs,
+
+    /// Run directory of the chosen strategy (default: runs/<dataset>-<model>-auto); the probe
+    /// goes to its probe/ folder and the explanation to auto.md.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Most epochs of the chosen strategy's training.
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
 }
 
 #[derive(Subcommand, Debug)]
@@ -128,8 +230,10 @@ pub struct EvaluateArgs {
 #[command(
     after_help = "Strategies: head = every block group frozen, a new linear classifier trained on \
 features computed once and cached (under $GRAFT_HOME/features). Frozen layers always run in \
-inference mode: BatchNorm uses its running statistics and does not update them. partial:N and \
-scratch are not available yet. `graft weights list` shows each model's block groups."
+inference mode: BatchNorm uses its running statistics and does not update them. partial:N = the \
+top N block groups train too, on activations cached at the freeze point; scratch = fresh weights, \
+everything trains. `graft weights list` shows each model's block groups; `graft probe` suggests N; \
+`graft compare` measures them all."
 )]
 pub struct TrainArgs {
     #[command(flatten)]
@@ -165,6 +269,11 @@ pub struct TrainArgs {
 
     #[arg(long, default_value_t = 30)]
     pub epochs: usize,
+
+    /// Seconds of training after which no new epoch starts (an epoch starts only if it is
+    /// expected to end within the budget; frozen-feature extraction is not counted).
+    #[arg(long, value_name = "SECONDS")]
+    pub time_budget: Option<f64>,
 
     /// Seed for the split, the head's initialisation and the shuffling.
     #[arg(long, default_value_t = 0)]

@@ -7,15 +7,15 @@ use anyhow::Context;
 use graft_data::{LabeledImage, Sample, SplitOptions, find_images, open_dataset, read_list_file};
 use graft_models::imagenet::parse_label;
 use graft_transfer::FeatureCache;
-use graft_transfer::features::Extractor;
+use graft_transfer::features::{Extractor, Output};
 use graft_transfer::train::{Split, evaluate_head};
 use serde_json::json;
 
 use crate::args::EvaluateArgs;
-use crate::cmd_train::{embedding_key, features};
 use crate::infer::{classify_files, top_k};
 use crate::progress::{Progress, log};
 use crate::settings::load_pretrained;
+use crate::train::{embedding_key, features};
 use crate::trained::load_run;
 
 /// Images with their ImageNet class index, from a list file or a folder of class folders.
@@ -164,14 +164,14 @@ fn run_trained(dir: &Path, args: &EvaluateArgs, quiet: bool) -> anyhow::Result<u
         cache: &cache,
         key: embedding_key(&run.model, &run.weights_sha256),
         batch_size: run.model.batch_size,
-        upto: None,
+        output: Output::Embed,
     };
     let feats = features(&extractor, &samples, "evaluate", quiet);
     for (p, e) in &feats.failed {
         eprintln!("unreadable: {} ({e})", p.display());
     }
     let labels: Vec<usize> = feats.y.iter().map(|&c| map[c]).collect();
-    let (_, confusion) = evaluate_head(
+    let confusion = evaluate_head(
         &run.head,
         &Split {
             x: &feats.x,
@@ -180,7 +180,8 @@ fn run_trained(dir: &Path, args: &EvaluateArgs, quiet: bool) -> anyhow::Result<u
         run.classes.len(),
         &run.model.device,
     )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    .map_err(|e| anyhow::anyhow!("{e}"))?
+    .confusion;
     let seconds = start.elapsed().as_secs_f64();
     if args.json {
         println!(

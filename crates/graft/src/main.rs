@@ -2,15 +2,19 @@
 //! stderr. Exit status: 0 on success, 1 when any input failed or on error, 2 on bad usage.
 
 mod args;
+mod cmd_auto;
+mod cmd_compare;
 mod cmd_evaluate;
 mod cmd_predict;
-mod cmd_train;
+mod cmd_probe;
 mod cmd_weights;
 mod infer;
 mod progress;
 mod resume;
 mod run_dir;
 mod settings;
+mod thumbs;
+mod train;
 mod trained;
 
 use std::process::ExitCode;
@@ -32,7 +36,10 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
         }
         Command::Predict(args) => cmd_predict::run(args, cli.quiet),
         Command::Evaluate(args) => cmd_evaluate::run(args, cli.quiet),
-        Command::Train(args) => cmd_train::run(args, cli.quiet),
+        Command::Train(args) => train::run(args, cli.quiet),
+        Command::Compare(args) => cmd_compare::run(args, cli.quiet),
+        Command::Probe(args) => cmd_probe::run(args, cli.quiet),
+        Command::Auto(args) => cmd_auto::run(args, cli.quiet),
     }
 }
 

@@ -12,6 +12,7 @@ use graft_weights::{FetchOptions, LoadPolicy, LoadReport, resolve};
 use crate::args::ModelArgs;
 use crate::progress::{Progress, log};
 
+#[derive(Clone)]
 pub struct LoadedModel {
     pub spec: ModelSpec,
     pub net: Network,

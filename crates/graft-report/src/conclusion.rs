@@ -1,0 +1,338 @@
+//! One row per strategy and the plain-language conclusion drawn from the rows: pure functions
+//! over numbers, tested without files.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Failed,
+    /// Not run (yet): the compare was interrupted before it.
+    Pending,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Row {
+    pub strategy: String,
+    pub status: Status,
+    pub error: Option<String>,
+    pub trainable_params: usize,
+    /// Wall-clock seconds of the whole run (frozen features, training, saving).
+    pub seconds: f64,
+    pub train_seconds: f64,
+    /// Training images processed per second of training.
+    pub images_per_s: f64,
+    pub val_accuracy: f64,
+    pub val_top5: Option<f64>,
+    pub macro_f1: f64,
+    pub best_epoch: usize,
+    pub epochs_run: usize,
+    /// completed, early_stopped or time_budget.
+    pub stopped: String,
+}
+
+impl Row {
+    pub fn failed(strategy: &str, error: String) -> Self {
+        Self {
+            strategy: strategy.to_string(),
+            status: Status::Failed,
+            error: Some(error),
+            trainable_params: 0,
+            seconds: 0.0,
+            train_seconds: 0.0,
+            images_per_s: 0.0,
+            val_accuracy: 0.0,
+            val_top5: None,
+            macro_f1: 0.0,
+            best_epoch: 0,
+            epochs_run: 0,
+            stopped: String::new(),
+        }
+    }
+
+    /// From a run's `result.json`.
+    pub fn from_result(strategy: &str, v: &serde_json::Value) -> Self {
+        let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
+        let u = |k: &str| v[k].as_u64().unwrap_or(0) as usize;
+        Self {
+            strategy: strategy.to_string(),
+            status: Status::Ok,
+            error: None,
+            trainable_params: u("trainable_params"),
+            seconds: f("seconds"),
+            train_seconds: f("train_seconds"),
+            images_per_s: f("images_per_s"),
+            val_accuracy: f("val_accuracy"),
+            val_top5: v["val_top5"].as_f64(),
+            macro_f1: f("macro_f1"),
+            best_epoch: u("best_epoch"),
+            epochs_run: u("epochs_run"),
+            stopped: v["stopped"].as_str().unwrap_or("").to_string(),
+        }
+    }
+}
+
+/// The most accurate successful row; ties go to the faster.
+pub fn best_row(rows: &[Row]) -> Option<&Row> {
+    rows.iter()
+        .filter(|r| r.status == Status::Ok)
+        .fold(None, |best: Option<&Row>, r| match best {
+            Some(b)
+                if b.val_accuracy > r.val_accuracy
+                    || (b.val_accuracy == r.val_accuracy && b.seconds <= r.seconds) =>
+            {
+                Some(b)
+            }
+            _ => Some(r),
+        })
+}
+
+pub fn seconds(s: f64) -> String {
+    if s < 60.0 {
+        format!("{s:.1} s")
+    } else if s < 3600.0 {
+        format!("{:.1} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
+}
+
+fn pct(a: f64) -> String {
+    format!("{:.1}%", 100.0 * a)
+}
+
+fn times(a: f64, b: f64) -> String {
+    let r = a / b.max(1e-9);
+    if r >= 10.0 {
+        format!("{r:.0}x")
+    } else {
+        format!("{r:.1}x")
+    }
+}
+
+/// "head reaches 95.4% in 6.0 s; partial:2 adds 0.7 points for 40x the time", and what else the
+/// rows say (pretrained without training, scratch, runs cut by the budget, failures).
+pub fn conclusion(rows: &[Row]) -> String {
+    let ok: Vec<&Row> = rows.iter().filter(|r| r.status == Status::Ok).collect();
+    let failed: Vec<String> = rows
+        .iter()
+        .filter(|r| r.status == Status::Failed)
+        .map(|r| {
+            format!(
+                "{} failed ({})",
+                r.strategy,
+                r.error.as_deref().unwrap_or("no reason given")
+            )
+        })
+        .collect();
+    let Some(best) = best_row(rows) else {
+        return if failed.is_empty() {
+            "No strategy ran.".to_string()
+        } else {
+            format!("No strategy finished: {}.", failed.join("; "))
+        };
+    };
+    // The reference is the cheap strategy everyone should try first.
+    let reference = ok
+        .iter()
+        .find(|r| r.strategy == "head")
+        .or_else(|| {
+            ok.iter()
+                .filter(|r| r.strategy != "pretrained")
+                .min_by(|a, b| a.seconds.total_cmp(&b.seconds))
+        })
+        .copied()
+        .unwrap_or(best);
+    let mut out = vec![format!(
+        "{} reaches {} in {}",
+        reference.strategy,
+        pct(reference.val_accuracy),
+        seconds(reference.seconds)
+    )];
+    // The best of the trained strategies (pretrained trains nothing and is told apart below).
+    let best_trained = ok
+        .iter()
+        .filter(|r| r.strategy != "pretrained")
+        .fold(None, |b: Option<&&Row>, r| match b {
+            Some(b) if b.val_accuracy >= r.val_accuracy => Some(b),
+            _ => Some(r),
+        })
+        .copied()
+        .unwrap_or(reference);
+    if best_trained.strategy != reference.strategy
+        && best_trained.val_accuracy > reference.val_accuracy
+    {
+        out[0] += &format!(
+            "; {} adds {:.1} points for {} the time",
+            best_trained.strategy,
+            100.0 * (best_trained.val_accuracy - reference.val_accuracy),
+            times(best_trained.seconds, reference.seconds)
+        );
+    } else if let Some(next) = ok
+        .iter()
+        .filter(|r| r.strategy != reference.strategy && r.strategy != "pretrained")
+        .max_by(|a, b| a.val_accuracy.total_cmp(&b.val_accuracy))
+    {
+        let d = 100.0 * (reference.val_accuracy - next.val_accuracy);
+        out[0] += &format!(
+            "; nothing trained beats it: the closest, {}, {} for {} the time",
+            next.strategy,
+            if d == 0.0 {
+                "ties".to_string()
+            } else {
+                format!("is {d:.1} points behind")
+            },
+            times(next.seconds, reference.seconds)
+        );
+    }
+    out[0] += ".";
+    if let Some(p) = ok.iter().find(|r| r.strategy == "pretrained") {
+        out.push(format!(
+            "With no training at all, the ImageNet classifier mapped onto your classes gets {}{}.",
+            pct(p.val_accuracy),
+            if best.strategy == "pretrained" {
+                ", the best of all"
+            } else {
+                ""
+            }
+        ));
+    }
+    if let Some(s) = ok.iter().find(|r| r.strategy == "scratch")
+        && s.val_accuracy < best.val_accuracy
+    {
+        out.push(format!(
+            "From scratch, the same network reaches {} in {}: the pretrained weights are worth {:.1} points here.",
+            pct(s.val_accuracy),
+            seconds(s.seconds),
+            100.0 * (best.val_accuracy - s.val_accuracy)
+        ));
+    }
+    let cut: Vec<&str> = ok
+        .iter()
+        .filter(|r| r.stopped == "time_budget")
+        .map(|r| r.strategy.as_str())
+        .collect();
+    if !cut.is_empty() {
+        out.push(format!(
+            "{} stopped at the time budget; a larger budget may raise {}.",
+            cut.join(", "),
+            if cut.len() == 1 {
+                "its accuracy"
+            } else {
+                "theirs"
+            }
+        ));
+    }
+    if !failed.is_empty() {
+        out.push(format!("{}.", failed.join("; ")));
+    }
+    out.push(if best.strategy == reference.strategy {
+        format!("Pick {}.", best.strategy)
+    } else if best.strategy == "pretrained" && best_trained.strategy != reference.strategy {
+        format!(
+            "Pick pretrained (no training); of the trained strategies, {} for accuracy, {} when time matters.",
+            best_trained.strategy, reference.strategy
+        )
+    } else {
+        format!(
+            "Pick {} for accuracy, {} when time matters.",
+            best.strategy, reference.strategy
+        )
+    });
+    out.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(strategy: &str, acc: f64, seconds: f64) -> Row {
+        Row {
+            status: Status::Ok,
+            error: None,
+            val_accuracy: acc,
+            seconds,
+            stopped: "completed".into(),
+            ..Row::failed(strategy, String::new())
+        }
+    }
+
+    #[test]
+    fn the_conclusion_weighs_accuracy_against_time_from_head() {
+        let rows = vec![row("head", 0.954, 6.0), row("partial:2", 0.961, 240.0)];
+        let c = conclusion(&rows);
+        assert!(
+            c.starts_with(
+                "head reaches 95.4% in 6.0 s; partial:2 adds 0.7 points for 40x the time."
+            ),
+            "{c}"
+        );
+        assert!(
+            c.ends_with("Pick partial:2 for accuracy, head when time matters."),
+            "{c}"
+        );
+    }
+
+    #[test]
+    fn when_head_is_best_the_conclusion_names_the_closest_alternative() {
+        let mut scratch = row("scratch", 0.6, 600.0);
+        scratch.stopped = "time_budget".into();
+        let rows = vec![
+            row("pretrained", 0.97, 3.0),
+            row("head", 0.95, 6.0),
+            row("partial:1", 0.94, 30.0),
+            scratch,
+            Row::failed("partial:4", "out of memory".into()),
+        ];
+        let c = conclusion(&rows);
+        assert!(
+            c.contains("the closest, partial:1, is 1.0 points behind for 5.0x the time"),
+            "{c}"
+        );
+        assert!(
+            c.contains("ImageNet classifier mapped onto your classes gets 97.0%, the best of all"),
+            "{c}"
+        );
+        assert!(
+            c.contains("From scratch, the same network reaches 60.0% in 10.0 min"),
+            "{c}"
+        );
+        assert!(c.contains("scratch stopped at the time budget"), "{c}");
+        assert!(c.contains("partial:4 failed (out of memory)"), "{c}");
+    }
+
+    #[test]
+    fn a_trained_strategy_that_beats_head_is_named_even_when_pretrained_is_best() {
+        let rows = vec![
+            row("pretrained", 0.974, 7.4),
+            row("head", 0.948, 11.8),
+            row("partial:1", 0.967, 44.7),
+        ];
+        let c = conclusion(&rows);
+        assert!(
+            c.starts_with(
+                "head reaches 94.8% in 11.8 s; partial:1 adds 1.9 points for 3.8x the time."
+            ),
+            "{c}"
+        );
+        assert!(c.ends_with("Pick pretrained (no training); of the trained strategies, partial:1 for accuracy, head when time matters."), "{c}");
+    }
+
+    #[test]
+    fn ties_go_to_the_faster_strategy_and_failures_are_never_best() {
+        let rows = vec![
+            row("partial:1", 0.9, 30.0),
+            row("head", 0.9, 6.0),
+            Row {
+                val_accuracy: 1.0,
+                ..Row::failed("scratch", "x".into())
+            },
+        ];
+        assert_eq!(best_row(&rows).map(|r| r.strategy.as_str()), Some("head"));
+        assert_eq!(
+            conclusion(&[Row::failed("head", "boom".into())]),
+            "No strategy finished: head failed (boom)."
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! Reports that make the choice of strategy measurable: `graft compare` and `graft probe` write
+//! their runs, then this crate reads the run directories (no tensors, no images decoded) and
+//! writes `report.html` (self-contained: plots as inline SVG, thumbnails as data URIs),
+//! `report.md`, `results.json` and the plots as SVG files.
+
+mod conclusion;
+pub mod csv;
+mod html;
+mod load;
+mod markdown;
+pub mod plot;
+mod probe;
+
+pub use conclusion::{Row, Status, conclusion};
+pub use load::{
+    Budget, Epoch, Manifest, Prediction, ReportError, Results, RunEntry, SplitCount, collect,
+    read_predictions, write,
+};
+pub use probe::{ProbeGroup, ProbeReport, Recommendation, recommend, write_probe};

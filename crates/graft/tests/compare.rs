@@ -1,0 +1,441 @@
+//! `graft compare`, `graft probe` and `graft auto` end to end: on hymenoptera (the report, checked
+//! in headless Chromium; head's row against `graft train`; the probe's last group against head),
+//! on caltech101-20 (the probe), and on a 16-image cut for the bad-input cases.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn shared(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared")
+        .join(rel)
+}
+
+fn graft(args: &[&str], home: &Path, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_graft"));
+    cmd.arg("-q")
+        .args(args)
+        .arg("--weights")
+        .arg(shared("weights/efficientnet-lite0-57934424.pth"))
+        .env("GRAFT_HOME", home)
+        .env("GRAFT_OFFLINE", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run graft")
+}
+
+fn ok_json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// 8 training and 4 validation images per class, cut from hymenoptera.
+fn small_dataset(root: &Path) {
+    for (split, skip, take) in [("train", 0, 8), ("val", 8, 4)] {
+        for class in ["ants", "bees"] {
+            let src = shared("data/hymenoptera/train").join(class);
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&src)
+                .expect("read")
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+                .collect();
+            files.sort();
+            let dst = root.join(split).join(class);
+            std::fs::create_dir_all(&dst).expect("mkdir");
+            for f in files.iter().skip(skip).take(take) {
+                std::fs::copy(f, dst.join(f.file_name().expect("name"))).expect("copy");
+            }
+        }
+    }
+}
+
+/// Opens `report` in headless Chromium through a page that inspects it once loaded, and
+/// returns what that page found, the browser's console log and a screenshot's size.
+fn chromium_check(report: &Path) -> (serde_json::Value, String, u64) {
+    let dir = report.parent().expect("dir");
+    let probe = dir.join("chromium-check.html");
+    std::fs::write(
+        &probe,
+        r#"<!DOCTYPE html><html><body><iframe id="r" src="report.html" width="1200" height="3000"></iframe>
+<pre id="out">pending</pre><script>
+document.getElementById('r').addEventListener('load', () => {
+  const d = document.getElementById('r').contentDocument;
+  const imgs = [...d.images];
+  const svgs = [...d.querySelectorAll('svg')];
+  const result = {
+    images: imgs.length,
+    images_rendered: imgs.filter(i => i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 0).length,
+    svgs: svgs.length,
+    svgs_rendered: svgs.filter(s => s.getBoundingClientRect().width > 100 && s.querySelectorAll('circle,rect,polyline').length > 2).length,
+    strategy_rows: d.querySelectorAll('#strategies tr').length,
+    conclusion: (d.getElementById('conclusion') || {}).textContent || '',
+  };
+  document.getElementById('out').textContent = 'RESULT' + JSON.stringify(result) + 'END';
+});
+</script></body></html>"#,
+    )
+    .expect("write the check page");
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok())
+        .expect("Chromium is installed (.ci/run installs Debian's chromium package)");
+    let common = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--allow-file-access-from-files",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=10000",
+    ];
+    let url = format!("file://{}", probe.display());
+    let dom = Command::new(chromium)
+        .args(common)
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .expect("run chromium");
+    let html = String::from_utf8_lossy(&dom.stdout);
+    let result = html
+        .split_once("RESULT")
+        .and_then(|(_, r)| r.split_once("END"))
+        .map(|(j, _)| j.replace("&quot;", "\"").replace("&amp;", "&"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no result from the check page: {html}\n{}",
+                String::from_utf8_lossy(&dom.stderr)
+            )
+        });
+    let png = dir.join("screenshot.png");
+    let shot = Command::new(chromium)
+        .args(common)
+        .arg(format!("--screenshot={}", png.display()))
+        .arg("--window-size=1200,2400")
+        .arg(format!("file://{}", report.display()))
+        .output()
+        .expect("run chromium");
+    assert!(
+        shot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
+    let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+    (
+        serde_json::from_str(&result).unwrap_or_else(|e| panic!("{e}: {result}")),
+        String::from_utf8_lossy(&dom.stderr).into_owned(),
+        size,
+    )
+}
+
+#[test]
+fn compare_on_hymenoptera_writes_a_report_that_renders_and_agrees_with_train_and_probe() {
+    let home = tempfile::tempdir().expect("tmp");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("cmp");
+    let data = shared("data/hymenoptera");
+    let data = data.to_str().expect("utf-8 path");
+    let out = graft(
+        &[
+            "compare",
+            "--json",
+            "--data",
+            data,
+            "--out",
+            dir.to_str().expect("utf-8"),
+            "--strategies",
+            "pretrained,head,partial:1",
+            "--budget",
+            "15",
+        ],
+        home.path(),
+        &[],
+    );
+    let results = ok_json(&out);
+    for f in [
+        "report.html",
+        "report.md",
+        "results.json",
+        "compare.json",
+        "plots/learning_curves.svg",
+        "plots/accuracy_vs_time.svg",
+        "plots/confusion.svg",
+        "plots/per_class_accuracy.svg",
+        "runs/head/result.json",
+        "runs/partial-1/predictions.csv",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let rows = results["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r["status"] == "ok"), "{rows:?}");
+    let partial = &rows[2];
+    assert!(partial["epochs_run"].as_u64().unwrap_or(0) >= 1);
+    assert!(partial["trainable_params"].as_u64() > rows[1]["trainable_params"].as_u64());
+    assert!(
+        results["conclusion"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("head reaches "),
+        "{}",
+        results["conclusion"]
+    );
+    assert_eq!(read_json(&dir.join("results.json")), results);
+
+    // head's row is `graft train --strategy head` with the same seed.
+    let train = ok_json(&graft(
+        &[
+            "train",
+            "--json",
+            "--data",
+            data,
+            "--out",
+            tmp.path().join("t").to_str().expect("utf-8"),
+        ],
+        home.path(),
+        &[],
+    ));
+    assert_eq!(rows[1]["val_accuracy"], train["val_accuracy"]);
+    assert_eq!(rows[1]["best_epoch"], train["best_epoch"]);
+
+    // The probe: one accuracy per block group, the last equal to head's.
+    let probe = ok_json(&graft(
+        &[
+            "probe",
+            "--json",
+            "--data",
+            data,
+            "--out",
+            tmp.path().join("p").to_str().expect("utf-8"),
+        ],
+        home.path(),
+        &[],
+    ));
+    let groups = probe["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 9, "{probe}");
+    assert_eq!(groups[8]["val_accuracy"], train["val_accuracy"]);
+    assert!(groups[0]["val_accuracy"].as_f64() < groups[8]["val_accuracy"].as_f64());
+    assert!(tmp.path().join("p/probe.html").is_file());
+
+    // The page in a real browser: every thumbnail decoded, every plot drawn, the table filled.
+    let (seen, console, screenshot) = chromium_check(&dir.join("report.html"));
+    let images = seen["images"].as_u64().unwrap_or(0);
+    assert!(images >= 4, "{seen}");
+    assert_eq!(seen["images_rendered"].as_u64(), Some(images), "{seen}");
+    assert!(seen["svgs_rendered"].as_u64().unwrap_or(0) >= 5, "{seen}");
+    assert_eq!(seen["strategy_rows"], 4, "{seen}");
+    assert!(
+        seen["conclusion"]
+            .as_str()
+            .unwrap_or("")
+            .contains("head reaches")
+    );
+    let errors: Vec<&str> = console
+        .lines()
+        .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught") || l.contains("Failed to load"))
+        .collect();
+    assert!(errors.is_empty(), "console: {errors:?}");
+    assert!(screenshot > 20_000, "screenshot of {screenshot} bytes");
+}
+
+#[test]
+fn probe_on_caltech_gives_one_accuracy_per_group_and_its_last_is_heads() {
+    let home = tempfile::tempdir().expect("tmp");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = shared("data/caltech101-20");
+    let data = data.to_str().expect("utf-8 path");
+    let head = ok_json(&graft(
+        &[
+            "train",
+            "--json",
+            "--data",
+            data,
+            "--out",
+            tmp.path().join("h").to_str().expect("utf-8"),
+        ],
+        home.path(),
+        &[],
+    ));
+    assert_eq!(
+        (head["train_images"].as_u64(), head["val_images"].as_u64()),
+        (Some(1249), Some(626))
+    );
+    assert_eq!(head["val_split"], "test");
+    let acc = head["val_accuracy"].as_f64().unwrap_or(0.0);
+    assert!(acc >= 0.985, "test accuracy {acc}");
+    assert!(head["val_top5"].as_f64() >= Some(acc));
+    let probe = ok_json(&graft(
+        &[
+            "probe",
+            "--json",
+            "--data",
+            data,
+            "--out",
+            tmp.path().join("p").to_str().expect("utf-8"),
+        ],
+        home.path(),
+        &[],
+    ));
+    let groups = probe["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 9, "{probe}");
+    assert_eq!(groups[8]["val_accuracy"], head["val_accuracy"]);
+    assert_eq!(groups[8]["dim"], 1280);
+    assert!(probe["recommendation"]["strategy"].is_string());
+}
+
+#[test]
+fn compare_refuses_bad_input_and_reports_a_strategy_that_fails_midway() {
+    let home = tempfile::tempdir().expect("tmp");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    small_dataset(&data);
+    let data = data.to_str().expect("utf-8");
+    let out_dir = tmp.path().join("cmp");
+    let out = out_dir.to_str().expect("utf-8");
+
+    let zero = graft(
+        &["compare", "--data", data, "--out", out, "--budget", "0"],
+        home.path(),
+        &[],
+    );
+    assert_eq!(zero.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("--budget"));
+    assert!(!out_dir.exists(), "nothing is written for a refused budget");
+
+    let tiny = tmp.path().join("tiny");
+    for class in ["ants", "bees"] {
+        std::fs::create_dir_all(tiny.join(class)).expect("mkdir");
+        let src = shared("data/hymenoptera/train").join(class);
+        let first = std::fs::read_dir(&src)
+            .expect("read")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|e| e == "jpg"))
+            .expect("a jpg");
+        std::fs::copy(&first, tiny.join(class).join("a.jpg")).expect("copy");
+    }
+    let small = graft(
+        &[
+            "compare",
+            "--data",
+            tiny.to_str().expect("utf-8"),
+            "--out",
+            out,
+        ],
+        home.path(),
+        &[],
+    );
+    assert_eq!(small.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&small.stderr);
+    assert!(
+        stderr.contains("tiny") && stderr.contains("split"),
+        "{stderr}"
+    );
+    assert!(!out_dir.exists());
+
+    std::fs::create_dir_all(&out_dir).expect("mkdir");
+    std::fs::write(out_dir.join("notes.txt"), b"mine").expect("write");
+    let taken = graft(&["compare", "--data", data, "--out", out], home.path(), &[]);
+    assert_eq!(taken.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&taken.stderr).contains("--force"));
+
+    let failing = graft(
+        &[
+            "compare",
+            "--json",
+            "--force",
+            "--data",
+            data,
+            "--out",
+            out,
+            "--strategies",
+            "head,partial:1",
+            "--epochs",
+            "2",
+        ],
+        home.path(),
+        &[("GRAFT_TEST_FAIL_AFTER_EPOCH", "0:partial-1")],
+    );
+    assert_eq!(
+        failing.status.code(),
+        Some(1),
+        "a failed strategy makes the exit status 1"
+    );
+    assert_eq!(
+        std::fs::read(out_dir.join("notes.txt")).expect("kept"),
+        b"mine"
+    );
+    let results = read_json(&out_dir.join("results.json"));
+    assert_eq!(results["rows"][0]["status"], "ok");
+    assert_eq!(results["rows"][1]["status"], "failed");
+    assert!(
+        results["rows"][1]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("failure injected after epoch 0"),
+        "{results}"
+    );
+    let html = std::fs::read_to_string(out_dir.join("report.html")).expect("report written anyway");
+    assert!(html.contains("failed") && html.contains("partial:1"));
+    assert!(
+        results["conclusion"]
+            .as_str()
+            .unwrap_or("")
+            .contains("partial:1 failed")
+    );
+}
+
+#[test]
+fn auto_chooses_from_the_evidence_trains_and_explains() {
+    let home = tempfile::tempdir().expect("tmp");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    small_dataset(&data);
+    let run = tmp.path().join("auto");
+    let out = ok_json(&graft(
+        &[
+            "auto",
+            "--json",
+            "--data",
+            data.to_str().expect("utf-8"),
+            "--out",
+            run.to_str().expect("utf-8"),
+            "--epochs",
+            "5",
+        ],
+        home.path(),
+        &[],
+    ));
+    // 8 images per class: too few to fine-tune (and a head already scores well on them).
+    assert_eq!(out["strategy"], "head");
+    assert!(
+        ["few_images", "head_good_enough"].contains(&out["rule"].as_str().unwrap_or("")),
+        "{out}"
+    );
+    assert!(
+        out["explanation"]
+            .as_str()
+            .unwrap_or("")
+            .contains("16 training images in 2 classes")
+    );
+    assert_eq!(out["probe"].as_array().map(Vec::len), Some(9));
+    for f in [
+        "auto.md",
+        "auto.json",
+        "result.json",
+        "best.safetensors",
+        "probe/probe.json",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+}
