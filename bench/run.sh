@@ -1,34 +1,70 @@
 #!/usr/bin/env bash
-# graft vs PyTorch, pretrained inference, batch 32, 224x224, 2 threads each, same input batch,
-# one process per (implementation, model) so peak RSS is per run. Needs: pip install torch
-# torchvision safetensors pillow. Usage: bench/run.sh [ITERS]   (results: bench/out/)
+# graft vs PyTorch on this machine, each side with 2 threads (PyTorch: 2 intra-op threads, or 2
+# DataLoader workers for the input pipeline), one process per (implementation, case) so peak RSS
+# (VmHWM) is per case. Sections:
+#   inference  pretrained inference, batch 32, 224x224: efficientnet_lite0, resnet18, resnet50, vgg16
+#   train      one training step (forward, loss, backward, SGD momentum 0.9), batch 16:
+#              resnet18 and efficientnet_lite0, full and partial:2
+#   pipeline   decode + resize 256 + crop 224 + normalize: hymenoptera and imagenet-sample
+# Needs: pip install torch torchvision safetensors pillow.
+# Usage: bench/run.sh [ITERS] [SECTION...]   (default: 5, all sections; results in bench/out/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 iters=${1:-5}
+shift || true
+sections=${*:-inference train pipeline}
 threads=2
 out=bench/out
 mkdir -p "$out"
-cargo build --release -p graft-models --example bench_inference >&2
-python3 bench/make_input.py "$out/input.safetensors" 32
+cargo build --release -p graft-models --example bench_inference -p graft-transfer --example bench_train \
+  -p graft-data --example bench_pipeline >&2
+[ -f "$out/input.safetensors" ] || python3 bench/make_input.py "$out/input.safetensors" 32
 lite0=../shared/weights/efficientnet-lite0-57934424.pth
-: > "$out/inference.jsonl"
-for model in efficientnet_lite0 resnet18 resnet50 vgg16; do
-  w=""; [ "$model" = efficientnet_lite0 ] && w=$lite0
-  n=$iters; [ "$model" = vgg16 ] && n=$(( (iters + 1) / 2 ))
-  echo "== $model ($n iterations)" >&2
-  BENCH_THREADS=$threads python3 bench/peer_inference.py "$model" "$out/input.safetensors" "$n" $w | tee -a "$out/inference.jsonl"
-  RAYON_NUM_THREADS=$threads target/release/examples/bench_inference "$model" "$out/input.safetensors" "$n" $w | tee -a "$out/inference.jsonl"
+weights_for() { [ "$1" = efficientnet_lite0 ] && echo "$lite0" || true; }
+
+for section in $sections; do
+  : > "$out/$section.jsonl"
+  case $section in
+  inference)
+    for model in efficientnet_lite0 resnet18 resnet50 vgg16; do
+      n=$iters; [ "$model" = vgg16 ] && n=$(( (iters + 1) / 2 ))
+      echo "== inference $model ($n batches)" >&2
+      BENCH_THREADS=$threads python3 bench/peer_inference.py "$model" "$out/input.safetensors" "$n" $(weights_for $model) | tee -a "$out/$section.jsonl"
+      RAYON_NUM_THREADS=$threads target/release/examples/bench_inference "$model" "$out/input.safetensors" "$n" $(weights_for $model) | tee -a "$out/$section.jsonl"
+    done ;;
+  train)
+    for model in resnet18 efficientnet_lite0; do
+      for mode in full partial:2; do
+        echo "== train step $model $mode ($iters steps)" >&2
+        BENCH_THREADS=$threads python3 bench/peer_train.py "$model" "$mode" "$out/input.safetensors" "$iters" $(weights_for $model) | tee -a "$out/$section.jsonl"
+        RAYON_NUM_THREADS=$threads target/release/examples/bench_train "$model" "$mode" "$out/input.safetensors" "$iters" $(weights_for $model) | tee -a "$out/$section.jsonl"
+      done
+    done ;;
+  pipeline)
+    for data in hymenoptera imagenet-sample; do
+      echo "== input pipeline $data" >&2
+      python3 bench/peer_pipeline.py "../shared/data/$data" "$data" $threads | tee -a "$out/$section.jsonl"
+      RAYON_NUM_THREADS=$threads target/release/examples/bench_pipeline "../shared/data/$data" "$data" | tee -a "$out/$section.jsonl"
+    done ;;
+  *) echo "unknown section $section" >&2; exit 2 ;;
+  esac
 done
-python3 - "$out/inference.jsonl" <<'PY'
+
+python3 - $(for s in $sections; do echo "$out/$s.jsonl"; done) <<'PY'
 import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-by = {}
-for r in rows:
-    by.setdefault(r["model"], {})[r["impl"]] = r
-print("| model | graft img/s | PyTorch img/s | ratio | graft peak RSS MiB | PyTorch peak RSS MiB |")
-print("| --- | --- | --- | --- | --- | --- |")
-for m, d in by.items():
-    g, p = d["graft"], d["pytorch"]
-    print(f"| {m} | {g['images_per_second']:.2f} | {p['images_per_second']:.2f} | "
-          f"{g['images_per_second'] / p['images_per_second']:.2f}x | {g['peak_rss_mib']:.0f} | {p['peak_rss_mib']:.0f} |")
+for path in sys.argv[1:]:
+    rows = [json.loads(l) for l in open(path) if l.strip()]
+    by = {}
+    for r in rows:
+        case = " ".join(str(r[k]) for k in ("model", "mode", "data") if k in r)
+        by.setdefault(case, {})[r["impl"]] = r
+    print(f"\n{path}\n")
+    print("| case | graft img/s | PyTorch img/s | ratio | graft peak RSS MiB | PyTorch peak RSS MiB |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for case, d in by.items():
+        g, p = d.get("graft"), d.get("pytorch")
+        if not g or not p:
+            continue
+        print(f"| {case} | {g['images_per_second']:.2f} | {p['images_per_second']:.2f} | "
+              f"{g['images_per_second'] / p['images_per_second']:.2f}x | {g['peak_rss_mib']:.0f} | {p['peak_rss_mib']:.0f} |")
 PY
