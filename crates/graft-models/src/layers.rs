@@ -1,5 +1,7 @@
-//! Small building blocks shared by the architectures: a convolution followed by BatchNorm.
+//! Small building blocks shared by the architectures: a convolution followed by BatchNorm (folded
+//! into the convolution on the inference device), global average pooling.
 
+use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
@@ -53,8 +55,35 @@ impl ConvBnSpec {
 }
 
 impl ConvBn {
+    /// Training (autodiff device): convolution then BatchNorm, which uses batch statistics when
+    /// the layer trains. Inference: one convolution with BatchNorm folded into it, see
+    /// [`ConvBn::folded`].
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(self.conv.forward(x))
+        if x.is_autodiff() {
+            self.bn.forward(self.conv.forward(x))
+        } else {
+            self.folded().forward(x)
+        }
+    }
+
+    /// The inference-mode layer as one convolution: BatchNorm on running statistics is the
+    /// per-channel affine map `y = s x + (beta - s mean)` with `s = gamma / sqrt(var + eps)`,
+    /// so it scales the convolution's output channels (its weights) and adds a bias. Saves a
+    /// pass over every activation.
+    pub fn folded(&self) -> Conv2d {
+        let bn = &self.bn;
+        let scale = bn.gamma.val() / (bn.running_var.value() + bn.epsilon).sqrt();
+        let mut bias = bn.beta.val() - bn.running_mean.value() * scale.clone();
+        let [out, ..] = self.conv.weight.dims();
+        let weight = self.conv.weight.val() * scale.clone().reshape([out, 1, 1, 1]);
+        if let Some(b) = &self.conv.bias {
+            bias = bias + b.val() * scale;
+        }
+        Conv2d {
+            weight: Param::from_tensor(weight),
+            bias: Some(Param::from_tensor(bias)),
+            ..self.conv.clone()
+        }
     }
 }
 

@@ -67,21 +67,29 @@ pub(crate) fn save_epoch<M>(
     fail_for_tests(dir, ck.record.epoch)
 }
 
-pub(crate) fn keep_metrics_before(path: &Path, next_epoch: usize) -> anyhow::Result<()> {
+/// Returns the seconds the kept epochs had run for, so a resumed run's clock continues.
+pub(crate) fn keep_metrics_before(path: &Path, next_epoch: usize) -> anyhow::Result<f64> {
     let Ok(text) = std::fs::read_to_string(path) else {
-        return Ok(());
+        return Ok(0.0);
     };
+    let mut seconds = 0.0f64;
     let kept: String = text
         .lines()
         .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
+            let v = serde_json::from_str::<serde_json::Value>(l).ok();
+            let keep = v
+                .as_ref()
                 .and_then(|v| v.get("epoch").and_then(|e| e.as_u64()))
-                .is_some_and(|e| (e as usize) < next_epoch)
+                .is_some_and(|e| (e as usize) < next_epoch);
+            if keep && let Some(s) = v.and_then(|v| v.get("seconds").and_then(|s| s.as_f64())) {
+                seconds = seconds.max(s);
+            }
+            keep
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    run_dir::write_atomic(path, kept.as_bytes())
+    run_dir::write_atomic(path, kept.as_bytes())?;
+    Ok(seconds)
 }
 
 /// Test hook: `GRAFT_TEST_FAIL_AFTER_EPOCH=N:SUFFIX` makes training fail after epoch N of the

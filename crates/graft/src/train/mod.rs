@@ -360,10 +360,17 @@ pub fn execute(args: &Settings, mut model: LoadedModel, quiet: bool) -> anyhow::
     } else {
         None
     };
-    keep_metrics_before(
+    let kept_seconds = keep_metrics_before(
         &dir.join("metrics.jsonl"),
         resumed.as_ref().map_or(0, |(s, _)| s.next_epoch),
     )?;
+    // Seconds in metrics.jsonl count from the run's start; a resumed run's clock continues from
+    // its last kept epoch (its cache-warm preparation is not counted twice).
+    let clock = if resumed.is_some() {
+        kept_seconds - start.elapsed().as_secs_f64()
+    } else {
+        0.0
+    };
 
     let mut progress = Progress::new(
         &format!("{}train", args.label),
@@ -420,7 +427,7 @@ pub fn execute(args: &Settings, mut model: LoadedModel, quiet: bool) -> anyhow::
                     save_epoch(
                         &dir,
                         &ck,
-                        start.elapsed().as_secs_f64(),
+                        clock + start.elapsed().as_secs_f64(),
                         &|which| {
                             run_dir::save_module(head, &dir.join(format!("{which}.safetensors")))
                         },
@@ -464,7 +471,7 @@ pub fn execute(args: &Settings, mut model: LoadedModel, quiet: bool) -> anyhow::
                     save_epoch(
                         &dir,
                         &ck,
-                        start.elapsed().as_secs_f64(),
+                        clock + start.elapsed().as_secs_f64(),
                         &|which| {
                             run_dir::save_module(head, &dir.join(format!("{which}.safetensors")))?;
                             run_dir::save_module(

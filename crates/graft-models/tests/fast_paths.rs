@@ -1,0 +1,55 @@
+//! The inference fast path computes what the plain ops compute: BatchNorm folded into its
+//! convolution, against burn's convolution then BatchNorm, to 1e-4 relative.
+
+use burn::module::{Param, RunningState};
+use burn::nn::PaddingConfig2d;
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use graft_models::default_device;
+use graft_models::layers::ConvBnSpec;
+
+fn assert_close(a: Tensor<4>, b: Tensor<4>) {
+    assert_eq!(a.dims(), b.dims());
+    let a = a.into_data().try_to_vec::<f32>().expect("f32");
+    let b = b.into_data().try_to_vec::<f32>().expect("f32");
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    let worst = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(
+        worst / scale < 1e-4,
+        "max abs difference {worst} (scale {scale})"
+    );
+}
+
+#[test]
+fn batchnorm_folded_into_the_convolution_matches_conv_then_batchnorm() {
+    let device = default_device();
+    let specs = [
+        ConvBnSpec::torch([8, 16], 3, 2),
+        // Depthwise with TF "same" padding, as in EfficientNet-Lite.
+        ConvBnSpec {
+            groups: 16,
+            padding: PaddingConfig2d::Same,
+            bn_eps: 1e-3,
+            ..ConvBnSpec::torch([16, 16], 5, 1)
+        },
+    ];
+    for spec in specs {
+        let mut cb = spec.init(&device);
+        let c = spec.channels[1];
+        let rand =
+            |lo: f64, hi: f64| Tensor::<1>::random([c], Distribution::Uniform(lo, hi), &device);
+        cb.bn.gamma = Param::from_tensor(rand(0.5, 1.5));
+        cb.bn.beta = Param::from_tensor(rand(-0.5, 0.5));
+        cb.bn.running_mean = RunningState::new(rand(-1.0, 1.0));
+        cb.bn.running_var = RunningState::new(rand(0.1, 2.0));
+        let x = Tensor::<4>::random(
+            [2, spec.channels[0], 17, 15],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        assert_close(cb.forward(x.clone()), cb.bn.forward(cb.conv.forward(x)));
+    }
+}
