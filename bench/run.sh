@@ -39,6 +39,8 @@ for section in $sections; do
         BENCH_THREADS=$threads python3 bench/peer_train.py "$model" "$mode" "$out/input.safetensors" "$iters" $(weights_for $model) | tee -a "$out/$section.jsonl"
         RAYON_NUM_THREADS=$threads target/release/examples/bench_train "$model" "$mode" "$out/input.safetensors" "$iters" $(weights_for $model) | tee -a "$out/$section.jsonl"
       done
+      # graft's own partial:2 step: the frozen groups' output comes from its cache (no peer row).
+      RAYON_NUM_THREADS=$threads target/release/examples/bench_train "$model" partial:2-cached "$out/input.safetensors" "$iters" $(weights_for $model) | tee -a "$out/$section.jsonl"
     done ;;
   pipeline)
     for data in hymenoptera imagenet-sample; do
@@ -63,6 +65,8 @@ for path in sys.argv[1:]:
     print("| --- | --- | --- | --- | --- | --- |")
     for case, d in by.items():
         g, p = d.get("graft"), d.get("pytorch")
+        if g and not p:
+            print(f"| {case} | {g['images_per_second']:.2f} | (no peer) | | {g['peak_rss_mib']:.0f} | |")
         if not g or not p:
             continue
         print(f"| {case} | {g['images_per_second']:.2f} | {p['images_per_second']:.2f} | "

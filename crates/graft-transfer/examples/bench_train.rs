@@ -4,7 +4,9 @@
 //! cargo run --release -p graft-transfer --example bench_train -- MODEL full|partial:N INPUT.safetensors ITERS [WEIGHTS]
 //! `partial:N`: the frozen groups run in inference mode without autodiff (as graft trains them,
 //! minus the cache that makes graft skip them after the first epoch); only the top N groups and
-//! the classifier get gradients. Prints one JSON line.
+//! the classifier get gradients. `partial:N-cached`: as graft's `partial:N` trains, the frozen
+//! groups' output computed once (graft caches it on disk) and only the top groups run per step.
+//! Prints one JSON line.
 
 use std::time::Instant;
 
@@ -49,12 +51,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => spec.arch.init(&device),
     };
     let groups = net.group_names().len();
-    let freeze = match mode.as_str() {
+    let cached = mode.ends_with("-cached");
+    let freeze = match mode.trim_end_matches("-cached") {
         "full" => 0,
         m => {
             groups
                 - m.strip_prefix("partial:")
-                    .ok_or("mode: full or partial:N")?
+                    .ok_or("mode: full or partial:N[-cached]")?
                     .parse::<usize>()?
         }
     };
@@ -81,11 +84,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ))
         .init();
     let ce = CrossEntropyLossConfig::new().init(&ad);
+    let once = cached.then(|| frozen.forward_groups(0..freeze, x.clone()).into_data());
     let mut step = |net: Network| -> Network {
-        let input = if freeze == 0 {
-            Tensor::from_data(x.clone().into_data(), &ad)
-        } else {
-            Tensor::from_data(frozen.forward_groups(0..freeze, x.clone()).into_data(), &ad)
+        let input = match &once {
+            Some(data) => Tensor::from_data(data.clone(), &ad),
+            None if freeze == 0 => Tensor::from_data(x.clone().into_data(), &ad),
+            None => Tensor::from_data(frozen.forward_groups(0..freeze, x.clone()).into_data(), &ad),
         };
         let logits = net.classify(net.embed(net.forward_groups(freeze..groups, input)));
         let loss = ce.forward(logits, y.clone());

@@ -3,7 +3,6 @@
 //! explanation goes to stdout and to `auto.md` in the run directory.
 
 use anyhow::Context;
-use graft_data::{SplitOptions, open_dataset};
 use graft_transfer::Strategy;
 use graft_transfer::auto::{Evidence, decide};
 use serde_json::json;
@@ -13,30 +12,12 @@ use crate::cmd_compare::strategy_settings;
 use crate::cmd_probe::probe_into;
 use crate::progress::log;
 use crate::run_dir;
-use crate::settings::load_pretrained;
+use crate::settings::prepare;
 use crate::train;
 
 pub fn run(args: &AutoArgs, quiet: bool) -> anyhow::Result<usize> {
     anyhow::ensure!(args.epochs > 0, "--epochs must be at least 1");
-    let ds = open_dataset(
-        &args.data.data,
-        SplitOptions {
-            val_fraction: args.data.val_fraction,
-            seed: args.data.seed,
-        },
-    )?;
-    let model = load_pretrained(&args.model, quiet)?;
-    let stem = args
-        .data
-        .data
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "data".into());
-    let dir = run_dir::create(
-        args.out.as_deref(),
-        &format!("{stem}-{}-auto", model.spec.name),
-        args.data.force,
-    )?;
+    let (ds, model, dir) = prepare(&args.data, &args.model, args.out.as_deref(), "auto", quiet)?;
     let probe_dir = dir.join("probe");
     std::fs::create_dir_all(&probe_dir)
         .with_context(|| format!("cannot create {}", probe_dir.display()))?;

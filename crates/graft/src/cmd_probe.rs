@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use burn::prelude::*;
-use graft_data::{Dataset, SplitOptions, open_dataset};
+use graft_data::Dataset;
 use graft_report::{ProbeGroup, ProbeReport, recommend};
 use graft_transfer::features::{Extractor, Output};
 use graft_transfer::train::{HeadConfig, Split, train_head};
@@ -16,8 +16,7 @@ use graft_weights::sha256_file;
 
 use crate::args::{DataArgs, ProbeArgs};
 use crate::progress::{Progress, log};
-use crate::run_dir;
-use crate::settings::{LoadedModel, load_pretrained};
+use crate::settings::{LoadedModel, prepare};
 use crate::train::{SplitFeatures, embedding_key, features};
 
 /// Channels of every group's output but the last (the widths of the pooled features).
@@ -166,25 +165,7 @@ pub fn probe_into(
 
 pub fn run(args: &ProbeArgs, quiet: bool) -> anyhow::Result<usize> {
     anyhow::ensure!(args.epochs > 0, "--epochs must be at least 1");
-    let ds = open_dataset(
-        &args.data.data,
-        SplitOptions {
-            val_fraction: args.data.val_fraction,
-            seed: args.data.seed,
-        },
-    )?;
-    let model = load_pretrained(&args.model, quiet)?;
-    let stem = args
-        .data
-        .data
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "data".into());
-    let dir = run_dir::create(
-        args.out.as_deref(),
-        &format!("{stem}-{}-probe", model.spec.name),
-        args.data.force,
-    )?;
+    let (ds, model, dir) = prepare(&args.data, &args.model, args.out.as_deref(), "probe", quiet)?;
     let (report, failed) = probe_into(&dir, &model, &args.data, &ds, args.epochs, quiet)?;
     log(
         quiet,

@@ -86,3 +86,34 @@ pub fn fetch_weights(
     }
     Ok(path?)
 }
+
+/// What `probe`, `compare` and `auto` start from: the dataset split with the seed (checked
+/// before anything is loaded or written), the pretrained model, and the output directory
+/// (`out`, or `runs/<dataset>-<model>-<what>`; an existing one only with `--force`).
+pub fn prepare(
+    data: &crate::args::DataArgs,
+    model: &ModelArgs,
+    out: Option<&std::path::Path>,
+    what: &str,
+    quiet: bool,
+) -> anyhow::Result<(graft_data::Dataset, LoadedModel, PathBuf)> {
+    let ds = graft_data::open_dataset(
+        &data.data,
+        graft_data::SplitOptions {
+            val_fraction: data.val_fraction,
+            seed: data.seed,
+        },
+    )?;
+    let model = load_pretrained(model, quiet)?;
+    let stem = data
+        .data
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "data".into());
+    let dir = crate::run_dir::create(
+        out,
+        &format!("{stem}-{}-{what}", model.spec.name),
+        data.force,
+    )?;
+    Ok((ds, model, dir))
+}
