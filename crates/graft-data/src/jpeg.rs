@@ -51,7 +51,11 @@ pub fn has_end_of_image(data: &[u8]) -> bool {
     let mut i = 2; // after SOI
     while i + 1 < data.len() {
         if data[i] != 0xFF {
-            i += 1; // entropy-coded data
+            // Entropy-coded data: skip to the next 0xFF byte.
+            match memchr::memchr(0xFF, &data[i..]) {
+                Some(k) => i += k,
+                None => return false,
+            }
             continue;
         }
         let marker = data[i + 1];

@@ -70,25 +70,39 @@ pub fn resize_exact(img: &RgbImage, w: u32, h: u32) -> RgbImage {
 /// torchvision's `CenterCrop`: offsets `int(round((size - crop) / 2))` with Python's
 /// round-half-to-even, zero padding where the image is smaller than the crop.
 pub fn center_crop(img: &RgbImage, crop: u32) -> RgbImage {
+    let mut out = RgbImage::new(crop, crop);
+    let c = crop as usize;
+    for_crop_rows(img, crop, |y, x0, src| {
+        out.as_mut()[(y * c + x0) * 3..(y * c + x0) * 3 + src.len()].copy_from_slice(src)
+    });
+    out
+}
+
+/// Calls `row(y, x, pixels)` for every row `y` of a centre crop with the part of it that lies
+/// inside the image: `pixels` (RGB bytes) go to columns `x..` of the crop. Rows and columns
+/// outside the image are left to the caller's zero padding.
+fn for_crop_rows(img: &RgbImage, crop: u32, mut row: impl FnMut(usize, usize, &[u8])) {
     let offset = |size: u32| -> i64 {
         let d = size as f64 - crop as f64;
         (d / 2.0).round_ties_even() as i64
     };
     let (top, left) = (offset(img.height()), offset(img.width()));
-    let mut out = RgbImage::new(crop, crop);
+    let (w, h) = (img.width() as i64, img.height() as i64);
+    // Columns of the crop that fall inside the image.
+    let (x0, x1) = ((-left).max(0), (w - left).min(crop as i64));
+    if x0 >= x1 {
+        return;
+    }
+    let raw = img.as_raw();
     for y in 0..crop as i64 {
         let sy = y + top;
-        if sy < 0 || sy >= img.height() as i64 {
+        if sy < 0 || sy >= h {
             continue;
         }
-        for x in 0..crop as i64 {
-            let sx = x + left;
-            if sx >= 0 && sx < img.width() as i64 {
-                out.put_pixel(x as u32, y as u32, *img.get_pixel(sx as u32, sy as u32));
-            }
-        }
+        let start = ((sy * w + x0 + left) * 3) as usize;
+        let end = start + ((x1 - x0) * 3) as usize;
+        row(y as usize, x0 as usize, &raw[start..end]);
     }
-    out
 }
 
 impl Preprocess {
@@ -107,8 +121,30 @@ impl Preprocess {
         out
     }
 
+    /// Resize, centre crop and normalise; the crop is read straight out of the resized image
+    /// into the channel planes (no cropped copy).
     pub fn image(&self, img: &RgbImage) -> Vec<f32> {
-        self.to_chw(&center_crop(&resize_shorter(img, self.resize), self.crop))
+        let resized = resize_shorter(img, self.resize);
+        let c = self.crop as usize;
+        let plane = c * c;
+        let mut out = vec![0f32; 3 * plane];
+        let scale: [f32; 3] = std::array::from_fn(|k| 1.0 / (255.0 * self.std[k]));
+        let shift: [f32; 3] = std::array::from_fn(|k| self.mean[k] / self.std[k]);
+        // Zero padding (a crop larger than the image) is 0 before normalisation, as in torchvision.
+        if resized.width() < self.crop || resized.height() < self.crop {
+            for k in 0..3 {
+                out[k * plane..(k + 1) * plane].fill(-shift[k]);
+            }
+        }
+        for_crop_rows(&resized, self.crop, |y, x0, src| {
+            for (i, px) in src.chunks_exact(3).enumerate() {
+                let at = y * c + x0 + i;
+                for k in 0..3 {
+                    out[k * plane + at] = px[k] as f32 * scale[k] - shift[k];
+                }
+            }
+        });
+        out
     }
 
     pub fn file(&self, path: &Path) -> Result<Vec<f32>, DataError> {
@@ -131,6 +167,25 @@ mod tests {
         assert_eq!(resized_dims(375, 500, 256), (256, 341));
         assert_eq!(resized_dims(256, 256, 256), (256, 256));
         assert_eq!(resized_dims(75, 56, 256), (342, 256));
+    }
+
+    #[test]
+    fn the_fused_crop_equals_crop_then_normalise_including_zero_padding() {
+        let p = Preprocess {
+            resize: 40,
+            crop: 32,
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+            limits: DecodeLimits::default(),
+        };
+        for (w, h, crop) in [(61, 45, 32), (45, 61, 32), (50, 40, 48), (40, 40, 40)] {
+            let img = RgbImage::from_fn(w, h, |x, y| {
+                image::Rgb([(x * 7) as u8, (y * 5) as u8, (x + y) as u8])
+            });
+            let p = Preprocess { crop, ..p };
+            let plain = p.to_chw(&center_crop(&resize_shorter(&img, p.resize), crop));
+            assert_eq!(p.image(&img), plain, "{w}x{h} crop {crop}");
+        }
     }
 
     #[test]
