@@ -174,8 +174,10 @@ pub fn compare(dir: &Path, r: &Results, plots: &[(String, String)]) -> String {
     let b = &m.budget;
     let _ = write!(
         h,
-        "</div><h2>Strategies</h2><p>Same data, same split, seed {}; each strategy trains at most {} epochs{}, stopping early after no improvement on validation.</p>\
-         <table id=\"strategies\"><tr><th>strategy</th><th>trainable parameters</th><th>time</th><th>training images/s</th><th>best val accuracy</th>{}<th>macro-F1</th><th>epochs (best)</th><th>notes</th></tr>",
+        "</div><h2>Strategies</h2><p>Same data, same split, seed {}; each strategy trains at most {} epochs{}, stopping early after no improvement on validation. \
+         Times are wall-clock in this run, including the frozen features each strategy had to compute; strategies share the cache, \
+         so one that starts from activations another already computed is faster here than it would be alone.</p>\
+         <table id=\"strategies\"><tr><th>strategy</th><th>trainable parameters</th><th>time</th><th>training images/s</th><th>best val accuracy</th>{}<th>macro-F1</th><th>epochs run (best, from 1)</th><th>notes</th></tr>",
         b.seed,
         b.max_epochs,
         b.seconds_per_strategy
@@ -224,7 +226,7 @@ pub fn compare(dir: &Path, r: &Results, plots: &[(String, String)]) -> String {
             },
             row.macro_f1,
             row.epochs_run,
-            row.best_epoch,
+            row.best_epoch + usize::from(row.epochs_run > 0),
             escape(&row.stopped.replace('_', " "))
         );
     }

@@ -28,7 +28,7 @@ pub fn compare(r: &Results, plots: &[(String, String)]) -> String {
     }
     let _ = write!(
         s,
-        "\n## Strategies\n\nSeed {}, at most {} epochs{} per strategy.\n\n| strategy | trainable parameters | time | training images/s | best val accuracy | top-5 | macro-F1 | epochs (best) | notes |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        "\n## Strategies\n\nSeed {}, at most {} epochs{} per strategy. Times are wall-clock in this run, frozen features included; strategies share the feature cache.\n\n| strategy | trainable parameters | time | training images/s | best val accuracy | top-5 | macro-F1 | epochs run (best, from 1) | notes |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
         m.budget.seed,
         m.budget.max_epochs,
         m.budget
@@ -64,7 +64,7 @@ pub fn compare(r: &Results, plots: &[(String, String)]) -> String {
                 .unwrap_or_default(),
             row.macro_f1,
             row.epochs_run,
-            row.best_epoch,
+            row.best_epoch + usize::from(row.epochs_run > 0),
             row.stopped.replace('_', " ")
         );
     }

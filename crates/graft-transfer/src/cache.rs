@@ -92,6 +92,22 @@ impl FeatureCache {
         }
     }
 
+    /// Like [`FeatureCache::get`], but an absent entry is not counted as a miss: for
+    /// activations another run may have cached (an extractor's base), whose absence only means
+    /// starting from the image.
+    pub fn get_if_cached(&self, key: &CacheKey, image: &str) -> Option<Vec<f32>> {
+        let description = key.describe(image);
+        let bytes = std::fs::read(self.path(&description)).ok()?;
+        let found = decode(&bytes, &description);
+        let counter = if found.is_some() {
+            &self.stats.hits
+        } else {
+            &self.stats.invalid
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
     /// Stores atomically: a reader sees the old entry, the new one, or none.
     pub fn put(&self, key: &CacheKey, image: &str, values: &[f32]) -> std::io::Result<()> {
         let description = key.describe(image);

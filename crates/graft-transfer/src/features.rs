@@ -18,6 +18,18 @@ pub struct Extractor<'a> {
     pub key: CacheKey,
     pub batch_size: usize,
     pub output: Output,
+    /// Activations cached at an earlier freeze point (by another strategy): images found there
+    /// start from them instead of from the pixels, so frozen prefixes are computed once.
+    pub base: Option<Base>,
+}
+
+/// Where an [`Extractor`] may start: the output of groups `0..upto`, cached under `key` (same
+/// model, weights, preprocessing and view), each row an image's `shape` activations.
+#[derive(Clone, Debug)]
+pub struct Base {
+    pub upto: usize,
+    pub key: CacheKey,
+    pub shape: [usize; 3],
 }
 
 /// What an [`Extractor`] computes for each image.
@@ -49,6 +61,66 @@ fn pooled_groups(net: &Network, x: Tensor<4>) -> Tensor<2> {
 pub type Features = Vec<Result<Vec<f32>, String>>;
 
 impl Extractor<'_> {
+    /// The base, when this extractor's output lies above it.
+    fn usable_base(&self) -> Option<&Base> {
+        let base = self.base.as_ref()?;
+        let groups = self.net.group_names().len();
+        let usable = match self.output {
+            Output::Embed => base.upto <= groups,
+            Output::Activations(p) => base.upto < p,
+            Output::PooledGroups => false,
+        };
+        usable.then_some(base)
+    }
+
+    /// This extractor's output from the activations of groups `0..start` (`0`: the image).
+    fn compute(&self, start: usize, x: Tensor<4>) -> Tensor<2> {
+        let groups = self.net.group_names().len();
+        match self.output {
+            Output::Embed => self.net.embed(self.net.forward_groups(start..groups, x)),
+            Output::Activations(p) => {
+                let y = self.net.forward_groups(start..p, x);
+                let [b, c, h, w] = y.dims();
+                y.reshape([b, c * h * w])
+            }
+            Output::PooledGroups => pooled_groups(self.net, x),
+        }
+    }
+
+    /// Reads `computed` back (one row per index in `ok`), caches and returns it; a failure to
+    /// read is reported for every image of the batch, never dropped.
+    fn store(
+        &self,
+        ok: &[usize],
+        computed: Tensor<2>,
+        paths: &[PathBuf],
+        hashes: &[Result<String, String>],
+        out: &mut Features,
+    ) {
+        let values = match computed.into_data().try_to_vec::<f32>() {
+            Ok(v) => v,
+            Err(e) => {
+                for &i in ok {
+                    out[i] = Err(format!(
+                        "{}: cannot read activations: {e:?}",
+                        paths[i].display()
+                    ));
+                }
+                return;
+            }
+        };
+        let dim = values.len() / ok.len().max(1);
+        for (row, &i) in values.chunks_exact(dim.max(1)).zip(ok) {
+            if let Ok(h) = &hashes[i]
+                && let Err(e) = self.cache.put(&self.key, h, row)
+            {
+                // A cache that cannot be written costs speed next time, not correctness.
+                eprintln!("warning: cannot write the feature cache: {e}");
+            }
+            out[i] = Ok(row.to_vec());
+        }
+    }
+
     /// The cached quantity (see [`Extractor::upto`]) for each path. `progress(n)` is called as
     /// images are done.
     pub fn embeddings(&self, paths: &[PathBuf], progress: &mut dyn FnMut(usize)) -> Features {
@@ -73,8 +145,39 @@ impl Extractor<'_> {
         let todo: Vec<usize> = (0..paths.len())
             .filter(|&i| matches!(&out[i], Err(e) if e.is_empty()))
             .collect();
+        // Misses whose activations at the base freeze point are cached start from there.
+        let (from_base, todo): (Vec<(usize, Vec<f32>)>, Vec<usize>) = match self.usable_base() {
+            Some(base) => {
+                let mut found = Vec::new();
+                let mut rest = Vec::new();
+                for i in todo {
+                    let hit = hashes[i]
+                        .as_ref()
+                        .ok()
+                        .and_then(|h| self.cache.get_if_cached(&base.key, h));
+                    match hit {
+                        Some(row) => found.push((i, row)),
+                        None => rest.push(i),
+                    }
+                }
+                (found, rest)
+            }
+            None => (Vec::new(), todo),
+        };
+        if let Some(base) = self.usable_base() {
+            let [c, h, w] = base.shape;
+            for chunk in from_base.chunks(self.batch_size.max(1)) {
+                let rows: Vec<f32> = chunk.iter().flat_map(|(_, r)| r.iter().copied()).collect();
+                let ok: Vec<usize> = chunk.iter().map(|(i, _)| *i).collect();
+                let x = Tensor::<4>::from_data(
+                    TensorData::new(rows, [chunk.len(), c, h, w]),
+                    self.device,
+                );
+                self.store(&ok, self.compute(base.upto, x), paths, &hashes, &mut out);
+                progress(chunk.len());
+            }
+        }
         let size = self.preprocess.crop as usize;
-        let groups = self.net.group_names().len();
         for chunk in todo.chunks(self.batch_size.max(1)) {
             let decoded: Vec<_> = if self.key.view == 0 {
                 let refs: Vec<&std::path::Path> =
@@ -108,39 +211,7 @@ impl Extractor<'_> {
                     TensorData::new(pixels, [ok.len(), 3, size, size]),
                     self.device,
                 );
-                let computed = match self.output {
-                    Output::Embed => self.net.embed(self.net.forward_groups(0..groups, x)),
-                    Output::Activations(p) => {
-                        let y = self.net.forward_groups(0..p, x);
-                        let [b, c, h, w] = y.dims();
-                        y.reshape([b, c * h * w])
-                    }
-                    Output::PooledGroups => pooled_groups(self.net, x),
-                };
-                let values = match computed.into_data().try_to_vec::<f32>() {
-                    Ok(v) => v,
-                    Err(e) => {
-                        // Never dropped silently: every image of the batch reports it.
-                        for &i in &ok {
-                            out[i] = Err(format!(
-                                "{}: cannot read activations: {e:?}",
-                                paths[i].display()
-                            ));
-                        }
-                        progress(chunk.len());
-                        continue;
-                    }
-                };
-                let dim = values.len() / ok.len();
-                for (row, &i) in values.chunks_exact(dim.max(1)).zip(&ok) {
-                    if let Ok(h) = &hashes[i]
-                        && let Err(e) = self.cache.put(&self.key, h, row)
-                    {
-                        // A cache that cannot be written costs speed next time, not correctness.
-                        eprintln!("warning: cannot write the feature cache: {e}");
-                    }
-                    out[i] = Ok(row.to_vec());
-                }
+                self.store(&ok, self.compute(0, x), paths, &hashes, &mut out);
             }
             progress(chunk.len());
         }

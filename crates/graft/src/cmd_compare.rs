@@ -72,7 +72,42 @@ pub fn strategy_settings(
         class_map,
         strict: false,
         label,
+        reuse_from: None,
     }
+}
+
+/// The order strategies run in, and the lower freeze point each may start from: partial
+/// strategies from the most groups down (each starts from the previous one's cached
+/// activations), then head (its validation features from the last partial's), then the rest.
+pub fn run_order(strategies: &[Strategy], groups: usize) -> Vec<(usize, Option<usize>)> {
+    let mut partials: Vec<(usize, usize)> = strategies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match s {
+            Strategy::Partial(n) => Some((i, *n)),
+            _ => None,
+        })
+        .collect();
+    partials.sort_by(|a, b| b.1.cmp(&a.1));
+    let mut order = Vec::new();
+    let mut lowest: Option<usize> = None;
+    for (i, n) in partials {
+        order.push((i, lowest));
+        lowest = Some(groups - n);
+    }
+    for (i, s) in strategies.iter().enumerate() {
+        match s {
+            Strategy::Head => order.push((i, lowest)),
+            Strategy::Partial(_) => {}
+            _ => order.push((i, None)),
+        }
+    }
+    order.sort_by_key(|&(i, _)| match strategies[i] {
+        Strategy::Partial(_) | Strategy::Head => 0,
+        Strategy::Pretrained => 1,
+        Strategy::Scratch => 2,
+    });
+    order
 }
 
 fn counts(ds: &Dataset) -> Vec<SplitCount> {
@@ -186,30 +221,34 @@ pub fn run(args: &CompareArgs, quiet: bool) -> anyhow::Result<usize> {
 
     let n = strategies.len();
     let mut failed = 0;
-    for (i, &strategy) in strategies.iter().enumerate() {
-        let left = (n - i) as f64 * args.budget;
+    for (k, (i, reuse_from)) in run_order(&strategies, groups).into_iter().enumerate() {
+        let strategy = strategies[i];
+        let left = (n - k) as f64 * args.budget;
         log(
             quiet,
             format!(
                 "[{}/{n}] {strategy}: at most {} epochs and {:.0} s of training ({:.1} min elapsed, at most ~{:.0} min of training left)",
-                i + 1,
+                k + 1,
                 args.epochs,
                 args.budget,
                 start.elapsed().as_secs_f64() / 60.0,
                 left / 60.0
             ),
         );
-        let settings = strategy_settings(
-            &args.model,
-            &args.data,
-            strategy,
-            dir.join(run_subdir(strategy)),
-            args.epochs,
-            args.patience,
-            Some(args.budget),
-            args.class_map.clone(),
-            format!("[{}/{n} {strategy}] ", i + 1),
-        );
+        let settings = Settings {
+            reuse_from,
+            ..strategy_settings(
+                &args.model,
+                &args.data,
+                strategy,
+                dir.join(run_subdir(strategy)),
+                args.epochs,
+                args.patience,
+                Some(args.budget),
+                args.class_map.clone(),
+                format!("[{}/{n} {strategy}] ", k + 1),
+            )
+        };
         let entry = &mut manifest.runs[i];
         match train::execute(&settings, model.clone(), quiet) {
             Ok(done) => {
@@ -218,7 +257,7 @@ pub fn run(args: &CompareArgs, quiet: bool) -> anyhow::Result<usize> {
                     quiet,
                     format!(
                         "[{}/{n}] {strategy}: {:.1}% in {:.1} s",
-                        i + 1,
+                        k + 1,
                         100.0 * done.summary["val_accuracy"].as_f64().unwrap_or(0.0),
                         done.summary["seconds"].as_f64().unwrap_or(0.0)
                     ),
@@ -226,7 +265,7 @@ pub fn run(args: &CompareArgs, quiet: bool) -> anyhow::Result<usize> {
             }
             Err(e) => {
                 failed += 1;
-                eprintln!("[{}/{n}] {strategy} failed: {e:#}", i + 1);
+                eprintln!("[{}/{n}] {strategy} failed: {e:#}", k + 1);
                 entry.status = Status::Failed;
                 entry.error = Some(format!("{e:#}"));
             }
@@ -268,4 +307,38 @@ pub fn run(args: &CompareArgs, quiet: bool) -> anyhow::Result<usize> {
         println!("\nreport: {}", dir.join("report.html").display());
     }
     Ok(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partials_run_from_the_most_groups_down_each_starting_from_the_previous() {
+        let s = default_strategies(9, true);
+        assert_eq!(
+            s,
+            [
+                Strategy::Pretrained,
+                Strategy::Head,
+                Strategy::Partial(1),
+                Strategy::Partial(2),
+                Strategy::Partial(4),
+                Strategy::Scratch
+            ]
+        );
+        let order: Vec<(String, Option<usize>)> = run_order(&s, 9)
+            .into_iter()
+            .map(|(i, q)| (s[i].to_string(), q))
+            .collect();
+        let expect = [
+            ("partial:4", None),
+            ("partial:2", Some(5)),
+            ("partial:1", Some(7)),
+            ("head", Some(8)),
+            ("pretrained", None),
+            ("scratch", None),
+        ];
+        assert_eq!(order, expect.map(|(a, b)| (a.to_string(), b)).to_vec());
+    }
 }

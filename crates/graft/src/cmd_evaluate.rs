@@ -165,6 +165,7 @@ fn run_trained(dir: &Path, args: &EvaluateArgs, quiet: bool) -> anyhow::Result<u
         key: embedding_key(&run.model, &run.weights_sha256),
         batch_size: run.model.batch_size,
         output: Output::Embed,
+        base: None,
     };
     let feats = features(&extractor, &samples, "evaluate", quiet);
     for (p, e) in &feats.failed {

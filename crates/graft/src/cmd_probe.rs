@@ -79,6 +79,7 @@ pub fn probe(
         key: embedding_key(model, &weights_sha256),
         batch_size: model.batch_size,
         output: Output::Embed,
+        base: None,
     };
     let pooled = Extractor {
         key: CacheKey {

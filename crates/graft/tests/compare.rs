@@ -1,6 +1,7 @@
 //! `graft compare`, `graft probe` and `graft auto` end to end: on hymenoptera (the report, checked
 //! in headless Chromium; head's row against `graft train`; the probe's last group against head),
-//! on caltech101-20 (the probe), and on a 16-image cut for the bad-input cases.
+//! on caltech101-20 (the probe), and on a 16-image cut for the bad-input cases and for the
+//! reproducibility of `scratch`, which compare relies on.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -438,4 +439,53 @@ fn auto_chooses_from_the_evidence_trains_and_explains() {
     ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
+}
+
+#[test]
+fn scratch_runs_are_reproducible_with_the_same_seed() {
+    let home = tempfile::tempdir().expect("tmp");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    small_dataset(&data);
+    let run = |name: &str| {
+        let dir = tmp.path().join(name);
+        ok_json(&graft(
+            &[
+                "train",
+                "--json",
+                "--strategy",
+                "scratch",
+                "--epochs",
+                "1",
+                "--data",
+                data.to_str().expect("utf-8"),
+                "--out",
+                dir.to_str().expect("utf-8"),
+            ],
+            home.path(),
+            &[],
+        ));
+        // Tensor by tensor: the file's JSON header order is not fixed.
+        let bytes = std::fs::read(dir.join("last_backbone.safetensors")).expect("checkpoint");
+        let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+        let mut tensors: Vec<(String, Vec<u8>)> = st
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| (name, view.data().to_vec()))
+            .collect();
+        tensors.sort();
+        tensors
+    };
+    let (a, b) = (run("a"), run("b"));
+    assert_eq!(a.len(), b.len());
+    let differ: Vec<&String> = a
+        .iter()
+        .zip(&b)
+        .filter(|(x, y)| x != y)
+        .map(|(x, _)| &x.0)
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "fresh weights must come from the seed; these differ: {differ:?}"
+    );
 }

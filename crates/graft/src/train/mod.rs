@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::Context;
 use burn::prelude::*;
 use graft_data::{Sample, SplitOptions, open_dataset};
-use graft_transfer::features::{Extractor, Output};
+use graft_transfer::features::{Base, Extractor, Output};
 use graft_transfer::finetune::{Activations, FinetuneConfig, finetune};
 use graft_transfer::head::HeadKind;
 use graft_transfer::train::{HeadConfig, Split, train_head};
@@ -143,6 +143,9 @@ pub struct Settings {
     pub strict: bool,
     /// Put before progress labels (`compare` says which run of how many).
     pub label: String,
+    /// A lower freeze point whose cached activations this run may start from instead of the
+    /// images (`compare` runs the partial strategies from the most groups down).
+    pub reuse_from: Option<usize>,
 }
 
 fn settings(args: &TrainArgs) -> anyhow::Result<Settings> {
@@ -173,6 +176,7 @@ fn settings(args: &TrainArgs) -> anyhow::Result<Settings> {
             class_map: args.class_map.clone(),
             strict: args.strict,
             label: String::new(),
+            reuse_from: None,
         });
     };
     let path = dir.join("config.json");
@@ -210,6 +214,7 @@ fn settings(args: &TrainArgs) -> anyhow::Result<Settings> {
         class_map: None,
         strict: args.strict,
         label: String::new(),
+        reuse_from: None,
     })
 }
 
@@ -254,6 +259,8 @@ pub fn execute(args: &Settings, mut model: LoadedModel, quiet: bool) -> anyhow::
         .plan(&model.net.group_names())
         .map_err(anyhow::Error::msg)?;
     if plan.fresh_weights {
+        // Seeded, so a scratch run is as reproducible as the others.
+        model.device.seed(args.head.seed);
         model.net = model.spec.arch.init(&model.device);
     }
     let model = model;
@@ -283,6 +290,19 @@ pub fn execute(args: &Settings, mut model: LoadedModel, quiet: bool) -> anyhow::
     let weights_sha256 = sha256_file(&model.weights)?;
     let cache = FeatureCache::new(graft_weights::graft_home().join("features"));
     let upto = (strategy != Strategy::Head).then_some(plan.freeze_point);
+    // Activations another run cached at a lower freeze point, per view.
+    let base = |view: u32| {
+        args.reuse_from
+            .filter(|&q| upto.is_none_or(|p| q < p))
+            .map(|q| Base {
+                upto: q,
+                key: CacheKey {
+                    view,
+                    ..cache_key(&model, &weights_sha256, Some(q))
+                },
+                shape: shape_at(&model, q),
+            })
+    };
     let extractor = Extractor {
         net: &model.net,
         device: &model.device,
@@ -291,6 +311,7 @@ pub fn execute(args: &Settings, mut model: LoadedModel, quiet: bool) -> anyhow::
         key: cache_key(&model, &weights_sha256, upto),
         batch_size: model.batch_size,
         output: upto.map_or(Output::Embed, Output::Activations),
+        base: base(0),
     };
     // Training views: the evaluation view, or K cached augmented views used in turn.
     let views = args
@@ -308,6 +329,7 @@ pub fn execute(args: &Settings, mut model: LoadedModel, quiet: bool) -> anyhow::
                 view,
                 ..extractor.key.clone()
             },
+            base: base(view),
             ..extractor.clone()
         };
         let label = if view == 0 {

@@ -81,6 +81,7 @@ pub(super) fn run(
         key: embedding_key(model, &weights_sha256),
         batch_size: model.batch_size,
         output: Output::Embed,
+        base: None,
     };
     let val = features(
         &extractor,
