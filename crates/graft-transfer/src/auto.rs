@@ -15,9 +15,24 @@ pub struct Evidence {
     /// The probe's suggestion: groups to retrain above its accuracy peak (0: none, the curve
     /// rises to the top).
     pub probe_retrain: usize,
-    /// The short trial: validation accuracy of a new head on the frozen backbone (the probe's
-    /// last point).
+    /// Validation accuracy of a new head on the frozen backbone (the probe's last point).
     pub head_accuracy: f64,
+    /// A short trial of fine-tuning (see [`TRIAL`]) and its best validation accuracy, when one
+    /// was run ([`wants_trial`]).
+    pub trial: Option<(Strategy, f64)>,
+}
+
+/// The fine-tuning trial `auto` runs when the head alone does not settle it: the top group and
+/// a new classifier, a few epochs.
+pub const TRIAL: Strategy = Strategy::Partial(1);
+pub const TRIAL_EPOCHS: usize = 6;
+/// Points a trial must beat the head by to be chosen (validation noise on a few hundred images).
+pub const TRIAL_MARGIN: f64 = 0.01;
+
+/// Whether a fine-tuning trial can change the decision: not when the head is already good
+/// enough or when there are too few images to fine-tune.
+pub fn wants_trial(train_images: usize, classes: usize, head_accuracy: f64) -> bool {
+    head_accuracy < GOOD_ENOUGH && train_images / classes.max(1) >= FEW_PER_CLASS
 }
 
 /// The thresholds, in one place.
@@ -59,6 +74,16 @@ pub fn decide(e: &Evidence) -> Decision {
                 "With fewer than {FEW_PER_CLASS} images per class, changing the pretrained layers would mostly memorise the training images, so graft keeps them frozen and trains only a new classifier (strategy `head`)."
             ),
         )
+    } else if let Some((trial, acc)) = e.trial.filter(|t| t.1 >= e.head_accuracy + TRIAL_MARGIN) {
+        (
+            trial,
+            "trial_better",
+            format!(
+                "A short trial of fine-tuning (strategy `{trial}`, {TRIAL_EPOCHS} epochs) reached {:.1}%, {:.1} points above the head, so graft fine-tunes: it trains `{trial}` in full, starting from the pretrained weights.",
+                100.0 * acc,
+                100.0 * (acc - e.head_accuracy)
+            ),
+        )
     } else if e.probe_retrain > 0 {
         let n = e.probe_retrain.min(half);
         (
@@ -81,7 +106,16 @@ pub fn decide(e: &Evidence) -> Decision {
         (
             Strategy::Head,
             "features_fit",
-            "The probe shows accuracy rising all the way to the last block group, so the pretrained features suit your classes; with this much data, fine-tuning rarely adds more than a point and costs far more time, so graft trains the head (strategy `head`). Run `graft compare` to measure the alternatives.".to_string(),
+            format!(
+                "The probe shows accuracy rising all the way to the last block group, so the pretrained features suit your classes{}; graft trains the head (strategy `head`), the cheapest to train and to run. Run `graft compare` to measure every alternative.",
+                match e.trial {
+                    Some((t, acc)) => format!(
+                        ", and a short trial of `{t}` reached {:.1}%, not clearly better",
+                        100.0 * acc
+                    ),
+                    None => String::new(),
+                }
+            ),
         )
     };
     Decision {
@@ -102,6 +136,7 @@ mod tests {
             groups: 9,
             probe_retrain,
             head_accuracy,
+            trial: None,
         }
     }
 
@@ -113,6 +148,21 @@ mod tests {
         assert_eq!(rule(evidence(2000, 0.8, 3)), "probe_peak");
         assert_eq!(rule(evidence(20_000, 0.8, 0)), "many_images");
         assert_eq!(rule(evidence(2000, 0.9, 0)), "features_fit");
+        let trial = |acc| Evidence {
+            trial: Some((TRIAL, acc)),
+            ..evidence(2000, 0.9, 0)
+        };
+        assert_eq!(rule(trial(0.92)), "trial_better");
+        assert_eq!(decide(&trial(0.92)).strategy, TRIAL);
+        // Within the margin: not clearly better, the head stays.
+        assert_eq!(rule(trial(0.905)), "features_fit");
+    }
+
+    #[test]
+    fn a_trial_is_run_only_where_it_can_change_the_choice() {
+        assert!(wants_trial(2000, 10, 0.9));
+        assert!(!wants_trial(2000, 10, 0.98), "head already good enough");
+        assert!(!wants_trial(300, 10, 0.9), "too few images to fine-tune");
     }
 
     #[test]

@@ -1,10 +1,11 @@
-//! `graft auto`: the probe and its last point (a head trained on the frozen backbone) are the
-//! evidence; `graft_transfer::auto::decide` picks the strategy; `graft train` trains it. The
-//! explanation goes to stdout and to `auto.md` in the run directory.
+//! `graft auto`: the probe (its last point is a head trained on the frozen backbone) and, where
+//! it can change the choice, a short fine-tuning trial (in `RUN_DIR/trial/`) are the evidence;
+//! `graft_transfer::auto::decide` picks the strategy; `graft train` trains it. The explanation
+//! goes to stdout and to `auto.md` in the run directory.
 
 use anyhow::Context;
 use graft_transfer::Strategy;
-use graft_transfer::auto::{Evidence, decide};
+use graft_transfer::auto::{Evidence, TRIAL, TRIAL_EPOCHS, decide, wants_trial};
 use serde_json::json;
 
 use crate::args::AutoArgs;
@@ -34,12 +35,35 @@ pub fn run(args: &AutoArgs, quiet: bool) -> anyhow::Result<usize> {
         },
         None => 0,
     };
+    let head_accuracy = probe.groups.last().map_or(0.0, |g| g.val_accuracy);
+    let trial = if wants_trial(ds.train.len(), ds.classes.len(), head_accuracy) {
+        log(
+            quiet,
+            format!("auto: a short trial of {TRIAL} ({TRIAL_EPOCHS} epochs)"),
+        );
+        let settings = strategy_settings(
+            &args.model,
+            &args.data,
+            TRIAL,
+            dir.join("trial"),
+            TRIAL_EPOCHS,
+            TRIAL_EPOCHS,
+            None,
+            None,
+            format!("auto trial {TRIAL}: "),
+        );
+        let done = train::execute(&settings, model.clone(), quiet)?;
+        Some((TRIAL, done.summary["val_accuracy"].as_f64().unwrap_or(0.0)))
+    } else {
+        None
+    };
     let evidence = Evidence {
         train_images: ds.train.len(),
         classes: ds.classes.len(),
         groups: names.len(),
         probe_retrain: retrain,
-        head_accuracy: probe.groups.last().map_or(0.0, |g| g.val_accuracy),
+        head_accuracy,
+        trial,
     };
     let decision = decide(&evidence);
     log(
@@ -83,7 +107,8 @@ pub fn run(args: &AutoArgs, quiet: bool) -> anyhow::Result<usize> {
     let summary = json!({
         "strategy": decision.strategy.to_string(), "rule": decision.rule, "explanation": paragraph,
         "evidence": {"train_images": evidence.train_images, "classes": evidence.classes, "groups": evidence.groups,
-                     "probe_retrain": evidence.probe_retrain, "head_accuracy": evidence.head_accuracy},
+                     "probe_retrain": evidence.probe_retrain, "head_accuracy": evidence.head_accuracy,
+                     "trial": evidence.trial.map(|(s, acc)| json!({"strategy": s.to_string(), "val_accuracy": acc}))},
         "probe": probe.groups, "result": done.summary,
     });
     run_dir::write_atomic(
