@@ -7,7 +7,6 @@ use anyhow::Context;
 use graft_data::{LabeledImage, Sample, SplitOptions, find_images, open_dataset, read_list_file};
 use graft_models::imagenet::parse_label;
 use graft_transfer::FeatureCache;
-use graft_transfer::features::{Extractor, Output};
 use graft_transfer::train::{Split, evaluate_head};
 use serde_json::json;
 
@@ -15,7 +14,7 @@ use crate::args::EvaluateArgs;
 use crate::infer::{classify_files, top_k};
 use crate::progress::{Progress, log};
 use crate::settings::load_pretrained;
-use crate::train::{embedding_key, features};
+use crate::train::{embed_extractor, features};
 use crate::trained::load_run;
 
 /// Images with their ImageNet class index, from a list file or a folder of class folders.
@@ -157,16 +156,7 @@ fn run_trained(dir: &Path, args: &EvaluateArgs, quiet: bool) -> anyhow::Result<u
         other => anyhow::bail!("unknown --split {other:?}: use train, val (or test) or all"),
     };
     let cache = FeatureCache::new(graft_weights::graft_home().join("features"));
-    let extractor = Extractor {
-        net: &run.model.net,
-        device: &run.model.device,
-        preprocess: run.model.preprocess,
-        cache: &cache,
-        key: embedding_key(&run.model, &run.weights_sha256),
-        batch_size: run.model.batch_size,
-        output: Output::Embed,
-        base: None,
-    };
+    let extractor = embed_extractor(&run.model, &cache, &run.weights_sha256);
     let feats = features(&extractor, &samples, "evaluate", quiet);
     for (p, e) in &feats.failed {
         eprintln!("unreadable: {} ({e})", p.display());

@@ -17,7 +17,7 @@ use graft_weights::sha256_file;
 use crate::args::{DataArgs, ProbeArgs};
 use crate::progress::{Progress, log};
 use crate::settings::{LoadedModel, prepare};
-use crate::train::{SplitFeatures, embedding_key, features};
+use crate::train::{SplitFeatures, embed_extractor, features};
 
 /// Channels of every group's output but the last (the widths of the pooled features).
 fn pooled_widths(model: &LoadedModel) -> Vec<usize> {
@@ -71,16 +71,7 @@ pub fn probe(
 ) -> anyhow::Result<(Vec<ProbeGroup>, usize)> {
     let weights_sha256 = sha256_file(&model.weights)?;
     let cache = FeatureCache::new(graft_weights::graft_home().join("features"));
-    let embed = Extractor {
-        net: &model.net,
-        device: &model.device,
-        preprocess: model.preprocess,
-        cache: &cache,
-        key: embedding_key(model, &weights_sha256),
-        batch_size: model.batch_size,
-        output: Output::Embed,
-        base: None,
-    };
+    let embed = embed_extractor(model, &cache, &weights_sha256);
     let pooled = Extractor {
         key: CacheKey {
             freeze_point: "pooled-groups".into(),

@@ -100,6 +100,25 @@ pub fn embedding_key(model: &LoadedModel, weights_sha256: &str) -> CacheKey {
     cache_key(model, weights_sha256, None)
 }
 
+/// The extractor of pooled classifier inputs (what `head` trains on), shared by `train`,
+/// `pretrained`, `evaluate --run` and `probe`, so they read and write the same cache entries.
+pub fn embed_extractor<'a>(
+    model: &'a LoadedModel,
+    cache: &'a FeatureCache,
+    weights_sha256: &str,
+) -> Extractor<'a> {
+    Extractor {
+        net: &model.net,
+        device: &model.device,
+        preprocess: model.preprocess,
+        cache,
+        key: embedding_key(model, weights_sha256),
+        batch_size: model.batch_size,
+        output: Output::Embed,
+        base: None,
+    }
+}
+
 /// `--head linear` or `--head mlp[:HIDDEN]` (hidden width 512 unless given).
 pub fn parse_head(text: &str) -> anyhow::Result<HeadKind> {
     match text.trim().to_ascii_lowercase().as_str() {

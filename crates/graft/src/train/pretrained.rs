@@ -9,7 +9,6 @@ use burn::prelude::*;
 use graft_data::Dataset;
 use graft_models::imagenet;
 use graft_transfer::class_map::{self, map_classes};
-use graft_transfer::features::{Extractor, Output};
 use graft_transfer::train::{Fitted, Stopped};
 use graft_transfer::{Confusion, FeatureCache, FreezePlan};
 use graft_weights::sha256_file;
@@ -17,7 +16,7 @@ use serde_json::json;
 
 use super::checkpoint::write_run_files;
 use super::summary::{RunFacts, Trained, finish};
-use super::{Settings, embedding_key, features};
+use super::{Settings, embed_extractor, features};
 use crate::settings::LoadedModel;
 
 /// `class,imagenet` rows (a header row starting with `class` is skipped).
@@ -73,16 +72,7 @@ pub(super) fn run(
     }
     let weights_sha256 = sha256_file(&model.weights)?;
     let cache = FeatureCache::new(graft_weights::graft_home().join("features"));
-    let extractor = Extractor {
-        net: &model.net,
-        device: &model.device,
-        preprocess: model.preprocess,
-        cache: &cache,
-        key: embedding_key(model, &weights_sha256),
-        batch_size: model.batch_size,
-        output: Output::Embed,
-        base: None,
-    };
+    let extractor = embed_extractor(model, &cache, &weights_sha256);
     let val = features(
         &extractor,
         &ds.val,
