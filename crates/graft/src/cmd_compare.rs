@@ -88,7 +88,7 @@ pub fn run_order(strategies: &[Strategy], groups: usize) -> Vec<(usize, Option<u
             _ => None,
         })
         .collect();
-    partials.sort_by(|a, b| b.1.cmp(&a.1));
+    partials.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
     let mut order = Vec::new();
     let mut lowest: Option<usize> = None;
     for (i, n) in partials {
