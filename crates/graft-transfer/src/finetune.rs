@@ -11,9 +11,9 @@ use graft_models::Network;
 
 use crate::head::Head;
 use crate::metrics::Confusion;
-use crate::schedule::{EpochAction, LoopState, cosine_with_warmup, fits_budget};
+use crate::schedule::{LoopState, cosine_with_warmup};
 use crate::train::{
-    Checkpoint, EpochRecord, Evaluation, Fitted, HeadConfig, Resume, Stopped, TrainError,
+    Checkpoint, EpochDone, Epochs, Evaluation, Fitted, HeadConfig, Resume, TrainError,
     loss_and_schedule, tally,
 };
 
@@ -141,16 +141,9 @@ pub fn finetune(
         }
     };
     let (ce, total, warmup) = loss_and_schedule(hc, first.y, classes, &ad);
-    let mut history = Vec::new();
-    let mut stopped = Stopped::Completed;
-    let started = std::time::Instant::now();
+    let mut epochs = Epochs::new(hc);
     for epoch in state.next_epoch..hc.epochs {
-        if !fits_budget(
-            started.elapsed().as_secs_f64(),
-            history.len(),
-            hc.time_budget_s,
-        ) {
-            stopped = Stopped::TimeBudget;
+        if !epochs.may_start() {
             break;
         }
         state.shuffle();
@@ -177,64 +170,45 @@ pub fn finetune(
             net = opt_net.step(lr * cfg.backbone_lr_scale, net, g_net);
             state.step += 1;
         }
-        let (vnet, vhead) = (net.valid(), head.valid());
-        let eval = evaluate(
-            &vnet,
-            &vhead,
+        let current = (net.valid(), head.valid());
+        let done = EpochDone {
+            epoch,
+            lr,
+            train_loss: loss_sum / train.x.len().max(1) as f64,
+            eval: evaluate(
+                &current.0,
+                &current.1,
+                freeze_point,
+                val,
+                classes,
+                hc.batch_size,
+                device,
+            )?,
+        };
+        let (improved, stop) =
+            epochs.end(&mut state, done, &current, &[&opt_net, &opt_head], on_epoch)?;
+        if improved {
+            best_state = current;
+        }
+        if stop {
+            break;
+        }
+    }
+    let (bnet, bhead) = best_state;
+    let fit = epochs.finish(&state, || {
+        evaluate(
+            &bnet,
+            &bhead,
             freeze_point,
             val,
             classes,
             hc.batch_size,
             device,
-        )?;
-        let record = EpochRecord {
-            epoch,
-            lr,
-            train_loss: loss_sum / train.x.len().max(1) as f64,
-            val_loss: eval.loss,
-            val_accuracy: eval.confusion.accuracy(),
-        };
-        let action = state.finish_epoch(epoch, record.val_accuracy, hc.epochs, hc.patience);
-        let improved = action == EpochAction::SaveBest;
-        let current = (vnet, vhead);
-        let checkpoint = Checkpoint {
-            record: &record,
-            model: &current,
-            is_best: improved,
-            state: &state,
-            optim: &[&opt_net, &opt_head],
-        };
-        on_epoch(checkpoint).map_err(TrainError::Callback)?;
-        if improved {
-            best_state = current;
-        }
-        history.push(record);
-        if action == EpochAction::Stop {
-            stopped = Stopped::EarlyStopped;
-            break;
-        }
-    }
-    let (best_epoch, best_val_accuracy) = state.best.unwrap_or((0, 0.0));
-    let (bnet, bhead) = best_state;
-    let eval = evaluate(
-        &bnet,
-        &bhead,
-        freeze_point,
-        val,
-        classes,
-        hc.batch_size,
-        device,
-    )?;
+        )
+    })?;
     Ok(FinetuneOutcome {
         net: bnet,
         head: bhead,
-        fit: Fitted {
-            best_epoch,
-            best_val_accuracy,
-            history,
-            confusion: eval.confusion,
-            val_probs: eval.probs,
-            stopped,
-        },
+        fit,
     })
 }

@@ -227,6 +227,115 @@ pub struct Checkpoint<'a, M> {
     pub optim: &'a [&'a ModuleOptimizer],
 }
 
+/// An epoch's training done: its validation result still to be recorded and judged.
+pub(crate) struct EpochDone {
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub eval: Evaluation,
+}
+
+/// The bookkeeping every training loop shares: the time budget, the epoch records, the decision
+/// after each epoch, the checkpoint handed to the caller, and the best epoch's evaluation (so the
+/// best model is evaluated again only when its epoch ran before a resume).
+pub(crate) struct Epochs {
+    epochs: usize,
+    patience: usize,
+    budget_s: Option<f64>,
+    started: std::time::Instant,
+    history: Vec<EpochRecord>,
+    best_eval: Option<Evaluation>,
+    stopped: Stopped,
+}
+
+impl Epochs {
+    pub fn new(cfg: &HeadConfig) -> Self {
+        Self {
+            epochs: cfg.epochs,
+            patience: cfg.patience,
+            budget_s: cfg.time_budget_s,
+            started: std::time::Instant::now(),
+            history: Vec::new(),
+            best_eval: None,
+            stopped: Stopped::Completed,
+        }
+    }
+
+    /// Whether another epoch fits the time budget (if not, that is why training stopped).
+    pub fn may_start(&mut self) -> bool {
+        let fits = fits_budget(
+            self.started.elapsed().as_secs_f64(),
+            self.history.len(),
+            self.budget_s,
+        );
+        if !fits {
+            self.stopped = Stopped::TimeBudget;
+        }
+        fits
+    }
+
+    /// Records the epoch, decides what follows, hands `model` (the epoch's inference-mode
+    /// model) to `on_epoch` to save. Returns whether it is the best so far and whether to stop.
+    pub fn end<M>(
+        &mut self,
+        state: &mut LoopState,
+        done: EpochDone,
+        model: &M,
+        optim: &[&ModuleOptimizer],
+        on_epoch: &mut dyn FnMut(Checkpoint<'_, M>) -> Result<(), String>,
+    ) -> Result<(bool, bool), TrainError> {
+        let record = EpochRecord {
+            epoch: done.epoch,
+            lr: done.lr,
+            train_loss: done.train_loss,
+            val_loss: done.eval.loss,
+            val_accuracy: done.eval.confusion.accuracy(),
+        };
+        let action =
+            state.finish_epoch(done.epoch, record.val_accuracy, self.epochs, self.patience);
+        let improved = action == EpochAction::SaveBest;
+        on_epoch(Checkpoint {
+            record: &record,
+            model,
+            is_best: improved,
+            state,
+            optim,
+        })
+        .map_err(TrainError::Callback)?;
+        if improved {
+            self.best_eval = Some(done.eval);
+        }
+        self.history.push(record);
+        let stop = action == EpochAction::Stop;
+        if stop {
+            self.stopped = Stopped::EarlyStopped;
+        }
+        Ok((improved, stop))
+    }
+
+    /// The run's summary; `evaluate_best` runs only when the best epoch's evaluation is not in
+    /// memory (it ran before a resume, or no epoch ran).
+    pub fn finish(
+        self,
+        state: &LoopState,
+        evaluate_best: impl FnOnce() -> Result<Evaluation, TrainError>,
+    ) -> Result<Fitted, TrainError> {
+        let (best_epoch, best_val_accuracy) = state.best.unwrap_or((0, 0.0));
+        let eval = match self.best_eval {
+            Some(e) => e,
+            None => evaluate_best()?,
+        };
+        Ok(Fitted {
+            best_epoch,
+            best_val_accuracy,
+            history: self.history,
+            confusion: eval.confusion,
+            val_probs: eval.probs,
+            stopped: self.stopped,
+        })
+    }
+}
+
 /// Trains a fresh linear head (or continues `resume`). `on_epoch` runs after every epoch with
 /// what is needed to save the last checkpoint (and the best when `is_best`).
 pub fn train_head(
@@ -260,16 +369,9 @@ pub fn train_head(
         }
     };
     let (loss_fn, total, warmup) = loss_and_schedule(cfg, first.y, classes, &ad);
-    let mut history = Vec::new();
-    let mut stopped = Stopped::Completed;
-    let started = std::time::Instant::now();
+    let mut epochs = Epochs::new(cfg);
     for epoch in state.next_epoch..cfg.epochs {
-        if !fits_budget(
-            started.elapsed().as_secs_f64(),
-            history.len(),
-            cfg.time_budget_s,
-        ) {
-            stopped = Stopped::TimeBudget;
+        if !epochs.may_start() {
             break;
         }
         state.shuffle();
@@ -294,44 +396,23 @@ pub fn train_head(
             state.step += 1;
         }
         let current = head.valid();
-        let eval = evaluate_head(&current, val, classes, device)?;
-        let record = EpochRecord {
+        let done = EpochDone {
             epoch,
             lr,
             train_loss: loss_sum / train.x.len().max(1) as f64,
-            val_loss: eval.loss,
-            val_accuracy: eval.confusion.accuracy(),
+            eval: evaluate_head(&current, val, classes, device)?,
         };
-        let action = state.finish_epoch(epoch, record.val_accuracy, cfg.epochs, cfg.patience);
-        let improved = action == EpochAction::SaveBest;
+        let (improved, stop) = epochs.end(&mut state, done, &current, &[&optim], on_epoch)?;
         if improved {
-            best_head = current.clone();
+            best_head = current;
         }
-        let checkpoint = Checkpoint {
-            record: &record,
-            model: &current,
-            is_best: improved,
-            state: &state,
-            optim: &[&optim],
-        };
-        on_epoch(checkpoint).map_err(TrainError::Callback)?;
-        history.push(record);
-        if action == EpochAction::Stop {
-            stopped = Stopped::EarlyStopped;
+        if stop {
             break;
         }
     }
-    let (best_epoch, best_val_accuracy) = state.best.unwrap_or((0, 0.0));
-    let eval = evaluate_head(&best_head, val, classes, device)?;
+    let fit = epochs.finish(&state, || evaluate_head(&best_head, val, classes, device))?;
     Ok(HeadOutcome {
         head: best_head,
-        fit: Fitted {
-            best_epoch,
-            best_val_accuracy,
-            history,
-            confusion: eval.confusion,
-            val_probs: eval.probs,
-            stopped,
-        },
+        fit,
     })
 }
