@@ -5,12 +5,13 @@
 
 use std::time::Instant;
 
-use burn::prelude::*;
-use graft_models::{default_device, find_model};
-use graft_weights::LoadPolicy;
+use graft_models::default_device;
 
+#[path = "../../../bench/common.rs"]
+mod common;
 #[path = "../../../bench/rss.rs"]
 mod rss;
+use common::{load_net, read_input};
 use rss::peak_rss_mib;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,31 +20,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: bench_inference MODEL INPUT.safetensors ITERS [WEIGHTS]".into());
     };
     let iters: usize = iters.parse()?;
-    let spec = find_model(model)?;
     let device = default_device();
-    let net = match rest.first() {
-        Some(w) => {
-            spec.arch
-                .load(
-                    std::path::Path::new(w),
-                    &LoadPolicy::strict(),
-                    spec.name,
-                    &device,
-                )?
-                .0
-        }
-        None => spec.arch.init(&device),
-    };
-    let bytes = std::fs::read(input)?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)?;
-    let view = st.tensor("input")?;
-    let shape: [usize; 4] = view.shape().try_into().map_err(|_| "input must be 4-d")?;
-    let data: Vec<f32> = view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    let x = Tensor::<4>::from_data(TensorData::new(data, shape), &device);
+    let (spec, net) = load_net(model, rest.first(), &device)?;
+    let x = read_input(input, None, &device)?;
+    let shape = x.dims();
     // Warm-up: first-call allocations and packing.
     let _ = net.forward(x.clone()).into_data();
     let start = Instant::now();

@@ -14,11 +14,13 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::prelude::*;
-use graft_models::{Network, default_device, find_model};
-use graft_weights::LoadPolicy;
+use graft_models::{Network, default_device};
 
+#[path = "../../../bench/common.rs"]
+mod common;
 #[path = "../../../bench/rss.rs"]
 mod rss;
+use common::{load_net, read_input};
 use rss::peak_rss_mib;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,21 +31,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     };
     let iters: usize = iters.parse()?;
-    let spec = find_model(model)?;
     let device = default_device();
-    let net = match rest.first() {
-        Some(w) => {
-            spec.arch
-                .load(
-                    std::path::Path::new(w),
-                    &LoadPolicy::strict(),
-                    spec.name,
-                    &device,
-                )?
-                .0
-        }
-        None => spec.arch.init(&device),
-    };
+    let (spec, net) = load_net(model, rest.first(), &device)?;
     let groups = net.group_names().len();
     let cached = mode.ends_with("-cached");
     let freeze = match mode.trim_end_matches("-cached") {
@@ -55,18 +44,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .parse::<usize>()?
         }
     };
-    let bytes = std::fs::read(input)?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)?;
-    let view = st.tensor("input")?;
-    let [_, c, h, w]: [usize; 4] = view.shape().try_into().map_err(|_| "input must be 4-d")?;
     let batch = 16;
-    let data: Vec<f32> = view
-        .data()
-        .chunks_exact(4)
-        .take(batch * c * h * w)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    let x = Tensor::<4>::from_data(TensorData::new(data, [batch, c, h, w]), &device);
+    let x = read_input(input, Some(batch), &device)?;
     let labels: Vec<i64> = (0..batch as i64).map(|i| (i * 37) % 1000).collect();
     let ad = device.clone().autodiff();
     let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &ad);

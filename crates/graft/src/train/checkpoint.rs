@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use burn::optim::AdamWConfig;
+use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::prelude::*;
 use graft_data::Dataset;
 use graft_models::Network;
@@ -121,15 +121,15 @@ fn interrupt_for_tests(epoch: usize) {
     }
 }
 
-pub(crate) fn resume_head(
+/// The new head as the last epoch left it (burnpack) and as its best epoch saved it.
+fn load_heads(
     dir: &Path,
     sub: &Path,
-    state: LoopState,
     dim: usize,
     classes: usize,
     cfg: &HeadConfig,
     device: &Device,
-) -> anyhow::Result<Resume<Head>> {
+) -> anyhow::Result<(Head, Head)> {
     let mut last = cfg.head.shell(dim, classes, device);
     resume::load_module(&mut last, &sub.join("head.bpk"))?;
     let mut best = cfg.head.shell(dim, classes, device);
@@ -140,17 +140,34 @@ pub(crate) fn resume_head(
         &LoadPolicy::strict(),
         "best head",
     )?;
-    let optim = resume::load_optim(
+    Ok((last, best))
+}
+
+/// The optimizer saved as `sub/optimN.bpk`.
+fn load_adamw(sub: &Path, n: usize, cfg: &HeadConfig) -> anyhow::Result<ModuleOptimizer> {
+    resume::load_optim(
         AdamWConfig::new()
             .with_weight_decay(cfg.weight_decay)
             .init(),
-        &sub.join("optim0.bpk"),
-    )?;
+        &sub.join(format!("optim{n}.bpk")),
+    )
+}
+
+pub(crate) fn resume_head(
+    dir: &Path,
+    sub: &Path,
+    state: LoopState,
+    dim: usize,
+    classes: usize,
+    cfg: &HeadConfig,
+    device: &Device,
+) -> anyhow::Result<Resume<Head>> {
+    let (last, best) = load_heads(dir, sub, dim, classes, cfg, device)?;
     Ok(Resume {
         state,
         last,
         best,
-        optim: vec![optim],
+        optim: vec![load_adamw(sub, 0, cfg)?],
     })
 }
 
@@ -163,38 +180,20 @@ pub(crate) fn resume_finetune(
     cfg: &HeadConfig,
 ) -> anyhow::Result<Resume<(Network, Head)>> {
     let device = &model.device;
-    let dim = model.net.embed_dim();
     let mut net = model.spec.arch.init(device);
     resume::load_module(&mut net, &sub.join("backbone.bpk"))?;
-    let mut head = cfg.head.shell(dim, classes, device);
-    resume::load_module(&mut head, &sub.join("head.bpk"))?;
+    let (head, best_head) = load_heads(dir, sub, model.net.embed_dim(), classes, cfg, device)?;
     let (best_net, _) = model.spec.arch.load(
         &dir.join("best_backbone.safetensors"),
         &LoadPolicy::strict(),
         "best backbone",
         device,
     )?;
-    let mut best_head = cfg.head.shell(dim, classes, device);
-    load_weights(
-        &mut best_head,
-        &dir.join("best.safetensors"),
-        &KeyMap::default(),
-        &LoadPolicy::strict(),
-        "best head",
-    )?;
-    let adamw = || {
-        AdamWConfig::new()
-            .with_weight_decay(cfg.weight_decay)
-            .init()
-    };
-    let optim = vec![
-        resume::load_optim(adamw(), &sub.join("optim0.bpk"))?,
-        resume::load_optim(adamw(), &sub.join("optim1.bpk"))?,
-    ];
     Ok(Resume {
         state,
         last: (net, head),
         best: (best_net, best_head),
-        optim,
+        // The backbone's optimizer, then the head's.
+        optim: vec![load_adamw(sub, 0, cfg)?, load_adamw(sub, 1, cfg)?],
     })
 }
