@@ -10,7 +10,7 @@
 
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::relu6;
+use graft_kernels::relu6;
 
 use crate::layers::{ConvBn, ConvBnSpec, global_avg_pool};
 use graft_weights::KeyMap;

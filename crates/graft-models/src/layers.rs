@@ -5,6 +5,7 @@ use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
+use burn::tensor::ops::ConvOptions;
 
 /// A bias-free convolution and its BatchNorm; the activation is left to the caller because the
 /// architectures differ in it (ReLU, ReLU6, none before a residual add).
@@ -60,7 +61,7 @@ impl ConvBn {
     /// [`ConvBn::folded`].
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         if x.is_autodiff() {
-            self.bn.forward(self.conv.forward(x))
+            self.bn.forward(conv2d(&self.conv, x))
         } else {
             self.folded().forward(x)
         }
@@ -85,6 +86,30 @@ impl ConvBn {
             ..self.conv.clone()
         }
     }
+}
+
+/// `conv.forward(x)` through [`graft_kernels::conv2d`]: the same forward pass, and on the
+/// autodiff CPU device graft's faster backward pass (see graft-kernels).
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let [_, _, h, w] = x.dims();
+    let pairs = match conv.padding {
+        PaddingConfig2d::Valid => [(0, 0); 2],
+        PaddingConfig2d::Same => {
+            [0, 1].map(|a| same_padding(conv.kernel_size[a], conv.stride[a], [h, w][a]))
+        }
+        PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
+    };
+    let options = ConvOptions::new_with_padding(conv.stride, pairs, conv.dilation, conv.groups);
+    let bias = conv.bias.as_ref().map(|b| b.val());
+    graft_kernels::conv2d(x, conv.weight.val(), bias, options)
+}
+
+/// burn's "same" padding (private in burn-nn): the output is `ceil(size / stride)`, the odd pixel
+/// of padding at the end.
+fn same_padding(kernel: usize, stride: usize, size: usize) -> (usize, usize) {
+    let out = size.div_ceil(stride);
+    let total = (out.saturating_sub(1) * stride + kernel).saturating_sub(size);
+    (total / 2, total - total / 2)
 }
 
 /// Global average pooling to `[batch, channels]`.

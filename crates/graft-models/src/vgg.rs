@@ -132,7 +132,11 @@ pub struct VggBlock {
 impl VggBlock {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self.convs.iter().fold(x, |x, c| {
-            let y = c.conv.forward(x);
+            let y = if x.is_autodiff() {
+                crate::layers::conv2d(&c.conv, x)
+            } else {
+                c.conv.forward(x)
+            };
             relu(match &c.bn {
                 Some(bn) => bn.forward(y),
                 None => y,

@@ -53,3 +53,45 @@ fn batchnorm_folded_into_the_convolution_matches_conv_then_batchnorm() {
         assert_close(cb.forward(x.clone()), cb.bn.forward(cb.conv.forward(x)));
     }
 }
+
+/// `layers::conv2d` (graft-kernels' backward pass) pads exactly like `Conv2d::forward` for every
+/// padding the architectures use, and its gradients agree with burn's.
+#[test]
+fn graft_conv2d_matches_burns_conv2d_module_forward_and_gradients() {
+    let device = Device::flex().autodiff();
+    let specs = [
+        ConvBnSpec::torch([4, 6], 3, 2),
+        ConvBnSpec {
+            padding: PaddingConfig2d::Same,
+            groups: 6,
+            ..ConvBnSpec::torch([6, 6], 5, 2)
+        },
+        ConvBnSpec {
+            padding: PaddingConfig2d::Same,
+            ..ConvBnSpec::torch([4, 6], 3, 1)
+        },
+        ConvBnSpec {
+            padding: PaddingConfig2d::Valid,
+            ..ConvBnSpec::torch([4, 6], 3, 1)
+        },
+    ];
+    for spec in specs {
+        let conv = spec.init(&device).conv;
+        let x = Tensor::<4>::random(
+            [2, spec.channels[0], 17, 14],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        )
+        .require_grad();
+        let ours = graft_models::layers::conv2d(&conv, x.clone());
+        let theirs = conv.forward(x.clone());
+        let r = Tensor::<4>::random(theirs.dims(), Distribution::Normal(0.0, 1.0), &device);
+        let g_ours = (ours.clone() * r.clone()).sum().backward();
+        let g_theirs = (theirs.clone() * r).sum().backward();
+        assert_close(ours.inner(), theirs.inner());
+        let grad = |g| x.grad(g).expect("x gradient");
+        assert_close(grad(&g_ours), grad(&g_theirs));
+        let wgrad = |g| conv.weight.val().grad(g).expect("weight gradient");
+        assert_close(wgrad(&g_ours), wgrad(&g_theirs));
+    }
+}

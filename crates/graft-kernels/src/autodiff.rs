@@ -1,0 +1,368 @@
+//! `conv2d` as a burn autodiff op over burn-flex whose backward pass uses [`crate::grad`]. The
+//! forward pass is burn-flex's own convolution; only the gradients differ from burn's, and
+//! `tests/conv2d.rs` holds them to burn's to 1e-4.
+
+use burn::tensor::module::conv2d as burn_conv2d;
+use burn::tensor::{DType, Tensor, TensorData};
+use burn_autodiff::checkpoint::base::Checkpointer;
+use burn_autodiff::checkpoint::strategy::NoCheckpointing;
+use burn_autodiff::grads::Gradients;
+use burn_autodiff::ops::{Backward, Ops, OpsKind};
+use burn_autodiff::{Autodiff, NodeId};
+use burn_backend::ops::{ConvOptions, FloatTensorOps, ModuleOps};
+use burn_backend::{Shape, TensorMetadata};
+use burn_flex::{Flex, FlexTensor};
+
+use crate::grad::{self, Geometry};
+
+type Ad = Autodiff<Flex>;
+
+/// The im2col matrix of one chunk of images is kept under this many floats (32 MiB): large
+/// enough for long, efficient matrix products, small enough not to double a step's memory.
+const COLS_BUDGET: usize = 8 << 20;
+
+/// burn's `conv2d`; on the burn-flex autodiff device, dense (`groups == 1`) and depthwise
+/// convolutions get graft's backward pass. Everything else goes to burn unchanged.
+pub fn conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvOptions<2>,
+) -> Tensor<4> {
+    if !(x.is_autodiff() && x.dtype() == DType::F32 && supported(&weight.dims(), &options)) {
+        return burn_conv2d(x, weight, bias, options);
+    }
+    let primitives = (
+        x.clone().try_into_primitive::<Ad>(),
+        weight.clone().try_into_primitive::<Ad>(),
+        bias.clone()
+            .map(|b| b.try_into_primitive::<Ad>())
+            .transpose(),
+    );
+    match primitives {
+        (Ok(x), Ok(weight), Ok(bias)) => {
+            Tensor::from_primitive::<Ad>(forward(x, weight, bias, options))
+        }
+        // Another autodiff backend (a GPU build) or checkpointing strategy: burn's own op.
+        _ => burn_conv2d(x, weight, bias, options),
+    }
+}
+
+/// Dense, or depthwise with one filter per channel.
+fn supported(weight: &[usize; 4], options: &ConvOptions<2>) -> bool {
+    let [out, per_group, ..] = *weight;
+    options.groups == 1 || (per_group == 1 && out == options.groups)
+}
+
+type AdTensor = burn_backend::tensor::FloatTensor<Ad>;
+
+fn forward(
+    x: AdTensor,
+    weight: AdTensor,
+    bias: Option<AdTensor>,
+    options: ConvOptions<2>,
+) -> AdTensor {
+    let run = |x: FlexTensor, w: FlexTensor, b: Option<FlexTensor>, o: ConvOptions<2>| {
+        <Flex as ModuleOps<Flex>>::conv2d(x, w, b, o)
+    };
+    match bias {
+        None => match ConvNoBias
+            .prepare::<NoCheckpointing>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let state = (
+                    prep.checkpoint(&x),
+                    prep.checkpoint(&weight),
+                    options.clone(),
+                );
+                let out = run(x.into_primitive(), weight.into_primitive(), None, options);
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(run(
+                x.into_primitive(),
+                weight.into_primitive(),
+                None,
+                options,
+            )),
+        },
+        Some(bias) => match ConvWithBias
+            .prepare::<NoCheckpointing>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let state = (
+                    prep.checkpoint(&x),
+                    prep.checkpoint(&weight),
+                    options.clone(),
+                );
+                let out = run(
+                    x.into_primitive(),
+                    weight.into_primitive(),
+                    Some(bias.into_primitive()),
+                    options,
+                );
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(run(
+                x.into_primitive(),
+                weight.into_primitive(),
+                Some(bias.into_primitive()),
+                options,
+            )),
+        },
+    }
+}
+
+#[derive(Debug)]
+struct ConvNoBias;
+#[derive(Debug)]
+struct ConvWithBias;
+
+type State = (NodeId, NodeId, ConvOptions<2>);
+
+impl Backward<Flex, 2> for ConvNoBias {
+    type State = State;
+
+    fn backward(self, ops: Ops<State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [node_x, node_w] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x, w, options) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FlexTensor>(x);
+        let w = checkpointer.retrieve_node_output::<FlexTensor>(w);
+        let wanted = Wanted {
+            x: node_x.is_some(),
+            w: node_w.is_some(),
+            bias: false,
+        };
+        let grads_out = gradients(x, w, dy, &options, wanted);
+        if let (Some(node), Some(g)) = (node_x, grads_out.x) {
+            grads.register::<Flex>(node.id, g);
+        }
+        if let (Some(node), Some(g)) = (node_w, grads_out.w) {
+            grads.register::<Flex>(node.id, g);
+        }
+    }
+}
+
+impl Backward<Flex, 3> for ConvWithBias {
+    type State = State;
+
+    fn backward(self, ops: Ops<State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x, w, options) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FlexTensor>(x);
+        let w = checkpointer.retrieve_node_output::<FlexTensor>(w);
+        let wanted = Wanted {
+            x: node_x.is_some(),
+            w: node_w.is_some(),
+            bias: node_b.is_some(),
+        };
+        let grads_out = gradients(x, w, dy, &options, wanted);
+        for (node, g) in [
+            (node_x, grads_out.x),
+            (node_w, grads_out.w),
+            (node_b, grads_out.bias),
+        ] {
+            if let (Some(node), Some(g)) = (node, g) {
+                grads.register::<Flex>(node.id, g);
+            }
+        }
+    }
+}
+
+/// Which gradients the graph asks for (an untracked input, such as the image or a cached frozen
+/// activation, needs none).
+#[derive(Clone, Copy)]
+struct Wanted {
+    x: bool,
+    w: bool,
+    bias: bool,
+}
+
+struct Computed {
+    x: Option<FlexTensor>,
+    w: Option<FlexTensor>,
+    bias: Option<FlexTensor>,
+}
+
+fn gradients(
+    x: FlexTensor,
+    w: FlexTensor,
+    dy: FlexTensor,
+    options: &ConvOptions<2>,
+    wanted: Wanted,
+) -> Computed {
+    let (x, w, dy) = (contiguous(x), contiguous(w), contiguous(dy));
+    let g = geometry(&x.shape(), &w.shape(), &dy.shape(), options);
+    let bias = wanted.bias.then(|| {
+        tensor(
+            grad::bias_grad(&g, values(&dy)),
+            Shape::new([g.out_channels]),
+        )
+    });
+    let (dx, dw) = if options.groups == 1 {
+        dense(&g, &x, &w, &dy, options, wanted)
+    } else {
+        depthwise(&g, &x, &w, &dy, wanted)
+    };
+    Computed { x: dx, w: dw, bias }
+}
+
+/// Depthwise gradients, computed channels-last (see [`grad::depthwise_weight_grad`]).
+fn depthwise(
+    g: &Geometry,
+    x: &FlexTensor,
+    w: &FlexTensor,
+    dy: &FlexTensor,
+    wanted: Wanted,
+) -> (Option<FlexTensor>, Option<FlexTensor>) {
+    let nhwc = |t: &FlexTensor| contiguous(t.permute(&[0, 2, 3, 1]));
+    let dy = nhwc(dy);
+    let [kh, kw] = g.kernel;
+    let dx = wanted.x.then(|| {
+        let taps = contiguous(
+            w.reshape(Shape::new([g.in_channels, kh * kw]))
+                .transpose(0, 1),
+        );
+        let dx = grad::depthwise_input_grad(g, values(&taps), values(&dy));
+        let shape = Shape::new([g.batch, g.in_size[0], g.in_size[1], g.in_channels]);
+        contiguous(tensor(dx, shape).permute(&[0, 3, 1, 2]))
+    });
+    let dw = wanted.w.then(|| {
+        let dw = grad::depthwise_weight_grad(g, values(&nhwc(x)), values(&dy));
+        let dw = tensor(dw, Shape::new([kh * kw, g.in_channels])).transpose(0, 1);
+        contiguous(dw).reshape(w.shape())
+    });
+    (dx, dw)
+}
+
+/// Dense convolution gradients.
+///
+/// Weight: `dW = dY x im2row(x)`, a chunk of images at a time, with `dY` as `[out, positions]`
+/// and the patches as `[positions, (kh, kw, in)]` rows (both row-major, gemm's fast layout).
+///
+/// Input: for stride 1 it is a forward convolution of `dY` with the flipped, transposed kernel
+/// (burn-flex's fast forward path); otherwise `col2im(W^T x dY)`.
+fn dense(
+    g: &Geometry,
+    x: &FlexTensor,
+    w: &FlexTensor,
+    dy: &FlexTensor,
+    options: &ConvOptions<2>,
+    wanted: Wanted,
+) -> (Option<FlexTensor>, Option<FlexTensor>) {
+    let (mut dx_done, mut dx_cols) = (None, None);
+    if wanted.x {
+        match flipped_padding(g, options) {
+            Some(padding) => {
+                let kernel = Flex::float_swap_dims(Flex::float_flip(w.clone(), &[2, 3]), 0, 1);
+                let o = ConvOptions::new_with_padding([1, 1], padding, options.dilation, 1);
+                dx_done = Some(<Flex as ModuleOps<Flex>>::conv2d(
+                    dy.clone(),
+                    kernel,
+                    None,
+                    o,
+                ));
+            }
+            None => dx_cols = Some(vec![0.0f32; x.shape().num_elements()]),
+        }
+    }
+    if !wanted.w && dx_cols.is_none() {
+        return (dx_done, None);
+    }
+    let per_image = (g.patch_len() * g.out_len()).max(1);
+    let chunk = (COLS_BUDGET / per_image).clamp(1, g.batch.max(1));
+    let w_t = w
+        .reshape(Shape::new([g.out_channels, g.patch_len()]))
+        .transpose(0, 1);
+    let x_nhwc = wanted.w.then(|| contiguous(x.permute(&[0, 2, 3, 1])));
+    let mut dw = wanted
+        .w
+        .then(|| vec![0.0f32; g.out_channels * g.patch_len()]);
+    let image_len = g.in_channels * g.in_len();
+    let dys = values(dy);
+    for start in (0..g.batch).step_by(chunk) {
+        let images = start..(start + chunk).min(g.batch);
+        let width = images.len() * g.out_len();
+        let mut dy_c = vec![0.0f32; g.out_channels * width];
+        grad::channels_major(g, dys, images.clone(), &mut dy_c);
+        let dy_c = tensor(dy_c, Shape::new([g.out_channels, width]));
+        if let (Some(dw), Some(x_nhwc)) = (dw.as_mut(), x_nhwc.as_ref()) {
+            let mut rows = vec![0.0f32; width * g.patch_len()];
+            grad::im2row(g, values(x_nhwc), images.clone(), &mut rows);
+            let part = Flex::float_matmul(
+                dy_c.clone(),
+                tensor(rows, Shape::new([width, g.patch_len()])),
+            );
+            for (acc, v) in dw.iter_mut().zip(values(&part)) {
+                *acc += *v;
+            }
+        }
+        if let Some(dx) = dx_cols.as_mut() {
+            let cols = Flex::float_matmul(w_t.clone(), dy_c);
+            let dx_c = &mut dx[images.start * image_len..images.end * image_len];
+            grad::col2im(g, values(&cols), images.len(), dx_c);
+        }
+    }
+    // dw's columns are (kh, kw, in); the weight is [out, in, kh, kw].
+    let [kh, kw] = g.kernel;
+    let dw = dw.map(|dw| {
+        let t = tensor(dw, Shape::new([g.out_channels, kh, kw, g.in_channels]));
+        contiguous(t.permute(&[0, 3, 1, 2]))
+    });
+    let dx = dx_done.or_else(|| dx_cols.map(|v| tensor(v, x.shape())));
+    (dx, dw)
+}
+
+/// Padding that makes the input gradient of a stride-1 convolution a forward convolution of the
+/// output gradient with the flipped kernel: `(k - 1) * dilation - padding` on each side (none
+/// when the forward padding exceeds the kernel's reach, which no architecture here uses).
+fn flipped_padding(g: &Geometry, options: &ConvOptions<2>) -> Option<[(usize, usize); 2]> {
+    if options.stride != [1, 1] {
+        return None;
+    }
+    let mut out = [(0, 0); 2];
+    for (axis, pair) in out.iter_mut().enumerate() {
+        let reach = (g.kernel[axis] - 1) * options.dilation[axis];
+        let (begin, end) = options.padding[axis];
+        *pair = (reach.checked_sub(begin)?, reach.checked_sub(end)?);
+    }
+    Some(out)
+}
+
+fn geometry(x: &Shape, w: &Shape, dy: &Shape, options: &ConvOptions<2>) -> Geometry {
+    Geometry {
+        batch: x[0],
+        in_channels: x[1],
+        in_size: [x[2], x[3]],
+        out_channels: dy[1],
+        out_size: [dy[2], dy[3]],
+        kernel: [w[2], w[3]],
+        stride: options.stride,
+        padding: options.padding_begin(),
+        dilation: options.dilation,
+    }
+}
+
+pub(crate) fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.as_slice::<f32>().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+pub(crate) fn values(t: &FlexTensor) -> &[f32] {
+    match t.as_slice::<f32>() {
+        Some(v) => v,
+        None => unreachable!("graft-kernels: f32 tensors are made contiguous before use"),
+    }
+}
+
+fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}

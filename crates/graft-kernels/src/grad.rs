@@ -1,0 +1,291 @@
+//! Convolution gradients over plain `f32` slices in NCHW order: im2row / col2im for dense
+//! convolutions (the matrix products are left to the caller's gemm), and direct loops for
+//! depthwise ones. No tensors here, so every kernel is tested against the definition of the
+//! convolution in `tests/grad.rs`.
+
+use rayon::prelude::*;
+
+/// Shapes and hyper-parameters of one 2-D convolution. `padding` is the padding at the start of
+/// each axis; the end padding is implied by `out_size`, so asymmetric ("same") padding needs
+/// nothing more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub in_size: [usize; 2],
+    pub out_channels: usize,
+    pub out_size: [usize; 2],
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+}
+
+/// Output positions `o` along one axis whose input position `o * stride + offset` lies inside
+/// `0..in_len`, as a range (the positions outside read padding).
+fn valid(out_len: usize, in_len: usize, stride: usize, offset: isize) -> (usize, usize) {
+    let lo = if offset < 0 {
+        ((-offset) as usize).div_ceil(stride)
+    } else {
+        0
+    };
+    let room = in_len as isize - offset;
+    let hi = if room <= 0 {
+        0
+    } else {
+        (room as usize).div_ceil(stride).min(out_len)
+    };
+    (lo.min(hi), hi)
+}
+
+impl Geometry {
+    pub fn in_len(&self) -> usize {
+        self.in_size[0] * self.in_size[1]
+    }
+
+    pub fn out_len(&self) -> usize {
+        self.out_size[0] * self.out_size[1]
+    }
+
+    pub fn taps(&self) -> usize {
+        self.kernel[0] * self.kernel[1]
+    }
+
+    /// Rows of the im2col matrix: one per (input channel, kernel row, kernel column).
+    pub fn patch_len(&self) -> usize {
+        self.in_channels * self.taps()
+    }
+
+    /// Offset of kernel tap `k` along `axis`: the input position is `o * stride + offset`.
+    fn offset(&self, axis: usize, k: usize) -> isize {
+        (k * self.dilation[axis]) as isize - self.padding[axis] as isize
+    }
+
+    /// Valid output range along `axis` for kernel tap `k`.
+    fn valid(&self, axis: usize, k: usize) -> (usize, usize) {
+        valid(
+            self.out_size[axis],
+            self.in_size[axis],
+            self.stride[axis],
+            self.offset(axis, k),
+        )
+    }
+
+    /// Input row (or column) read by output row `o` at tap `k`; only called inside `valid`.
+    fn input_pos(&self, axis: usize, o: usize, k: usize) -> usize {
+        ((o * self.stride[axis]) as isize + self.offset(axis, k)) as usize
+    }
+}
+
+impl Geometry {
+    /// Flat input position (`ih * w + iw`) read by output `(oh, ow)` at tap `(ki, kj)`, if it is
+    /// not padding.
+    fn input_at(&self, oh: usize, ow: usize, ki: usize, kj: usize) -> Option<usize> {
+        let ih = (oh * self.stride[0]) as isize + self.offset(0, ki);
+        let iw = (ow * self.stride[1]) as isize + self.offset(1, kj);
+        let inside = |i: isize, len: usize| i >= 0 && (i as usize) < len;
+        (inside(ih, self.in_size[0]) && inside(iw, self.in_size[1]))
+            .then(|| ih as usize * self.in_size[1] + iw as usize)
+    }
+
+    /// The output position along `axis` that reads input position `i` at tap `k`, if any.
+    fn output_at(&self, axis: usize, i: usize, k: usize) -> Option<usize> {
+        let scaled = i as isize - self.offset(axis, k);
+        let s = self.stride[axis] as isize;
+        (scaled >= 0 && scaled % s == 0)
+            .then(|| (scaled / s) as usize)
+            .filter(|&o| o < self.out_size[axis])
+    }
+}
+
+/// Lays the patches of `images` (consecutive images of `x_nhwc`, the input in `[batch, h, w, in]`
+/// order) out as rows: `cols` is `[images.len() * out_len, patch_len]`, one row per output
+/// position, each row ordered (kernel row, kernel column, input channel), zeros where the patch
+/// reads padding. Rows of channels-last patches are contiguous copies, and the weight gradient
+/// `dY x cols` then multiplies two row-major matrices, the layout gemm runs fastest.
+pub fn im2row(g: &Geometry, x_nhwc: &[f32], images: std::ops::Range<usize>, cols: &mut [f32]) {
+    let cin = g.in_channels;
+    assert_eq!(
+        x_nhwc.len(),
+        g.batch * cin * g.in_len(),
+        "im2row: input length"
+    );
+    assert_eq!(
+        cols.len(),
+        images.len() * g.out_len() * g.patch_len(),
+        "im2row: cols length"
+    );
+    let [ow_len, iw_len] = [g.out_size[1], g.in_size[1]];
+    let row_block = ow_len * g.patch_len();
+    cols.par_chunks_mut(row_block)
+        .enumerate()
+        .for_each(|(block, dst)| {
+            let (image, oh) = (images.start + block / g.out_size[0], block % g.out_size[0]);
+            let plane = &x_nhwc[image * g.in_len() * cin..][..g.in_len() * cin];
+            for ki in 0..g.kernel[0] {
+                let (h_lo, h_hi) = g.valid(0, ki);
+                let inside = oh >= h_lo && oh < h_hi;
+                let src_row =
+                    inside.then(|| &plane[g.input_pos(0, oh, ki) * iw_len * cin..][..iw_len * cin]);
+                for kj in 0..g.kernel[1] {
+                    let (w_lo, w_hi) = g.valid(1, kj);
+                    let at = (ki * g.kernel[1] + kj) * cin;
+                    for ow in 0..ow_len {
+                        let d = &mut dst[ow * g.patch_len() + at..][..cin];
+                        match src_row {
+                            Some(src) if ow >= w_lo && ow < w_hi => {
+                                d.copy_from_slice(&src[g.input_pos(1, ow, kj) * cin..][..cin])
+                            }
+                            _ => d.fill(0.0),
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// The adjoint of im2col in `[patch_len, images.len() * out_len]` layout (rows ordered (input
+/// channel, kernel row, kernel column)): adds every entry of `cols` into the input position it
+/// was read from, in `dx` (the `[images.len(), in, h, w]` slice of
+/// the input gradient for those images).
+pub fn col2im(g: &Geometry, cols: &[f32], images: usize, dx: &mut [f32]) {
+    let width = images * g.out_len();
+    assert_eq!(cols.len(), g.patch_len() * width, "col2im: cols length");
+    assert_eq!(
+        dx.len(),
+        images * g.in_channels * g.in_len(),
+        "col2im: dx length"
+    );
+    let [ow_len, iw_len] = [g.out_size[1], g.in_size[1]];
+    dx.par_chunks_mut(g.in_len())
+        .enumerate()
+        .for_each(|(plane_index, plane)| {
+            let (n, c) = (plane_index / g.in_channels, plane_index % g.in_channels);
+            for tap in 0..g.taps() {
+                let (ki, kj) = (tap / g.kernel[1], tap % g.kernel[1]);
+                let (h_lo, h_hi) = g.valid(0, ki);
+                let (w_lo, w_hi) = g.valid(1, kj);
+                if w_lo >= w_hi {
+                    continue;
+                }
+                let row = &cols[(c * g.taps() + tap) * width + n * g.out_len()..][..g.out_len()];
+                for oh in h_lo..h_hi {
+                    let src = &row[oh * ow_len + w_lo..oh * ow_len + w_hi];
+                    let dst = &mut plane[g.input_pos(0, oh, ki) * iw_len..][..iw_len];
+                    let first = g.input_pos(1, w_lo, kj);
+                    if g.stride[1] == 1 {
+                        for (d, s) in dst[first..first + src.len()].iter_mut().zip(src) {
+                            *d += *s;
+                        }
+                    } else {
+                        for (d, s) in dst[first..].iter_mut().step_by(g.stride[1]).zip(src) {
+                            *d += *s;
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// `dst[b*out_len + l][c] = dy[b][c][l]` for images `images`: the output gradient as the matrix
+/// `[out_channels, images.len() * out_len]` the products below need.
+pub fn channels_major(g: &Geometry, dy: &[f32], images: std::ops::Range<usize>, dst: &mut [f32]) {
+    let width = images.len() * g.out_len();
+    assert_eq!(dst.len(), g.out_channels * width, "channels_major: length");
+    dst.par_chunks_mut(width).enumerate().for_each(|(c, row)| {
+        for (n, image) in images.clone().enumerate() {
+            let src = &dy[(image * g.out_channels + c) * g.out_len()..][..g.out_len()];
+            row[n * g.out_len()..][..g.out_len()].copy_from_slice(src);
+        }
+    });
+}
+
+/// Depthwise convolution (one filter per channel, `in == out`), channels-last: from the input
+/// `x` and output gradient `dy` (`[batch, h, w, channels]` and `[batch, oh, ow, channels]`) the
+/// weight gradient `[kh * kw, channels]`. Every step is a multiply-add over a contiguous run of
+/// channels, which vectorises whatever the spatial size (EfficientNet's last stages are 7x7).
+pub fn depthwise_weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let c = g.in_channels;
+    assert_eq!(c, g.out_channels, "depthwise: in != out channels");
+    assert_eq!(x.len(), g.batch * c * g.in_len(), "depthwise: x length");
+    assert_eq!(dy.len(), g.batch * c * g.out_len(), "depthwise: dy length");
+    let zero = || vec![0.0f32; g.taps() * c];
+    (0..g.batch)
+        .into_par_iter()
+        .fold(zero, |mut acc, n| {
+            let image = &x[n * g.in_len() * c..][..g.in_len() * c];
+            for oh in 0..g.out_size[0] {
+                for ow in 0..g.out_size[1] {
+                    let grad = &dy[((n * g.out_size[0] + oh) * g.out_size[1] + ow) * c..][..c];
+                    for tap in 0..g.taps() {
+                        let (ki, kj) = (tap / g.kernel[1], tap % g.kernel[1]);
+                        let Some(pos) = g.input_at(oh, ow, ki, kj) else {
+                            continue;
+                        };
+                        let src = &image[pos * c..][..c];
+                        for ((a, d), s) in acc[tap * c..][..c].iter_mut().zip(grad).zip(src) {
+                            *a += d * s;
+                        }
+                    }
+                }
+            }
+            acc
+        })
+        .reduce(zero, |mut a, b| {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+            a
+        })
+}
+
+/// Depthwise convolution, channels-last: the input gradient `[batch, h, w, channels]` from the
+/// weights `[kh * kw, channels]` and the output gradient `dy` `[batch, oh, ow, channels]`,
+/// gathered per input row so rows are written by one thread each.
+pub fn depthwise_input_grad(g: &Geometry, w: &[f32], dy: &[f32]) -> Vec<f32> {
+    let c = g.in_channels;
+    assert_eq!(c, g.out_channels, "depthwise: in != out channels");
+    assert_eq!(w.len(), g.taps() * c, "depthwise: w length");
+    assert_eq!(dy.len(), g.batch * c * g.out_len(), "depthwise: dy length");
+    let [ih_len, iw_len] = g.in_size;
+    let mut dx = vec![0.0f32; g.batch * c * g.in_len()];
+    dx.par_chunks_mut(iw_len * c)
+        .enumerate()
+        .for_each(|(row, out)| {
+            let (n, ih) = (row / ih_len, row % ih_len);
+            for ki in 0..g.kernel[0] {
+                let Some(oh) = g.output_at(0, ih, ki) else {
+                    continue;
+                };
+                for iw in 0..iw_len {
+                    let dst = &mut out[iw * c..][..c];
+                    for kj in 0..g.kernel[1] {
+                        let Some(ow) = g.output_at(1, iw, kj) else {
+                            continue;
+                        };
+                        let grad = &dy[((n * g.out_size[0] + oh) * g.out_size[1] + ow) * c..][..c];
+                        let weight = &w[(ki * g.kernel[1] + kj) * c..][..c];
+                        for ((d, s), k) in dst.iter_mut().zip(grad).zip(weight) {
+                            *d += s * k;
+                        }
+                    }
+                }
+            }
+        });
+    dx
+}
+
+/// The bias gradient: `dy` summed over images and positions, per output channel.
+pub fn bias_grad(g: &Geometry, dy: &[f32]) -> Vec<f32> {
+    (0..g.out_channels)
+        .into_par_iter()
+        .map(|c| {
+            (0..g.batch)
+                .map(|n| {
+                    let s = &dy[(n * g.out_channels + c) * g.out_len()..][..g.out_len()];
+                    s.iter().sum::<f32>()
+                })
+                .sum()
+        })
+        .collect()
+}

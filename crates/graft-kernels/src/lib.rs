@@ -1,0 +1,19 @@
+//! Kernels graft adds under burn where burn 0.22's CPU path is slow, each behind a small boundary
+//! that could move upstream unchanged.
+//!
+//! - [`conv2d`]: burn's `conv2d`, with its own backward pass on the burn-flex autodiff device.
+//!   burn-backend computes a convolution's weight gradient as another convolution (whose shape
+//!   lands in gemm's narrowest micro-kernel), a depthwise weight gradient as one convolution per
+//!   channel, and the input gradient as a generic transposed convolution. Here the dense weight
+//!   gradient is one matrix product `dY x im2col(x)^T`, the input gradient `col2im(W^T x dY)`,
+//!   and both depthwise gradients are direct loops (the im2col/col2im formulation of Caffe and
+//!   PyTorch's `slow_conv2d`; cuDNN/oneDNN use direct kernels).
+//! - [`relu6`]: one pass forward and one backward instead of burn's clamp_min + clamp_max.
+//! - [`grad`]: the convolution kernels over plain `f32` slices, tested against the definition.
+
+mod activation;
+mod autodiff;
+pub mod grad;
+
+pub use activation::relu6;
+pub use autodiff::conv2d;

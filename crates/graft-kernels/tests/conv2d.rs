@@ -1,0 +1,215 @@
+//! graft's conv2d backward against burn's, through the real autodiff graph on the burn-flex
+//! device: same forward, and every gradient within 1e-4 (relative to the largest entry).
+
+use burn::tensor::module::conv2d as burn_conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, Distribution, Tensor};
+
+struct Case {
+    batch: usize,
+    chans: [usize; 2],
+    size: [usize; 2],
+    kernel: usize,
+    stride: usize,
+    padding: [(usize, usize); 2],
+    groups: usize,
+    bias: bool,
+    track_x: bool,
+}
+
+fn assert_close(what: &str, got: Tensor<4>, want: Tensor<4>) {
+    let got = got.into_data().try_to_vec::<f32>().unwrap_or_default();
+    let want = want.into_data().try_to_vec::<f32>().unwrap_or_default();
+    assert!(!want.is_empty(), "{what}: no values");
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst <= 1e-4 * scale,
+        "{what}: max |diff| {worst} vs scale {scale}"
+    );
+}
+
+/// Runs one case through `conv` and returns (y, dx, dw, db) as plain tensors.
+fn run(
+    case: &Case,
+    conv: fn(Tensor<4>, Tensor<4>, Option<Tensor<1>>, ConvOptions<2>) -> Tensor<4>,
+) -> Vec<Option<Tensor<4>>> {
+    let device = Device::flex().autodiff();
+    device.seed(7);
+    let [cin, cout] = case.chans;
+    let x = Tensor::<4>::random(
+        [case.batch, cin, case.size[0], case.size[1]],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let w = Tensor::<4>::random(
+        [cout, cin / case.groups, case.kernel, case.kernel],
+        Distribution::Normal(0.0, 0.3),
+        &device,
+    );
+    let b = Tensor::<1>::random([cout], Distribution::Normal(0.0, 0.3), &device);
+    let x = if case.track_x { x.require_grad() } else { x };
+    let (w, b) = (w.require_grad(), b.require_grad());
+    let options =
+        ConvOptions::new_with_padding([case.stride; 2], case.padding, [1, 1], case.groups);
+    let y = conv(x.clone(), w.clone(), case.bias.then(|| b.clone()), options);
+    // A fixed, non-uniform upstream gradient, so every output position matters.
+    let r = Tensor::<4>::random(y.dims(), Distribution::Normal(0.0, 1.0), &device);
+    let grads = (y.clone() * r).sum().backward();
+    let db = b.grad(&grads).map(|g| g.reshape([1, 1, 1, cout]));
+    vec![Some(y.inner()), x.grad(&grads), w.grad(&grads), db]
+}
+
+#[test]
+fn gradients_match_burns_own_conv2d() {
+    let sym = |p| [(p, p), (p, p)];
+    let cases = [
+        // ResNet: 7x7 stem (image untracked), 3x3, strided 3x3, strided 1x1 downsample.
+        Case {
+            batch: 3,
+            chans: [3, 8],
+            size: [23, 21],
+            kernel: 7,
+            stride: 2,
+            padding: sym(3),
+            groups: 1,
+            bias: false,
+            track_x: false,
+        },
+        Case {
+            batch: 4,
+            chans: [8, 8],
+            size: [14, 14],
+            kernel: 3,
+            stride: 1,
+            padding: sym(1),
+            groups: 1,
+            bias: false,
+            track_x: true,
+        },
+        Case {
+            batch: 2,
+            chans: [8, 16],
+            size: [14, 13],
+            kernel: 3,
+            stride: 2,
+            padding: sym(1),
+            groups: 1,
+            bias: false,
+            track_x: true,
+        },
+        Case {
+            batch: 2,
+            chans: [8, 16],
+            size: [14, 14],
+            kernel: 1,
+            stride: 2,
+            padding: sym(0),
+            groups: 1,
+            bias: false,
+            track_x: true,
+        },
+        // VGG: 3x3 with bias.
+        Case {
+            batch: 2,
+            chans: [4, 6],
+            size: [12, 12],
+            kernel: 3,
+            stride: 1,
+            padding: sym(1),
+            groups: 1,
+            bias: true,
+            track_x: true,
+        },
+        // EfficientNet-Lite: 1x1 expand, depthwise 3x3 / 5x5 with "same" (asymmetric) padding.
+        Case {
+            batch: 2,
+            chans: [8, 24],
+            size: [10, 10],
+            kernel: 1,
+            stride: 1,
+            padding: sym(0),
+            groups: 1,
+            bias: false,
+            track_x: true,
+        },
+        Case {
+            batch: 2,
+            chans: [12, 12],
+            size: [11, 10],
+            kernel: 3,
+            stride: 1,
+            padding: sym(1),
+            groups: 12,
+            bias: false,
+            track_x: true,
+        },
+        Case {
+            batch: 3,
+            chans: [12, 12],
+            size: [12, 12],
+            kernel: 3,
+            stride: 2,
+            padding: [(0, 1), (0, 1)],
+            groups: 12,
+            bias: false,
+            track_x: true,
+        },
+        Case {
+            batch: 2,
+            chans: [10, 10],
+            size: [14, 14],
+            kernel: 5,
+            stride: 2,
+            padding: [(1, 2), (1, 2)],
+            groups: 10,
+            bias: true,
+            track_x: true,
+        },
+        // A grouped (not depthwise) convolution goes to burn unchanged.
+        Case {
+            batch: 2,
+            chans: [8, 8],
+            size: [9, 9],
+            kernel: 3,
+            stride: 1,
+            padding: sym(1),
+            groups: 2,
+            bias: false,
+            track_x: true,
+        },
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        let ours = run(case, graft_kernels::conv2d);
+        let theirs = run(case, burn_conv2d);
+        for (name, (a, b)) in ["y", "dx", "dw", "db"]
+            .iter()
+            .zip(ours.into_iter().zip(theirs))
+        {
+            match (a, b) {
+                (Some(a), Some(b)) => assert_close(&format!("case {i} {name}"), a, b),
+                (None, None) => {}
+                (a, b) => panic!(
+                    "case {i} {name}: ours present {}, burn's present {}",
+                    a.is_some(),
+                    b.is_some()
+                ),
+            }
+        }
+    }
+}
+
+#[test]
+fn inference_device_calls_burns_conv2d() {
+    let device = Device::flex();
+    let x = Tensor::<4>::ones([1, 2, 5, 5], &device);
+    let w = Tensor::<4>::ones([3, 2, 3, 3], &device);
+    let o = || ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+    let ours = graft_kernels::conv2d(x.clone(), w.clone(), None, o());
+    assert_close("inference", ours, burn_conv2d(x, w, None, o()));
+}

@@ -1,0 +1,283 @@
+//! The slice kernels against the definition of a convolution's gradients, written as the plain
+//! sums over every output position (slow, obviously right).
+
+use graft_kernels::grad::{self, Geometry};
+
+fn noise(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn geometry(
+    batch: usize,
+    chans: [usize; 2],
+    size: [usize; 2],
+    k: [usize; 2],
+    s: usize,
+    p: [usize; 2],
+    d: usize,
+    end_pad: [usize; 2],
+) -> Geometry {
+    let out = |a: usize| (size[a] + p[a] + end_pad[a] - d * (k[a] - 1) - 1) / s + 1;
+    Geometry {
+        batch,
+        in_channels: chans[0],
+        in_size: size,
+        out_channels: chans[1],
+        out_size: [out(0), out(1)],
+        kernel: k,
+        stride: [s, s],
+        padding: p,
+        dilation: [d, d],
+    }
+}
+
+/// Calls `f(n, c_in, c_out_in_group_offset, ih, iw, oh, ow, ki, kj)` for every product term of
+/// the convolution with `groups` groups, skipping padding.
+fn each_term(
+    g: &Geometry,
+    groups: usize,
+    mut f: impl FnMut(usize, usize, usize, usize, usize, usize),
+) {
+    let (cin_g, cout_g) = (g.in_channels / groups, g.out_channels / groups);
+    for n in 0..g.batch {
+        for co in 0..g.out_channels {
+            let group = co / cout_g;
+            for ci_g in 0..cin_g {
+                let ci = group * cin_g + ci_g;
+                for ki in 0..g.kernel[0] {
+                    for kj in 0..g.kernel[1] {
+                        for oh in 0..g.out_size[0] {
+                            for ow in 0..g.out_size[1] {
+                                let ih = (oh * g.stride[0] + ki * g.dilation[0]) as isize
+                                    - g.padding[0] as isize;
+                                let iw = (ow * g.stride[1] + kj * g.dilation[1]) as isize
+                                    - g.padding[1] as isize;
+                                if ih < 0
+                                    || iw < 0
+                                    || ih as usize >= g.in_size[0]
+                                    || iw as usize >= g.in_size[1]
+                                {
+                                    continue;
+                                }
+                                let x_i = ((n * g.in_channels + ci) * g.in_size[0] + ih as usize)
+                                    * g.in_size[1]
+                                    + iw as usize;
+                                let w_i =
+                                    ((co * cin_g + ci_g) * g.kernel[0] + ki) * g.kernel[1] + kj;
+                                let y_i = ((n * g.out_channels + co) * g.out_size[0] + oh)
+                                    * g.out_size[1]
+                                    + ow;
+                                f(x_i, w_i, y_i, n, co, ci);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// (dX, dW) by definition.
+fn reference(
+    g: &Geometry,
+    groups: usize,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let mut dx = vec![0.0f32; x.len()];
+    let mut dw = vec![0.0f32; w.len()];
+    each_term(g, groups, |x_i, w_i, y_i, _, _, _| {
+        dx[x_i] += dy[y_i] * w[w_i];
+        dw[w_i] += dy[y_i] * x[x_i];
+    });
+    (dx, dw)
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-4 * scale,
+            "{what}[{i}]: got {a}, want {b}"
+        );
+    }
+}
+
+fn matmul(a: &[f32], b_t: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    // a: [m, k], b_t: [n, k] -> [m, n]
+    let mut out = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            out[i * n + j] = (0..k).map(|t| a[i * k + t] * b_t[j * k + t]).sum();
+        }
+    }
+    out
+}
+
+fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; a.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = a[r * cols + c];
+        }
+    }
+    out
+}
+
+fn nhwc(g: &Geometry, x: &[f32]) -> Vec<f32> {
+    let (c, len) = (g.in_channels, g.in_len());
+    let mut out = vec![0.0; x.len()];
+    for n in 0..g.batch {
+        for ch in 0..c {
+            for p in 0..len {
+                out[(n * len + p) * c + ch] = x[(n * c + ch) * len + p];
+            }
+        }
+    }
+    out
+}
+
+fn nchw(g: &Geometry, x: &[f32]) -> Vec<f32> {
+    let (c, len) = (g.in_channels, g.in_len());
+    let mut out = vec![0.0; x.len()];
+    for n in 0..g.batch {
+        for ch in 0..c {
+            for p in 0..len {
+                out[(n * c + ch) * len + p] = x[(n * len + p) * c + ch];
+            }
+        }
+    }
+    out
+}
+
+/// Dense gradients through im2row / col2im, the way the autodiff op uses them, one chunk of
+/// `chunk` images at a time.
+fn dense_via_cols(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    chunk: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let (patch, cout) = (g.patch_len(), g.out_channels);
+    let mut dx = vec![0.0f32; x.len()];
+    let mut dw = vec![0.0f32; w.len()];
+    let image_len = g.in_channels * g.in_len();
+    for start in (0..g.batch).step_by(chunk) {
+        let images = start..(start + chunk).min(g.batch);
+        let width = images.len() * g.out_len();
+        let mut dy_c = vec![0.0; cout * width];
+        grad::channels_major(g, dy, images.clone(), &mut dy_c);
+        let mut rows = vec![f32::NAN; width * patch];
+        grad::im2row(g, &nhwc(g, x), images.clone(), &mut rows);
+        // dW in (out, kh, kw, in) order, then back to the weight's (out, in, kh, kw).
+        let part = matmul(&dy_c, &transpose(&rows, width, patch), cout, width, patch);
+        let [kh, kw, cin] = [g.kernel[0], g.kernel[1], g.in_channels];
+        for co in 0..cout {
+            for ci in 0..cin {
+                for t in 0..kh * kw {
+                    dw[(co * cin + ci) * kh * kw + t] += part[co * patch + t * cin + ci];
+                }
+            }
+        }
+        // W^T [patch, cout] x dY_c [cout, width]
+        let dcols = matmul(
+            &transpose(w, cout, patch),
+            &transpose(&dy_c, cout, width),
+            patch,
+            cout,
+            width,
+        );
+        grad::col2im(
+            g,
+            &dcols,
+            images.len(),
+            &mut dx[images.start * image_len..images.end * image_len],
+        );
+    }
+    (dx, dw)
+}
+
+#[test]
+fn dense_gradients_through_im2row_and_col2im_match_the_definition() {
+    let cases = [
+        // batch, [in, out], size, kernel, stride, pad begin, dilation, pad end
+        (2, [3, 4], [7, 6], [3, 3], 1, [1, 1], 1, [1, 1]),
+        (3, [2, 5], [9, 9], [7, 7], 2, [3, 3], 1, [3, 3]),
+        (2, [4, 3], [6, 5], [1, 1], 2, [0, 0], 1, [0, 0]),
+        (2, [3, 2], [8, 7], [3, 3], 2, [0, 0], 1, [1, 1]),
+        (1, [2, 2], [9, 8], [3, 2], 1, [2, 1], 2, [2, 0]),
+    ];
+    for (i, &(b, ch, size, k, s, p, d, e)) in cases.iter().enumerate() {
+        let g = geometry(b, ch, size, k, s, p, d, e);
+        let x = noise(b * ch[0] * g.in_len(), 1 + i as u64);
+        let w = noise(ch[1] * g.patch_len(), 2 + i as u64);
+        let dy = noise(b * ch[1] * g.out_len(), 3 + i as u64);
+        let (want_dx, want_dw) = reference(&g, 1, &x, &w, &dy);
+        for chunk in [1, 2, b] {
+            let (dx, dw) = dense_via_cols(&g, &x, &w, &dy, chunk);
+            assert_close(&format!("case {i} chunk {chunk} dx"), &dx, &want_dx);
+            assert_close(&format!("case {i} chunk {chunk} dw"), &dw, &want_dw);
+        }
+    }
+}
+
+#[test]
+fn depthwise_gradients_match_the_definition() {
+    let cases = [
+        (2, 3, [7, 6], [3, 3], 1, [1, 1], 1, [1, 1]),
+        (2, 4, [9, 8], [5, 5], 2, [1, 1], 1, [2, 2]),
+        (1, 2, [8, 8], [3, 3], 2, [0, 0], 1, [1, 1]),
+        (2, 2, [6, 7], [3, 3], 1, [2, 2], 2, [2, 2]),
+        (1, 3, [21, 19], [3, 3], 1, [1, 1], 1, [1, 1]),
+    ];
+    for (i, &(b, c, size, k, s, p, d, e)) in cases.iter().enumerate() {
+        let g = geometry(b, [c, c], size, k, s, p, d, e);
+        let x = noise(b * c * g.in_len(), 10 + i as u64);
+        let w = noise(c * g.taps(), 20 + i as u64);
+        let dy = noise(b * c * g.out_len(), 30 + i as u64);
+        let (want_dx, want_dw) = reference(&g, c, &x, &w, &dy);
+        // The kernels are channels-last: x, dy as [n, h, w, c], weights and dW as [taps, c].
+        let out_geometry = Geometry {
+            in_channels: c,
+            in_size: g.out_size,
+            ..g
+        };
+        let dy_nhwc = nhwc(&out_geometry, &dy);
+        let dx = grad::depthwise_input_grad(&g, &transpose(&w, c, g.taps()), &dy_nhwc);
+        let dw = grad::depthwise_weight_grad(&g, &nhwc(&g, &x), &dy_nhwc);
+        let in_geometry = Geometry {
+            in_size: g.in_size,
+            ..g
+        };
+        assert_close(&format!("case {i} dx"), &nchw(&in_geometry, &dx), &want_dx);
+        assert_close(
+            &format!("case {i} dw"),
+            &transpose(&dw, g.taps(), c),
+            &want_dw,
+        );
+    }
+}
+
+#[test]
+fn bias_gradient_sums_over_images_and_positions() {
+    let g = geometry(3, [2, 4], [5, 5], [3, 3], 1, [1, 1], 1, [1, 1]);
+    let dy = noise(3 * 4 * g.out_len(), 7);
+    let mut want = vec![0.0f32; 4];
+    for (i, v) in dy.iter().enumerate() {
+        want[(i / g.out_len()) % 4] += v;
+    }
+    assert_close("bias", &grad::bias_grad(&g, &dy), &want);
+}
