@@ -212,7 +212,12 @@ fn gradients(
     Computed { x: dx, w: dw, bias }
 }
 
-/// Depthwise gradients, computed channels-last (see [`grad::depthwise_weight_grad`]).
+/// Feature maps up to this many positions take the channels-last depthwise kernels (short rows,
+/// many channels); larger ones the NCHW kernels, which need no layout change. Measured on
+/// EfficientNet-Lite0: channels-last is 2-5x faster at 7x7 and 14x14, slower from 28x28 up.
+const CHANNELS_LAST_MAX_POSITIONS: usize = 16 * 16;
+
+/// Depthwise gradients (see [`grad::depthwise_weight_grad`]).
 fn depthwise(
     g: &Geometry,
     x: &FlexTensor,
@@ -220,9 +225,22 @@ fn depthwise(
     dy: &FlexTensor,
     wanted: Wanted,
 ) -> (Option<FlexTensor>, Option<FlexTensor>) {
+    let [kh, kw] = g.kernel;
+    if g.in_len() > CHANNELS_LAST_MAX_POSITIONS {
+        let (xs, dys) = (values(x), values(dy));
+        let dx = wanted.x.then(|| {
+            tensor(
+                grad::depthwise_input_grad_nchw(g, values(w), dys),
+                x.shape(),
+            )
+        });
+        let dw = wanted
+            .w
+            .then(|| tensor(grad::depthwise_weight_grad_nchw(g, xs, dys), w.shape()));
+        return (dx, dw);
+    }
     let nhwc = |t: &FlexTensor| contiguous(t.permute(&[0, 2, 3, 1]));
     let dy = nhwc(dy);
-    let [kh, kw] = g.kernel;
     let dx = wanted.x.then(|| {
         let taps = contiguous(
             w.reshape(Shape::new([g.in_channels, kh * kw]))

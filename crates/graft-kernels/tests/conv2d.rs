@@ -171,6 +171,18 @@ fn gradients_match_burns_own_conv2d() {
             bias: true,
             track_x: true,
         },
+        // Depthwise on a map larger than 16x16 takes the NCHW kernels.
+        Case {
+            batch: 2,
+            chans: [6, 6],
+            size: [21, 20],
+            kernel: 3,
+            stride: 2,
+            padding: [(0, 1), (0, 1)],
+            groups: 6,
+            bias: false,
+            track_x: true,
+        },
         // A grouped (not depthwise) convolution goes to burn unchanged.
         Case {
             batch: 2,
