@@ -310,12 +310,16 @@ fn dense(
         grad::channels_major(g, dys, images.clone(), &mut dy_c);
         let dy_c = tensor(dy_c, Shape::new([g.out_channels, width]));
         if let (Some(dw), Some(x_nhwc)) = (dw.as_mut(), x_nhwc.as_ref()) {
-            let mut rows = vec![0.0f32; width * g.patch_len()];
-            grad::im2row(g, values(x_nhwc), images.clone(), &mut rows);
-            let part = Flex::float_matmul(
-                dy_c.clone(),
-                tensor(rows, Shape::new([width, g.patch_len()])),
-            );
+            // A 1x1, stride-1, unpadded convolution's patch rows are the channels-last input.
+            let rows = if g.is_pointwise() {
+                let all = x_nhwc.reshape(Shape::new([g.batch * g.out_len(), g.patch_len()]));
+                all.narrow(0, images.start * g.out_len(), width)
+            } else {
+                let mut rows = vec![0.0f32; width * g.patch_len()];
+                grad::im2row(g, values(x_nhwc), images.clone(), &mut rows);
+                tensor(rows, Shape::new([width, g.patch_len()]))
+            };
+            let part = Flex::float_matmul(dy_c.clone(), rows);
             for (acc, v) in dw.iter_mut().zip(values(&part)) {
                 *acc += *v;
             }

@@ -51,6 +51,14 @@ impl Geometry {
         self.kernel[0] * self.kernel[1]
     }
 
+    /// A 1x1 convolution with stride 1 and no padding: its patches are the input's pixels.
+    pub fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1]
+            && self.stride == [1, 1]
+            && self.padding == [0, 0]
+            && self.in_size == self.out_size
+    }
+
     /// Rows of the im2col matrix: one per (input channel, kernel row, kernel column).
     pub fn patch_len(&self) -> usize {
         self.in_channels * self.taps()
