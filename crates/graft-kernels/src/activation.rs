@@ -18,32 +18,31 @@ use crate::autodiff::{contiguous, values};
 /// Elements per rayon task: large enough that scheduling costs nothing.
 const CHUNK: usize = 1 << 16;
 
-/// burn's `relu6`, fused on burn-flex (with or without autodiff); other devices go to burn.
+/// burn's `relu6`, fused forward and backward on the burn-flex autodiff device; elsewhere burn's.
 /// NaN propagates, and the gradient is PyTorch's `hardtanh_backward`: `dy` where `0 < x < 6`,
 /// else 0.
 pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if x.dtype() != DType::F32 {
+    // Inference keeps burn's: burn-flex clamps in place there, which a copy cannot beat.
+    if x.dtype() != DType::F32 || !x.is_autodiff() {
         return burn_relu6(x);
     }
-    if x.is_autodiff() {
-        match x.clone().try_into_primitive::<Autodiff<Flex>>() {
-            Ok(p) => Tensor::from_primitive::<Autodiff<Flex>>(tracked(p)),
-            Err(_) => burn_relu6(x),
-        }
-    } else {
-        match x.clone().try_into_primitive::<Flex>() {
-            Ok(p) => Tensor::from_primitive::<Flex>(forward(p)),
-            Err(_) => burn_relu6(x),
-        }
+    match x.clone().try_into_primitive::<Autodiff<Flex>>() {
+        Ok(p) => Tensor::from_primitive::<Autodiff<Flex>>(tracked(p)),
+        Err(_) => burn_relu6(x),
     }
 }
 
 fn forward(x: FlexTensor) -> FlexTensor {
     let x = contiguous(x);
     let mut out = values(&x).to_vec();
-    out.par_chunks_mut(CHUNK).for_each(|c| {
+    clamp(&mut out);
+    FlexTensor::from_data(TensorData::new(out, x.shape()))
+}
+
+fn clamp(values: &mut [f32]) {
+    values.par_chunks_mut(CHUNK).for_each(|c| {
         for v in c {
-            // `!(v > 0)` keeps NaN (clamp would too, but this is the branch-free form).
+            // NaN fails both comparisons and is kept, as in PyTorch.
             *v = if *v > 6.0 {
                 6.0
             } else if *v > 0.0 || v.is_nan() {
@@ -53,7 +52,6 @@ fn forward(x: FlexTensor) -> FlexTensor {
             };
         }
     });
-    FlexTensor::from_data(TensorData::new(out, x.shape()))
 }
 
 type AdTensor = burn_backend::tensor::FloatTensor<Autodiff<Flex>>;

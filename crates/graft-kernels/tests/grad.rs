@@ -17,6 +17,7 @@ fn noise(len: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn geometry(
     batch: usize,
     chans: [usize; 2],
