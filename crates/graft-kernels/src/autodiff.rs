@@ -7,7 +7,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_autodiff::grads::Gradients;
-use burn_autodiff::ops::{Backward, Ops, OpsKind};
+use burn_autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
 use burn_autodiff::{Autodiff, NodeId};
 use burn_backend::ops::{ConvOptions, FloatTensorOps, ModuleOps};
 use burn_backend::{Shape, TensorMetadata};
@@ -62,57 +62,53 @@ fn forward(
     bias: Option<AdTensor>,
     options: ConvOptions<2>,
 ) -> AdTensor {
-    let run = |x: FlexTensor, w: FlexTensor, b: Option<FlexTensor>, o: ConvOptions<2>| {
-        <Flex as ModuleOps<Flex>>::conv2d(x, w, b, o)
-    };
     match bias {
-        None => match ConvNoBias
-            .prepare::<NoCheckpointing>([x.node(), weight.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let state = (
-                    prep.checkpoint(&x),
-                    prep.checkpoint(&weight),
-                    options.clone(),
-                );
-                let out = run(x.into_primitive(), weight.into_primitive(), None, options);
-                prep.finish(state, out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(run(
-                x.into_primitive(),
-                weight.into_primitive(),
-                None,
-                options,
-            )),
-        },
-        Some(bias) => match ConvWithBias
-            .prepare::<NoCheckpointing>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let state = (
-                    prep.checkpoint(&x),
-                    prep.checkpoint(&weight),
-                    options.clone(),
-                );
-                let out = run(
-                    x.into_primitive(),
-                    weight.into_primitive(),
-                    Some(bias.into_primitive()),
-                    options,
-                );
-                prep.finish(state, out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(run(
-                x.into_primitive(),
-                weight.into_primitive(),
+        None => {
+            let guards = [x.node(), weight.node()];
+            record(ConvNoBias, guards, x, weight, None, options)
+        }
+        Some(bias) => {
+            let guards = [x.node(), weight.node(), bias.node()];
+            record(
+                ConvWithBias,
+                guards,
+                x,
+                weight,
                 Some(bias.into_primitive()),
                 options,
-            )),
-        },
+            )
+        }
+    }
+}
+
+/// Runs burn-flex's forward convolution and records `op` (keeping x and the weight for its
+/// backward pass) when any input is tracked. `guards` are the inputs' nodes, taken before their
+/// primitives are moved out.
+fn record<O: Backward<Flex, N, State = State>, const N: usize>(
+    op: O,
+    guards: [NodeGuard; N],
+    x: AdTensor,
+    weight: AdTensor,
+    bias: Option<FlexTensor>,
+    options: ConvOptions<2>,
+) -> AdTensor {
+    let run = |x: AdTensor, w: AdTensor, o: ConvOptions<2>| {
+        <Flex as ModuleOps<Flex>>::conv2d(x.into_primitive(), w.into_primitive(), bias, o)
+    };
+    match op
+        .prepare::<NoCheckpointing>(guards)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let state = (
+                prep.checkpoint(&x),
+                prep.checkpoint(&weight),
+                options.clone(),
+            );
+            prep.finish(state, run(x, weight, options))
+        }
+        OpsKind::UnTracked(prep) => prep.finish(run(x, weight, options)),
     }
 }
 
@@ -127,23 +123,9 @@ impl Backward<Flex, 2> for ConvNoBias {
     type State = State;
 
     fn backward(self, ops: Ops<State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
-        let [node_x, node_w] = ops.parents;
+        let [x, w] = ops.parents.map(|p| p.map(|node| node.id));
         let dy = grads.consume::<Flex>(&ops.node);
-        let (x, w, options) = ops.state;
-        let x = checkpointer.retrieve_node_output::<FlexTensor>(x);
-        let w = checkpointer.retrieve_node_output::<FlexTensor>(w);
-        let wanted = Wanted {
-            x: node_x.is_some(),
-            w: node_w.is_some(),
-            bias: false,
-        };
-        let grads_out = gradients(x, w, dy, &options, wanted);
-        if let (Some(node), Some(g)) = (node_x, grads_out.x) {
-            grads.register::<Flex>(node.id, g);
-        }
-        if let (Some(node), Some(g)) = (node_w, grads_out.w) {
-            grads.register::<Flex>(node.id, g);
-        }
+        backward(ops.state, dy, [x, w, None], grads, checkpointer);
     }
 }
 
@@ -151,25 +133,36 @@ impl Backward<Flex, 3> for ConvWithBias {
     type State = State;
 
     fn backward(self, ops: Ops<State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
-        let [node_x, node_w, node_b] = ops.parents;
+        let parents = ops.parents.map(|p| p.map(|node| node.id));
         let dy = grads.consume::<Flex>(&ops.node);
-        let (x, w, options) = ops.state;
-        let x = checkpointer.retrieve_node_output::<FlexTensor>(x);
-        let w = checkpointer.retrieve_node_output::<FlexTensor>(w);
-        let wanted = Wanted {
-            x: node_x.is_some(),
-            w: node_w.is_some(),
-            bias: node_b.is_some(),
-        };
-        let grads_out = gradients(x, w, dy, &options, wanted);
-        for (node, g) in [
-            (node_x, grads_out.x),
-            (node_w, grads_out.w),
-            (node_b, grads_out.bias),
-        ] {
-            if let (Some(node), Some(g)) = (node, g) {
-                grads.register::<Flex>(node.id, g);
-            }
+        backward(ops.state, dy, parents, grads, checkpointer);
+    }
+}
+
+/// The backward pass of both ops: `parents` are the node ids of x, the weight and the bias,
+/// `None` where that input is untracked (or absent) and needs no gradient.
+fn backward(
+    (x, w, options): State,
+    dy: FlexTensor,
+    parents: [Option<NodeId>; 3],
+    grads: &mut Gradients,
+    checkpointer: &mut Checkpointer,
+) {
+    let x = checkpointer.retrieve_node_output::<FlexTensor>(x);
+    let w = checkpointer.retrieve_node_output::<FlexTensor>(w);
+    let [want_x, want_w, want_bias] = parents.map(|p| p.is_some());
+    let wanted = Wanted {
+        x: want_x,
+        w: want_w,
+        bias: want_bias,
+    };
+    let computed = gradients(x, w, dy, &options, wanted);
+    for (id, g) in parents
+        .into_iter()
+        .zip([computed.x, computed.w, computed.bias])
+    {
+        if let (Some(id), Some(g)) = (id, g) {
+            grads.register::<Flex>(id, g);
         }
     }
 }

@@ -83,9 +83,7 @@ impl Geometry {
     fn input_pos(&self, axis: usize, o: usize, k: usize) -> usize {
         ((o * self.stride[axis]) as isize + self.offset(axis, k)) as usize
     }
-}
 
-impl Geometry {
     /// Flat input position (`ih * w + iw`) read by output `(oh, ow)` at tap `(ki, kj)`, if it is
     /// not padding.
     fn input_at(&self, oh: usize, ow: usize, ki: usize, kj: usize) -> Option<usize> {
@@ -180,16 +178,7 @@ pub fn col2im(g: &Geometry, cols: &[f32], images: usize, dx: &mut [f32]) {
                 for oh in h_lo..h_hi {
                     let src = &row[oh * ow_len + w_lo..oh * ow_len + w_hi];
                     let dst = &mut plane[g.input_pos(0, oh, ki) * iw_len..][..iw_len];
-                    let first = g.input_pos(1, w_lo, kj);
-                    if g.stride[1] == 1 {
-                        for (d, s) in dst[first..first + src.len()].iter_mut().zip(src) {
-                            *d += *s;
-                        }
-                    } else {
-                        for (d, s) in dst[first..].iter_mut().step_by(g.stride[1]).zip(src) {
-                            *d += *s;
-                        }
-                    }
+                    add_scaled(&mut dst[g.input_pos(1, w_lo, kj)..], g.stride[1], src, 1.0);
                 }
             }
         });
@@ -313,14 +302,7 @@ pub fn depthwise_weight_grad_nchw(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f3
                 for oh in h_lo..h_hi {
                     let d = &grad[oh * ow_len + w_lo..oh * ow_len + w_hi];
                     let src = &plane[g.input_pos(0, oh, ki) * iw_len..][..iw_len];
-                    *acc += if g.stride[1] == 1 {
-                        dot(d, &src[first..first + d.len()])
-                    } else {
-                        d.iter()
-                            .zip(src[first..].iter().step_by(g.stride[1]))
-                            .map(|(a, b)| a * b)
-                            .sum()
-                    };
+                    *acc += strided_dot(d, &src[first..], g.stride[1]);
                 }
             }
         }
@@ -354,15 +336,7 @@ pub fn depthwise_input_grad_nchw(g: &Geometry, w: &[f32], dy: &[f32]) -> Vec<f32
                 for oh in h_lo..h_hi {
                     let src = &grad[oh * ow_len + w_lo..oh * ow_len + w_hi];
                     let dst = &mut plane[g.input_pos(0, oh, ki) * iw_len..][..iw_len];
-                    if g.stride[1] == 1 {
-                        for (d, s) in dst[first..first + src.len()].iter_mut().zip(src) {
-                            *d += weight * *s;
-                        }
-                    } else {
-                        for (d, s) in dst[first..].iter_mut().step_by(g.stride[1]).zip(src) {
-                            *d += weight * *s;
-                        }
-                    }
+                    add_scaled(&mut dst[first..], g.stride[1], src, weight);
                 }
             }
         });
@@ -396,4 +370,29 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     }
     let tail: f32 = a[split..].iter().zip(&b[split..]).map(|(x, y)| x * y).sum();
     lanes.iter().sum::<f32>() + tail
+}
+
+/// `dst[i * stride] += scale * src[i]`: one output row of a transposed (scatter) convolution.
+fn add_scaled(dst: &mut [f32], stride: usize, src: &[f32], scale: f32) {
+    if stride == 1 {
+        for (d, s) in dst[..src.len()].iter_mut().zip(src) {
+            *d += scale * *s;
+        }
+    } else {
+        for (d, s) in dst.iter_mut().step_by(stride).zip(src) {
+            *d += scale * *s;
+        }
+    }
+}
+
+/// `sum(a[i] * b[i * stride])`, vectorised for the unit stride.
+fn strided_dot(a: &[f32], b: &[f32], stride: usize) -> f32 {
+    if stride == 1 {
+        dot(a, &b[..a.len()])
+    } else {
+        a.iter()
+            .zip(b.iter().step_by(stride))
+            .map(|(x, y)| x * y)
+            .sum()
+    }
 }

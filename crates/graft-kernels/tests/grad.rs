@@ -42,13 +42,9 @@ fn geometry(
     }
 }
 
-/// Calls `f(n, c_in, c_out_in_group_offset, ih, iw, oh, ow, ki, kj)` for every product term of
-/// the convolution with `groups` groups, skipping padding.
-fn each_term(
-    g: &Geometry,
-    groups: usize,
-    mut f: impl FnMut(usize, usize, usize, usize, usize, usize),
-) {
+/// Calls `f(x index, w index, y index)` for every product term `y += w * x` of the convolution
+/// with `groups` groups, skipping padding.
+fn each_term(g: &Geometry, groups: usize, mut f: impl FnMut(usize, usize, usize)) {
     let (cin_g, cout_g) = (g.in_channels / groups, g.out_channels / groups);
     for n in 0..g.batch {
         for co in 0..g.out_channels {
@@ -78,7 +74,7 @@ fn each_term(
                                 let y_i = ((n * g.out_channels + co) * g.out_size[0] + oh)
                                     * g.out_size[1]
                                     + ow;
-                                f(x_i, w_i, y_i, n, co, ci);
+                                f(x_i, w_i, y_i);
                             }
                         }
                     }
@@ -98,7 +94,7 @@ fn reference(
 ) -> (Vec<f32>, Vec<f32>) {
     let mut dx = vec![0.0f32; x.len()];
     let mut dw = vec![0.0f32; w.len()];
-    each_term(g, groups, |x_i, w_i, y_i, _, _, _| {
+    each_term(g, groups, |x_i, w_i, y_i| {
         dx[x_i] += dy[y_i] * w[w_i];
         dw[w_i] += dy[y_i] * x[x_i];
     });
@@ -137,30 +133,22 @@ fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
+/// `[batch, c, positions]` -> `[batch, positions, c]` for the geometry's input.
 fn nhwc(g: &Geometry, x: &[f32]) -> Vec<f32> {
-    let (c, len) = (g.in_channels, g.in_len());
-    let mut out = vec![0.0; x.len()];
-    for n in 0..g.batch {
-        for ch in 0..c {
-            for p in 0..len {
-                out[(n * len + p) * c + ch] = x[(n * c + ch) * len + p];
-            }
-        }
-    }
-    out
+    per_image(x, g.batch, |image| {
+        transpose(image, g.in_channels, g.in_len())
+    })
 }
 
+/// The inverse of [`nhwc`].
 fn nchw(g: &Geometry, x: &[f32]) -> Vec<f32> {
-    let (c, len) = (g.in_channels, g.in_len());
-    let mut out = vec![0.0; x.len()];
-    for n in 0..g.batch {
-        for ch in 0..c {
-            for p in 0..len {
-                out[(n * c + ch) * len + p] = x[(n * len + p) * c + ch];
-            }
-        }
-    }
-    out
+    per_image(x, g.batch, |image| {
+        transpose(image, g.in_len(), g.in_channels)
+    })
+}
+
+fn per_image(x: &[f32], batch: usize, f: impl Fn(&[f32]) -> Vec<f32>) -> Vec<f32> {
+    x.chunks_exact(x.len() / batch).flat_map(f).collect()
 }
 
 /// Dense gradients through im2row / col2im, the way the autodiff op uses them, one chunk of

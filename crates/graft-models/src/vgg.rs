@@ -132,11 +132,7 @@ pub struct VggBlock {
 impl VggBlock {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self.convs.iter().fold(x, |x, c| {
-            let y = if x.is_autodiff() {
-                crate::layers::conv2d(&c.conv, x)
-            } else {
-                c.conv.forward(x)
-            };
+            let y = crate::layers::conv2d(&c.conv, x);
             relu(match &c.bn {
                 Some(bn) => bn.forward(y),
                 None => y,
