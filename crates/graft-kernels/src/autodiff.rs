@@ -9,7 +9,7 @@ use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
 use burn_autodiff::{Autodiff, NodeId};
-use burn_backend::ops::{ConvOptions, FloatTensorOps, ModuleOps};
+use burn_backend::ops::{ConvOptions, FloatTensorOps};
 use burn_backend::{Shape, TensorMetadata};
 use burn_flex::{Flex, FlexTensor};
 
@@ -19,7 +19,7 @@ type Ad = Autodiff<Flex>;
 
 /// The im2col matrix of one chunk of images is kept under this many floats (32 MiB): large
 /// enough for long, efficient matrix products, small enough not to double a step's memory.
-const COLS_BUDGET: usize = 8 << 20;
+pub(crate) const COLS_BUDGET: usize = 8 << 20;
 
 /// burn's `conv2d`; on the burn-flex autodiff device, dense (`groups == 1`) and depthwise
 /// convolutions get graft's backward pass. Everything else goes to burn unchanged.
@@ -29,8 +29,11 @@ pub fn conv2d(
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
-    if !(x.is_autodiff() && x.dtype() == DType::F32 && supported(&weight.dims(), &options)) {
+    if x.dtype() != DType::F32 || !supported(&weight.dims(), &options) {
         return burn_conv2d(x, weight, bias, options);
+    }
+    if !x.is_autodiff() {
+        return inference(x, weight, bias, options);
     }
     let primitives = (
         x.clone().try_into_primitive::<Ad>(),
@@ -44,6 +47,29 @@ pub fn conv2d(
             Tensor::from_primitive::<Ad>(forward(x, weight, bias, options))
         }
         // Another autodiff backend (a GPU build) or checkpointing strategy: burn's own op.
+        _ => burn_conv2d(x, weight, bias, options),
+    }
+}
+
+/// The forward pass alone, on the plain burn-flex device (graft's dense kernel; see
+/// [`crate::forward`]); any other device gets burn's op.
+fn inference(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvOptions<2>,
+) -> Tensor<4> {
+    let primitives = (
+        x.clone().try_into_primitive::<Flex>(),
+        weight.clone().try_into_primitive::<Flex>(),
+        bias.clone()
+            .map(|b| b.try_into_primitive::<Flex>())
+            .transpose(),
+    );
+    match primitives {
+        (Ok(x), Ok(w), Ok(b)) => {
+            Tensor::from_primitive::<Flex>(crate::forward::conv2d(x, w, b, options))
+        }
         _ => burn_conv2d(x, weight, bias, options),
     }
 }
@@ -93,7 +119,7 @@ fn record<O: Backward<Flex, N, State = State>, const N: usize>(
     options: ConvOptions<2>,
 ) -> AdTensor {
     let run = |x: AdTensor, w: AdTensor, o: ConvOptions<2>| {
-        <Flex as ModuleOps<Flex>>::conv2d(x.into_primitive(), w.into_primitive(), bias, o)
+        crate::forward::conv2d(x.into_primitive(), w.into_primitive(), bias, o)
     };
     match op
         .prepare::<NoCheckpointing>(guards)
@@ -190,7 +216,8 @@ fn gradients(
     wanted: Wanted,
 ) -> Computed {
     let (x, w, dy) = (contiguous(x), contiguous(w), contiguous(dy));
-    let g = geometry(&x.shape(), &w.shape(), &dy.shape(), options);
+    let g = geometry_of(&x.shape(), &w.shape(), options);
+    debug_assert_eq!(g.out_size, [dy.shape()[2], dy.shape()[3]]);
     let bias = wanted.bias.then(|| {
         tensor(
             grad::bias_grad(&g, values(&dy)),
@@ -272,12 +299,7 @@ fn dense(
             Some(padding) => {
                 let kernel = Flex::float_swap_dims(Flex::float_flip(w.clone(), &[2, 3]), 0, 1);
                 let o = ConvOptions::new_with_padding([1, 1], padding, options.dilation, 1);
-                dx_done = Some(<Flex as ModuleOps<Flex>>::conv2d(
-                    dy.clone(),
-                    kernel,
-                    None,
-                    o,
-                ));
+                dx_done = Some(crate::forward::conv2d(dy.clone(), kernel, None, o));
             }
             None => dx_cols = Some(vec![0.0f32; x.shape().num_elements()]),
         }
@@ -349,13 +371,20 @@ fn flipped_padding(g: &Geometry, options: &ConvOptions<2>) -> Option<[(usize, us
     Some(out)
 }
 
-fn geometry(x: &Shape, w: &Shape, dy: &Shape, options: &ConvOptions<2>) -> Geometry {
+/// The geometry of convolving `x` with `w`; the output size follows PyTorch's formula with the
+/// padding at each end.
+pub(crate) fn geometry_of(x: &Shape, w: &Shape, options: &ConvOptions<2>) -> Geometry {
+    let out = |axis: usize| {
+        let (begin, end) = options.padding[axis];
+        let reach = options.dilation[axis] * (w[2 + axis] - 1) + 1;
+        (x[2 + axis] + begin + end).saturating_sub(reach) / options.stride[axis] + 1
+    };
     Geometry {
         batch: x[0],
         in_channels: x[1],
         in_size: [x[2], x[3]],
-        out_channels: dy[1],
-        out_size: [dy[2], dy[3]],
+        out_channels: w[0],
+        out_size: [out(0), out(1)],
         kernel: [w[2], w[3]],
         stride: options.stride,
         padding: options.padding_begin(),

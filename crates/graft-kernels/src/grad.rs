@@ -1,5 +1,5 @@
-//! Convolution gradients over plain `f32` slices in NCHW order: im2row / col2im for dense
-//! convolutions (the matrix products are left to the caller's gemm), and direct loops for
+//! Convolution kernels over plain `f32` slices in NCHW order: im2col for the dense forward pass,
+//! im2row / col2im for dense gradients (the matrix products are left to the caller's gemm), and direct loops for
 //! depthwise ones. No tensors here, so every kernel is tested against the definition of the
 //! convolution in `tests/grad.rs`.
 
@@ -143,6 +143,59 @@ pub fn im2row(g: &Geometry, x_nhwc: &[f32], images: std::ops::Range<usize>, cols
                                 d.copy_from_slice(&src[g.input_pos(1, ow, kj) * cin..][..cin])
                             }
                             _ => d.fill(0.0),
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// The patches of output rows `rows` of `images` (consecutive images of `x`, the NCHW input) as
+/// columns: `cols` is `[patch_len, images.len() * rows.len() * out_w]`, rows ordered (input
+/// channel, kernel row, kernel column), zeros where a patch reads padding (Caffe's im2col). Each
+/// row is a run of shifted input rows, contiguous copies at stride 1, and `W x cols` is then one
+/// long row-major product whose columns are the output positions, image after image.
+pub fn im2col(
+    g: &Geometry,
+    x: &[f32],
+    images: std::ops::Range<usize>,
+    rows: std::ops::Range<usize>,
+    cols: &mut [f32],
+) {
+    let [ow_len, iw_len] = [g.out_size[1], g.in_size[1]];
+    let band = rows.len() * ow_len;
+    let width = images.len() * band;
+    assert_eq!(
+        x.len(),
+        g.batch * g.in_channels * g.in_len(),
+        "im2col: input length"
+    );
+    assert_eq!(cols.len(), g.patch_len() * width, "im2col: cols length");
+    assert!(rows.end <= g.out_size[0], "im2col: rows past the output");
+    cols.par_chunks_mut(width.max(1))
+        .enumerate()
+        .for_each(|(row_index, row)| {
+            let (c, tap) = (row_index / g.taps(), row_index % g.taps());
+            let (ki, kj) = (tap / g.kernel[1], tap % g.kernel[1]);
+            let ((h_lo, h_hi), (w_lo, w_hi)) = (g.valid(0, ki), g.valid(1, kj));
+            for (n, image) in images.clone().enumerate() {
+                let plane = &x[(image * g.in_channels + c) * g.in_len()..][..g.in_len()];
+                let dst_band = &mut row[n * band..][..band];
+                for (oh, dst) in rows.clone().zip(dst_band.chunks_exact_mut(ow_len)) {
+                    if oh < h_lo || oh >= h_hi || w_lo >= w_hi {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[g.input_pos(0, oh, ki) * iw_len..][..iw_len];
+                    let src = &src[g.input_pos(1, w_lo, kj)..];
+                    dst[..w_lo].fill(0.0);
+                    dst[w_hi..].fill(0.0);
+                    let inner = &mut dst[w_lo..w_hi];
+                    if g.stride[1] == 1 {
+                        inner.copy_from_slice(&src[..inner.len()]);
+                    } else {
+                        for (d, s) in inner.iter_mut().zip(src.iter().step_by(g.stride[1])) {
+                            *d = *s;
                         }
                     }
                 }

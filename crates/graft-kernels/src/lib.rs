@@ -13,6 +13,7 @@
 
 mod activation;
 mod autodiff;
+mod forward;
 pub mod grad;
 
 pub use activation::relu6;

@@ -3,7 +3,9 @@
 
 use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+
+mod common;
 
 struct Case {
     batch: usize,
@@ -65,10 +67,9 @@ fn run(
     vec![Some(y.inner()), x.grad(&grads), w.grad(&grads), db]
 }
 
-#[test]
-fn gradients_match_burns_own_conv2d() {
+fn cases() -> Vec<Case> {
     let sym = |p| [(p, p), (p, p)];
-    let cases = [
+    vec![
         // ResNet: 7x7 stem (image untracked), 3x3, strided 3x3, strided 1x1 downsample.
         Case {
             batch: 3,
@@ -195,8 +196,12 @@ fn gradients_match_burns_own_conv2d() {
             bias: false,
             track_x: true,
         },
-    ];
-    for (i, case) in cases.iter().enumerate() {
+    ]
+}
+
+#[test]
+fn gradients_match_burns_own_conv2d() {
+    for (i, case) in cases().iter().enumerate() {
         let ours = run(case, graft_kernels::conv2d);
         let theirs = run(case, burn_conv2d);
         for (name, (a, b)) in ["y", "dx", "dw", "db"]
@@ -216,12 +221,52 @@ fn gradients_match_burns_own_conv2d() {
     }
 }
 
+/// The inference device runs graft's forward kernel (im2col over a block of output positions, one
+/// matrix product per block): the same output as burn's, for every case above, for a layer whose
+/// images are split into bands of rows, and for one multiplied two images at a time.
 #[test]
-fn inference_device_calls_burns_conv2d() {
+fn inference_forward_matches_burns_conv2d() {
     let device = Device::flex();
-    let x = Tensor::<4>::ones([1, 2, 5, 5], &device);
-    let w = Tensor::<4>::ones([3, 2, 3, 3], &device);
-    let o = || ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
-    let ours = graft_kernels::conv2d(x.clone(), w.clone(), None, o());
-    assert_close("inference", ours, burn_conv2d(x, w, None, o()));
+    let tensor = |shape: Vec<usize>, seed| {
+        let n = shape.iter().product();
+        Tensor::<4>::from_data(TensorData::new(common::noise(n, seed), shape), &device)
+    };
+    let banded = Case {
+        batch: 3,
+        chans: [64, 5],
+        size: [128, 128],
+        kernel: 3,
+        stride: 1,
+        padding: [(1, 1), (1, 1)],
+        groups: 1,
+        bias: true,
+        track_x: false,
+    };
+    let paired = Case {
+        batch: 3,
+        chans: [4, 6],
+        size: [40, 40],
+        kernel: 3,
+        stride: 1,
+        padding: [(1, 1), (1, 1)],
+        groups: 1,
+        bias: false,
+        track_x: false,
+    };
+    for (i, case) in cases().iter().chain([&banded, &paired]).enumerate() {
+        let [cin, cout] = case.chans;
+        let x = tensor(vec![case.batch, cin, case.size[0], case.size[1]], 1);
+        let w = tensor(vec![cout, cin / case.groups, case.kernel, case.kernel], 2);
+        let b = case
+            .bias
+            .then(|| tensor(vec![1, 1, 1, cout], 3).reshape([cout]));
+        let o =
+            || ConvOptions::new_with_padding([case.stride; 2], case.padding, [1, 1], case.groups);
+        let ours = graft_kernels::conv2d(x.clone(), w.clone(), b.clone(), o());
+        assert_close(
+            &format!("inference case {i}"),
+            ours,
+            burn_conv2d(x, w, b, o()),
+        );
+    }
 }

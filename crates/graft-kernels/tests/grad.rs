@@ -1,21 +1,10 @@
 //! The slice kernels against the definition of a convolution's gradients, written as the plain
 //! sums over every output position (slow, obviously right).
 
-use graft_kernels::grad::{self, Geometry};
+mod common;
 
-fn noise(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+use common::noise;
+use graft_kernels::grad::{self, Geometry};
 
 #[allow(clippy::too_many_arguments)]
 fn geometry(

@@ -1,0 +1,101 @@
+//! The forward pass of a dense (`groups == 1`) convolution on burn-flex: im2col over a chunk of
+//! images, then one matrix product `W [out, patch] x cols [patch, images * positions]`.
+//!
+//! burn-flex 0.22 converts the whole input to channels-last on one thread, multiplies per image
+//! in tiles of at most 512 positions (ResNet's last stages have 196 and 49, where gemm runs at
+//! half speed), and scatters each tile back to NCHW one element at a time. Here the columns of
+//! all the images in a chunk make one long product (gemm's efficient shape) and each output
+//! row is copied back to NCHW as a contiguous run, with the bias added on the way.
+
+use burn::tensor::TensorData;
+use burn_backend::ops::{ConvOptions, FloatTensorOps, ModuleOps};
+use burn_backend::{Shape, TensorMetadata};
+use burn_flex::{Flex, FlexTensor};
+use rayon::prelude::*;
+use std::ops::Range;
+
+use crate::autodiff::{contiguous, geometry_of, values};
+use crate::grad::{self, Geometry};
+
+/// burn-flex's `conv2d` with graft's dense forward pass (f32, `groups == 1`); other convolutions
+/// go to burn-flex unchanged.
+pub(crate) fn conv2d(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: Option<FlexTensor>,
+    options: ConvOptions<2>,
+) -> FlexTensor {
+    let g = geometry_of(&x.shape(), &weight.shape(), &options);
+    // A 1x1, stride-1 convolution needs no patches; burn-flex's channels-last product is faster.
+    if options.groups != 1 || x.dtype() != burn::tensor::DType::F32 || g.is_pointwise() {
+        return <Flex as ModuleOps<Flex>>::conv2d(x, weight, bias, options);
+    }
+    let (x, weight) = (contiguous(x), contiguous(weight));
+    let bias = bias.map(contiguous);
+    dense(&g, &x, &weight, bias.as_ref().map(values))
+}
+
+/// A band of one image's output rows is sized so that its patch matrix stays under this many
+/// floats (4 MiB, within the shared cache), so the product reads it from cache...
+const BAND_BUDGET: usize = 1 << 20;
+/// ...but small maps (ResNet's last stages: 14x14, 7x7) are multiplied several images at a time,
+/// for at least this many columns (gemm runs at half speed on 49 or 196), up to
+const MIN_WIDTH: usize = 2048;
+/// this many floats of patches (32 MiB).
+const CHUNK_BUDGET: usize = 8 << 20;
+
+/// Which output positions each matrix product covers, as (images, output rows): several whole
+/// images when one image's patches fit in [`BAND_BUDGET`], else bands of rows of one image.
+fn blocks(g: &Geometry) -> Vec<(Range<usize>, Range<usize>)> {
+    let [oh_len, ow_len] = g.out_size;
+    let row_len = (g.patch_len() * ow_len).max(1);
+    let per_image = row_len * oh_len;
+    if per_image <= BAND_BUDGET {
+        let wanted = MIN_WIDTH.div_ceil(g.out_len().max(1));
+        let chunk = wanted
+            .min(CHUNK_BUDGET / per_image.max(1))
+            .clamp(1, g.batch.max(1));
+        let starts = (0..g.batch).step_by(chunk);
+        return starts
+            .map(|s| (s..(s + chunk).min(g.batch), 0..oh_len))
+            .collect();
+    }
+    let band = (BAND_BUDGET / row_len).max(1);
+    (0..g.batch)
+        .flat_map(|n| {
+            (0..oh_len)
+                .step_by(band)
+                .map(move |r| (n..n + 1, r..(r + band).min(oh_len)))
+        })
+        .collect()
+}
+
+fn dense(g: &Geometry, x: &FlexTensor, weight: &FlexTensor, bias: Option<&[f32]>) -> FlexTensor {
+    let w = weight.reshape(Shape::new([g.out_channels, g.patch_len()]));
+    let image_len = g.out_channels * g.out_len();
+    let ow_len = g.out_size[1];
+    let mut out = vec![0.0f32; g.batch * image_len];
+    for (images, rows) in blocks(g) {
+        let band = rows.len() * ow_len;
+        let width = images.len() * band;
+        let mut cols = vec![0.0f32; g.patch_len() * width];
+        grad::im2col(g, values(x), images.clone(), rows.clone(), &mut cols);
+        let cols = FlexTensor::from_data(TensorData::new(cols, Shape::new([g.patch_len(), width])));
+        let y = Flex::float_matmul(w.clone(), cols);
+        let y = values(&y);
+        let dst = &mut out[images.start * image_len..images.end * image_len];
+        // y is [out, images * band]; each (image, channel) run of positions goes home.
+        dst.par_chunks_mut(g.out_len().max(1))
+            .enumerate()
+            .for_each(|(run, plane)| {
+                let (n, c) = (run / g.out_channels, run % g.out_channels);
+                let src = &y[c * width + n * band..][..band];
+                let b = bias.map_or(0.0, |b| b[c]);
+                for (d, s) in plane[rows.start * ow_len..][..band].iter_mut().zip(src) {
+                    *d = s + b;
+                }
+            });
+    }
+    let shape = Shape::new([g.batch, g.out_channels, g.out_size[0], g.out_size[1]]);
+    FlexTensor::from_data(TensorData::new(out, shape))
+}
