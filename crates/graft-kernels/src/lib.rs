@@ -8,13 +8,17 @@
 //!   gradient is one matrix product `dY x im2col(x)^T`, the input gradient `col2im(W^T x dY)`,
 //!   and both depthwise gradients are direct loops (the im2col/col2im formulation of Caffe and
 //!   PyTorch's `slow_conv2d`; cuDNN/oneDNN use direct kernels).
+//! - [`batch_norm_train`]: BatchNorm with batch statistics as one op each way (burn composes it
+//!   from ~20 element-wise ops and layout copies).
 //! - [`relu6`]: one pass forward and one backward instead of burn's clamp_min + clamp_max.
 //! - [`grad`]: the convolution kernels over plain `f32` slices, tested against the definition.
 
 mod activation;
 mod autodiff;
+mod batch_norm;
 mod forward;
 pub mod grad;
 
 pub use activation::relu6;
 pub use autodiff::conv2d;
+pub use batch_norm::{BatchNormTrain, batch_norm_train};

@@ -61,7 +61,7 @@ impl ConvBn {
     /// [`ConvBn::folded`].
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         if x.is_autodiff() {
-            self.bn.forward(conv2d(&self.conv, x))
+            batch_norm(&self.bn, conv2d(&self.conv, x))
         } else {
             conv2d(&self.folded(), x)
         }
@@ -102,6 +102,28 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let options = ConvOptions::new_with_padding(conv.stride, pairs, conv.dilation, conv.groups);
     let bias = conv.bias.as_ref().map(|b| b.val());
     graft_kernels::conv2d(x, conv.weight.val(), bias, options)
+}
+
+/// `bn.forward(x)`. A layer that trains on the CPU autodiff device gets graft's fused
+/// batch-statistics kernel (see graft-kernels), and its running statistics are updated exactly as
+/// burn's `BatchNorm` does (`running = (1 - momentum) running + momentum batch`, biased
+/// variance).
+pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    if !(x.device().is_autodiff() && bn.training.is_enabled()) {
+        return bn.forward(x);
+    }
+    let device = x.device();
+    let batch = graft_kernels::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
+    let m = bn.momentum;
+    let blend = |running: Tensor<1>, now: Tensor<1>| {
+        let running = running.to_device(&device).mul_scalar(1.0 - m);
+        running.add(now.mul_scalar(m)).detach()
+    };
+    bn.running_mean
+        .update(blend(bn.running_mean.value_sync(), batch.mean));
+    bn.running_var
+        .update(blend(bn.running_var.value_sync(), batch.variance));
+    batch.output
 }
 
 /// burn's "same" padding (private in burn-nn): the output is `ceil(size / stride)`, the odd pixel

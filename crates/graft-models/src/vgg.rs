@@ -134,7 +134,7 @@ impl VggBlock {
         let x = self.convs.iter().fold(x, |x, c| {
             let y = crate::layers::conv2d(&c.conv, x);
             relu(match &c.bn {
-                Some(bn) => bn.forward(y),
+                Some(bn) => crate::layers::batch_norm(bn, y),
                 None => y,
             })
         });

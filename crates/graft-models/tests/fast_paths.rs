@@ -95,3 +95,29 @@ fn graft_conv2d_matches_burns_conv2d_module_forward_and_gradients() {
         assert_close(wgrad(&g_ours), wgrad(&g_theirs));
     }
 }
+
+/// `layers::batch_norm` (graft-kernels' fused training kernel) gives burn's `BatchNorm::forward`
+/// output on the training device and leaves the same running statistics behind, step after step.
+#[test]
+fn graft_batch_norm_trains_like_burns_batchnorm_module() {
+    let device = Device::flex().autodiff();
+    let ours = ConvBnSpec::torch([4, 6], 3, 1).init(&device).bn;
+    let theirs = ours.clone();
+    for step in 0..3 {
+        let x = Tensor::<4>::random(
+            [3, 6, 5, 4],
+            Distribution::Normal(step as f64, 2.0),
+            &device,
+        );
+        assert_close(
+            graft_models::layers::batch_norm(&ours, x.clone()).inner(),
+            theirs.forward(x).inner(),
+        );
+        let stats = |bn: &burn::nn::BatchNorm| {
+            let m = bn.running_mean.value().reshape([1, 1, 1, 6]);
+            let v = bn.running_var.value().reshape([1, 1, 1, 6]);
+            Tensor::cat(vec![m, v], 3).inner()
+        };
+        assert_close(stats(&ours), stats(&theirs));
+    }
+}
