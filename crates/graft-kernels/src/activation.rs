@@ -1,8 +1,11 @@
-//! ReLU6 (`min(max(x, 0), 6)`, MobileNet and EfficientNet-Lite's activation) as one pass each
-//! way. burn 0.22 builds it from `clamp_min` and `clamp_max`, each a comparison and a masked
-//! fill on burn-flex, forward and backward: 15% of an EfficientNet-Lite0 training step.
+//! ReLU and ReLU6 (`min(max(x, 0), 6)`, MobileNet and EfficientNet-Lite's activation) on
+//! burn-flex, on both threads. burn-flex 0.22 runs its element-wise activations on one thread,
+//! and builds relu6 from `clamp_min` + `clamp_max` (a comparison and a masked fill each, both
+//! ways) on the autodiff device: 15% of an EfficientNet-Lite0 training step. Here the inference
+//! device clamps in place (the tensor is uniquely owned right after a convolution), and the
+//! autodiff device gets one op with a one-pass backward.
 
-use burn::tensor::activation::relu6 as burn_relu6;
+use burn::tensor::activation::{relu as burn_relu, relu6 as burn_relu6};
 use burn::tensor::{DType, Tensor, TensorData};
 use burn_autodiff::Autodiff;
 use burn_autodiff::checkpoint::base::Checkpointer;
@@ -18,33 +21,61 @@ use crate::autodiff::{contiguous, values};
 /// Elements per rayon task: large enough that scheduling costs nothing.
 const CHUNK: usize = 1 << 16;
 
-/// burn's `relu6`, fused forward and backward on the burn-flex autodiff device; elsewhere burn's.
-/// NaN propagates, and the gradient is PyTorch's `hardtanh_backward`: `dy` where `0 < x < 6`,
-/// else 0.
+/// burn's `relu6`: NaN propagates, and the gradient is PyTorch's `hardtanh_backward` (`dy` where
+/// `0 < x < 6`, else 0).
 pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    // Inference keeps burn's: burn-flex clamps in place there, which a copy cannot beat.
-    if x.dtype() != DType::F32 || !x.is_autodiff() {
-        return burn_relu6(x);
+    clamp(x, 6.0, burn_relu6)
+}
+
+/// burn's `relu`: NaN propagates, and the gradient is PyTorch's `threshold_backward` (`dy` where
+/// `x > 0`, else 0).
+pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    clamp(x, f32::INFINITY, burn_relu)
+}
+
+/// `min(max(x, 0), hi)` with graft's kernels on burn-flex, `burns` (the same function) elsewhere.
+fn clamp<const D: usize>(x: Tensor<D>, hi: f32, burns: fn(Tensor<D>) -> Tensor<D>) -> Tensor<D> {
+    if x.dtype() != DType::F32 {
+        return burns(x);
+    }
+    if !x.is_autodiff() {
+        return match x.clone().try_into_primitive::<Flex>() {
+            Ok(p) => {
+                // Only the primitive may hold the data for it to be clamped in place.
+                drop(x);
+                match in_place(p, hi) {
+                    Ok(y) => Tensor::from_primitive::<Flex>(y),
+                    // Shared or strided: burn's op copies as needed.
+                    Err(p) => burns(Tensor::from_primitive::<Flex>(p)),
+                }
+            }
+            Err(_) => burns(x),
+        };
     }
     match x.clone().try_into_primitive::<Autodiff<Flex>>() {
-        Ok(p) => Tensor::from_primitive::<Autodiff<Flex>>(tracked(p)),
-        Err(_) => burn_relu6(x),
+        Ok(p) => Tensor::from_primitive::<Autodiff<Flex>>(tracked(p, hi)),
+        Err(_) => burns(x),
     }
 }
 
-fn forward(x: FlexTensor) -> FlexTensor {
-    let x = contiguous(x);
-    let mut out = values(&x).to_vec();
-    clamp(&mut out);
-    FlexTensor::from_data(TensorData::new(out, x.shape()))
+/// Clamps a uniquely owned, contiguous tensor where it lies; hands it back otherwise.
+fn in_place(mut x: FlexTensor, hi: f32) -> Result<FlexTensor, FlexTensor> {
+    if x.as_slice::<f32>().is_none() {
+        return Err(x);
+    }
+    match x.try_storage_mut::<f32>() {
+        Some(v) => clamp_slice(v, hi),
+        None => return Err(x),
+    }
+    Ok(x)
 }
 
-fn clamp(values: &mut [f32]) {
+fn clamp_slice(values: &mut [f32], hi: f32) {
     values.par_chunks_mut(CHUNK).for_each(|c| {
         for v in c {
             // NaN fails both comparisons and is kept, as in PyTorch.
-            *v = if *v > 6.0 {
-                6.0
+            *v = if *v > hi {
+                hi
             } else if *v > 0.0 || v.is_nan() {
                 *v
             } else {
@@ -56,39 +87,47 @@ fn clamp(values: &mut [f32]) {
 
 type AdTensor = burn_backend::tensor::FloatTensor<Autodiff<Flex>>;
 
-fn tracked(x: AdTensor) -> AdTensor {
-    match Relu6
+fn tracked(x: AdTensor, hi: f32) -> AdTensor {
+    let forward = |x: FlexTensor| {
+        let x = contiguous(x);
+        let mut out = values(&x).to_vec();
+        clamp_slice(&mut out, hi);
+        FlexTensor::from_data(TensorData::new(out, x.shape()))
+    };
+    match Clamp
         .prepare::<NoCheckpointing>([x.node()])
         .compute_bound()
         .stateful()
     {
-        // The state is the output itself (shared, not copied): `0 < y < 6` exactly where
-        // `0 < x < 6`, and the next layer keeps `y` alive anyway.
+        // The state is the output itself (shared, not copied): `0 < y < hi` exactly where
+        // `0 < x < hi`, and the next layer keeps `y` alive anyway.
         OpsKind::Tracked(prep) => {
             let y = forward(x.into_primitive());
-            prep.finish(y.clone(), y)
+            prep.finish((y.clone(), hi), y)
         }
         OpsKind::UnTracked(prep) => prep.finish(forward(x.into_primitive())),
     }
 }
 
 #[derive(Debug)]
-struct Relu6;
+struct Clamp;
 
-impl Backward<Flex, 1> for Relu6 {
-    type State = FlexTensor;
+impl Backward<Flex, 1> for Clamp {
+    type State = (FlexTensor, f32);
 
-    fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node] = ops.parents;
         let dy = contiguous(grads.consume::<Flex>(&ops.node));
-        let y = ops.state;
+        let (y, hi) = ops.state;
         let Some(node) = node else { return };
+        // relu's upper bound is open: an infinite output still passes its gradient.
+        let unbounded = hi.is_infinite();
         let mut dx = values(&dy).to_vec();
         dx.par_chunks_mut(CHUNK)
             .zip(values(&y).par_chunks(CHUNK))
             .for_each(|(d, y)| {
                 for (d, y) in d.iter_mut().zip(y) {
-                    if !(*y > 0.0 && *y < 6.0) {
+                    if !(*y > 0.0 && (*y < hi || unbounded)) {
                         *d = 0.0;
                     }
                 }

@@ -1,7 +1,9 @@
 //! Kernels graft adds under burn where burn 0.22's CPU path is slow, each behind a small boundary
 //! that could move upstream unchanged.
 //!
-//! - [`conv2d`]: burn's `conv2d`, with its own backward pass on the burn-flex autodiff device.
+//! - [`conv2d`]: burn's `conv2d` with graft's dense forward pass on burn-flex (im2col over
+//!   cache-sized blocks of output positions, one long matrix product each; see `forward.rs`),
+//!   and its own backward pass on the burn-flex autodiff device.
 //!   burn-backend computes a convolution's weight gradient as another convolution (whose shape
 //!   lands in gemm's narrowest micro-kernel), a depthwise weight gradient as one convolution per
 //!   channel, and the input gradient as a generic transposed convolution. Here the dense weight
@@ -10,7 +12,8 @@
 //!   PyTorch's `slow_conv2d`; cuDNN/oneDNN use direct kernels).
 //! - [`batch_norm_train`]: BatchNorm with batch statistics as one op each way (burn composes it
 //!   from ~20 element-wise ops and layout copies).
-//! - [`relu6`]: one pass forward and one backward instead of burn's clamp_min + clamp_max.
+//! - [`relu`], [`relu6`]: in place on both threads for inference, one op with a one-pass
+//!   backward for training (burn-flex runs them on one thread; relu6 as clamp_min + clamp_max).
 //! - [`grad`]: the convolution kernels over plain `f32` slices, tested against the definition.
 
 mod activation;
@@ -19,6 +22,6 @@ mod batch_norm;
 mod forward;
 pub mod grad;
 
-pub use activation::relu6;
+pub use activation::{relu, relu6};
 pub use autodiff::conv2d;
 pub use batch_norm::{BatchNormTrain, batch_norm_train};

@@ -7,7 +7,7 @@
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
+use graft_kernels::relu;
 
 use crate::layers::{ConvBn, ConvBnSpec, global_avg_pool};
 use graft_weights::KeyMap;

@@ -12,8 +12,8 @@ use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
 };
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 use burn::tensor::module::adaptive_avg_pool2d;
+use graft_kernels::relu;
 
 use graft_weights::KeyMap;
 

@@ -1,0 +1,51 @@
+//! graft's relu and relu6 against burn's: same values (NaN kept), same gradient, on the
+//! inference device (in place) and the autodiff device (fused op).
+
+use burn::tensor::activation::{relu as burn_relu, relu6 as burn_relu6};
+use burn::tensor::{Device, Distribution, Tensor};
+
+fn vec(t: Tensor<2>) -> Vec<f32> {
+    t.into_data().try_to_vec::<f32>().unwrap_or_default()
+}
+
+type Activation = fn(Tensor<2>) -> Tensor<2>;
+
+#[test]
+fn relu_and_relu6_values_and_gradients_match_burns() {
+    let pairs: [(Activation, Activation); 2] = [
+        (graft_kernels::relu6, burn_relu6),
+        (graft_kernels::relu, burn_relu),
+    ];
+    for (ours, theirs) in pairs {
+        for device in [Device::flex(), Device::flex().autodiff()] {
+            let x = Tensor::<2>::random([37, 1000], Distribution::Uniform(-3.0, 9.0), &device);
+            // A fresh tensor is uniquely owned: the inference device clamps it in place.
+            let expected = vec(theirs(x.clone()));
+            assert_eq!(vec(ours(x.clone() + 0.0)), expected);
+            // A shared one must be left as it was.
+            let kept = vec(x.clone());
+            assert_eq!(vec(ours(x.clone())), expected);
+            assert_eq!(vec(x), kept);
+        }
+        let device = Device::flex().autodiff();
+        let x = Tensor::<2>::random([37, 1000], Distribution::Uniform(-3.0, 9.0), &device)
+            .require_grad();
+        let r = Tensor::<2>::random([37, 1000], Distribution::Normal(0.0, 1.0), &device);
+        let grad = |y: Tensor<2>| x.grad(&(y * r.clone()).sum().backward()).map(vec);
+        let (g_ours, g_theirs) = (grad(ours(x.clone())), grad(theirs(x.clone())));
+        assert!(g_ours.is_some());
+        assert_eq!(g_ours, g_theirs);
+    }
+}
+
+#[test]
+fn relu6_keeps_nan_and_clamps_the_edges() {
+    let device = Device::flex().autodiff();
+    let x = Tensor::<2>::from_floats([[f32::NAN, -1.0, 0.0, 3.5, 6.0, 7.0]], &device);
+    let y = vec(graft_kernels::relu6(x.clone()).inner());
+    assert!(y[0].is_nan());
+    assert_eq!(&y[1..], &[0.0, 0.0, 3.5, 6.0, 6.0]);
+    let y = vec(graft_kernels::relu(x.inner() * 1.0));
+    assert!(y[0].is_nan());
+    assert_eq!(&y[1..], &[0.0, 0.0, 3.5, 6.0, 7.0]);
+}
