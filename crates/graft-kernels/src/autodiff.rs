@@ -14,6 +14,7 @@ use burn_backend::{Shape, TensorMetadata};
 use burn_flex::{Flex, FlexTensor};
 
 use crate::grad::{self, Geometry};
+use crate::scratch;
 
 type Ad = Autodiff<Flex>;
 
@@ -326,15 +327,18 @@ fn dense(
         let dy_c = tensor(dy_c, Shape::new([g.out_channels, width]));
         if let (Some(dw), Some(x_nhwc)) = (dw.as_mut(), x_nhwc.as_ref()) {
             // A 1x1, stride-1, unpadded convolution's patch rows are the channels-last input.
-            let rows = if g.is_pointwise() {
+            let part = if g.is_pointwise() {
                 let all = x_nhwc.reshape(Shape::new([g.batch * g.out_len(), g.patch_len()]));
-                all.narrow(0, images.start * g.out_len(), width)
+                let rows = all.narrow(0, images.start * g.out_len(), width);
+                Flex::float_matmul(dy_c.clone(), rows)
             } else {
-                let mut rows = vec![0.0f32; width * g.patch_len()];
+                let mut rows = scratch::take(width * g.patch_len());
                 grad::im2row(g, values(x_nhwc), images.clone(), &mut rows);
-                tensor(rows, Shape::new([width, g.patch_len()]))
+                let rows = scratch::matrix(rows, width, g.patch_len());
+                let part = Flex::float_matmul(dy_c.clone(), rows.clone());
+                scratch::give_back(rows);
+                part
             };
-            let part = Flex::float_matmul(dy_c.clone(), rows);
             for (acc, v) in dw.iter_mut().zip(values(&part)) {
                 *acc += *v;
             }

@@ -16,6 +16,7 @@ use std::ops::Range;
 
 use crate::autodiff::{contiguous, geometry_of, values};
 use crate::grad::{self, Geometry};
+use crate::scratch;
 
 /// burn-flex's `conv2d` with graft's dense forward pass (f32, `groups == 1`); other convolutions
 /// go to burn-flex unchanged.
@@ -78,10 +79,11 @@ fn dense(g: &Geometry, x: &FlexTensor, weight: &FlexTensor, bias: Option<&[f32]>
     for (images, rows) in blocks(g) {
         let band = rows.len() * ow_len;
         let width = images.len() * band;
-        let mut cols = vec![0.0f32; g.patch_len() * width];
+        let mut cols = scratch::take(g.patch_len() * width);
         grad::im2col(g, values(x), images.clone(), rows.clone(), &mut cols);
-        let cols = FlexTensor::from_data(TensorData::new(cols, Shape::new([g.patch_len(), width])));
-        let y = Flex::float_matmul(w.clone(), cols);
+        let cols = scratch::matrix(cols, g.patch_len(), width);
+        let y = Flex::float_matmul(w.clone(), cols.clone());
+        scratch::give_back(cols);
         let y = values(&y);
         let dst = &mut out[images.start * image_len..images.end * image_len];
         // y is [out, images * band]; each (image, channel) run of positions goes home.

@@ -70,7 +70,7 @@ impl Geometry {
     }
 
     /// Valid output range along `axis` for kernel tap `k`.
-    fn valid(&self, axis: usize, k: usize) -> (usize, usize) {
+    pub(crate) fn valid(&self, axis: usize, k: usize) -> (usize, usize) {
         valid(
             self.out_size[axis],
             self.in_size[axis],
@@ -80,7 +80,7 @@ impl Geometry {
     }
 
     /// Input row (or column) read by output row `o` at tap `k`; only called inside `valid`.
-    fn input_pos(&self, axis: usize, o: usize, k: usize) -> usize {
+    pub(crate) fn input_pos(&self, axis: usize, o: usize, k: usize) -> usize {
         ((o * self.stride[axis]) as isize + self.offset(axis, k)) as usize
     }
 

@@ -14,6 +14,7 @@
 //!   from ~20 element-wise ops and layout copies).
 //! - [`relu`], [`relu6`]: in place on both threads for inference, one op with a one-pass
 //!   backward for training (burn-flex runs them on one thread; relu6 as clamp_min + clamp_max).
+//! - [`max_pool2d`]: inference max pooling without the argmax indices burn-flex always computes.
 //! - [`grad`]: the convolution kernels over plain `f32` slices, tested against the definition.
 
 mod activation;
@@ -21,7 +22,10 @@ mod autodiff;
 mod batch_norm;
 mod forward;
 pub mod grad;
+mod pool;
+mod scratch;
 
 pub use activation::{relu, relu6};
 pub use autodiff::conv2d;
 pub use batch_norm::{BatchNormTrain, batch_norm_train};
+pub use pool::max_pool2d;

@@ -3,6 +3,7 @@
 
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::MaxPool2d;
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::ops::ConvOptions;
@@ -92,16 +93,35 @@ impl ConvBn {
 /// autodiff CPU device graft's faster backward pass (see graft-kernels).
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let [_, _, h, w] = x.dims();
-    let pairs = match conv.padding {
-        PaddingConfig2d::Valid => [(0, 0); 2],
-        PaddingConfig2d::Same => {
-            [0, 1].map(|a| same_padding(conv.kernel_size[a], conv.stride[a], [h, w][a]))
-        }
-        PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
-    };
+    let pairs = padding_pairs(&conv.padding, conv.kernel_size, conv.stride, [h, w]);
     let options = ConvOptions::new_with_padding(conv.stride, pairs, conv.dilation, conv.groups);
     let bias = conv.bias.as_ref().map(|b| b.val());
     graft_kernels::conv2d(x, conv.weight.val(), bias, options)
+}
+
+/// `pool.forward(x)`; for inference, graft-kernels' max pool (burn-flex computes the argmax
+/// indices of every window, which only a backward pass needs).
+pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    if x.is_autodiff() || pool.dilation != [1, 1] || pool.ceil_mode {
+        return pool.forward(x);
+    }
+    let [_, _, h, w] = x.dims();
+    let pairs = padding_pairs(&pool.padding, pool.kernel_size, pool.stride, [h, w]);
+    graft_kernels::max_pool2d(x, pool.kernel_size, pool.stride, pairs)
+}
+
+/// `(begin, end)` padding per axis, as burn's layers compute it for a `[h, w]` input.
+fn padding_pairs(
+    padding: &PaddingConfig2d,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    size: [usize; 2],
+) -> [(usize, usize); 2] {
+    match padding {
+        PaddingConfig2d::Valid => [(0, 0); 2],
+        PaddingConfig2d::Same => [0, 1].map(|a| same_padding(kernel[a], stride[a], size[a])),
+        PaddingConfig2d::Explicit(top, left, bottom, right) => [(*top, *bottom), (*left, *right)],
+    }
 }
 
 /// `bn.forward(x)`. A layer that trains on the CPU autodiff device gets graft's fused

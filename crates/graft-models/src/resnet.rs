@@ -9,7 +9,7 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use graft_kernels::relu;
 
-use crate::layers::{ConvBn, ConvBnSpec, global_avg_pool};
+use crate::layers::{ConvBn, ConvBnSpec, global_avg_pool, max_pool2d};
 use graft_weights::KeyMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,7 +200,7 @@ impl ResNet {
 
     pub fn forward_group(&self, g: usize, x: Tensor<4>) -> Tensor<4> {
         match g {
-            0 => self.pool.forward(relu(self.stem.forward(x))),
+            0 => max_pool2d(&self.pool, relu(self.stem.forward(x))),
             _ => self.layers[g - 1]
                 .blocks
                 .iter()

@@ -138,7 +138,7 @@ impl VggBlock {
                 None => y,
             })
         });
-        self.pool.forward(x)
+        crate::layers::max_pool2d(&self.pool, x)
     }
 }
 

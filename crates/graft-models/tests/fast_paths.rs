@@ -121,3 +121,24 @@ fn graft_batch_norm_trains_like_burns_batchnorm_module() {
         assert_close(stats(&ours), stats(&theirs));
     }
 }
+
+/// `layers::max_pool2d` (graft's inference max pool) gives `MaxPool2d::forward`'s output for
+/// ResNet's padded 3x3/2 pool and VGG's 2x2/2, and the autodiff device keeps burn's.
+#[test]
+fn graft_max_pool_matches_burns_maxpool_module() {
+    use burn::nn::pool::MaxPool2dConfig;
+    let pools = [
+        MaxPool2dConfig::new([3, 3])
+            .with_strides([2, 2])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(),
+        MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+    ];
+    for device in [default_device(), Device::flex().autodiff()] {
+        for pool in &pools {
+            let x = Tensor::<4>::random([2, 3, 13, 11], Distribution::Normal(0.0, 1.0), &device);
+            let ours = graft_models::layers::max_pool2d(pool, x.clone());
+            assert_close(ours.inner(), pool.forward(x).inner());
+        }
+    }
+}

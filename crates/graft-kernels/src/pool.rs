@@ -1,0 +1,100 @@
+//! 2-D max pooling for inference on burn-flex. burn-flex 0.22 computes every max pool with its
+//! argmax indices (which only a backward pass needs): 5% of a ResNet-18 forward pass. Here one
+//! pass per output row, a running maximum over the kernel's rows and columns, no indices.
+
+use burn::tensor::module::max_pool2d as burn_max_pool2d;
+use burn::tensor::ops::MaxPoolOptions;
+use burn::tensor::{DType, Tensor, TensorData};
+use burn_backend::Shape;
+use burn_backend::TensorMetadata;
+use burn_flex::{Flex, FlexTensor};
+use rayon::prelude::*;
+
+use crate::autodiff::{contiguous, values};
+use crate::grad::Geometry;
+
+/// burn's `max_pool2d` (stride, `(begin, end)` padding per axis, no dilation, floor mode); on
+/// the plain burn-flex device graft's kernel, elsewhere (and on the autodiff device) burn's.
+/// NaN propagates, as in PyTorch.
+pub fn max_pool2d(
+    x: Tensor<4>,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [(usize, usize); 2],
+) -> Tensor<4> {
+    let burns = |x| {
+        let o = MaxPoolOptions::new(kernel)
+            .with_stride(stride)
+            .with_padding_pairs(padding);
+        burn_max_pool2d(x, o)
+    };
+    if x.dtype() != DType::F32 || x.is_autodiff() {
+        return burns(x);
+    }
+    match x.clone().try_into_primitive::<Flex>() {
+        Ok(p) => Tensor::from_primitive::<Flex>(pool(contiguous(p), kernel, stride, padding)),
+        Err(_) => burns(x),
+    }
+}
+
+fn pool(
+    x: FlexTensor,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [(usize, usize); 2],
+) -> FlexTensor {
+    let s = x.shape();
+    let out = |a: usize| {
+        (s[2 + a] + padding[a].0 + padding[a].1).saturating_sub(kernel[a]) / stride[a] + 1
+    };
+    let g = Geometry {
+        batch: s[0],
+        in_channels: s[1],
+        in_size: [s[2], s[3]],
+        out_channels: s[1],
+        out_size: [out(0), out(1)],
+        kernel,
+        stride,
+        padding: [padding[0].0, padding[1].0],
+        dilation: [1, 1],
+    };
+    let y = max_pool_planes(&g, values(&x));
+    let shape = Shape::new([g.batch, g.in_channels, g.out_size[0], g.out_size[1]]);
+    FlexTensor::from_data(TensorData::new(y, shape))
+}
+
+/// Max pooling of NCHW planes (`x` is `[batch * channels]` planes of `in_size`); windows that
+/// lie wholly in the padding give `-inf`.
+fn max_pool_planes(g: &Geometry, x: &[f32]) -> Vec<f32> {
+    let [ow_len, iw_len] = [g.out_size[1], g.in_size[1]];
+    let planes = g.batch * g.in_channels;
+    assert_eq!(x.len(), planes * g.in_len(), "max_pool: input length");
+    let mut y = vec![f32::NEG_INFINITY; planes * g.out_len()];
+    y.par_chunks_mut(g.out_len().max(1))
+        .zip(x.par_chunks(g.in_len().max(1)))
+        .for_each(|(out, plane)| {
+            for (oh, row) in out.chunks_exact_mut(ow_len).enumerate() {
+                for ki in 0..g.kernel[0] {
+                    let (h_lo, h_hi) = g.valid(0, ki);
+                    if oh < h_lo || oh >= h_hi {
+                        continue;
+                    }
+                    let src = &plane[g.input_pos(0, oh, ki) * iw_len..][..iw_len];
+                    for kj in 0..g.kernel[1] {
+                        let (w_lo, w_hi) = g.valid(1, kj);
+                        if w_lo >= w_hi {
+                            continue;
+                        }
+                        let src = &src[g.input_pos(1, w_lo, kj)..];
+                        let taps = src.iter().step_by(g.stride[1]);
+                        for (m, v) in row[w_lo..w_hi].iter_mut().zip(taps) {
+                            if *v > *m || v.is_nan() {
+                                *m = *v;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    y
+}
