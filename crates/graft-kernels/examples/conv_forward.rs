@@ -1,5 +1,6 @@
 //! Forward convolution time per layer shape: burn's `conv2d` vs graft's, on the plain burn-flex
-//! device (inference). `cargo run --release -p graft-kernels --example conv_forward [BATCH]`.
+//! device (inference), and ResNet's stem max pool.
+//! `cargo run --release -p graft-kernels --example conv_forward [BATCH] [NAME FILTER]`.
 use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
@@ -45,6 +46,24 @@ fn main() {
         ("lite 1x1 320>1280", 320, 1280, 7, 1, 1, 0),
     ];
     let only = std::env::args().nth(2).unwrap_or_default();
+    if "maxpool".contains(&only) {
+        let x = Tensor::<4>::ones([batch, 64, 112, 112], &device);
+        let pads = [(1, 1); 2];
+        let o = burn::tensor::ops::MaxPoolOptions::new([3, 3])
+            .with_stride([2, 2])
+            .with_padding_pairs(pads);
+        let secs = |f: &dyn Fn() -> Tensor<4>| {
+            f().into_data();
+            let start = Instant::now();
+            for _ in 0..3 {
+                std::hint::black_box(f().into_data());
+            }
+            start.elapsed().as_secs_f64() / 3.0
+        };
+        let b = secs(&|| burn::tensor::module::max_pool2d(x.clone(), o.clone()));
+        let g = secs(&|| graft_kernels::max_pool2d(x.clone(), [3, 3], [2, 2], pads));
+        println!("maxpool 3x3/2  burn {:7.1} ms | graft {:7.1} ms | x{:.2}", b * 1e3, g * 1e3, b / g);
+    }
     for (name, cin, cout, size, k, s, p) in all.into_iter().filter(|l| l.0.contains(&only)) {
         let x = Tensor::<4>::ones([batch, cin, size, size], &device);
         let w = Tensor::<4>::ones([cout, cin, k, k], &device);

@@ -86,15 +86,23 @@ fn max_pool_planes(g: &Geometry, x: &[f32]) -> Vec<f32> {
                             continue;
                         }
                         let src = &src[g.input_pos(1, w_lo, kj)..];
-                        let taps = src.iter().step_by(g.stride[1]);
-                        for (m, v) in row[w_lo..w_hi].iter_mut().zip(taps) {
-                            if *v > *m || v.is_nan() {
-                                *m = *v;
-                            }
+                        let dst = &mut row[w_lo..w_hi];
+                        // Strides 1 and 2 (every pool here) as fixed-width chunks, which vectorise.
+                        match g.stride[1] {
+                            1 => max_into(dst, src.iter()),
+                            2 => max_into(dst, src.chunks(2).map(|c| &c[0])),
+                            s => max_into(dst, src.iter().step_by(s)),
                         }
                     }
                 }
             }
         });
     y
+}
+
+/// `m = max(m, v)` along a row, NaN winning (as in PyTorch), in select form.
+fn max_into<'a>(dst: &mut [f32], taps: impl Iterator<Item = &'a f32>) {
+    for (m, v) in dst.iter_mut().zip(taps) {
+        *m = if *v > *m || v.is_nan() { *v } else { *m };
+    }
 }
