@@ -34,7 +34,10 @@ fn main() {
         ("layer3 3x3", 256, 256, 14, 3, 1, 1),
         ("layer4 3x3", 512, 512, 7, 3, 1, 1),
         ("r50 1x1 exp", 64, 256, 56, 1, 1, 0),
+        ("vgg 3x3 3>64", 3, 64, 224, 3, 1, 1),
         ("vgg 3x3 64", 64, 64, 224, 3, 1, 1),
+        ("vgg 3x3 64>128", 64, 128, 112, 3, 1, 1),
+        ("vgg 3x3 128@112", 128, 128, 112, 3, 1, 1),
         ("vgg 3x3 256@56", 256, 256, 56, 3, 1, 1),
         ("vgg 3x3 512@28", 512, 512, 28, 3, 1, 1),
         ("vgg 3x3 512@14", 512, 512, 14, 3, 1, 1),
@@ -62,7 +65,12 @@ fn main() {
         };
         let b = secs(&|| burn::tensor::module::max_pool2d(x.clone(), o.clone()));
         let g = secs(&|| graft_kernels::max_pool2d(x.clone(), [3, 3], [2, 2], pads));
-        println!("maxpool 3x3/2  burn {:7.1} ms | graft {:7.1} ms | x{:.2}", b * 1e3, g * 1e3, b / g);
+        println!(
+            "maxpool 3x3/2  burn {:7.1} ms | graft {:7.1} ms | x{:.2}",
+            b * 1e3,
+            g * 1e3,
+            b / g
+        );
     }
     for (name, cin, cout, size, k, s, p) in all.into_iter().filter(|l| l.0.contains(&only)) {
         let x = Tensor::<4>::ones([batch, cin, size, size], &device);

@@ -61,7 +61,12 @@ fn blocks(g: &Geometry) -> Vec<(Range<usize>, Range<usize>)> {
             .map(|s| (s..(s + chunk).min(g.batch), 0..oh_len))
             .collect();
     }
-    let band = (BAND_BUDGET / row_len).max(1);
+    // A band holds at least MIN_WIDTH columns, so a deep layer (long patches) still gets a
+    // product gemm runs efficiently.
+    let band = (BAND_BUDGET / row_len)
+        .max(MIN_WIDTH.div_ceil(ow_len.max(1)))
+        .min(CHUNK_BUDGET / row_len)
+        .max(1);
     (0..g.batch)
         .flat_map(|n| {
             (0..oh_len)
