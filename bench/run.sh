@@ -8,12 +8,16 @@
 #   pipeline   decode + resize 256 + crop 224 + normalize: hymenoptera and imagenet-sample
 # Needs: pip install torch torchvision safetensors pillow.
 # Usage: bench/run.sh [ITERS] [SECTION...]   (default: 5, all sections; results in bench/out/)
+# ROUNDS=N runs every (peer, graft) pair N times, alternating, and reports the median of each
+# side (this machine's speed drifts by up to 30% between minutes; one round can land in a slow
+# spell for one side only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 iters=${1:-5}
 shift || true
 sections=${*:-inference train pipeline}
 threads=2
+rounds=${ROUNDS:-1}
 out=bench/out
 mkdir -p "$out"
 cargo build --release -p graft-models --example bench_inference -p graft-transfer --example bench_train \
@@ -29,15 +33,19 @@ for section in $sections; do
     for model in efficientnet_lite0 resnet18 resnet50 vgg16; do
       n=$iters; [ "$model" = vgg16 ] && n=$(( (iters + 1) / 2 ))
       echo "== inference $model ($n batches)" >&2
-      BENCH_THREADS=$threads python3 bench/peer_inference.py "$model" "$out/input.safetensors" "$n" $(weights_for $model) | tee -a "$out/$section.jsonl"
-      RAYON_NUM_THREADS=$threads target/release/examples/bench_inference "$model" "$out/input.safetensors" "$n" $(weights_for $model) | tee -a "$out/$section.jsonl"
+      for _ in $(seq "$rounds"); do
+        BENCH_THREADS=$threads python3 bench/peer_inference.py "$model" "$out/input.safetensors" "$n" $(weights_for $model) | tee -a "$out/$section.jsonl"
+        RAYON_NUM_THREADS=$threads target/release/examples/bench_inference "$model" "$out/input.safetensors" "$n" $(weights_for $model) | tee -a "$out/$section.jsonl"
+      done
     done ;;
   train)
     for model in resnet18 efficientnet_lite0; do
       for mode in full partial:2; do
         echo "== train step $model $mode ($iters steps)" >&2
-        BENCH_THREADS=$threads python3 bench/peer_train.py "$model" "$mode" "$out/input.safetensors" "$iters" $(weights_for $model) | tee -a "$out/$section.jsonl"
-        RAYON_NUM_THREADS=$threads target/release/examples/bench_train "$model" "$mode" "$out/input.safetensors" "$iters" $(weights_for $model) | tee -a "$out/$section.jsonl"
+        for _ in $(seq "$rounds"); do
+          BENCH_THREADS=$threads python3 bench/peer_train.py "$model" "$mode" "$out/input.safetensors" "$iters" $(weights_for $model) | tee -a "$out/$section.jsonl"
+          RAYON_NUM_THREADS=$threads target/release/examples/bench_train "$model" "$mode" "$out/input.safetensors" "$iters" $(weights_for $model) | tee -a "$out/$section.jsonl"
+        done
       done
       # graft's own partial:2 step: the frozen groups' output comes from its cache (no peer row).
       RAYON_NUM_THREADS=$threads target/release/examples/bench_train "$model" partial:2-cached "$out/input.safetensors" "$iters" $(weights_for $model) | tee -a "$out/$section.jsonl"
@@ -53,22 +61,27 @@ for section in $sections; do
 done
 
 python3 - $(for s in $sections; do echo "$out/$s.jsonl"; done) <<'PY'
-import json, sys
+import json, statistics, sys
 for path in sys.argv[1:]:
     rows = [json.loads(l) for l in open(path) if l.strip()]
     by = {}
     for r in rows:
         case = " ".join(str(r[k]) for k in ("model", "mode", "data") if k in r)
-        by.setdefault(case, {})[r["impl"]] = r
-    print(f"\n{path}\n")
-    print("| case | graft img/s | PyTorch img/s | ratio | graft peak RSS MiB | PyTorch peak RSS MiB |")
-    print("| --- | --- | --- | --- | --- | --- |")
+        by.setdefault(case, {}).setdefault(r["impl"], []).append(r)
+    def summary(runs):
+        if not runs:
+            return None
+        return {"ips": statistics.median(r["images_per_second"] for r in runs),
+                "rss": max(r["peak_rss_mib"] for r in runs), "n": len(runs)}
+    print(f"\n{path} (median of the rounds)\n")
+    print("| case | graft img/s | PyTorch img/s | ratio | graft peak RSS MiB | PyTorch peak RSS MiB | rounds |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for case, d in by.items():
-        g, p = d.get("graft"), d.get("pytorch")
+        g, p = summary(d.get("graft", [])), summary(d.get("pytorch", []))
         if g and not p:
-            print(f"| {case} | {g['images_per_second']:.2f} | (no peer) | | {g['peak_rss_mib']:.0f} | |")
+            print(f"| {case} | {g['ips']:.2f} | (no peer) | | {g['rss']:.0f} | | {g['n']} |")
         if not g or not p:
             continue
-        print(f"| {case} | {g['images_per_second']:.2f} | {p['images_per_second']:.2f} | "
-              f"{g['images_per_second'] / p['images_per_second']:.2f}x | {g['peak_rss_mib']:.0f} | {p['peak_rss_mib']:.0f} |")
+        print(f"| {case} | {g['ips']:.2f} | {p['ips']:.2f} | {g['ips'] / p['ips']:.2f}x | "
+              f"{g['rss']:.0f} | {p['rss']:.0f} | {g['n']} |")
 PY
