@@ -1,11 +1,12 @@
-//! The forward pass of a dense (`groups == 1`) convolution on burn-flex: im2col over a chunk of
-//! images, then one matrix product `W [out, patch] x cols [patch, images * positions]`.
+//! The forward pass of a dense (`groups == 1`) convolution on burn-flex: im2col over a block of
+//! output positions, then one matrix product `W [out, patch] x cols [patch, positions]` per block.
 //!
 //! burn-flex 0.22 converts the whole input to channels-last on one thread, multiplies per image
 //! in tiles of at most 512 positions (ResNet's last stages have 196 and 49, where gemm runs at
-//! half speed), and scatters each tile back to NCHW one element at a time. Here the columns of
-//! all the images in a chunk make one long product (gemm's efficient shape) and each output
-//! row is copied back to NCHW as a contiguous run, with the bias added on the way.
+//! half speed), and scatters each tile back to NCHW one element at a time. Here a block is
+//! several small images (one long product, gemm's efficient shape) or a band of rows of a large
+//! one (patches that stay in cache), and each output run is copied back to NCHW contiguously,
+//! with the bias added on the way. `tests/conv2d.rs` holds it to burn's conv2d.
 
 use burn::tensor::TensorData;
 use burn_backend::ops::{ConvOptions, FloatTensorOps, ModuleOps};
