@@ -169,6 +169,23 @@ fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     lanes.iter().sum::<f32>() + values[split..].iter().map(|v| f(*v)).sum::<f32>()
 }
 
+/// `sum(d[i] * (x[i] - mean))` in eight independent lanes.
+fn centred_dot(d: &[f32], x: &[f32], mean: f32) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let split = d.len() / 8 * 8;
+    for (dc, xc) in d[..split].chunks_exact(8).zip(x[..split].chunks_exact(8)) {
+        for i in 0..8 {
+            lanes[i] += dc[i] * (xc[i] - mean);
+        }
+    }
+    let tail: f32 = d[split..]
+        .iter()
+        .zip(&x[split..])
+        .map(|(a, b)| a * (b - mean))
+        .sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
 #[derive(Debug)]
 struct BatchNormOp;
 
@@ -190,18 +207,19 @@ impl Backward<Flex, 3> for BatchNormOp {
         let (n, c, len) = dims(&s.x);
         let (xs, dys) = (values(&s.x), values(&dy));
         let at = |b: usize, ch: usize| (b * c + ch) * len;
-        // Per channel: sum(dy) and sum(dy * x_hat) = inv_std * (sum(dy * x) - mean * sum(dy)).
+        // Per channel: sum(dy) and sum(dy * x_hat) = inv_std * sum(dy * (x - mean)); centring
+        // before the product keeps the digits a large mean would cancel.
         let (sum_dy, sum_dy_xhat): (Vec<f32>, Vec<f32>) = (0..c)
             .into_par_iter()
             .map(|ch| {
-                let (mut dy_sum, mut dy_x) = (0.0f64, 0.0f64);
+                let mean = s.mean[ch];
+                let (mut dy_sum, mut dy_xc) = (0.0f64, 0.0f64);
                 for b in 0..n {
                     let (x, d) = (&xs[at(b, ch)..][..len], &dys[at(b, ch)..][..len]);
                     dy_sum += f64::from(lane_sum(d, |v| v));
-                    dy_x += f64::from(crate::grad::dot(d, x));
+                    dy_xc += f64::from(centred_dot(d, x, mean));
                 }
-                let centred = dy_x - f64::from(s.mean[ch]) * dy_sum;
-                (dy_sum as f32, (centred * f64::from(s.inv_std[ch])) as f32)
+                (dy_sum as f32, (dy_xc * f64::from(s.inv_std[ch])) as f32)
             })
             .unzip();
         let vector = |v: Vec<f32>| FlexTensor::from_data(TensorData::new(v, Shape::new([c])));

@@ -413,7 +413,7 @@ pub fn bias_grad(g: &Geometry, dy: &[f32]) -> Vec<f32> {
 
 /// A dot product in eight independent lanes, so the compiler vectorises it (it may not reorder
 /// one serial float sum).
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let split = a.len() / 8 * 8;
     for (x, y) in a[..split].chunks_exact(8).zip(b[..split].chunks_exact(8)) {
