@@ -58,6 +58,15 @@ fn clamp<const D: usize>(x: Tensor<D>, hi: f32, burns: fn(Tensor<D>) -> Tensor<D
     }
 }
 
+/// relu on a burn-flex primitive: in place when uniquely owned and contiguous (a fresh
+/// convolution output), else burn-flex's op.
+pub(crate) fn relu_primitive(x: FlexTensor) -> FlexTensor {
+    match in_place(x, f32::INFINITY) {
+        Ok(y) => y,
+        Err(x) => <Flex as burn_backend::ops::ActivationOps<Flex>>::relu(x),
+    }
+}
+
 /// Clamps a uniquely owned, contiguous tensor where it lies; hands it back otherwise.
 fn in_place(mut x: FlexTensor, hi: f32) -> Result<FlexTensor, FlexTensor> {
     if x.as_slice::<f32>().is_none() {

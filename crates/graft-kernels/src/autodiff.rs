@@ -13,6 +13,7 @@ use burn_backend::ops::{ConvOptions, FloatTensorOps};
 use burn_backend::{Shape, TensorMetadata};
 use burn_flex::{Flex, FlexTensor};
 
+use crate::forward::Epilogue;
 use crate::grad::{self, Geometry};
 use crate::scratch;
 
@@ -34,7 +35,7 @@ pub fn conv2d(
         return burn_conv2d(x, weight, bias, options);
     }
     if !x.is_autodiff() {
-        return inference(x, weight, bias, options);
+        return inference(x, weight, bias, options, Epilogue::Bias);
     }
     let primitives = (
         x.clone().try_into_primitive::<Ad>(),
@@ -52,6 +53,20 @@ pub fn conv2d(
     }
 }
 
+/// `relu(conv2d(x, weight, bias, options))`; for inference on burn-flex the ReLU is applied as
+/// the convolution writes its output (no pass of its own).
+pub fn conv2d_relu(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvOptions<2>,
+) -> Tensor<4> {
+    if x.dtype() != DType::F32 || !supported(&weight.dims(), &options) || x.is_autodiff() {
+        return crate::relu(conv2d(x, weight, bias, options));
+    }
+    inference(x, weight, bias, options, Epilogue::BiasRelu)
+}
+
 /// The forward pass alone, on the plain burn-flex device (graft's dense kernel; see
 /// [`crate::forward`]); any other device gets burn's op.
 fn inference(
@@ -59,6 +74,7 @@ fn inference(
     weight: Tensor<4>,
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
+    epilogue: Epilogue,
 ) -> Tensor<4> {
     let primitives = (
         x.clone().try_into_primitive::<Flex>(),
@@ -69,9 +85,12 @@ fn inference(
     );
     match primitives {
         (Ok(x), Ok(w), Ok(b)) => {
-            Tensor::from_primitive::<Flex>(crate::forward::conv2d(x, w, b, options))
+            Tensor::from_primitive::<Flex>(crate::forward::conv2d(x, w, b, options, epilogue))
         }
-        _ => burn_conv2d(x, weight, bias, options),
+        _ => match epilogue {
+            Epilogue::Bias => burn_conv2d(x, weight, bias, options),
+            Epilogue::BiasRelu => crate::relu(burn_conv2d(x, weight, bias, options)),
+        },
     }
 }
 
@@ -120,7 +139,13 @@ fn record<O: Backward<Flex, N, State = State>, const N: usize>(
     options: ConvOptions<2>,
 ) -> AdTensor {
     let run = |x: AdTensor, w: AdTensor, o: ConvOptions<2>| {
-        crate::forward::conv2d(x.into_primitive(), w.into_primitive(), bias, o)
+        crate::forward::conv2d(
+            x.into_primitive(),
+            w.into_primitive(),
+            bias,
+            o,
+            Epilogue::Bias,
+        )
     };
     match op
         .prepare::<NoCheckpointing>(guards)
@@ -300,7 +325,13 @@ fn dense(
             Some(padding) => {
                 let kernel = Flex::float_swap_dims(Flex::float_flip(w.clone(), &[2, 3]), 0, 1);
                 let o = ConvOptions::new_with_padding([1, 1], padding, options.dilation, 1);
-                dx_done = Some(crate::forward::conv2d(dy.clone(), kernel, None, o));
+                dx_done = Some(crate::forward::conv2d(
+                    dy.clone(),
+                    kernel,
+                    None,
+                    o,
+                    Epilogue::Bias,
+                ));
             }
             None => dx_cols = Some(vec![0.0f32; x.shape().num_elements()]),
         }

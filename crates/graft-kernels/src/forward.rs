@@ -19,22 +19,35 @@ use crate::autodiff::{contiguous, geometry_of, values};
 use crate::grad::{self, Geometry};
 use crate::scratch;
 
+/// What is applied to each output value as it is written: the bias, then optionally ReLU (a
+/// convolution + ReLU then costs no extra pass over the activation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Epilogue {
+    Bias,
+    BiasRelu,
+}
+
 /// burn-flex's `conv2d` with graft's dense forward pass (f32, `groups == 1`); other convolutions
-/// go to burn-flex unchanged.
+/// go to burn-flex unchanged (and ReLU, if asked for, follows in place).
 pub(crate) fn conv2d(
     x: FlexTensor,
     weight: FlexTensor,
     bias: Option<FlexTensor>,
     options: ConvOptions<2>,
+    epilogue: Epilogue,
 ) -> FlexTensor {
     let g = geometry_of(&x.shape(), &weight.shape(), &options);
     // A 1x1, stride-1 convolution needs no patches; burn-flex's channels-last product is faster.
     if options.groups != 1 || x.dtype() != burn::tensor::DType::F32 || g.is_pointwise() {
-        return <Flex as ModuleOps<Flex>>::conv2d(x, weight, bias, options);
+        let y = <Flex as ModuleOps<Flex>>::conv2d(x, weight, bias, options);
+        return match epilogue {
+            Epilogue::Bias => y,
+            Epilogue::BiasRelu => crate::activation::relu_primitive(y),
+        };
     }
     let (x, weight) = (contiguous(x), contiguous(weight));
     let bias = bias.map(contiguous);
-    dense(&g, &x, &weight, bias.as_ref().map(values))
+    dense(&g, &x, &weight, bias.as_ref().map(values), epilogue)
 }
 
 /// A band of one image's output rows is sized so that its patch matrix stays under this many
@@ -77,7 +90,13 @@ fn blocks(g: &Geometry) -> Vec<(Range<usize>, Range<usize>)> {
         .collect()
 }
 
-fn dense(g: &Geometry, x: &FlexTensor, weight: &FlexTensor, bias: Option<&[f32]>) -> FlexTensor {
+fn dense(
+    g: &Geometry,
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: Option<&[f32]>,
+    epilogue: Epilogue,
+) -> FlexTensor {
     let w = weight.reshape(Shape::new([g.out_channels, g.patch_len()]));
     let image_len = g.out_channels * g.out_len();
     let ow_len = g.out_size[1];
@@ -99,8 +118,14 @@ fn dense(g: &Geometry, x: &FlexTensor, weight: &FlexTensor, bias: Option<&[f32]>
                 let (n, c) = (run / g.out_channels, run % g.out_channels);
                 let src = &y[c * width + n * band..][..band];
                 let b = bias.map_or(0.0, |b| b[c]);
-                for (d, s) in plane[rows.start * ow_len..][..band].iter_mut().zip(src) {
-                    *d = s + b;
+                let dst = plane[rows.start * ow_len..][..band].iter_mut().zip(src);
+                match epilogue {
+                    Epilogue::Bias => dst.for_each(|(d, s)| *d = s + b),
+                    // NaN is kept, as by relu.
+                    Epilogue::BiasRelu => dst.for_each(|(d, s)| {
+                        let v = s + b;
+                        *d = if v > 0.0 || v.is_nan() { v } else { 0.0 };
+                    }),
                 }
             });
     }

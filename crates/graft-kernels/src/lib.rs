@@ -3,7 +3,8 @@
 //!
 //! - [`conv2d`]: burn's `conv2d` with graft's dense forward pass on burn-flex (im2col over
 //!   cache-sized blocks of output positions, one long matrix product each; see `forward.rs`),
-//!   and its own backward pass on the burn-flex autodiff device.
+//!   and its own backward pass on the burn-flex autodiff device; [`conv2d_relu`] applies ReLU as
+//!   the inference kernel writes its output.
 //!   burn-backend computes a convolution's weight gradient as another convolution (whose shape
 //!   lands in gemm's narrowest micro-kernel), a depthwise weight gradient as one convolution per
 //!   channel, and the input gradient as a generic transposed convolution. Here the dense weight
@@ -26,6 +27,6 @@ mod pool;
 mod scratch;
 
 pub use activation::{relu, relu6};
-pub use autodiff::conv2d;
+pub use autodiff::{conv2d, conv2d_relu};
 pub use batch_norm::{BatchNormTrain, batch_norm_train};
 pub use pool::max_pool2d;

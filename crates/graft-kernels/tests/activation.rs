@@ -2,7 +2,7 @@
 //! inference device (in place) and the autodiff device (fused op).
 
 use burn::tensor::activation::{relu as burn_relu, relu6 as burn_relu6};
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
 fn vec(t: Tensor<2>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().unwrap_or_default()
@@ -28,8 +28,16 @@ fn relu_and_relu6_values_and_gradients_match_burns() {
             assert_eq!(vec(x), kept);
         }
         let device = Device::flex().autodiff();
-        let x = Tensor::<2>::random([37, 1000], Distribution::Uniform(-3.0, 9.0), &device)
-            .require_grad();
+        // No input exactly at a kink (0 or 6): there burn's clamp passes the gradient and
+        // PyTorch's hardtanh_backward / threshold_backward (graft's) does not.
+        let values = Tensor::<2>::random([37, 1000], Distribution::Uniform(-3.0, 9.0), &device)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| if v == 0.0 || v == 6.0 { 0.5 } else { v })
+            .collect::<Vec<_>>();
+        let x = Tensor::<2>::from_data(TensorData::new(values, [37, 1000]), &device).require_grad();
         let r = Tensor::<2>::random([37, 1000], Distribution::Normal(0.0, 1.0), &device);
         let grad = |y: Tensor<2>| x.grad(&(y * r.clone()).sum().backward()).map(vec);
         let (g_ours, g_theirs) = (grad(ours(x.clone())), grad(theirs(x.clone())));
@@ -39,7 +47,7 @@ fn relu_and_relu6_values_and_gradients_match_burns() {
 }
 
 #[test]
-fn relu6_keeps_nan_and_clamps_the_edges() {
+fn relu_and_relu6_keep_nan_clamp_the_edges_and_stop_the_gradient_at_the_kinks() {
     let device = Device::flex().autodiff();
     let x = Tensor::<2>::from_floats([[f32::NAN, -1.0, 0.0, 3.5, 6.0, 7.0]], &device);
     let y = vec(graft_kernels::relu6(x.clone()).inner());
@@ -48,4 +56,15 @@ fn relu6_keeps_nan_and_clamps_the_edges() {
     let y = vec(graft_kernels::relu(x.inner() * 1.0));
     assert!(y[0].is_nan());
     assert_eq!(&y[1..], &[0.0, 0.0, 3.5, 6.0, 7.0]);
+    // At the kinks the gradient is 0, as PyTorch's hardtanh_backward / threshold_backward.
+    let x = Tensor::<2>::from_floats([[0.0, 6.0, 3.0]], &device).require_grad();
+    let grad = |y: Tensor<2>| x.grad(&y.sum().backward()).map(vec);
+    assert_eq!(
+        grad(graft_kernels::relu6(x.clone())),
+        Some(vec![0.0, 0.0, 1.0])
+    );
+    assert_eq!(
+        grad(graft_kernels::relu(x.clone())),
+        Some(vec![0.0, 1.0, 1.0])
+    );
 }

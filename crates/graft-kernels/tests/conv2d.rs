@@ -1,6 +1,7 @@
 //! graft's conv2d backward against burn's, through the real autodiff graph on the burn-flex
 //! device: same forward, and every gradient within 1e-4 (relative to the largest entry).
 
+use burn::tensor::activation::relu as burn_relu;
 use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
@@ -222,8 +223,9 @@ fn gradients_match_burns_own_conv2d() {
 }
 
 /// The inference device runs graft's forward kernel (im2col over a block of output positions, one
-/// matrix product per block): the same output as burn's, for every case above, for a layer whose
-/// images are split into bands of rows, and for one multiplied two images at a time.
+/// matrix product per block): the same output as burn's, with and without the fused ReLU, for
+/// every case above, for a layer whose images are split into bands of rows, and for one
+/// multiplied two images at a time.
 #[test]
 fn inference_forward_matches_burns_conv2d() {
     let device = Device::flex();
@@ -263,10 +265,14 @@ fn inference_forward_matches_burns_conv2d() {
         let o =
             || ConvOptions::new_with_padding([case.stride; 2], case.padding, [1, 1], case.groups);
         let ours = graft_kernels::conv2d(x.clone(), w.clone(), b.clone(), o());
+        let theirs = burn_conv2d(x.clone(), w.clone(), b.clone(), o());
+        assert_close(&format!("inference case {i}"), ours, theirs.clone());
+        // The fused ReLU epilogue (the dense kernel's, or in place after burn-flex's conv).
+        let fused = graft_kernels::conv2d_relu(x, w, b, o());
         assert_close(
-            &format!("inference case {i}"),
-            ours,
-            burn_conv2d(x, w, b, o()),
+            &format!("inference case {i} relu"),
+            fused,
+            burn_relu(theirs),
         );
     }
 }

@@ -68,6 +68,16 @@ impl ConvBn {
         }
     }
 
+    /// `relu(self.forward(x))`; for inference the ReLU is applied as the convolution writes its
+    /// output.
+    pub fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
+        if x.is_autodiff() {
+            graft_kernels::relu(self.forward(x))
+        } else {
+            conv2d_relu(&self.folded(), x)
+        }
+    }
+
     /// The inference-mode layer as one convolution: BatchNorm on running statistics is the
     /// per-channel affine map `y = s x + (beta - s mean)` with `s = gamma / sqrt(var + eps)`,
     /// so it scales the convolution's output channels (its weights) and adds a bias. Saves a
@@ -92,11 +102,23 @@ impl ConvBn {
 /// `conv.forward(x)` through [`graft_kernels::conv2d`]: the same forward pass, and on the
 /// autodiff CPU device graft's faster backward pass (see graft-kernels).
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let [_, _, h, w] = x.dims();
-    let pairs = padding_pairs(&conv.padding, conv.kernel_size, conv.stride, [h, w]);
-    let options = ConvOptions::new_with_padding(conv.stride, pairs, conv.dilation, conv.groups);
+    let options = conv_options(conv, &x);
     let bias = conv.bias.as_ref().map(|b| b.val());
     graft_kernels::conv2d(x, conv.weight.val(), bias, options)
+}
+
+/// `relu(conv.forward(x))` through [`graft_kernels::conv2d_relu`] (ReLU fused into the
+/// inference kernel's output).
+pub fn conv2d_relu(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let options = conv_options(conv, &x);
+    let bias = conv.bias.as_ref().map(|b| b.val());
+    graft_kernels::conv2d_relu(x, conv.weight.val(), bias, options)
+}
+
+fn conv_options(conv: &Conv2d, x: &Tensor<4>) -> ConvOptions<2> {
+    let [_, _, h, w] = x.dims();
+    let pairs = padding_pairs(&conv.padding, conv.kernel_size, conv.stride, [h, w]);
+    ConvOptions::new_with_padding(conv.stride, pairs, conv.dilation, conv.groups)
 }
 
 /// `pool.forward(x)`; for inference, graft-kernels' max pool (burn-flex computes the argmax

@@ -166,11 +166,11 @@ pub struct ResBlock {
 
 impl ResBlock {
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let mut x = relu(self.conv1.forward(input.clone()));
-        x = self.conv2.forward(x);
-        if let Some(conv3) = &self.conv3 {
-            x = conv3.forward(relu(x));
-        }
+        let x = self.conv1.forward_relu(input.clone());
+        let x = match &self.conv3 {
+            Some(conv3) => conv3.forward(self.conv2.forward_relu(x)),
+            None => self.conv2.forward(x),
+        };
         let shortcut = match &self.downsample {
             Some(d) => d.forward(input),
             None => input,
@@ -200,7 +200,7 @@ impl ResNet {
 
     pub fn forward_group(&self, g: usize, x: Tensor<4>) -> Tensor<4> {
         match g {
-            0 => max_pool2d(&self.pool, relu(self.stem.forward(x))),
+            0 => max_pool2d(&self.pool, self.stem.forward_relu(x)),
             _ => self.layers[g - 1]
                 .blocks
                 .iter()

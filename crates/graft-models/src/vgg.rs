@@ -131,12 +131,12 @@ pub struct VggBlock {
 
 impl VggBlock {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.convs.iter().fold(x, |x, c| {
-            let y = crate::layers::conv2d(&c.conv, x);
-            relu(match &c.bn {
-                Some(bn) => crate::layers::batch_norm(bn, y),
-                None => y,
-            })
+        let x = self.convs.iter().fold(x, |x, c| match &c.bn {
+            Some(bn) => relu(crate::layers::batch_norm(
+                bn,
+                crate::layers::conv2d(&c.conv, x),
+            )),
+            None => crate::layers::conv2d_relu(&c.conv, x),
         });
         crate::layers::max_pool2d(&self.pool, x)
     }

@@ -142,3 +142,24 @@ fn graft_max_pool_matches_burns_maxpool_module() {
         }
     }
 }
+
+/// `ConvBn::forward_relu` (ReLU fused into the inference kernel) is `relu(ConvBn::forward)` on
+/// both devices.
+#[test]
+fn conv_bn_forward_relu_matches_relu_of_forward() {
+    for device in [default_device(), Device::flex().autodiff()] {
+        for spec in [
+            ConvBnSpec::torch([3, 8], 7, 2),
+            ConvBnSpec::torch([8, 8], 1, 1),
+        ] {
+            let cb = spec.init(&device);
+            let x = Tensor::<4>::random(
+                [2, spec.channels[0], 15, 13],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let want = burn::tensor::activation::relu(cb.forward(x.clone()));
+            assert_close(cb.forward_relu(x).inner(), want.inner());
+        }
+    }
+}
