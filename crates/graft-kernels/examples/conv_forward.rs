@@ -24,30 +24,16 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(16);
     let device = Device::flex();
-    // (name, in, out, size, kernel, stride, padding): ResNet-18's convolutions and VGG-16's first.
-    let all = [
-        ("stem 7x7/2", 3, 64, 224, 7, 2, 3),
-        ("layer1 3x3", 64, 64, 56, 3, 1, 1),
-        ("layer2 3x3/2", 64, 128, 56, 3, 2, 1),
-        ("layer2 3x3", 128, 128, 28, 3, 1, 1),
-        ("layer2 1x1/2", 64, 128, 56, 1, 2, 0),
-        ("layer3 3x3", 256, 256, 14, 3, 1, 1),
-        ("layer4 3x3", 512, 512, 7, 3, 1, 1),
-        ("r50 1x1 exp", 64, 256, 56, 1, 1, 0),
-        ("vgg 3x3 3>64", 3, 64, 224, 3, 1, 1),
-        ("vgg 3x3 64", 64, 64, 224, 3, 1, 1),
-        ("vgg 3x3 64>128", 64, 128, 112, 3, 1, 1),
-        ("vgg 3x3 128@112", 128, 128, 112, 3, 1, 1),
-        ("vgg 3x3 256@56", 256, 256, 56, 3, 1, 1),
-        ("vgg 3x3 512@28", 512, 512, 28, 3, 1, 1),
-        ("vgg 3x3 512@14", 512, 512, 14, 3, 1, 1),
-        ("lite stem 3x3/2", 3, 32, 224, 3, 2, 1),
-        ("lite 1x1 24>144", 24, 144, 56, 1, 1, 0),
-        ("lite 1x1 144>24", 144, 24, 56, 1, 1, 0),
-        ("lite 1x1 80>480", 80, 480, 14, 1, 1, 0),
-        ("lite 1x1 672>192", 672, 192, 7, 1, 1, 0),
-        ("lite 1x1 320>1280", 320, 1280, 7, 1, 1, 0),
-    ];
+    // (name, in, out, size, kernel, stride, padding), shared with bench/peer_conv.py.
+    let all: Vec<(&str, Vec<usize>)> = include_str!("../../../bench/conv_layers.tsv")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            let name = f.next()?;
+            Some((name, f.filter_map(|v| v.parse().ok()).collect()))
+        })
+        .collect();
     let only = std::env::args().nth(2).unwrap_or_default();
     if "maxpool".contains(&only) {
         let x = Tensor::<4>::ones([batch, 64, 112, 112], &device);
@@ -72,7 +58,11 @@ fn main() {
             b / g
         );
     }
-    for (name, cin, cout, size, k, s, p) in all.into_iter().filter(|l| l.0.contains(&only)) {
+    for (name, v) in all.into_iter().filter(|l| l.0.contains(&only)) {
+        let [cin, cout, size, k, s, p] = v[..] else {
+            eprintln!("bench/conv_layers.tsv: row {name:?} needs six numbers");
+            continue;
+        };
         let x = Tensor::<4>::ones([batch, cin, size, size], &device);
         let w = Tensor::<4>::ones([cout, cin, k, k], &device);
         let o = ConvOptions::new([s, s], [p, p], [1, 1], 1);
