@@ -409,22 +409,14 @@ fn flipped_padding(g: &Geometry, options: &ConvOptions<2>) -> Option<[(usize, us
 /// The geometry of convolving `x` with `w`; the output size follows PyTorch's formula with the
 /// padding at each end.
 pub(crate) fn geometry_of(x: &Shape, w: &Shape, options: &ConvOptions<2>) -> Geometry {
-    let out = |axis: usize| {
-        let (begin, end) = options.padding[axis];
-        let reach = options.dilation[axis] * (w[2 + axis] - 1) + 1;
-        (x[2 + axis] + begin + end).saturating_sub(reach) / options.stride[axis] + 1
-    };
-    Geometry {
-        batch: x[0],
-        in_channels: x[1],
-        in_size: [x[2], x[3]],
-        out_channels: w[0],
-        out_size: [out(0), out(1)],
-        kernel: [w[2], w[3]],
-        stride: options.stride,
-        padding: options.padding_begin(),
-        dilation: options.dilation,
-    }
+    Geometry::new(
+        [x[0], x[1], x[2], x[3]],
+        w[0],
+        [w[2], w[3]],
+        options.stride,
+        options.padding,
+        options.dilation,
+    )
 }
 
 pub(crate) fn contiguous(t: FlexTensor) -> FlexTensor {

@@ -4,6 +4,7 @@
 //! convolution in `tests/grad.rs`.
 
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// Shapes and hyper-parameters of one 2-D convolution. `padding` is the padding at the start of
 /// each axis; the end padding is implied by `out_size`, so asymmetric ("same") padding needs
@@ -39,6 +40,35 @@ fn valid(out_len: usize, in_len: usize, stride: usize, offset: isize) -> (usize,
 }
 
 impl Geometry {
+    /// The geometry of a window op over `x_shape` (`[batch, in, h, w]`) with `(begin, end)`
+    /// padding per axis; the output size is PyTorch's, `(in + pads - reach) / stride + 1`.
+    pub fn new(
+        x_shape: [usize; 4],
+        out_channels: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [(usize, usize); 2],
+        dilation: [usize; 2],
+    ) -> Self {
+        let [batch, in_channels, h, w] = x_shape;
+        let out = |axis: usize, size: usize| {
+            let (begin, end) = padding[axis];
+            let reach = dilation[axis] * kernel[axis].saturating_sub(1) + 1;
+            (size + begin + end).saturating_sub(reach) / stride[axis] + 1
+        };
+        Geometry {
+            batch,
+            in_channels,
+            in_size: [h, w],
+            out_channels,
+            out_size: [out(0, h), out(1, w)],
+            kernel,
+            stride,
+            padding: padding.map(|(begin, _)| begin),
+            dilation,
+        }
+    }
+
     pub fn in_len(&self) -> usize {
         self.in_size[0] * self.in_size[1]
     }
@@ -70,7 +100,7 @@ impl Geometry {
     }
 
     /// Valid output range along `axis` for kernel tap `k`.
-    pub(crate) fn valid(&self, axis: usize, k: usize) -> (usize, usize) {
+    fn valid(&self, axis: usize, k: usize) -> (usize, usize) {
         valid(
             self.out_size[axis],
             self.in_size[axis],
@@ -79,8 +109,23 @@ impl Geometry {
         )
     }
 
+    /// The work of kernel tap `tap` (`ki * kw + kj`) on one plane: for every output row whose
+    /// reads at that tap are not all padding, the output positions `oh * ow + w_lo..oh * ow +
+    /// w_hi` that read the input, and the flat input position the first of them reads (the
+    /// others follow at `stride[1]`).
+    pub(crate) fn tap_rows(&self, tap: usize) -> impl Iterator<Item = (Range<usize>, usize)> + '_ {
+        let (ki, kj) = (tap / self.kernel[1], tap % self.kernel[1]);
+        let ((h_lo, h_hi), (w_lo, w_hi)) = (self.valid(0, ki), self.valid(1, kj));
+        let rows = if w_lo < w_hi { h_lo..h_hi } else { 0..0 };
+        let [ow_len, iw_len] = [self.out_size[1], self.in_size[1]];
+        rows.map(move |oh| {
+            let first = self.input_pos(0, oh, ki) * iw_len + self.input_pos(1, w_lo, kj);
+            (oh * ow_len + w_lo..oh * ow_len + w_hi, first)
+        })
+    }
+
     /// Input row (or column) read by output row `o` at tap `k`; only called inside `valid`.
-    pub(crate) fn input_pos(&self, axis: usize, o: usize, k: usize) -> usize {
+    fn input_pos(&self, axis: usize, o: usize, k: usize) -> usize {
         ((o * self.stride[axis]) as isize + self.offset(axis, k)) as usize
     }
 
@@ -215,23 +260,14 @@ pub fn col2im(g: &Geometry, cols: &[f32], images: usize, dx: &mut [f32]) {
         images * g.in_channels * g.in_len(),
         "col2im: dx length"
     );
-    let [ow_len, iw_len] = [g.out_size[1], g.in_size[1]];
     dx.par_chunks_mut(g.in_len())
         .enumerate()
         .for_each(|(plane_index, plane)| {
             let (n, c) = (plane_index / g.in_channels, plane_index % g.in_channels);
             for tap in 0..g.taps() {
-                let (ki, kj) = (tap / g.kernel[1], tap % g.kernel[1]);
-                let (h_lo, h_hi) = g.valid(0, ki);
-                let (w_lo, w_hi) = g.valid(1, kj);
-                if w_lo >= w_hi {
-                    continue;
-                }
                 let row = &cols[(c * g.taps() + tap) * width + n * g.out_len()..][..g.out_len()];
-                for oh in h_lo..h_hi {
-                    let src = &row[oh * ow_len + w_lo..oh * ow_len + w_hi];
-                    let dst = &mut plane[g.input_pos(0, oh, ki) * iw_len..][..iw_len];
-                    add_scaled(&mut dst[g.input_pos(1, w_lo, kj)..], g.stride[1], src, 1.0);
+                for (out, first) in g.tap_rows(tap) {
+                    add_scaled(&mut plane[first..], g.stride[1], &row[out], 1.0);
                 }
             }
         });
@@ -339,23 +375,14 @@ pub fn depthwise_weight_grad_nchw(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f3
         g.batch * g.in_channels * g.in_len(),
         "depthwise: x length"
     );
-    let [ow_len, iw_len] = [g.out_size[1], g.in_size[1]];
     let mut dw = vec![0.0f32; g.in_channels * g.taps()];
     dw.par_chunks_mut(g.taps()).enumerate().for_each(|(c, dw)| {
         for n in 0..g.batch {
             let plane = &x[(n * g.in_channels + c) * g.in_len()..][..g.in_len()];
             let grad = &dy[(n * g.out_channels + c) * g.out_len()..][..g.out_len()];
             for (tap, acc) in dw.iter_mut().enumerate() {
-                let (ki, kj) = (tap / g.kernel[1], tap % g.kernel[1]);
-                let ((h_lo, h_hi), (w_lo, w_hi)) = (g.valid(0, ki), g.valid(1, kj));
-                if w_lo >= w_hi {
-                    continue;
-                }
-                let first = g.input_pos(1, w_lo, kj);
-                for oh in h_lo..h_hi {
-                    let d = &grad[oh * ow_len + w_lo..oh * ow_len + w_hi];
-                    let src = &plane[g.input_pos(0, oh, ki) * iw_len..][..iw_len];
-                    *acc += strided_dot(d, &src[first..], g.stride[1]);
+                for (out, first) in g.tap_rows(tap) {
+                    *acc += strided_dot(&grad[out], &plane[first..], g.stride[1]);
                 }
             }
         }
@@ -371,7 +398,6 @@ pub fn depthwise_input_grad_nchw(g: &Geometry, w: &[f32], dy: &[f32]) -> Vec<f32
         "depthwise: in != out channels"
     );
     assert_eq!(w.len(), g.in_channels * g.taps(), "depthwise: w length");
-    let [ow_len, iw_len] = [g.out_size[1], g.in_size[1]];
     let mut dx = vec![0.0f32; g.batch * g.in_channels * g.in_len()];
     dx.par_chunks_mut(g.in_len())
         .enumerate()
@@ -380,16 +406,8 @@ pub fn depthwise_input_grad_nchw(g: &Geometry, w: &[f32], dy: &[f32]) -> Vec<f32
             let grad = &dy[plane_index * g.out_len()..][..g.out_len()];
             for tap in 0..g.taps() {
                 let weight = w[c * g.taps() + tap];
-                let (ki, kj) = (tap / g.kernel[1], tap % g.kernel[1]);
-                let ((h_lo, h_hi), (w_lo, w_hi)) = (g.valid(0, ki), g.valid(1, kj));
-                if w_lo >= w_hi {
-                    continue;
-                }
-                let first = g.input_pos(1, w_lo, kj);
-                for oh in h_lo..h_hi {
-                    let src = &grad[oh * ow_len + w_lo..oh * ow_len + w_hi];
-                    let dst = &mut plane[g.input_pos(0, oh, ki) * iw_len..][..iw_len];
-                    add_scaled(&mut dst[first..], g.stride[1], src, weight);
+                for (out, first) in g.tap_rows(tap) {
+                    add_scaled(&mut plane[first..], g.stride[1], &grad[out], weight);
                 }
             }
         });

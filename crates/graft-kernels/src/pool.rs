@@ -44,55 +44,37 @@ fn pool(
     padding: [(usize, usize); 2],
 ) -> FlexTensor {
     let s = x.shape();
-    let out = |a: usize| {
-        (s[2 + a] + padding[a].0 + padding[a].1).saturating_sub(kernel[a]) / stride[a] + 1
-    };
-    let g = Geometry {
-        batch: s[0],
-        in_channels: s[1],
-        in_size: [s[2], s[3]],
-        out_channels: s[1],
-        out_size: [out(0), out(1)],
+    let g = Geometry::new(
+        [s[0], s[1], s[2], s[3]],
+        s[1],
         kernel,
         stride,
-        padding: [padding[0].0, padding[1].0],
-        dilation: [1, 1],
-    };
+        padding,
+        [1, 1],
+    );
     let y = max_pool_planes(&g, values(&x));
     let shape = Shape::new([g.batch, g.in_channels, g.out_size[0], g.out_size[1]]);
     FlexTensor::from_data(TensorData::new(y, shape))
 }
 
-/// Max pooling of NCHW planes (`x` is `[batch * channels]` planes of `in_size`); windows that
-/// lie wholly in the padding give `-inf`.
+/// Max pooling of NCHW planes (`x` is `[batch * channels]` planes of `in_size`), tap by tap
+/// (the maximum does not depend on the order, NaN included); windows that lie wholly in the
+/// padding give `-inf`.
 fn max_pool_planes(g: &Geometry, x: &[f32]) -> Vec<f32> {
-    let [ow_len, iw_len] = [g.out_size[1], g.in_size[1]];
     let planes = g.batch * g.in_channels;
     assert_eq!(x.len(), planes * g.in_len(), "max_pool: input length");
     let mut y = vec![f32::NEG_INFINITY; planes * g.out_len()];
     y.par_chunks_mut(g.out_len().max(1))
         .zip(x.par_chunks(g.in_len().max(1)))
         .for_each(|(out, plane)| {
-            for (oh, row) in out.chunks_exact_mut(ow_len).enumerate() {
-                for ki in 0..g.kernel[0] {
-                    let (h_lo, h_hi) = g.valid(0, ki);
-                    if oh < h_lo || oh >= h_hi {
-                        continue;
-                    }
-                    let src = &plane[g.input_pos(0, oh, ki) * iw_len..][..iw_len];
-                    for kj in 0..g.kernel[1] {
-                        let (w_lo, w_hi) = g.valid(1, kj);
-                        if w_lo >= w_hi {
-                            continue;
-                        }
-                        let src = &src[g.input_pos(1, w_lo, kj)..];
-                        let dst = &mut row[w_lo..w_hi];
-                        // Strides 1 and 2 (every pool here) as fixed-width chunks, which vectorise.
-                        match g.stride[1] {
-                            1 => max_into(dst, src.iter()),
-                            2 => max_into(dst, src.chunks(2).map(|c| &c[0])),
-                            s => max_into(dst, src.iter().step_by(s)),
-                        }
+            for tap in 0..g.taps() {
+                for (positions, first) in g.tap_rows(tap) {
+                    let (dst, src) = (&mut out[positions], &plane[first..]);
+                    // Strides 1 and 2 (every pool here) as fixed-width chunks, which vectorise.
+                    match g.stride[1] {
+                        1 => max_into(dst, src.iter()),
+                        2 => max_into(dst, src.chunks(2).map(|c| &c[0])),
+                        s => max_into(dst, src.iter().step_by(s)),
                     }
                 }
             }
