@@ -102,23 +102,24 @@ impl ConvBn {
 /// `conv.forward(x)` through [`graft_kernels::conv2d`]: the same forward pass, and on the
 /// autodiff CPU device graft's faster backward pass (see graft-kernels).
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let options = conv_options(conv, &x);
-    let bias = conv.bias.as_ref().map(|b| b.val());
-    graft_kernels::conv2d(x, conv.weight.val(), bias, options)
+    apply(graft_kernels::conv2d, conv, x)
 }
 
 /// `relu(conv.forward(x))` through [`graft_kernels::conv2d_relu`] (ReLU fused into the
 /// inference kernel's output).
 pub fn conv2d_relu(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let options = conv_options(conv, &x);
-    let bias = conv.bias.as_ref().map(|b| b.val());
-    graft_kernels::conv2d_relu(x, conv.weight.val(), bias, options)
+    apply(graft_kernels::conv2d_relu, conv, x)
 }
 
-fn conv_options(conv: &Conv2d, x: &Tensor<4>) -> ConvOptions<2> {
+type ConvFn = fn(Tensor<4>, Tensor<4>, Option<Tensor<1>>, ConvOptions<2>) -> Tensor<4>;
+
+/// Calls a graft-kernels convolution with `conv`'s weights and the options its padding gives.
+fn apply(kernel: ConvFn, conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let [_, _, h, w] = x.dims();
     let pairs = padding_pairs(&conv.padding, conv.kernel_size, conv.stride, [h, w]);
-    ConvOptions::new_with_padding(conv.stride, pairs, conv.dilation, conv.groups)
+    let options = ConvOptions::new_with_padding(conv.stride, pairs, conv.dilation, conv.groups);
+    let bias = conv.bias.as_ref().map(|b| b.val());
+    kernel(x, conv.weight.val(), bias, options)
 }
 
 /// `pool.forward(x)`; for inference, graft-kernels' max pool (burn-flex computes the argmax
