@@ -20,6 +20,21 @@ struct Case {
     track_x: bool,
 }
 
+impl Case {
+    /// The common case: two images, 3x3, stride 1, padded by 1, dense, no bias, x tracked.
+    const DENSE: Case = Case {
+        batch: 2,
+        chans: [4, 4],
+        size: [8, 8],
+        kernel: 3,
+        stride: 1,
+        padding: [(1, 1), (1, 1)],
+        groups: 1,
+        bias: false,
+        track_x: true,
+    };
+}
+
 fn assert_close(what: &str, got: Tensor<4>, want: Tensor<4>) {
     let got = got.into_data().try_to_vec::<f32>().unwrap_or_default();
     let want = want.into_data().try_to_vec::<f32>().unwrap_or_default();
@@ -79,91 +94,60 @@ fn cases() -> Vec<Case> {
             kernel: 7,
             stride: 2,
             padding: sym(3),
-            groups: 1,
-            bias: false,
             track_x: false,
+            ..Case::DENSE
         },
         Case {
             batch: 4,
             chans: [8, 8],
             size: [14, 14],
-            kernel: 3,
-            stride: 1,
-            padding: sym(1),
-            groups: 1,
-            bias: false,
-            track_x: true,
+            ..Case::DENSE
         },
         Case {
-            batch: 2,
             chans: [8, 16],
             size: [14, 13],
-            kernel: 3,
             stride: 2,
-            padding: sym(1),
-            groups: 1,
-            bias: false,
-            track_x: true,
+            ..Case::DENSE
         },
         Case {
-            batch: 2,
             chans: [8, 16],
             size: [14, 14],
             kernel: 1,
             stride: 2,
             padding: sym(0),
-            groups: 1,
-            bias: false,
-            track_x: true,
+            ..Case::DENSE
         },
         // VGG: 3x3 with bias.
         Case {
-            batch: 2,
             chans: [4, 6],
             size: [12, 12],
-            kernel: 3,
-            stride: 1,
-            padding: sym(1),
-            groups: 1,
             bias: true,
-            track_x: true,
+            ..Case::DENSE
         },
         // EfficientNet-Lite: 1x1 expand, depthwise 3x3 / 5x5 with "same" (asymmetric) padding.
         Case {
-            batch: 2,
             chans: [8, 24],
             size: [10, 10],
             kernel: 1,
-            stride: 1,
             padding: sym(0),
-            groups: 1,
-            bias: false,
-            track_x: true,
+            ..Case::DENSE
         },
         Case {
-            batch: 2,
             chans: [12, 12],
             size: [11, 10],
-            kernel: 3,
-            stride: 1,
-            padding: sym(1),
             groups: 12,
-            bias: false,
-            track_x: true,
+            ..Case::DENSE
         },
         Case {
             batch: 3,
             chans: [12, 12],
             size: [12, 12],
-            kernel: 3,
             stride: 2,
             padding: [(0, 1), (0, 1)],
             groups: 12,
-            bias: false,
-            track_x: true,
+            ..Case::DENSE
         },
         Case {
-            batch: 2,
             chans: [10, 10],
             size: [14, 14],
             kernel: 5,
@@ -171,31 +155,23 @@ fn cases() -> Vec<Case> {
             padding: [(1, 2), (1, 2)],
             groups: 10,
             bias: true,
-            track_x: true,
+            ..Case::DENSE
         },
         // Depthwise on a map larger than 16x16 takes the NCHW kernels.
         Case {
-            batch: 2,
             chans: [6, 6],
             size: [21, 20],
-            kernel: 3,
             stride: 2,
             padding: [(0, 1), (0, 1)],
             groups: 6,
-            bias: false,
-            track_x: true,
+            ..Case::DENSE
         },
         // A grouped (not depthwise) convolution goes to burn unchanged.
         Case {
-            batch: 2,
             chans: [8, 8],
             size: [9, 9],
-            kernel: 3,
-            stride: 1,
-            padding: sym(1),
             groups: 2,
-            bias: false,
-            track_x: true,
+            ..Case::DENSE
         },
     ]
 }
@@ -237,23 +213,16 @@ fn inference_forward_matches_burns_conv2d() {
         batch: 3,
         chans: [64, 5],
         size: [128, 128],
-        kernel: 3,
-        stride: 1,
-        padding: [(1, 1), (1, 1)],
-        groups: 1,
         bias: true,
         track_x: false,
+        ..Case::DENSE
     };
     let paired = Case {
         batch: 3,
         chans: [4, 6],
         size: [40, 40],
-        kernel: 3,
-        stride: 1,
-        padding: [(1, 1), (1, 1)],
-        groups: 1,
-        bias: false,
         track_x: false,
+        ..Case::DENSE
     };
     for (i, case) in cases().iter().chain([&banded, &paired]).enumerate() {
         let [cin, cout] = case.chans;
