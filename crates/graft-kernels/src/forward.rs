@@ -47,6 +47,19 @@ pub(crate) fn conv2d(
     }
     let (x, weight) = (contiguous(x), contiguous(weight));
     let bias = bias.map(contiguous);
+    if crate::winograd::applies(&g) {
+        let b = bias.as_ref().map(values);
+        let y = crate::winograd::conv2d(
+            &crate::winograd::F4,
+            &g,
+            values(&x),
+            values(&weight),
+            b,
+            epilogue,
+        );
+        let shape = Shape::new([g.batch, g.out_channels, g.out_size[0], g.out_size[1]]);
+        return FlexTensor::from_data(TensorData::new(y, shape));
+    }
     dense(&g, &x, &weight, bias.as_ref().map(values), epilogue)
 }
 

@@ -23,8 +23,10 @@ mod autodiff;
 mod batch_norm;
 mod forward;
 pub mod grad;
+mod matmul;
 mod pool;
 mod scratch;
+mod winograd;
 
 pub use activation::{relu, relu6};
 pub use autodiff::{conv2d, conv2d_relu};

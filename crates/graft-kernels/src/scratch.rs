@@ -1,34 +1,45 @@
-//! One reusable buffer per thread for the patch matrices (im2col / im2row), which the kernels
-//! overwrite entirely: reusing the last block's buffer saves zeroing and page-faulting up to
-//! 32 MiB per block (9% of a ResNet-18 training step was `memset` of fresh buffers). The buffer
-//! is held between calls, at most the largest block's size.
+//! Reusable buffers per thread for matrices the kernels overwrite entirely (patch matrices,
+//! Winograd's transformed tiles and products): reusing the last block's buffers saves zeroing
+//! and page-faulting up to 32 MiB per block (9% of a ResNet-18 training step was `memset` of
+//! fresh buffers). A few buffers are held between calls, each at most the largest block's size.
 
 use std::cell::RefCell;
 
 use burn::tensor::TensorData;
 use burn_flex::FlexTensor;
 
+/// Buffers kept per thread (a kernel holds at most this many at once).
+const POOL: usize = 3;
+
 thread_local! {
-    static BUFFER: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static BUFFERS: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A buffer of `len` floats with unspecified contents, for a kernel that writes every entry.
 pub(crate) fn take(len: usize) -> Vec<f32> {
-    let mut v = BUFFER.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    let mut v = BUFFERS.with(|b| b.borrow_mut().pop()).unwrap_or_default();
     // Shrinking keeps the allocation; growing zeroes only the new tail.
     v.resize(len, 0.0);
     v
 }
 
+/// Keeps `v`'s allocation for the next [`take`] on this thread.
+pub(crate) fn keep(v: Vec<f32>) {
+    BUFFERS.with(|b| {
+        let mut b = b.borrow_mut();
+        b.push(v);
+        // The largest allocations are the ones worth keeping; they are taken first.
+        b.sort_by_key(Vec::capacity);
+        if b.len() > POOL {
+            b.remove(0);
+        }
+    });
+}
+
 /// Returns a tensor's storage to the pool when it is the sole owner (else it is just dropped).
 pub(crate) fn give_back(t: FlexTensor) {
     if let Ok(v) = t.into_data().try_into_vec::<f32>() {
-        BUFFER.with(|b| {
-            let mut b = b.borrow_mut();
-            if v.capacity() > b.capacity() {
-                *b = v;
-            }
-        });
+        keep(v);
     }
 }
 

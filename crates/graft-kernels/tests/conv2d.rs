@@ -117,6 +117,21 @@ fn cases() -> Vec<Case> {
             padding: sym(0),
             ..Case::DENSE
         },
+        // Winograd F(4x4, 3x3) (3x3, stride 1, >= 16 input channels, for y and dx): tiles cut
+        // by the map's edge, and asymmetric padding.
+        Case {
+            batch: 3,
+            chans: [16, 24],
+            size: [9, 11],
+            bias: true,
+            ..Case::DENSE
+        },
+        Case {
+            chans: [32, 16],
+            size: [7, 7],
+            padding: [(0, 1), (2, 0)],
+            ..Case::DENSE
+        },
         // VGG: 3x3 with bias.
         Case {
             chans: [4, 6],
@@ -200,8 +215,9 @@ fn gradients_match_burns_own_conv2d() {
 
 /// The inference device runs graft's forward kernel (im2col over a block of output positions, one
 /// matrix product per block): the same output as burn's, with and without the fused ReLU, for
-/// every case above, for a layer whose images are split into bands of rows, and for one
-/// multiplied two images at a time.
+/// every case above, for a layer whose images are split into bands of rows, for one
+/// multiplied two images at a time, and for a Winograd layer whose blocks of tile rows end
+/// inside an image.
 #[test]
 fn inference_forward_matches_burns_conv2d() {
     let device = Device::flex();
@@ -213,6 +229,7 @@ fn inference_forward_matches_burns_conv2d() {
         batch: 3,
         chans: [64, 5],
         size: [128, 128],
+        stride: 2,
         bias: true,
         track_x: false,
         ..Case::DENSE
@@ -224,7 +241,15 @@ fn inference_forward_matches_burns_conv2d() {
         track_x: false,
         ..Case::DENSE
     };
-    for (i, case) in cases().iter().chain([&banded, &paired]).enumerate() {
+    let winograd_blocks = Case {
+        chans: [16, 8],
+        size: [200, 200],
+        bias: true,
+        track_x: false,
+        ..Case::DENSE
+    };
+    let extra = [&banded, &paired, &winograd_blocks];
+    for (i, case) in cases().iter().chain(extra).enumerate() {
         let [cin, cout] = case.chans;
         let x = tensor(vec![case.batch, cin, case.size[0], case.size[1]], 1);
         let w = tensor(vec![cout, cin / case.groups, case.kernel, case.kernel], 2);
