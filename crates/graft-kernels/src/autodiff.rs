@@ -306,19 +306,27 @@ fn depthwise(
 
 /// Dense convolution gradients.
 ///
-/// Weight: `dW = dY x im2row(x)`, a chunk of images at a time, with `dY` as `[out, positions]`
-/// and the patches as `[positions, (kh, kw, in)]` rows (both row-major, gemm's fast layout).
+/// Weight: for 3x3 stride-1 convolutions, Winograd's transforms run backwards
+/// ([`crate::winograd::weight_grad`]); otherwise `dW = dY x im2row(x)`, a chunk of images at a
+/// time, with `dY` as `[out, positions]` and the patches as `[positions, (kh, kw, in)]` rows
+/// (both row-major, gemm's fast layout).
 ///
 /// Input: for stride 1 it is a forward convolution of `dY` with the flipped, transposed kernel
-/// (burn-flex's fast forward path); otherwise `col2im(W^T x dY)`.
+/// (graft's forward kernels); otherwise `col2im(W^T x dY)`.
 fn dense(
     g: &Geometry,
     x: &FlexTensor,
     w: &FlexTensor,
     dy: &FlexTensor,
     options: &ConvOptions<2>,
-    wanted: Wanted,
+    mut wanted: Wanted,
 ) -> (Option<FlexTensor>, Option<FlexTensor>) {
+    let mut dw_done = None;
+    if wanted.w && crate::winograd::applies(g) {
+        let dw = crate::winograd::weight_grad(&crate::winograd::F4, g, values(x), values(dy));
+        dw_done = Some(tensor(dw, w.shape()));
+        wanted.w = false;
+    }
     let (mut dx_done, mut dx_cols) = (None, None);
     if wanted.x {
         match flipped_padding(g, options) {
@@ -337,7 +345,7 @@ fn dense(
         }
     }
     if !wanted.w && dx_cols.is_none() {
-        return (dx_done, None);
+        return (dx_done, dw_done);
     }
     let per_image = (g.patch_len() * g.out_len()).max(1);
     let chunk = (COLS_BUDGET / per_image).clamp(1, g.batch.max(1));
@@ -387,7 +395,7 @@ fn dense(
         contiguous(t.permute(&[0, 3, 1, 2]))
     });
     let dx = dx_done.or_else(|| dx_cols.map(|v| tensor(v, x.shape())));
-    (dx, dw)
+    (dx, dw.or(dw_done))
 }
 
 /// Padding that makes the input gradient of a stride-1 convolution a forward convolution of the

@@ -132,6 +132,13 @@ fn cases() -> Vec<Case> {
             padding: [(0, 1), (2, 0)],
             ..Case::DENSE
         },
+        // Several blocks of tiles: the weight gradient accumulates across them.
+        Case {
+            batch: 8,
+            chans: [16, 16],
+            size: [64, 64],
+            ..Case::DENSE
+        },
         // VGG: 3x3 with bias.
         Case {
             chans: [4, 6],
