@@ -288,23 +288,42 @@ fn rows_by(buf: &mut [f32], row_len: usize, groups: usize) -> Vec<Vec<&mut [f32]
     out
 }
 
-/// `dst = sum_j coefs[j] * src(j)` over the terms with a non-zero coefficient.
+/// `dst = sum_j coefs[j] * src(j)` over the terms with a non-zero coefficient, in one pass.
 fn combine<'a>(dst: &mut [f32], coefs: &[f32], src: impl Fn(usize) -> &'a [f32]) {
-    let mut first = true;
+    let mut c = [0.0f32; MAX_TERMS];
+    let mut s: [&[f32]; MAX_TERMS] = [&[]; MAX_TERMS];
+    let mut n = 0;
     for (j, &coef) in coefs.iter().enumerate() {
-        if coef == 0.0 {
-            continue;
-        }
-        let s = &src(j)[..dst.len()];
-        if first {
-            dst.iter_mut().zip(s).for_each(|(d, s)| *d = coef * s);
-            first = false;
-        } else {
-            dst.iter_mut().zip(s).for_each(|(d, s)| *d += coef * s);
+        if coef != 0.0 {
+            (c[n], s[n]) = (coef, &src(j)[..dst.len()]);
+            n += 1;
         }
     }
-    if first {
-        dst.fill(0.0);
+    match n {
+        0 => dst.fill(0.0),
+        1 => sum_of::<1>(dst, &c, &s),
+        2 => sum_of::<2>(dst, &c, &s),
+        3 => sum_of::<3>(dst, &c, &s),
+        4 => sum_of::<4>(dst, &c, &s),
+        5 => sum_of::<5>(dst, &c, &s),
+        _ => sum_of::<6>(dst, &c, &s),
+    }
+}
+
+/// The most terms a transform row has (t = 6 for F(4x4, 3x3)).
+const MAX_TERMS: usize = 6;
+
+/// `dst[i] = sum over the first N terms of c[j] * s[j][i]` (the term count fixed at compile
+/// time, so the loop over i vectorises with the terms unrolled).
+fn sum_of<const N: usize>(dst: &mut [f32], c: &[f32; MAX_TERMS], s: &[&[f32]; MAX_TERMS]) {
+    let len = dst.len();
+    let s: [&[f32]; N] = std::array::from_fn(|j| &s[j][..len]);
+    for (i, d) in dst.iter_mut().enumerate() {
+        let mut acc = 0.0;
+        for j in 0..N {
+            acc += c[j] * s[j][i];
+        }
+        *d = acc;
     }
 }
 
