@@ -97,11 +97,13 @@ fn clamp_slice(values: &mut [f32], hi: f32) {
 type AdTensor = burn_backend::tensor::FloatTensor<Autodiff<Flex>>;
 
 fn tracked(x: AdTensor, hi: f32) -> AdTensor {
+    // In place when the input is not shared (a fresh convolution or BatchNorm output).
     let forward = |x: FlexTensor| {
-        let x = contiguous(x);
-        let mut out = values(&x).to_vec();
-        clamp_slice(&mut out, hi);
-        FlexTensor::from_data(TensorData::new(out, x.shape()))
+        in_place(contiguous(x), hi).unwrap_or_else(|x| {
+            let mut out = values(&x).to_vec();
+            clamp_slice(&mut out, hi);
+            FlexTensor::from_data(TensorData::new(out, x.shape()))
+        })
     };
     match Clamp
         .prepare::<NoCheckpointing>([x.node()])
@@ -131,19 +133,30 @@ impl Backward<Flex, 1> for Clamp {
         let Some(node) = node else { return };
         // relu's upper bound is open: an infinite output still passes its gradient.
         let unbounded = hi.is_infinite();
-        let mut dx = values(&dy).to_vec();
-        dx.par_chunks_mut(CHUNK)
-            .zip(values(&y).par_chunks(CHUNK))
-            .for_each(|(d, y)| {
-                for (d, y) in d.iter_mut().zip(y) {
-                    if !(*y > 0.0 && (*y < hi || unbounded)) {
-                        *d = 0.0;
+        let mask = |dx: &mut [f32]| {
+            dx.par_chunks_mut(CHUNK)
+                .zip(values(&y).par_chunks(CHUNK))
+                .for_each(|(d, y)| {
+                    for (d, y) in d.iter_mut().zip(y) {
+                        if !(*y > 0.0 && (*y < hi || unbounded)) {
+                            *d = 0.0;
+                        }
                     }
-                }
-            });
-        grads.register::<Flex>(
-            node.id,
-            FlexTensor::from_data(TensorData::new(dx, dy.shape())),
-        );
+                });
+        };
+        // dy is usually the only reference to its gradient: masked where it lies.
+        let mut dy = dy;
+        let dx = match dy.try_storage_mut::<f32>() {
+            Some(values) => {
+                mask(values);
+                dy
+            }
+            None => {
+                let mut dx = values(&dy).to_vec();
+                mask(&mut dx);
+                FlexTensor::from_data(TensorData::new(dx, dy.shape()))
+            }
+        };
+        grads.register::<Flex>(node.id, dx);
     }
 }

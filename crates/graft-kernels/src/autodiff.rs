@@ -12,9 +12,11 @@ use burn_autodiff::{Autodiff, NodeId};
 use burn_backend::ops::{ConvOptions, FloatTensorOps};
 use burn_backend::{Shape, TensorMetadata};
 use burn_flex::{Flex, FlexTensor};
+use rayon::prelude::*;
 
 use crate::forward::Epilogue;
 use crate::grad::{self, Geometry};
+use crate::matmul::{Mat, matmul_into};
 use crate::scratch;
 
 type Ad = Autodiff<Flex>;
@@ -307,9 +309,10 @@ fn depthwise(
 /// Dense convolution gradients.
 ///
 /// Weight: for 3x3 stride-1 convolutions, Winograd's transforms run backwards
-/// ([`crate::winograd::weight_grad`]); otherwise `dW = dY x im2row(x)`, a chunk of images at a
-/// time, with `dY` as `[out, positions]` and the patches as `[positions, (kh, kw, in)]` rows
-/// (both row-major, gemm's fast layout).
+/// ([`crate::winograd::weight_grad`]); otherwise `dW = dY x im2row(x)` ([`weight_grad_rows`]),
+/// with `dY` as `[out, positions]` and the patches as `[positions, (kh, kw, in)]` rows (both
+/// row-major, gemm's fast layout); a 1x1 stride-1 convolution's patches are its channels-last
+/// input.
 ///
 /// Input: for stride 1 it is a forward convolution of `dY` with the flipped, transposed kernel
 /// (graft's forward kernels); otherwise `col2im(W^T x dY)`.
@@ -325,6 +328,11 @@ fn dense(
     if wanted.w && crate::winograd::applies(g) {
         let dw = crate::winograd::weight_grad(&crate::winograd::F4, g, values(x), values(dy));
         dw_done = Some(tensor(dw, w.shape()));
+        wanted.w = false;
+    }
+    if wanted.w && !g.is_pointwise() {
+        let x_nhwc = contiguous(x.permute(&[0, 2, 3, 1]));
+        dw_done = Some(weight_grad_rows(g, values(&x_nhwc), values(dy)));
         wanted.w = false;
     }
     let (mut dx_done, mut dx_cols) = (None, None);
@@ -396,6 +404,41 @@ fn dense(
     });
     let dx = dx_done.or_else(|| dx_cols.map(|v| tensor(v, x.shape())));
     (dx, dw.or(dw_done))
+}
+
+/// `dW = dY x im2row(x)` (`x` channels-last), as `[out, in, kh, kw]`. Chunks of images run in
+/// parallel, each product on one thread: the product's output is small (`out x patch`) and its
+/// inner dimension long (positions), which gemm does not split across threads.
+fn weight_grad_rows(g: &Geometry, x_nhwc: &[f32], dys: &[f32]) -> FlexTensor {
+    let (k_len, patch) = (g.out_channels, g.patch_len());
+    let per_image = (patch * g.out_len()).max(1);
+    let chunk = (COLS_BUDGET / 2 / per_image).clamp(1, g.batch.max(1));
+    let starts: Vec<usize> = (0..g.batch).step_by(chunk).collect();
+    let dw = starts
+        .into_par_iter()
+        .map(|start| {
+            let images = start..(start + chunk).min(g.batch);
+            let width = images.len() * g.out_len();
+            let mut dy_c = scratch::take(k_len * width);
+            grad::channels_major(g, dys, images.clone(), &mut dy_c);
+            let mut rows = scratch::take(width * patch);
+            grad::im2row(g, x_nhwc, images, &mut rows);
+            let mut part = vec![0.0f32; k_len * patch];
+            let lhs = Mat::rows(&dy_c, k_len, width);
+            matmul_into(&mut part, patch, lhs, Mat::rows(&rows, width, patch), false);
+            scratch::keep(rows);
+            scratch::keep(dy_c);
+            part
+        })
+        .reduce_with(|mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+            a
+        })
+        .unwrap_or_else(|| vec![0.0f32; k_len * patch]);
+    // dw's columns are (kh, kw, in); the weight is [out, in, kh, kw].
+    let [kh, kw] = g.kernel;
+    let t = tensor(dw, Shape::new([k_len, kh, kw, g.in_channels]));
+    contiguous(t.permute(&[0, 3, 1, 2]))
 }
 
 /// Padding that makes the input gradient of a stride-1 convolution a forward convolution of the
