@@ -109,6 +109,17 @@ fn cases() -> Vec<Case> {
             stride: 2,
             ..Case::DENSE
         },
+        // The stem at full size: its weight gradient is summed over chunks of images.
+        Case {
+            batch: 3,
+            chans: [3, 8],
+            size: [224, 224],
+            kernel: 7,
+            stride: 2,
+            padding: sym(3),
+            track_x: false,
+            ..Case::DENSE
+        },
         Case {
             chans: [8, 16],
             size: [14, 14],
