@@ -339,15 +339,26 @@ fn dense(
     if wanted.x {
         match flipped_padding(g, options) {
             Some(padding) => {
-                let kernel = Flex::float_swap_dims(Flex::float_flip(w.clone(), &[2, 3]), 0, 1);
                 let o = ConvOptions::new_with_padding([1, 1], padding, options.dilation, 1);
-                dx_done = Some(crate::forward::conv2d(
-                    dy.clone(),
-                    kernel,
-                    None,
-                    o,
-                    Epilogue::Bias,
-                ));
+                let [kh, kw] = g.kernel;
+                let kernel_shape = Shape::new([g.in_channels, g.out_channels, kh, kw]);
+                let gd = geometry_of(&dy.shape(), &kernel_shape, &o);
+                dx_done = Some(if crate::winograd::applies(&gd) {
+                    // Winograd reads the kernel flipped and transposed where it lies.
+                    let filters = crate::winograd::Filters::FlippedTransposed(values(w));
+                    let dx = crate::winograd::conv2d(
+                        &crate::winograd::F4,
+                        &gd,
+                        values(dy),
+                        filters,
+                        None,
+                        Epilogue::Bias,
+                    );
+                    tensor(dx, x.shape())
+                } else {
+                    let kernel = Flex::float_swap_dims(Flex::float_flip(w.clone(), &[2, 3]), 0, 1);
+                    crate::forward::conv2d(dy.clone(), kernel, None, o, Epilogue::Bias)
+                });
             }
             None => dx_cols = Some(vec![0.0f32; x.shape().num_elements()]),
         }

@@ -53,7 +53,7 @@ pub(crate) fn conv2d(
             &crate::winograd::F4,
             &g,
             values(&x),
-            values(&weight),
+            crate::winograd::Filters::Plain(values(&weight)),
             b,
             epilogue,
         );

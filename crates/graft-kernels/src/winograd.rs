@@ -60,6 +60,9 @@ pub(crate) const F4: Tiles = Tiles {
     ],
 };
 
+/// The largest output tile side an algorithm here may have.
+const MAX_M: usize = 4;
+
 /// Floats of transformed input (or products) per block: the products then read panels that
 /// stay in the shared cache.
 const BLOCK_BUDGET: usize = 2 << 20;
@@ -76,18 +79,37 @@ pub(crate) fn applies(g: &Geometry) -> bool {
     g.kernel == [3, 3] && g.stride == [1, 1] && g.dilation == [1, 1] && g.in_channels >= 16
 }
 
+/// `0..units` in consecutive blocks of at most [`BLOCK_BUDGET`] floats (`unit_len` per unit),
+/// of equal size (a short last block would make short, slow products).
+fn blocks(units: usize, unit_len: usize) -> impl Iterator<Item = Range<usize>> {
+    let most = (BLOCK_BUDGET / unit_len.max(1)).max(1);
+    let per_block = units.div_ceil(units.div_ceil(most).max(1)).max(1);
+    (0..units)
+        .step_by(per_block)
+        .map(move |start| start..(start + per_block).min(units))
+}
+
 /// The tile grid of `g` for tiles of `m` outputs a side: (tile rows, tile columns).
 fn grid(g: &Geometry, m: usize) -> (usize, usize) {
     (g.out_size[0].div_ceil(m), g.out_size[1].div_ceil(m))
 }
 
-/// The convolution of `x` (NCHW) with `w` (`[out, in, 3, 3]`), plus `bias`, through `tiles`;
-/// the output is NCHW.
+/// The 3x3 filters of a convolution, as stored.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Filters<'a> {
+    /// `[out, in, 3, 3]`.
+    Plain(&'a [f32]),
+    /// The filters of the convolution whose input gradient this is: `[in, out, 3, 3]`, read
+    /// transposed and flipped (no copy of the kernel is made).
+    FlippedTransposed(&'a [f32]),
+}
+
+/// The convolution of `x` (NCHW) with `w`, plus `bias`, through `tiles`; the output is NCHW.
 pub(crate) fn conv2d(
     tiles: &Tiles,
     g: &Geometry,
     x: &[f32],
-    w: &[f32],
+    w: Filters,
     bias: Option<&[f32]>,
     epilogue: Epilogue,
 ) -> Vec<f32> {
@@ -96,12 +118,9 @@ pub(crate) fn conv2d(
     let u = transform_weights(tiles, w, k_len, c_len);
     let (th, tw) = grid(g, tiles.m);
     let unit = t2 * c_len.max(k_len) * tw;
-    let per_block = (BLOCK_BUDGET / unit.max(1)).max(1);
-    let units = g.batch * th;
     let plane = g.out_len();
     let mut out = vec![0.0f32; g.batch * k_len * plane];
-    for start in (0..units).step_by(per_block) {
-        let block = start..(start + per_block).min(units);
+    for block in blocks(g.batch * th, unit) {
         let p_len = block.len() * tw;
         let mut v = scratch::take(c_len * t2 * p_len);
         transform_input(tiles, g, x, block.clone(), &mut v);
@@ -144,11 +163,9 @@ pub(crate) fn weight_grad(tiles: &Tiles, g: &Geometry, x: &[f32], dy: &[f32]) ->
     let (k_len, c_len) = (g.out_channels, g.in_channels);
     let (th, tw) = grid(g, tiles.m);
     let unit = t2 * (c_len + k_len) * tw;
-    let per_block = (BLOCK_BUDGET / unit.max(1)).max(1);
-    let units = g.batch * th;
     let mut du = scratch::take(t2 * k_len * c_len);
-    for start in (0..units).step_by(per_block) {
-        let block = start..(start + per_block).min(units);
+    for block in blocks(g.batch * th, unit) {
+        let start = block.start;
         let p_len = block.len() * tw;
         let mut v = scratch::take(t2 * c_len * p_len);
         transform_input(tiles, g, x, block.clone(), &mut v);
@@ -250,7 +267,7 @@ fn transform_output_grad(
 
 /// `U = G g G^T` for every (out, in) filter, laid out `[tile position, out, in]`; per output
 /// channel, both stages run over vectors of all its input channels.
-fn transform_weights(tiles: &Tiles, w: &[f32], k_len: usize, c_len: usize) -> Vec<f32> {
+fn transform_weights(tiles: &Tiles, w: Filters, k_len: usize, c_len: usize) -> Vec<f32> {
     let t = tiles.t();
     let mut u = scratch::take(t * t * k_len * c_len);
     let by_filter = rows_by(&mut u, c_len, k_len);
@@ -260,8 +277,13 @@ fn transform_weights(tiles: &Tiles, w: &[f32], k_len: usize, c_len: usize) -> Ve
         .enumerate()
         .for_each_init(buffers, |(f, gg), (k, mut rows)| {
             // f[tap][in]: the 3x3 filters of output channel k, tap-major.
-            for (c, taps) in w[k * c_len * 9..][..c_len * 9].chunks_exact(9).enumerate() {
+            for c in 0..c_len {
+                let (taps, flipped) = match w {
+                    Filters::Plain(w) => (&w[(k * c_len + c) * 9..][..9], false),
+                    Filters::FlippedTransposed(w) => (&w[(c * k_len + k) * 9..][..9], true),
+                };
                 for (tap, val) in taps.iter().enumerate() {
+                    let tap = if flipped { 8 - tap } else { tap };
                     f[tap * c_len + c] = *val;
                 }
             }
@@ -340,16 +362,16 @@ fn transform_input(tiles: &Tiles, g: &Geometry, x: &[f32], block: Range<usize>, 
     // A padded input row: the last tile column reads up to m * tw + 1, so m * (tw + 1) columns
     // split evenly into m phases of tw + 1.
     let width = m * (tw + 1);
-    let cols = tw + 1;
     let p_len = block.len() * tw;
     let buffers = || {
         let d = vec![0.0f32; t * t * p_len];
-        (d.clone(), d, vec![0.0f32; width], vec![0.0f32; width])
+        (d.clone(), d, vec![0.0f32; width])
     };
     let by_channel = rows_by(v, p_len, g.in_channels);
-    by_channel.into_par_iter().enumerate().for_each_init(
-        buffers,
-        |(d, e, row, phases), (c, mut v_c)| {
+    by_channel
+        .into_par_iter()
+        .enumerate()
+        .for_each_init(buffers, |(d, e, row), (c, mut v_c)| {
             for (slot, unit) in block.clone().enumerate() {
                 let (n, ty) = (unit / th, unit % th);
                 let plane = &x[(n * g.in_channels + c) * ih_len * iw_len..][..ih_len * iw_len];
@@ -361,15 +383,12 @@ fn transform_input(tiles: &Tiles, g: &Geometry, x: &[f32], block: Range<usize>, 
                         row[pad_w..pad_w + n_copy]
                             .copy_from_slice(&plane[ih as usize * iw_len..][..n_copy]);
                     }
-                    // phases[q][k] = row[m * k + q]: a tile's column j is phase j % m at k + j / m.
-                    for (k, chunk) in row.chunks_exact(m).enumerate() {
-                        for (q, val) in chunk.iter().enumerate() {
-                            phases[q * cols + k] = *val;
-                        }
-                    }
+                    // Tile tx's column j is row[m * tx + j].
                     for j in 0..t {
-                        d[(r * t + j) * p_len + slot * tw..][..tw]
-                            .copy_from_slice(&phases[(j % m) * cols + j / m..][..tw]);
+                        let dst = &mut d[(r * t + j) * p_len + slot * tw..][..tw];
+                        for (o, val) in dst.iter_mut().zip(row[j..].iter().step_by(m)) {
+                            *o = *val;
+                        }
                     }
                 }
             }
@@ -384,8 +403,7 @@ fn transform_input(tiles: &Tiles, g: &Geometry, x: &[f32], block: Range<usize>, 
                     &e[(i * t + j) * p_len..]
                 });
             }
-        },
-    );
+        });
 }
 
 /// `Y = A^T M A` for every tile of `block` from the products `M` (`[tile position, out,
@@ -446,11 +464,20 @@ fn transform_output(
                         break;
                     }
                     let out = &mut plane[oh * ow_len..][..ow_len];
-                    for q in 0..m {
-                        let src = &y[(q2 * m + q) * p_len + slot * tw..][..tw];
-                        for (o, val) in out.iter_mut().skip(q).step_by(m).zip(src) {
-                            *o = apply(*val);
+                    // Column q of the tiles' row q2 (m <= MAX_M).
+                    let src: [&[f32]; MAX_M] = std::array::from_fn(|q| match q < m {
+                        true => &y[(q2 * m + q) * p_len + slot * tw..][..tw],
+                        false => &[],
+                    });
+                    // Whole tiles: m adjacent outputs from the m column vectors.
+                    let whole = ow_len / m;
+                    for (tx, o) in out.chunks_exact_mut(m).enumerate() {
+                        for (q, o) in o.iter_mut().enumerate() {
+                            *o = apply(src[q][tx]);
                         }
+                    }
+                    for (q, o) in out[whole * m..].iter_mut().enumerate() {
+                        *o = apply(src[q][whole]);
                     }
                 }
             }
