@@ -1,5 +1,6 @@
-//! graft's inference max pool against burn's `max_pool2d`: same values for the pools the
-//! architectures use (ResNet's 3x3/2 padded, VGG's 2x2/2) and odd sizes; NaN propagates.
+//! graft's max pool against burn's `max_pool2d`: same values for the pools the architectures
+//! use (ResNet's 3x3/2 padded, VGG's 2x2/2) and odd sizes, NaN propagating; on the autodiff
+//! device, the same input gradients.
 
 use burn::tensor::module::max_pool2d as burn_max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
@@ -43,4 +44,46 @@ fn max_pool_propagates_nan() {
     let y = vec(graft_kernels::max_pool2d(x, [2, 2], [2, 2], [(0, 0); 2]));
     assert!(y[0].is_nan());
     assert_eq!(&y[1..], &[1.0, 1.0, 1.0]);
+}
+
+/// On the autodiff device: the same output as burn's max pool and the same input gradient (each
+/// window's gradient to its maximum), for the pools above, under a non-uniform upstream gradient.
+#[test]
+fn max_pool_gradients_match_burns() {
+    let device = Device::flex().autodiff();
+    let cases = [
+        ([2, 3, 15, 13], 3, 2, (1, 1)),
+        ([2, 4, 8, 8], 2, 2, (0, 0)),
+        ([1, 3, 7, 10], 3, 1, (1, 1)),
+        ([2, 2, 6, 6], 3, 2, (0, 1)),
+    ];
+    for (i, (shape, k, s, p)) in cases.into_iter().enumerate() {
+        let n: usize = shape.iter().product();
+        let data = TensorData::new(common::noise(n, 10 + i as u64), shape);
+        let pads = [p, p];
+        let o = MaxPoolOptions::new([k, k])
+            .with_stride([s, s])
+            .with_padding_pairs(pads);
+        let run = |ours: bool| {
+            let x = Tensor::<4>::from_data(data.clone(), &device).require_grad();
+            let y = if ours {
+                graft_kernels::max_pool2d(x.clone(), [k, k], [s, s], pads)
+            } else {
+                burn_max_pool2d(x.clone(), o.clone())
+            };
+            let m: usize = y.dims().iter().product();
+            let r = TensorData::new(common::noise(m, 99), y.dims());
+            let grads = (y.clone() * Tensor::<4>::from_data(r, &device))
+                .sum()
+                .backward();
+            let dx = x
+                .grad(&grads)
+                .map(|g| g.into_data().try_to_vec::<f32>().unwrap_or_default());
+            (vec(y.inner()), dx)
+        };
+        let (ours, theirs) = (run(true), run(false));
+        assert_eq!(ours.0, theirs.0, "case {i} y");
+        assert!(ours.1.is_some(), "case {i}: no gradient");
+        assert_eq!(ours.1, theirs.1, "case {i} dx");
+    }
 }

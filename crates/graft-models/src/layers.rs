@@ -122,10 +122,10 @@ fn apply(kernel: ConvFn, conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     kernel(x, conv.weight.val(), bias, options)
 }
 
-/// `pool.forward(x)`; for inference, graft-kernels' max pool (burn-flex computes the argmax
-/// indices of every window, which only a backward pass needs).
+/// `pool.forward(x)` through graft-kernels' max pool (burn-flex computes the argmax indices of
+/// every window, and its training pool and backward scatter are slow; see graft-kernels).
 pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
-    if x.is_autodiff() || pool.dilation != [1, 1] || pool.ceil_mode {
+    if pool.dilation != [1, 1] || pool.ceil_mode {
         return pool.forward(x);
     }
     let [_, _, h, w] = x.dims();
