@@ -211,60 +211,6 @@ pub(crate) fn weight_grad(tiles: &Tiles, g: &Geometry, x: &[f32], dy: &[f32]) ->
     dw
 }
 
-/// `Z = A dY A^T` (t x t) for every m x m tile of the output gradient in `block`, written into
-/// `z` as `[tile position, out, tile]` (the layout of the forward products `M`).
-fn transform_output_grad(
-    tiles: &Tiles,
-    g: &Geometry,
-    dy: &[f32],
-    block: Range<usize>,
-    z: &mut [f32],
-) {
-    let (m, t) = (tiles.m, tiles.t());
-    let (th, tw) = grid(g, m);
-    let [oh_len, ow_len] = g.out_size;
-    let p_len = block.len() * tw;
-    // A, t x m (A^T's transpose), so that both stages read contiguous coefficients.
-    let a: Vec<f32> = (0..t * m)
-        .map(|ir| tiles.at[(ir % m) * t + ir / m])
-        .collect();
-    let buffers = || {
-        let d = vec![0.0f32; m * m * p_len];
-        (d, vec![0.0f32; t * m * p_len], vec![0.0f32; m * tw])
-    };
-    rows_by(z, p_len, g.out_channels)
-        .into_par_iter()
-        .enumerate()
-        .for_each_init(buffers, |(d, e, row), (k, mut z_k)| {
-            for (slot, unit) in block.clone().enumerate() {
-                let (n, ty) = (unit / th, unit % th);
-                let plane = &dy[(n * g.out_channels + k) * oh_len * ow_len..][..oh_len * ow_len];
-                for r in 0..m {
-                    let oh = m * ty + r;
-                    row.fill(0.0);
-                    if oh < oh_len {
-                        row[..ow_len].copy_from_slice(&plane[oh * ow_len..][..ow_len]);
-                    }
-                    for j in 0..m {
-                        let dst = &mut d[(r * m + j) * p_len + slot * tw..][..tw];
-                        for (o, val) in dst.iter_mut().zip(row.iter().skip(j).step_by(m)) {
-                            *o = *val;
-                        }
-                    }
-                }
-            }
-            // Along the tile rows (A dY), then the columns ((A dY) A^T).
-            for (ij, e_ij) in e.chunks_mut(p_len).enumerate() {
-                let (i, j) = (ij / m, ij % m);
-                combine(e_ij, &a[i * m..][..m], |r| &d[(r * m + j) * p_len..]);
-            }
-            for (ij, z_ij) in z_k.iter_mut().enumerate() {
-                let (i, jj) = (ij / t, ij % t);
-                combine(z_ij, &a[jj * m..][..m], |j| &e[(i * m + j) * p_len..]);
-            }
-        });
-}
-
 /// `U = G g G^T` for every (out, in) filter, laid out `[tile position, out, in]`; per output
 /// channel, both stages run over vectors of all its input channels.
 fn transform_weights(tiles: &Tiles, w: Filters, k_len: usize, c_len: usize) -> Vec<f32> {
@@ -351,56 +297,114 @@ fn sum_of<const N: usize>(dst: &mut [f32], c: &[f32; MAX_TERMS], s: &[&[f32]; MA
 
 /// `V = B^T d B` for every tile of the units `block` (unit = (image, tile row), numbered
 /// `image * tile_rows + row`), written into `v` as `[tile position, in, tile]`, tiles in unit
-/// order. Per channel, the tiles' inputs are first gathered as `[tile position, tile]` so that
-/// both transform stages run over vectors of every tile of the block.
+/// order.
 fn transform_input(tiles: &Tiles, g: &Geometry, x: &[f32], block: Range<usize>, v: &mut [f32]) {
+    let source = Planes {
+        values: x,
+        channels: g.in_channels,
+        size: g.in_size,
+        offset: g.padding,
+    };
+    transform_tiles(tiles, g, source, tiles.t(), tiles.bt, block, v);
+}
+
+/// `Z = A dY A^T` (t x t) for every m x m tile of the output gradient in `block`, written into
+/// `z` as `[tile position, out, tile]` (the layout of the forward products `M`).
+fn transform_output_grad(
+    tiles: &Tiles,
+    g: &Geometry,
+    dy: &[f32],
+    block: Range<usize>,
+    z: &mut [f32],
+) {
+    let (m, t) = (tiles.m, tiles.t());
+    // A, t x m (A^T's transpose), so that both stages read contiguous coefficients.
+    let a: Vec<f32> = (0..t * m)
+        .map(|ir| tiles.at[(ir % m) * t + ir / m])
+        .collect();
+    let source = Planes {
+        values: dy,
+        channels: g.out_channels,
+        size: g.out_size,
+        offset: [0, 0],
+    };
+    transform_tiles(tiles, g, source, m, &a, block, z);
+}
+
+/// NCHW planes read in tiles: tile (ty, tx) of an image starts at row `m * ty - offset[0]`,
+/// column `m * tx - offset[1]`; positions outside the plane read 0.
+#[derive(Clone, Copy)]
+struct Planes<'a> {
+    values: &'a [f32],
+    channels: usize,
+    size: [usize; 2],
+    offset: [usize; 2],
+}
+
+/// `out = T d T^T` (t x t) for every `side x side` tile `d` of `source` in `block` (on the tile
+/// grid of `g`'s output), `mat` being T (t x side, row-major); written into `out` as `[tile
+/// position, channel, tile]`. Per channel, the tiles are first gathered as `[tile position,
+/// tile]` so that both stages run over vectors of every tile of the block.
+fn transform_tiles(
+    tiles: &Tiles,
+    g: &Geometry,
+    source: Planes,
+    side: usize,
+    mat: &[f32],
+    block: Range<usize>,
+    out: &mut [f32],
+) {
     let (m, t) = (tiles.m, tiles.t());
     let (th, tw) = grid(g, m);
-    let [ih_len, iw_len] = g.in_size;
-    let pad_h = g.padding[0] as isize;
-    let pad_w = g.padding[1];
-    // A padded input row: the last tile column reads up to m * tw + 1, so m * (tw + 1) columns
-    // split evenly into m phases of tw + 1.
-    let width = m * (tw + 1);
+    let [h_len, w_len] = source.size;
+    let plane_len = h_len * w_len;
+    let (pad_h, pad_w) = (source.offset[0] as isize, source.offset[1]);
+    // A padded source row: the last tile column reads up to m * (tw - 1) + side - 1.
+    let width = m * (tw - 1) + side;
     let p_len = block.len() * tw;
     let buffers = || {
-        let d = vec![0.0f32; t * t * p_len];
-        (d.clone(), d, vec![0.0f32; width])
+        let gathered = vec![0.0f32; side * side * p_len];
+        (
+            gathered,
+            vec![0.0f32; t * side * p_len],
+            vec![0.0f32; width],
+        )
     };
-    let by_channel = rows_by(v, p_len, g.in_channels);
-    by_channel
+    rows_by(out, p_len, source.channels)
         .into_par_iter()
         .enumerate()
-        .for_each_init(buffers, |(d, e, row), (c, mut v_c)| {
+        .for_each_init(buffers, |(d, e, row), (c, mut out_c)| {
             for (slot, unit) in block.clone().enumerate() {
                 let (n, ty) = (unit / th, unit % th);
-                let plane = &x[(n * g.in_channels + c) * ih_len * iw_len..][..ih_len * iw_len];
-                for r in 0..t {
+                let plane = &source.values[(n * source.channels + c) * plane_len..][..plane_len];
+                for r in 0..side {
                     let ih = (m * ty + r) as isize - pad_h;
                     row.fill(0.0);
-                    if (0..ih_len as isize).contains(&ih) {
-                        let n_copy = iw_len.min(width.saturating_sub(pad_w));
+                    if (0..h_len as isize).contains(&ih) {
+                        let n_copy = w_len.min(width.saturating_sub(pad_w));
                         row[pad_w..pad_w + n_copy]
-                            .copy_from_slice(&plane[ih as usize * iw_len..][..n_copy]);
+                            .copy_from_slice(&plane[ih as usize * w_len..][..n_copy]);
                     }
                     // Tile tx's column j is row[m * tx + j].
-                    for j in 0..t {
-                        let dst = &mut d[(r * t + j) * p_len + slot * tw..][..tw];
+                    for j in 0..side {
+                        let dst = &mut d[(r * side + j) * p_len + slot * tw..][..tw];
                         for (o, val) in dst.iter_mut().zip(row[j..].iter().step_by(m)) {
                             *o = *val;
                         }
                     }
                 }
             }
-            // Along the tile rows (B^T d), then the columns ((B^T d) B).
+            // Along the tile rows (T d), then the columns ((T d) T^T).
             for (ij, e_ij) in e.chunks_mut(p_len).enumerate() {
-                let (i, j) = (ij / t, ij % t);
-                combine(e_ij, &tiles.bt[i * t..][..t], |r| &d[(r * t + j) * p_len..]);
+                let (i, j) = (ij / side, ij % side);
+                combine(e_ij, &mat[i * side..][..side], |r| {
+                    &d[(r * side + j) * p_len..]
+                });
             }
-            for (ij, v_ij) in v_c.iter_mut().enumerate() {
+            for (ij, out_ij) in out_c.iter_mut().enumerate() {
                 let (i, jj) = (ij / t, ij % t);
-                combine(v_ij, &tiles.bt[jj * t..][..t], |j| {
-                    &e[(i * t + j) * p_len..]
+                combine(out_ij, &mat[jj * side..][..side], |j| {
+                    &e[(i * side + j) * p_len..]
                 });
             }
         });
