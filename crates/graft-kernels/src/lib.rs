@@ -1,10 +1,12 @@
 //! Kernels graft adds under burn where burn 0.22's CPU path is slow, each behind a small boundary
 //! that could move upstream unchanged.
 //!
-//! - [`conv2d`]: burn's `conv2d` with graft's dense forward pass on burn-flex (im2col over
-//!   cache-sized blocks of output positions, one long matrix product each; see `forward.rs`),
+//! - [`conv2d`]: burn's `conv2d` with graft's dense forward pass on burn-flex (3x3 stride-1
+//!   convolutions by Winograd's F(4x4, 3x3), see `winograd.rs`; the others by im2col over
+//!   cache-sized blocks of output positions, one long matrix product each, see `forward.rs`),
 //!   and its own backward pass on the burn-flex autodiff device; [`conv2d_relu`] applies ReLU as
-//!   the inference kernel writes its output.
+//!   the inference kernel writes its output. Products whose output graft owns go through one
+//!   safe wrapper over the `gemm` crate (`matmul.rs`, the crate's only `unsafe` block).
 //!   burn-backend computes a convolution's weight gradient as another convolution (whose shape
 //!   lands in gemm's narrowest micro-kernel), a depthwise weight gradient as one convolution per
 //!   channel, and the input gradient as a generic transposed convolution. Here the dense weight
@@ -15,7 +17,8 @@
 //!   from ~20 element-wise ops and layout copies).
 //! - [`relu`], [`relu6`]: in place on both threads for inference, one op with a one-pass
 //!   backward for training (burn-flex runs them on one thread; relu6 as clamp_min + clamp_max).
-//! - [`max_pool2d`]: inference max pooling without the argmax indices burn-flex always computes.
+//! - [`max_pool2d`]: max pooling without the argmax indices burn-flex always computes; on the
+//!   autodiff device the backward pass finds each window's maximum again.
 //! - [`grad`]: the convolution kernels over plain `f32` slices, tested against the definition.
 
 mod activation;
