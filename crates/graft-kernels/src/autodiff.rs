@@ -322,59 +322,57 @@ fn dense(
     w: &FlexTensor,
     dy: &FlexTensor,
     options: &ConvOptions<2>,
-    mut wanted: Wanted,
+    wanted: Wanted,
 ) -> (Option<FlexTensor>, Option<FlexTensor>) {
-    let mut dw_done = None;
-    if wanted.w && crate::winograd::applies(g) {
-        let dw = crate::winograd::weight_grad(&crate::winograd::F4, g, values(x), values(dy));
-        dw_done = Some(tensor(dw, w.shape()));
-        wanted.w = false;
-    }
-    if wanted.w && !g.is_pointwise() {
-        let x_nhwc = contiguous(x.permute(&[0, 2, 3, 1]));
-        dw_done = Some(weight_grad_rows(g, values(&x_nhwc), values(dy)));
-        wanted.w = false;
-    }
-    let (mut dx_done, mut dx_cols) = (None, None);
-    if wanted.x {
-        match flipped_padding(g, options) {
-            Some(padding) => {
-                let o = ConvOptions::new_with_padding([1, 1], padding, options.dilation, 1);
-                let [kh, kw] = g.kernel;
-                let kernel_shape = Shape::new([g.in_channels, g.out_channels, kh, kw]);
-                let gd = geometry_of(&dy.shape(), &kernel_shape, &o);
-                dx_done = Some(if crate::winograd::applies(&gd) {
-                    // Winograd reads the kernel flipped and transposed where it lies.
-                    let filters = crate::winograd::Filters::FlippedTransposed(values(w));
-                    let dx = crate::winograd::conv2d(
-                        &crate::winograd::F4,
-                        &gd,
-                        values(dy),
-                        filters,
-                        None,
-                        Epilogue::Bias,
-                    );
-                    tensor(dx, x.shape())
-                } else {
-                    let kernel = Flex::float_swap_dims(Flex::float_flip(w.clone(), &[2, 3]), 0, 1);
-                    crate::forward::conv2d(dy.clone(), kernel, None, o, Epilogue::Bias)
-                });
-            }
-            None => dx_cols = Some(vec![0.0f32; x.shape().num_elements()]),
+    let dw = wanted.w.then(|| {
+        if crate::winograd::applies(g) {
+            let dw = crate::winograd::weight_grad(&crate::winograd::F4, g, values(x), values(dy));
+            tensor(dw, w.shape())
+        } else {
+            let x_nhwc = contiguous(x.permute(&[0, 2, 3, 1]));
+            weight_grad_rows(g, values(&x_nhwc), values(dy))
         }
+    });
+    let dx = wanted.x.then(|| input_grad(g, x, w, dy, options));
+    (dx, dw)
+}
+
+/// The input gradient of a dense convolution (see [`dense`]).
+fn input_grad(
+    g: &Geometry,
+    x: &FlexTensor,
+    w: &FlexTensor,
+    dy: &FlexTensor,
+    options: &ConvOptions<2>,
+) -> FlexTensor {
+    if let Some(padding) = flipped_padding(g, options) {
+        let o = ConvOptions::new_with_padding([1, 1], padding, options.dilation, 1);
+        let [kh, kw] = g.kernel;
+        let kernel_shape = Shape::new([g.in_channels, g.out_channels, kh, kw]);
+        let gd = geometry_of(&dy.shape(), &kernel_shape, &o);
+        if crate::winograd::applies(&gd) {
+            // Winograd reads the kernel flipped and transposed where it lies.
+            let filters = crate::winograd::Filters::FlippedTransposed(values(w));
+            let dx = crate::winograd::conv2d(
+                &crate::winograd::F4,
+                &gd,
+                values(dy),
+                filters,
+                None,
+                Epilogue::Bias,
+            );
+            return tensor(dx, x.shape());
+        }
+        let kernel = Flex::float_swap_dims(Flex::float_flip(w.clone(), &[2, 3]), 0, 1);
+        return crate::forward::conv2d(dy.clone(), kernel, None, o, Epilogue::Bias);
     }
-    if !wanted.w && dx_cols.is_none() {
-        return (dx_done, dw_done);
-    }
+    // Strided: dx = col2im(W^T x dY), a chunk of images at a time.
+    let mut dx = vec![0.0f32; x.shape().num_elements()];
     let per_image = (g.patch_len() * g.out_len()).max(1);
     let chunk = (COLS_BUDGET / per_image).clamp(1, g.batch.max(1));
     let w_t = w
         .reshape(Shape::new([g.out_channels, g.patch_len()]))
         .transpose(0, 1);
-    let x_nhwc = wanted.w.then(|| contiguous(x.permute(&[0, 2, 3, 1])));
-    let mut dw = wanted
-        .w
-        .then(|| vec![0.0f32; g.out_channels * g.patch_len()]);
     let image_len = g.in_channels * g.in_len();
     let dys = values(dy);
     for start in (0..g.batch).step_by(chunk) {
@@ -383,41 +381,15 @@ fn dense(
         let mut dy_c = vec![0.0f32; g.out_channels * width];
         grad::channels_major(g, dys, images.clone(), &mut dy_c);
         let dy_c = tensor(dy_c, Shape::new([g.out_channels, width]));
-        if let (Some(dw), Some(x_nhwc)) = (dw.as_mut(), x_nhwc.as_ref()) {
-            // A 1x1, stride-1, unpadded convolution's patch rows are the channels-last input.
-            let part = if g.is_pointwise() {
-                let all = x_nhwc.reshape(Shape::new([g.batch * g.out_len(), g.patch_len()]));
-                let rows = all.narrow(0, images.start * g.out_len(), width);
-                Flex::float_matmul(dy_c.clone(), rows)
-            } else {
-                let mut rows = scratch::take(width * g.patch_len());
-                grad::im2row(g, values(x_nhwc), images.clone(), &mut rows);
-                let rows = scratch::matrix(rows, width, g.patch_len());
-                let part = Flex::float_matmul(dy_c.clone(), rows.clone());
-                scratch::give_back(rows);
-                part
-            };
-            for (acc, v) in dw.iter_mut().zip(values(&part)) {
-                *acc += *v;
-            }
-        }
-        if let Some(dx) = dx_cols.as_mut() {
-            let cols = Flex::float_matmul(w_t.clone(), dy_c);
-            let dx_c = &mut dx[images.start * image_len..images.end * image_len];
-            grad::col2im(g, values(&cols), images.len(), dx_c);
-        }
+        let cols = Flex::float_matmul(w_t.clone(), dy_c);
+        let dx_c = &mut dx[images.start * image_len..images.end * image_len];
+        grad::col2im(g, values(&cols), images.len(), dx_c);
     }
-    // dw's columns are (kh, kw, in); the weight is [out, in, kh, kw].
-    let [kh, kw] = g.kernel;
-    let dw = dw.map(|dw| {
-        let t = tensor(dw, Shape::new([g.out_channels, kh, kw, g.in_channels]));
-        contiguous(t.permute(&[0, 3, 1, 2]))
-    });
-    let dx = dx_done.or_else(|| dx_cols.map(|v| tensor(v, x.shape())));
-    (dx, dw.or(dw_done))
+    tensor(dx, x.shape())
 }
 
-/// `dW = dY x im2row(x)` (`x` channels-last), as `[out, in, kh, kw]`. Chunks of images run in
+/// `dW = dY x im2row(x)` (`x` channels-last), as `[out, in, kh, kw]`; a 1x1, stride-1, unpadded
+/// convolution's patch rows are the channels-last input itself. Chunks of images run in
 /// parallel, each product on one thread: the product's output is small (`out x patch`) and its
 /// inner dimension long (positions), which gemm does not split across threads.
 fn weight_grad_rows(g: &Geometry, x_nhwc: &[f32], dys: &[f32]) -> FlexTensor {
@@ -432,12 +404,17 @@ fn weight_grad_rows(g: &Geometry, x_nhwc: &[f32], dys: &[f32]) -> FlexTensor {
             let width = images.len() * g.out_len();
             let mut dy_c = scratch::take(k_len * width);
             grad::channels_major(g, dys, images.clone(), &mut dy_c);
-            let mut rows = scratch::take(width * patch);
-            grad::im2row(g, x_nhwc, images, &mut rows);
             let mut part = vec![0.0f32; k_len * patch];
             let lhs = Mat::rows(&dy_c, k_len, width);
-            matmul_into(&mut part, patch, lhs, Mat::rows(&rows, width, patch), false);
-            scratch::keep(rows);
+            if g.is_pointwise() {
+                let rows = &x_nhwc[images.start * g.out_len() * patch..][..width * patch];
+                matmul_into(&mut part, patch, lhs, Mat::rows(rows, width, patch), false);
+            } else {
+                let mut rows = scratch::take(width * patch);
+                grad::im2row(g, x_nhwc, images, &mut rows);
+                matmul_into(&mut part, patch, lhs, Mat::rows(&rows, width, patch), false);
+                scratch::keep(rows);
+            }
             scratch::keep(dy_c);
             part
         })
