@@ -182,25 +182,14 @@ pub(crate) fn weight_grad(tiles: &Tiles, g: &Geometry, x: &[f32], dy: &[f32]) ->
         scratch::keep(v);
         scratch::keep(z);
     }
-    // G^T, 3 x t, so that both stages read contiguous coefficients.
-    let gt: Vec<f32> = (0..3 * t)
-        .map(|ri| tiles.g[(ri % t) * 3 + ri / t])
-        .collect();
+    let gt = transposed(tiles.g, 3);
     let mut dw = vec![0.0f32; k_len * c_len * 9];
     let buffers = || (vec![0.0f32; 3 * t * c_len], vec![0.0f32; 9 * c_len]);
     dw.par_chunks_mut(c_len * 9)
         .enumerate()
         .for_each_init(buffers, |(h, taps), (k, dw_k)| {
-            for (rj, h_rj) in h.chunks_mut(c_len).enumerate() {
-                let (r, j) = (rj / t, rj % t);
-                combine(h_rj, &gt[r * t..][..t], |i| {
-                    &du[((i * t + j) * k_len + k) * c_len..]
-                });
-            }
-            for (rs, tap) in taps.chunks_mut(c_len).enumerate() {
-                let (r, s) = (rs / 3, rs % 3);
-                combine(tap, &gt[s * t..][..t], |j| &h[(r * t + j) * c_len..]);
-            }
+            let du_k = |i: usize, j: usize| &du[((i * t + j) * k_len + k) * c_len..];
+            sandwich(&gt, t, du_k, h, taps.chunks_mut(c_len));
             for (c, dw_kc) in dw_k.chunks_exact_mut(9).enumerate() {
                 for (rs, val) in dw_kc.iter_mut().enumerate() {
                     *val = taps[rs * c_len + c];
@@ -233,14 +222,9 @@ fn transform_weights(tiles: &Tiles, w: Filters, k_len: usize, c_len: usize) -> V
                     f[tap * c_len + c] = *val;
                 }
             }
-            for (ij, gg_ij) in gg.chunks_mut(c_len).enumerate() {
-                let (i, j) = (ij / 3, ij % 3);
-                combine(gg_ij, &tiles.g[i * 3..][..3], |r| &f[(r * 3 + j) * c_len..]);
-            }
-            for (ij, row) in rows.iter_mut().enumerate() {
-                let (i, j) = (ij / t, ij % t);
-                combine(row, &tiles.g[j * 3..][..3], |r| &gg[(i * 3 + r) * c_len..]);
-            }
+            let f = &*f;
+            let taps = |r: usize, j: usize| &f[(r * 3 + j) * c_len..];
+            sandwich(tiles.g, 3, taps, gg, rows.iter_mut().map(|row| &mut **row));
         });
     u
 }
@@ -254,6 +238,38 @@ fn rows_by(buf: &mut [f32], row_len: usize, groups: usize) -> Vec<Vec<&mut [f32]
         out[index % groups].push(row);
     }
     out
+}
+
+/// `L X L^T` over vectors, the shape of every Winograd transform: `l` is `p x q` (row-major),
+/// X is `q x q` with entry (r, s) the vector `x(r, s)`; `tmp` takes the `p x q` vectors of
+/// `L X` (their length is `tmp.len() / (p * q)`), and `out` yields the `p x p` result's rows in
+/// row-major order.
+fn sandwich<'a, 'b>(
+    l: &[f32],
+    q: usize,
+    x: impl Fn(usize, usize) -> &'a [f32],
+    tmp: &mut [f32],
+    out: impl Iterator<Item = &'b mut [f32]>,
+) {
+    let p = l.len() / q;
+    let len = tmp.len() / (p * q);
+    for (is, tmp_is) in tmp.chunks_mut(len).enumerate() {
+        let (i, s) = (is / q, is % q);
+        combine(tmp_is, &l[i * q..][..q], |r| x(r, s));
+    }
+    let tmp = &*tmp;
+    for (ij, out_ij) in out.enumerate() {
+        let (i, j) = (ij / p, ij % p);
+        combine(out_ij, &l[j * q..][..q], |s| &tmp[(i * q + s) * len..]);
+    }
+}
+
+/// The transpose of the row-major matrix `mat` with `cols` columns.
+fn transposed(mat: &[f32], cols: usize) -> Vec<f32> {
+    let rows = mat.len() / cols;
+    (0..mat.len())
+        .map(|ji| mat[(ji % rows) * cols + ji / rows])
+        .collect()
 }
 
 /// `dst = sum_j coefs[j] * src(j)` over the terms with a non-zero coefficient, in one pass.
@@ -317,18 +333,15 @@ fn transform_output_grad(
     block: Range<usize>,
     z: &mut [f32],
 ) {
-    let (m, t) = (tiles.m, tiles.t());
-    // A, t x m (A^T's transpose), so that both stages read contiguous coefficients.
-    let a: Vec<f32> = (0..t * m)
-        .map(|ir| tiles.at[(ir % m) * t + ir / m])
-        .collect();
+    // A (t x m), the transpose of A^T.
+    let a = transposed(tiles.at, tiles.t());
     let source = Planes {
         values: dy,
         channels: g.out_channels,
         size: g.out_size,
         offset: [0, 0],
     };
-    transform_tiles(tiles, g, source, m, &a, block, z);
+    transform_tiles(tiles, g, source, tiles.m, &a, block, z);
 }
 
 /// NCHW planes read in tiles: tile (ty, tx) of an image starts at row `m * ty - offset[0]`,
@@ -394,19 +407,9 @@ fn transform_tiles(
                     }
                 }
             }
-            // Along the tile rows (T d), then the columns ((T d) T^T).
-            for (ij, e_ij) in e.chunks_mut(p_len).enumerate() {
-                let (i, j) = (ij / side, ij % side);
-                combine(e_ij, &mat[i * side..][..side], |r| {
-                    &d[(r * side + j) * p_len..]
-                });
-            }
-            for (ij, out_ij) in out_c.iter_mut().enumerate() {
-                let (i, jj) = (ij / t, ij % t);
-                combine(out_ij, &mat[jj * side..][..side], |j| {
-                    &e[(i * side + j) * p_len..]
-                });
-            }
+            let d = &*d;
+            let x = |r: usize, j: usize| &d[(r * side + j) * p_len..];
+            sandwich(mat, side, x, e, out_c.iter_mut().map(|row| &mut **row));
         });
 }
 
@@ -437,19 +440,8 @@ fn transform_output(
         .into_par_iter()
         .enumerate()
         .for_each_init(buffers, |(s, y), (k, mut planes)| {
-            // Along each tile's rows (M A), then its columns (A^T (M A)).
-            for (iq, s_iq) in s.chunks_mut(p_len).enumerate() {
-                let (i, q) = (iq / m, iq % m);
-                combine(s_iq, &tiles.at[q * t..][..t], |j| {
-                    &products[((i * t + j) * k_len + k) * p_len..]
-                });
-            }
-            for (qq, y_qq) in y.chunks_mut(p_len).enumerate() {
-                let (q2, q) = (qq / m, qq % m);
-                combine(y_qq, &tiles.at[q2 * t..][..t], |i| {
-                    &s[(i * m + q) * p_len..]
-                });
-            }
+            let m_k = |i: usize, j: usize| &products[((i * t + j) * k_len + k) * p_len..];
+            sandwich(tiles.at, t, m_k, s, y.chunks_mut(p_len));
             let b = bias.map_or(0.0, |b| b[k]);
             let apply = |v: f32| match epilogue {
                 Epilogue::Bias => v + b,
