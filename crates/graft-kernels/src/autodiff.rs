@@ -395,7 +395,9 @@ fn input_grad(
 fn weight_grad_rows(g: &Geometry, x_nhwc: &[f32], dys: &[f32]) -> FlexTensor {
     let (k_len, patch) = (g.out_channels, g.patch_len());
     let per_image = (patch * g.out_len()).max(1);
-    let chunk = (COLS_BUDGET / 2 / per_image).clamp(1, g.batch.max(1));
+    // At least one chunk per thread (small maps would otherwise be one chunk on one thread).
+    let per_thread = g.batch.div_ceil(rayon::current_num_threads().max(1));
+    let chunk = (COLS_BUDGET / 2 / per_image).clamp(1, per_thread.max(1));
     let starts: Vec<usize> = (0..g.batch).step_by(chunk).collect();
     let dw = starts
         .into_par_iter()
