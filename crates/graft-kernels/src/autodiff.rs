@@ -366,24 +366,53 @@ fn input_grad(
         let kernel = Flex::float_swap_dims(Flex::float_flip(w.clone(), &[2, 3]), 0, 1);
         return crate::forward::conv2d(dy.clone(), kernel, None, o, Epilogue::Bias);
     }
-    // Strided: dx = col2im(W^T x dY), a chunk of images at a time.
+    // Strided: dx = col2im(W^T x dY), a chunk of images at a time. The product runs by bands
+    // of input channels in parallel (one single-threaded product each, into reused buffers),
+    // each band adding its rows into its own channels' planes.
+    let (k_len, c_len, taps) = (g.out_channels, g.in_channels, g.taps());
     let mut dx = vec![0.0f32; x.shape().num_elements()];
     let per_image = (g.patch_len() * g.out_len()).max(1);
     let chunk = (COLS_BUDGET / per_image).clamp(1, g.batch.max(1));
-    let w_t = w
-        .reshape(Shape::new([g.out_channels, g.patch_len()]))
-        .transpose(0, 1);
-    let image_len = g.in_channels * g.in_len();
-    let dys = values(dy);
+    let bands = (2 * rayon::current_num_threads()).clamp(1, c_len.max(1));
+    let per_band = c_len.div_ceil(bands).max(1);
+    let (ws, dys) = (values(w), values(dy));
+    let image_len = c_len * g.in_len();
     for start in (0..g.batch).step_by(chunk) {
         let images = start..(start + chunk).min(g.batch);
         let width = images.len() * g.out_len();
-        let mut dy_c = vec![0.0f32; g.out_channels * width];
+        let mut dy_c = scratch::take(k_len * width);
         grad::channels_major(g, dys, images.clone(), &mut dy_c);
-        let dy_c = tensor(dy_c, Shape::new([g.out_channels, width]));
-        let cols = Flex::float_matmul(w_t.clone(), dy_c);
         let dx_c = &mut dx[images.start * image_len..images.end * image_len];
-        grad::col2im(g, values(&cols), images.len(), dx_c);
+        let mut by_band: Vec<Vec<(usize, usize, &mut [f32])>> =
+            (0..c_len.div_ceil(per_band)).map(|_| Vec::new()).collect();
+        for (index, plane) in dx_c.chunks_mut(g.in_len().max(1)).enumerate() {
+            let (n, c) = (index / c_len, index % c_len);
+            by_band[c / per_band].push((n, c, plane));
+        }
+        let dy_m = Mat::rows(&dy_c, k_len, width);
+        by_band
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(band, planes)| {
+                let first = band * per_band;
+                let rows = per_band.min(c_len - first) * taps;
+                // Rows (c, tap) of W^T: column c * taps + tap of W as [out, patch].
+                let lhs = Mat {
+                    data: &ws[first * taps..],
+                    rows,
+                    cols: k_len,
+                    row_stride: 1,
+                    col_stride: g.patch_len(),
+                };
+                let mut cols = scratch::take(rows * width);
+                matmul_into(&mut cols, width, lhs, dy_m, false);
+                for (n, c, plane) in planes {
+                    let cols_c = &cols[(c - first) * taps * width..][..taps * width];
+                    grad::col2im_plane(g, cols_c, n, plane);
+                }
+                scratch::keep(cols);
+            });
+        scratch::keep(dy_c);
     }
     tensor(dx, x.shape())
 }

@@ -248,29 +248,19 @@ pub fn im2col(
         });
 }
 
-/// The adjoint of im2col in `[patch_len, images.len() * out_len]` layout (rows ordered (input
-/// channel, kernel row, kernel column)): adds every entry of `cols` into the input position it
-/// was read from, in `dx` (the `[images.len(), in, h, w]` slice of
-/// the input gradient for those images).
-pub fn col2im(g: &Geometry, cols: &[f32], images: usize, dx: &mut [f32]) {
-    let width = images * g.out_len();
-    assert_eq!(cols.len(), g.patch_len() * width, "col2im: cols length");
-    assert_eq!(
-        dx.len(),
-        images * g.in_channels * g.in_len(),
-        "col2im: dx length"
-    );
-    dx.par_chunks_mut(g.in_len())
-        .enumerate()
-        .for_each(|(plane_index, plane)| {
-            let (n, c) = (plane_index / g.in_channels, plane_index % g.in_channels);
-            for tap in 0..g.taps() {
-                let row = &cols[(c * g.taps() + tap) * width + n * g.out_len()..][..g.out_len()];
-                for (out, first) in g.tap_rows(tap) {
-                    add_scaled(&mut plane[first..], g.stride[1], &row[out], 1.0);
-                }
-            }
-        });
+/// The adjoint of im2col for one input plane: `cols` holds that channel's rows of the
+/// `[patch_len, images * out_len]` patch matrix (one per tap, in kernel order), and every entry
+/// of image `n`'s columns is added into the position of `plane` it was read from.
+pub fn col2im_plane(g: &Geometry, cols: &[f32], n: usize, plane: &mut [f32]) {
+    let width = cols.len() / g.taps().max(1);
+    assert_eq!(cols.len(), g.taps() * width, "col2im: cols length");
+    assert_eq!(plane.len(), g.in_len(), "col2im: plane length");
+    for tap in 0..g.taps() {
+        let row = &cols[tap * width + n * g.out_len()..][..g.out_len()];
+        for (out, first) in g.tap_rows(tap) {
+            add_scaled(&mut plane[first..], g.stride[1], &row[out], 1.0);
+        }
+    }
 }
 
 /// `dst[b*out_len + l][c] = dy[b][c][l]` for images `images`: the output gradient as the matrix

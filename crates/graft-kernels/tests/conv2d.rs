@@ -109,6 +109,15 @@ fn cases() -> Vec<Case> {
             stride: 2,
             ..Case::DENSE
         },
+        // The strided input gradient runs by bands of input channels: 7 do not split evenly.
+        Case {
+            batch: 3,
+            chans: [7, 12],
+            size: [15, 17],
+            stride: 2,
+            padding: [(1, 0), (0, 1)],
+            ..Case::DENSE
+        },
         // The stem at full size: its weight gradient is summed over chunks of images.
         Case {
             batch: 3,

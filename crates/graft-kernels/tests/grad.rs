@@ -178,12 +178,13 @@ fn dense_via_cols(
             cout,
             width,
         );
-        grad::col2im(
-            g,
-            &dcols,
-            images.len(),
-            &mut dx[images.start * image_len..images.end * image_len],
-        );
+        // Each input plane takes its channel's rows of the patch matrix.
+        let rows_c = g.taps() * width;
+        let dx_c = &mut dx[images.start * image_len..images.end * image_len];
+        for (index, plane) in dx_c.chunks_mut(g.in_len()).enumerate() {
+            let (n, c) = (index / g.in_channels, index % g.in_channels);
+            grad::col2im_plane(g, &dcols[c * rows_c..][..rows_c], n, plane);
+        }
     }
     (dx, dw)
 }
