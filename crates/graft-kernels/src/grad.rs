@@ -168,6 +168,14 @@ pub fn im2row(g: &Geometry, x_nhwc: &[f32], images: std::ops::Range<usize>, cols
     );
     let [ow_len, iw_len] = [g.out_size[1], g.in_size[1]];
     let row_block = ow_len * g.patch_len();
+    let kw = g.kernel[1];
+    // Outputs whose kw taps all read inside the row: with no dilation those taps are one
+    // contiguous run of kw * cin input values (a single copy instead of kw short ones, which
+    // for the 3-channel stem were most of the weight gradient's time).
+    let (all_lo, all_hi) = (0..kw)
+        .map(|kj| g.valid(1, kj))
+        .fold((0, ow_len), |(lo, hi), (l, h)| (lo.max(l), hi.min(h)));
+    let runs = g.dilation[1] == 1;
     cols.par_chunks_mut(row_block)
         .enumerate()
         .for_each(|(block, dst)| {
@@ -178,16 +186,23 @@ pub fn im2row(g: &Geometry, x_nhwc: &[f32], images: std::ops::Range<usize>, cols
                 let inside = oh >= h_lo && oh < h_hi;
                 let src_row =
                     inside.then(|| &plane[g.input_pos(0, oh, ki) * iw_len * cin..][..iw_len * cin]);
-                for kj in 0..g.kernel[1] {
-                    let (w_lo, w_hi) = g.valid(1, kj);
-                    let at = (ki * g.kernel[1] + kj) * cin;
-                    for ow in 0..ow_len {
-                        let d = &mut dst[ow * g.patch_len() + at..][..cin];
-                        match src_row {
-                            Some(src) if ow >= w_lo && ow < w_hi => {
-                                d.copy_from_slice(&src[g.input_pos(1, ow, kj) * cin..][..cin])
-                            }
-                            _ => d.fill(0.0),
+                let at = ki * kw * cin;
+                for ow in 0..ow_len {
+                    let d = &mut dst[ow * g.patch_len() + at..][..kw * cin];
+                    let Some(src) = src_row else {
+                        d.fill(0.0);
+                        continue;
+                    };
+                    if runs && ow >= all_lo && ow < all_hi {
+                        d.copy_from_slice(&src[g.input_pos(1, ow, 0) * cin..][..kw * cin]);
+                        continue;
+                    }
+                    for (kj, d) in d.chunks_exact_mut(cin).enumerate() {
+                        let (w_lo, w_hi) = g.valid(1, kj);
+                        if ow >= w_lo && ow < w_hi {
+                            d.copy_from_slice(&src[g.input_pos(1, ow, kj) * cin..][..cin]);
+                        } else {
+                            d.fill(0.0);
                         }
                     }
                 }
