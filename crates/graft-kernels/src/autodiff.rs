@@ -13,6 +13,7 @@ use burn_backend::ops::{ConvOptions, FloatTensorOps};
 use burn_backend::{Shape, TensorMetadata};
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 use crate::forward::Epilogue;
 use crate::grad::{self, Geometry};
@@ -46,9 +47,11 @@ pub fn conv2d(
             .map(|b| b.try_into_primitive::<Ad>())
             .transpose(),
     );
+    // Only a trainable weight's gradient reads the forward pass's transformed input.
+    let keep = weight.is_require_grad();
     match primitives {
         (Ok(x), Ok(weight), Ok(bias)) => {
-            Tensor::from_primitive::<Ad>(forward(x, weight, bias, options))
+            Tensor::from_primitive::<Ad>(forward(x, weight, bias, options, keep))
         }
         // Another autodiff backend (a GPU build) or checkpointing strategy: burn's own op.
         _ => burn_conv2d(x, weight, bias, options),
@@ -109,29 +112,24 @@ fn forward(
     weight: AdTensor,
     bias: Option<AdTensor>,
     options: ConvOptions<2>,
+    keep: bool,
 ) -> AdTensor {
     match bias {
         None => {
             let guards = [x.node(), weight.node()];
-            record(ConvNoBias, guards, x, weight, None, options)
+            record(ConvNoBias, guards, x, weight, None, options, keep)
         }
         Some(bias) => {
             let guards = [x.node(), weight.node(), bias.node()];
-            record(
-                ConvWithBias,
-                guards,
-                x,
-                weight,
-                Some(bias.into_primitive()),
-                options,
-            )
+            let bias = Some(bias.into_primitive());
+            record(ConvWithBias, guards, x, weight, bias, options, keep)
         }
     }
 }
 
-/// Runs burn-flex's forward convolution and records `op` (keeping x and the weight for its
-/// backward pass) when any input is tracked. `guards` are the inputs' nodes, taken before their
-/// primitives are moved out.
+/// Runs the forward convolution and records `op` (keeping x and the weight for its backward
+/// pass, and with `keep` a Winograd convolution's transformed input) when any input is tracked.
+/// `guards` are the inputs' nodes, taken before their primitives are moved out.
 fn record<O: Backward<Flex, N, State = State>, const N: usize>(
     op: O,
     guards: [NodeGuard; N],
@@ -139,15 +137,11 @@ fn record<O: Backward<Flex, N, State = State>, const N: usize>(
     weight: AdTensor,
     bias: Option<FlexTensor>,
     options: ConvOptions<2>,
+    keep: bool,
 ) -> AdTensor {
-    let run = |x: AdTensor, w: AdTensor, o: ConvOptions<2>| {
-        crate::forward::conv2d(
-            x.into_primitive(),
-            w.into_primitive(),
-            bias,
-            o,
-            Epilogue::Bias,
-        )
+    let run = |x: AdTensor, w: AdTensor, o: ConvOptions<2>, keep: bool| {
+        let (x, w) = (x.into_primitive(), w.into_primitive());
+        crate::forward::conv2d_keeping(x, w, bias, o, keep)
     };
     match op
         .prepare::<NoCheckpointing>(guards)
@@ -155,14 +149,23 @@ fn record<O: Backward<Flex, N, State = State>, const N: usize>(
         .stateful()
     {
         OpsKind::Tracked(mut prep) => {
-            let state = (
-                prep.checkpoint(&x),
-                prep.checkpoint(&weight),
-                options.clone(),
-            );
-            prep.finish(state, run(x, weight, options))
+            let (x_id, w_id) = (prep.checkpoint(&x), prep.checkpoint(&weight));
+            let (y, kept) = run(x, weight, options.clone(), keep);
+            let kept = kept.map(|v| Transformed(Arc::new(v)));
+            prep.finish((x_id, w_id, options, kept), y)
         }
-        OpsKind::UnTracked(prep) => prep.finish(run(x, weight, options)),
+        OpsKind::UnTracked(prep) => prep.finish(run(x, weight, options, false).0),
+    }
+}
+
+/// A Winograd convolution's transformed input, kept from the forward pass for the weight
+/// gradient (shared, as burn clones an op's state).
+#[derive(Clone)]
+struct Transformed(Arc<Vec<f32>>);
+
+impl std::fmt::Debug for Transformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Transformed({} floats)", self.0.len())
     }
 }
 
@@ -171,7 +174,7 @@ struct ConvNoBias;
 #[derive(Debug)]
 struct ConvWithBias;
 
-type State = (NodeId, NodeId, ConvOptions<2>);
+type State = (NodeId, NodeId, ConvOptions<2>, Option<Transformed>);
 
 impl Backward<Flex, 2> for ConvNoBias {
     type State = State;
@@ -196,7 +199,7 @@ impl Backward<Flex, 3> for ConvWithBias {
 /// The backward pass of both ops: `parents` are the node ids of x, the weight and the bias,
 /// `None` where that input is untracked (or absent) and needs no gradient.
 fn backward(
-    (x, w, options): State,
+    (x, w, options, kept): State,
     dy: FlexTensor,
     parents: [Option<NodeId>; 3],
     grads: &mut Gradients,
@@ -210,7 +213,8 @@ fn backward(
         w: want_w,
         bias: want_bias,
     };
-    let computed = gradients(x, w, dy, &options, wanted);
+    let kept = kept.as_ref().map(|k| k.0.as_slice());
+    let computed = gradients(x, w, dy, &options, wanted, kept);
     for (id, g) in parents
         .into_iter()
         .zip([computed.x, computed.w, computed.bias])
@@ -242,6 +246,7 @@ fn gradients(
     dy: FlexTensor,
     options: &ConvOptions<2>,
     wanted: Wanted,
+    kept: Option<&[f32]>,
 ) -> Computed {
     let (x, w, dy) = (contiguous(x), contiguous(w), contiguous(dy));
     let g = geometry_of(&x.shape(), &w.shape(), options);
@@ -253,7 +258,7 @@ fn gradients(
         )
     });
     let (dx, dw) = if options.groups == 1 {
-        dense(&g, &x, &w, &dy, options, wanted)
+        dense(&g, &x, &w, &dy, options, wanted, kept)
     } else {
         depthwise(&g, &x, &w, &dy, wanted)
     };
@@ -323,10 +328,12 @@ fn dense(
     dy: &FlexTensor,
     options: &ConvOptions<2>,
     wanted: Wanted,
+    kept: Option<&[f32]>,
 ) -> (Option<FlexTensor>, Option<FlexTensor>) {
     let dw = wanted.w.then(|| {
         if crate::winograd::applies(g) {
-            let dw = crate::winograd::weight_grad(&crate::winograd::F4, g, values(x), values(dy));
+            let f4 = &crate::winograd::F4;
+            let dw = crate::winograd::weight_grad(f4, g, values(x), values(dy), kept);
             tensor(dw, w.shape())
         } else {
             let x_nhwc = contiguous(x.permute(&[0, 2, 3, 1]));

@@ -63,6 +63,36 @@ pub(crate) fn conv2d(
     dense(&g, &x, &weight, bias.as_ref().map(values), epilogue)
 }
 
+/// As [`conv2d`] (with the bias, no epilogue) for a training forward pass: a Winograd
+/// convolution also returns its transformed input when `keep` is set, for the weight gradient
+/// ([`crate::winograd::conv2d_keeping`]).
+pub(crate) fn conv2d_keeping(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: Option<FlexTensor>,
+    options: ConvOptions<2>,
+    keep: bool,
+) -> (FlexTensor, Option<Vec<f32>>) {
+    let g = geometry_of(&x.shape(), &weight.shape(), &options);
+    let winograd = options.groups == 1
+        && x.dtype() == burn::tensor::DType::F32
+        && crate::winograd::applies(&g);
+    if !(keep && winograd) {
+        return (conv2d(x, weight, bias, options, Epilogue::Bias), None);
+    }
+    let (x, weight) = (contiguous(x), contiguous(weight));
+    let bias = bias.map(contiguous);
+    let (y, kept) = crate::winograd::conv2d_keeping(
+        &crate::winograd::F4,
+        &g,
+        values(&x),
+        crate::winograd::Filters::Plain(values(&weight)),
+        bias.as_ref().map(values),
+    );
+    let shape = Shape::new([g.batch, g.out_channels, g.out_size[0], g.out_size[1]]);
+    (FlexTensor::from_data(TensorData::new(y, shape)), Some(kept))
+}
+
 /// A band of one image's output rows is sized so that its patch matrix stays under this many
 /// floats (4 MiB, within the shared cache), so the product reads it from cache...
 const BAND_BUDGET: usize = 1 << 20;

@@ -113,17 +113,62 @@ pub(crate) fn conv2d(
     bias: Option<&[f32]>,
     epilogue: Epilogue,
 ) -> Vec<f32> {
+    run(tiles, g, x, w, bias, epilogue, None)
+}
+
+/// As [`conv2d`] (bias, no epilogue), also returning the transformed input `V` of every block
+/// for [`weight_grad`] to reuse: a training step then transforms each input once, not twice
+/// (2.25-3x the input's size, held until the backward pass).
+pub(crate) fn conv2d_keeping(
+    tiles: &Tiles,
+    g: &Geometry,
+    x: &[f32],
+    w: Filters,
+    bias: Option<&[f32]>,
+) -> (Vec<f32>, Vec<f32>) {
+    let (th, tw) = grid(g, tiles.m);
+    let mut kept = vec![0.0f32; tiles.t() * tiles.t() * g.in_channels * g.batch * th * tw];
+    let y = run(tiles, g, x, w, bias, Epilogue::Bias, Some(&mut kept));
+    (y, kept)
+}
+
+/// The blocks of tile-row units the forward pass works in (a kept `V` is laid out by them):
+/// unit `u`'s transformed tiles start at `u * tw * t^2 * in` in it.
+fn forward_blocks(tiles: &Tiles, g: &Geometry) -> impl Iterator<Item = Range<usize>> {
+    let (th, tw) = grid(g, tiles.m);
+    let unit = tiles.t() * tiles.t() * g.in_channels.max(g.out_channels) * tw;
+    blocks(g.batch * th, unit)
+}
+
+/// [`conv2d`], writing each block's transformed input into `kept` when given.
+fn run(
+    tiles: &Tiles,
+    g: &Geometry,
+    x: &[f32],
+    w: Filters,
+    bias: Option<&[f32]>,
+    epilogue: Epilogue,
+    mut kept: Option<&mut [f32]>,
+) -> Vec<f32> {
     let t2 = tiles.t() * tiles.t();
     let (k_len, c_len) = (g.out_channels, g.in_channels);
     let u = transform_weights(tiles, w, k_len, c_len);
     let (th, tw) = grid(g, tiles.m);
-    let unit = t2 * c_len.max(k_len) * tw;
     let plane = g.out_len();
     let mut out = vec![0.0f32; g.batch * k_len * plane];
-    for block in blocks(g.batch * th, unit) {
+    for block in forward_blocks(tiles, g) {
         let p_len = block.len() * tw;
-        let mut v = scratch::take(c_len * t2 * p_len);
-        transform_input(tiles, g, x, block.clone(), &mut v);
+        let len = c_len * t2 * p_len;
+        let mut own = Vec::new();
+        let v: &mut [f32] = match kept.as_deref_mut() {
+            Some(kept) => &mut kept[block.start * tw * t2 * c_len..][..len],
+            None => {
+                own = scratch::take(len);
+                &mut own
+            }
+        };
+        transform_input(tiles, g, x, block.clone(), v);
+        let v = &*v;
         let mut products = scratch::take(t2 * k_len * p_len);
         // One product per tile position: U[pos] [out, in] x V[pos] [in, tiles].
         products
@@ -134,7 +179,9 @@ pub(crate) fn conv2d(
                 let rhs = Mat::rows(&v[pos * c_len * p_len..], c_len, p_len);
                 matmul_into(dst, p_len, lhs, rhs, false);
             });
-        scratch::keep(v);
+        if own.capacity() > 0 {
+            scratch::keep(own);
+        }
         let images = block.start / th..(block.end - 1) / th + 1;
         let dst = &mut out[images.start * k_len * plane..images.end * k_len * plane];
         transform_output(
@@ -156,19 +203,38 @@ pub(crate) fn conv2d(
 /// The weight gradient of the convolution `g` (as [`conv2d`] computes it) for the input `x`
 /// and output gradient `dy` (NCHW), as `[out, in, 3, 3]`: `dW = G^T dU G` with, per tile
 /// position, `dU = sum over tiles of (A dY A^T) V^T`, the forward pass's transforms run
-/// backwards (4x fewer multiplications than `dY x im2row(x)` for F(4x4, 3x3)).
-pub(crate) fn weight_grad(tiles: &Tiles, g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+/// backwards (4x fewer multiplications than `dY x im2row(x)` for F(4x4, 3x3)). `kept` is the
+/// forward pass's transformed input ([`conv2d_keeping`]), if it was kept.
+pub(crate) fn weight_grad(
+    tiles: &Tiles,
+    g: &Geometry,
+    x: &[f32],
+    dy: &[f32],
+    kept: Option<&[f32]>,
+) -> Vec<f32> {
     let t = tiles.t();
     let t2 = t * t;
     let (k_len, c_len) = (g.out_channels, g.in_channels);
     let (th, tw) = grid(g, tiles.m);
-    let unit = t2 * (c_len + k_len) * tw;
+    // A kept V is read in the forward pass's blocks; else V and Z share the block budget.
+    let blocks: Vec<Range<usize>> = match kept {
+        Some(_) => forward_blocks(tiles, g).collect(),
+        None => blocks(g.batch * th, t2 * (c_len + k_len) * tw).collect(),
+    };
     let mut du = scratch::take(t2 * k_len * c_len);
-    for block in blocks(g.batch * th, unit) {
+    for block in blocks {
         let start = block.start;
         let p_len = block.len() * tw;
-        let mut v = scratch::take(t2 * c_len * p_len);
-        transform_input(tiles, g, x, block.clone(), &mut v);
+        let len = t2 * c_len * p_len;
+        let mut own = Vec::new();
+        let v: &[f32] = match kept {
+            Some(kept) => &kept[start * tw * t2 * c_len..][..len],
+            None => {
+                own = scratch::take(len);
+                transform_input(tiles, g, x, block.clone(), &mut own);
+                &own
+            }
+        };
         let mut z = scratch::take(t2 * k_len * p_len);
         transform_output_grad(tiles, g, dy, block.clone(), &mut z);
         // Per tile position: dU [out, in] (+)= Z [out, tiles] x V^T [tiles, in].
@@ -179,7 +245,9 @@ pub(crate) fn weight_grad(tiles: &Tiles, g: &Geometry, x: &[f32], dy: &[f32]) ->
                 let rhs = Mat::rows(&v[pos * c_len * p_len..], c_len, p_len).t();
                 matmul_into(dst, c_len, lhs, rhs, start > 0);
             });
-        scratch::keep(v);
+        if own.capacity() > 0 {
+            scratch::keep(own);
+        }
         scratch::keep(z);
     }
     let gt = transposed(tiles.g, 3);

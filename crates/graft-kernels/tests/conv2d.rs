@@ -152,11 +152,12 @@ fn cases() -> Vec<Case> {
             padding: [(0, 1), (2, 0)],
             ..Case::DENSE
         },
-        // Several blocks of tiles: the weight gradient accumulates across them.
+        // Several blocks of tiles (two of 60 tile rows): the weight gradient accumulates
+        // across them, reading each block's slice of the forward pass's transformed input.
         Case {
-            batch: 8,
-            chans: [16, 16],
-            size: [64, 64],
+            batch: 5,
+            chans: [16, 24],
+            size: [96, 96],
             ..Case::DENSE
         },
         // VGG: 3x3 with bias.
