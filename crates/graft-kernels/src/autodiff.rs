@@ -332,8 +332,7 @@ fn dense(
 ) -> (Option<FlexTensor>, Option<FlexTensor>) {
     let dw = wanted.w.then(|| {
         if crate::winograd::applies(g) {
-            let f4 = &crate::winograd::F4;
-            let dw = crate::winograd::weight_grad(f4, g, values(x), values(dy), kept);
+            let dw = crate::winograd::weight_grad(g, values(x), values(dy), kept);
             tensor(dw, w.shape())
         } else {
             let x_nhwc = contiguous(x.permute(&[0, 2, 3, 1]));
@@ -360,14 +359,7 @@ fn input_grad(
         if crate::winograd::applies(&gd) {
             // Winograd reads the kernel flipped and transposed where it lies.
             let filters = crate::winograd::Filters::FlippedTransposed(values(w));
-            let dx = crate::winograd::conv2d(
-                &crate::winograd::F4,
-                &gd,
-                values(dy),
-                filters,
-                None,
-                Epilogue::Bias,
-            );
+            let dx = crate::winograd::conv2d(&gd, values(dy), filters, None, Epilogue::Bias);
             return tensor(dx, x.shape());
         }
         let kernel = Flex::float_swap_dims(Flex::float_flip(w.clone(), &[2, 3]), 0, 1);

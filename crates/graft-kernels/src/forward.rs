@@ -50,7 +50,6 @@ pub(crate) fn conv2d(
     if crate::winograd::applies(&g) {
         let b = bias.as_ref().map(values);
         let y = crate::winograd::conv2d(
-            &crate::winograd::F4,
             &g,
             values(&x),
             crate::winograd::Filters::Plain(values(&weight)),
@@ -83,7 +82,6 @@ pub(crate) fn conv2d_keeping(
     let (x, weight) = (contiguous(x), contiguous(weight));
     let bias = bias.map(contiguous);
     let (y, kept) = crate::winograd::conv2d_keeping(
-        &crate::winograd::F4,
         &g,
         values(&x),
         crate::winograd::Filters::Plain(values(&weight)),

@@ -8,9 +8,10 @@
 //! Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (CVPR 2016); the
 //! transforms are theirs (as in NNPACK and oneDNN's Winograd kernels). Work goes by blocks of
 //! tile rows (cache-sized); per channel, a block's input tiles are gathered as `[tile position,
-//! tile]` so that each transform stage is a few vector operations over all of the block's tiles
-//! (no per-tile arithmetic on short rows), and the (m + 2)^2 products run in parallel, each on
-//! one thread, into reused buffers. `tests/conv2d.rs` holds it to burn's conv2d.
+//! tile]` so that each transform stage is one pass over vectors of all of the block's tiles
+//! (each matrix written out with its common terms; no per-tile arithmetic on short rows), and
+//! the (m + 2)^2 products run in parallel, each on one thread, into reused buffers.
+//! `tests/conv2d.rs` holds it to burn's conv2d.
 
 use rayon::prelude::*;
 use std::ops::Range;
@@ -20,58 +21,118 @@ use crate::grad::Geometry;
 use crate::matmul::{Mat, matmul_into};
 use crate::scratch;
 
-/// One F(m x m, 3 x 3) algorithm: `bt` is B^T (t x t), `g` is G (t x 3), `at` is A^T (m x t),
-/// row-major, with t = m + 2.
-#[derive(Debug)]
-pub(crate) struct Tiles {
-    m: usize,
-    bt: &'static [f32],
-    g: &'static [f32],
-    at: &'static [f32],
+/// Output tile side: F(4x4, 3x3), 36 products per 16 outputs instead of 144 (interpolation
+/// points 0, +-1, +-2 and infinity).
+const M: usize = 4;
+/// Input tile side, m + 2.
+const T: usize = M + 2;
+
+/// One transform matrix L (p x q) applied to q vectors, giving p: `out[i] = sum_r L[i][r] x[r]`
+/// element by element. Each is written out with its common terms, and reads every input element
+/// once (a transform is then one pass over its vectors, not one per non-zero coefficient).
+type Stage<const P: usize, const Q: usize> = fn([&[f32]; Q], [&mut [f32]; P]);
+
+/// B^T (input tiles): rows [4 0 -5 0 1 0] [0 -4 -4 1 1 0] [0 4 -4 -1 1 0] [0 -2 -1 2 1 0]
+/// [0 2 -1 -2 1 0] [0 4 0 -5 0 1].
+fn mul_bt([x0, x1, x2, x3, x4, x5]: [&[f32]; 6], [o0, o1, o2, o3, o4, o5]: [&mut [f32]; 6]) {
+    let n = o0.len();
+    let (x0, x1, x2, x3, x4, x5) = (&x0[..n], &x1[..n], &x2[..n], &x3[..n], &x4[..n], &x5[..n]);
+    let (o1, o2, o3, o4, o5) = (
+        &mut o1[..n],
+        &mut o2[..n],
+        &mut o3[..n],
+        &mut o4[..n],
+        &mut o5[..n],
+    );
+    for i in 0..n {
+        let (d0, d1, d2, d3, d4, d5) = (x0[i], x1[i], x2[i], x3[i], x4[i], x5[i]);
+        o0[i] = 4.0 * d0 - 5.0 * d2 + d4;
+        o1[i] = (d3 + d4) - 4.0 * (d1 + d2);
+        o2[i] = (d4 - d3) + 4.0 * (d1 - d2);
+        o3[i] = (d4 - d2) + 2.0 * (d3 - d1);
+        o4[i] = (d4 - d2) - 2.0 * (d3 - d1);
+        o5[i] = 4.0 * d1 - 5.0 * d3 + d5;
+    }
 }
 
-/// F(4x4, 3x3): 36 products per 16 outputs instead of 144 (interpolation points 0, +-1, +-2).
-pub(crate) const F4: Tiles = Tiles {
-    m: 4,
-    #[rustfmt::skip]
-    bt: &[
-        4.0, 0.0, -5.0, 0.0, 1.0, 0.0,
-        0.0, -4.0, -4.0, 1.0, 1.0, 0.0,
-        0.0, 4.0, -4.0, -1.0, 1.0, 0.0,
-        0.0, -2.0, -1.0, 2.0, 1.0, 0.0,
-        0.0, 2.0, -1.0, -2.0, 1.0, 0.0,
-        0.0, 4.0, 0.0, -5.0, 0.0, 1.0,
-    ],
-    #[rustfmt::skip]
-    g: &[
-        1.0 / 4.0, 0.0, 0.0,
-        -1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0,
-        -1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0,
-        1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0,
-        1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0,
-        0.0, 0.0, 1.0,
-    ],
-    #[rustfmt::skip]
-    at: &[
-        1.0, 1.0, 1.0, 1.0, 1.0, 0.0,
-        0.0, 1.0, -1.0, 2.0, -2.0, 0.0,
-        0.0, 1.0, 1.0, 4.0, 4.0, 0.0,
-        0.0, 1.0, -1.0, 8.0, -8.0, 1.0,
-    ],
-};
+/// A^T (output tiles): rows [1 1 1 1 1 0] [0 1 -1 2 -2 0] [0 1 1 4 4 0] [0 1 -1 8 -8 1].
+fn mul_at([x0, x1, x2, x3, x4, x5]: [&[f32]; 6], [o0, o1, o2, o3]: [&mut [f32]; 4]) {
+    let n = o0.len();
+    let (x0, x1, x2, x3, x4, x5) = (&x0[..n], &x1[..n], &x2[..n], &x3[..n], &x4[..n], &x5[..n]);
+    let (o1, o2, o3) = (&mut o1[..n], &mut o2[..n], &mut o3[..n]);
+    for i in 0..n {
+        let (s12, d12) = (x1[i] + x2[i], x1[i] - x2[i]);
+        let (s34, d34) = (x3[i] + x4[i], x3[i] - x4[i]);
+        o0[i] = x0[i] + s12 + s34;
+        o1[i] = d12 + 2.0 * d34;
+        o2[i] = s12 + 4.0 * s34;
+        o3[i] = d12 + 8.0 * d34 + x5[i];
+    }
+}
 
-/// The largest output tile side an algorithm here may have.
-const MAX_M: usize = 4;
+/// A (output-gradient tiles), the transpose of A^T.
+fn mul_a([x0, x1, x2, x3]: [&[f32]; 4], [o0, o1, o2, o3, o4, o5]: [&mut [f32]; 6]) {
+    let n = o0.len();
+    let (x0, x1, x2, x3) = (&x0[..n], &x1[..n], &x2[..n], &x3[..n]);
+    let (o1, o2, o3, o4, o5) = (
+        &mut o1[..n],
+        &mut o2[..n],
+        &mut o3[..n],
+        &mut o4[..n],
+        &mut o5[..n],
+    );
+    for i in 0..n {
+        let (e1, o) = (x0[i] + x2[i], x1[i] + x3[i]);
+        let (e4, o8) = (x0[i] + 4.0 * x2[i], 2.0 * x1[i] + 8.0 * x3[i]);
+        o0[i] = x0[i];
+        o1[i] = e1 + o;
+        o2[i] = e1 - o;
+        o3[i] = e4 + o8;
+        o4[i] = e4 - o8;
+        o5[i] = x3[i];
+    }
+}
+
+/// G (filters): rows [1/4 0 0] [-1/6 -1/6 -1/6] [-1/6 1/6 -1/6] [1/24 1/12 1/6]
+/// [1/24 -1/12 1/6] [0 0 1].
+fn mul_g([x0, x1, x2]: [&[f32]; 3], [o0, o1, o2, o3, o4, o5]: [&mut [f32]; 6]) {
+    let n = o0.len();
+    let (x0, x1, x2) = (&x0[..n], &x1[..n], &x2[..n]);
+    let (o1, o2, o3, o4, o5) = (
+        &mut o1[..n],
+        &mut o2[..n],
+        &mut o3[..n],
+        &mut o4[..n],
+        &mut o5[..n],
+    );
+    for i in 0..n {
+        let (d0, d1, d2) = (x0[i], x1[i], x2[i]);
+        let (s, t) = (d0 + d2, d0 * (1.0 / 24.0) + d2 * (1.0 / 6.0));
+        o0[i] = d0 * (1.0 / 4.0);
+        o1[i] = -(s + d1) * (1.0 / 6.0);
+        o2[i] = -(s - d1) * (1.0 / 6.0);
+        o3[i] = t + d1 * (1.0 / 12.0);
+        o4[i] = t - d1 * (1.0 / 12.0);
+        o5[i] = d2;
+    }
+}
+
+/// G^T (filter gradients), the transpose of G.
+fn mul_gt([x0, x1, x2, x3, x4, x5]: [&[f32]; 6], [o0, o1, o2]: [&mut [f32]; 3]) {
+    let n = o0.len();
+    let (x0, x1, x2, x3, x4, x5) = (&x0[..n], &x1[..n], &x2[..n], &x3[..n], &x4[..n], &x5[..n]);
+    let (o1, o2) = (&mut o1[..n], &mut o2[..n]);
+    for i in 0..n {
+        let (s12, s34) = (x1[i] + x2[i], x3[i] + x4[i]);
+        o0[i] = x0[i] * (1.0 / 4.0) - s12 * (1.0 / 6.0) + s34 * (1.0 / 24.0);
+        o1[i] = (x2[i] - x1[i]) * (1.0 / 6.0) + (x3[i] - x4[i]) * (1.0 / 12.0);
+        o2[i] = (s34 - s12) * (1.0 / 6.0) + x5[i];
+    }
+}
 
 /// Floats of transformed input (or products) per block: the products then read panels that
 /// stay in the shared cache.
 const BLOCK_BUDGET: usize = 2 << 20;
-
-impl Tiles {
-    fn t(&self) -> usize {
-        self.m + 2
-    }
-}
 
 /// Whether `g` is a convolution this module computes: 3x3, stride 1, no dilation, and enough
 /// input channels for the products to be worth their transforms.
@@ -106,43 +167,40 @@ pub(crate) enum Filters<'a> {
 
 /// The convolution of `x` (NCHW) with `w`, plus `bias`, through `tiles`; the output is NCHW.
 pub(crate) fn conv2d(
-    tiles: &Tiles,
     g: &Geometry,
     x: &[f32],
     w: Filters,
     bias: Option<&[f32]>,
     epilogue: Epilogue,
 ) -> Vec<f32> {
-    run(tiles, g, x, w, bias, epilogue, None)
+    run(g, x, w, bias, epilogue, None)
 }
 
 /// As [`conv2d`] (bias, no epilogue), also returning the transformed input `V` of every block
 /// for [`weight_grad`] to reuse: a training step then transforms each input once, not twice
 /// (2.25-3x the input's size, held until the backward pass).
 pub(crate) fn conv2d_keeping(
-    tiles: &Tiles,
     g: &Geometry,
     x: &[f32],
     w: Filters,
     bias: Option<&[f32]>,
 ) -> (Vec<f32>, Vec<f32>) {
-    let (th, tw) = grid(g, tiles.m);
-    let mut kept = vec![0.0f32; tiles.t() * tiles.t() * g.in_channels * g.batch * th * tw];
-    let y = run(tiles, g, x, w, bias, Epilogue::Bias, Some(&mut kept));
+    let (th, tw) = grid(g, M);
+    let mut kept = vec![0.0f32; T * T * g.in_channels * g.batch * th * tw];
+    let y = run(g, x, w, bias, Epilogue::Bias, Some(&mut kept));
     (y, kept)
 }
 
 /// The blocks of tile-row units the forward pass works in (a kept `V` is laid out by them):
 /// unit `u`'s transformed tiles start at `u * tw * t^2 * in` in it.
-fn forward_blocks(tiles: &Tiles, g: &Geometry) -> impl Iterator<Item = Range<usize>> {
-    let (th, tw) = grid(g, tiles.m);
-    let unit = tiles.t() * tiles.t() * g.in_channels.max(g.out_channels) * tw;
+fn forward_blocks(g: &Geometry) -> impl Iterator<Item = Range<usize>> {
+    let (th, tw) = grid(g, M);
+    let unit = T * T * g.in_channels.max(g.out_channels) * tw;
     blocks(g.batch * th, unit)
 }
 
 /// [`conv2d`], writing each block's transformed input into `kept` when given.
 fn run(
-    tiles: &Tiles,
     g: &Geometry,
     x: &[f32],
     w: Filters,
@@ -150,13 +208,13 @@ fn run(
     epilogue: Epilogue,
     mut kept: Option<&mut [f32]>,
 ) -> Vec<f32> {
-    let t2 = tiles.t() * tiles.t();
+    let t2 = T * T;
     let (k_len, c_len) = (g.out_channels, g.in_channels);
-    let u = transform_weights(tiles, w, k_len, c_len);
-    let (th, tw) = grid(g, tiles.m);
+    let u = transform_weights(w, k_len, c_len);
+    let (th, tw) = grid(g, M);
     let plane = g.out_len();
     let mut out = vec![0.0f32; g.batch * k_len * plane];
-    for block in forward_blocks(tiles, g) {
+    for block in forward_blocks(g) {
         let p_len = block.len() * tw;
         let len = c_len * t2 * p_len;
         let mut own = Vec::new();
@@ -167,7 +225,7 @@ fn run(
                 &mut own
             }
         };
-        transform_input(tiles, g, x, block.clone(), v);
+        transform_input(g, x, block.clone(), v);
         let v = &*v;
         let mut products = scratch::take(t2 * k_len * p_len);
         // One product per tile position: U[pos] [out, in] x V[pos] [in, tiles].
@@ -184,16 +242,7 @@ fn run(
         }
         let images = block.start / th..(block.end - 1) / th + 1;
         let dst = &mut out[images.start * k_len * plane..images.end * k_len * plane];
-        transform_output(
-            tiles,
-            g,
-            &products,
-            &block,
-            images.start,
-            bias,
-            epilogue,
-            dst,
-        );
+        transform_output(g, &products, &block, images.start, bias, epilogue, dst);
         scratch::keep(products);
     }
     scratch::keep(u);
@@ -205,20 +254,14 @@ fn run(
 /// position, `dU = sum over tiles of (A dY A^T) V^T`, the forward pass's transforms run
 /// backwards (4x fewer multiplications than `dY x im2row(x)` for F(4x4, 3x3)). `kept` is the
 /// forward pass's transformed input ([`conv2d_keeping`]), if it was kept.
-pub(crate) fn weight_grad(
-    tiles: &Tiles,
-    g: &Geometry,
-    x: &[f32],
-    dy: &[f32],
-    kept: Option<&[f32]>,
-) -> Vec<f32> {
-    let t = tiles.t();
+pub(crate) fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32], kept: Option<&[f32]>) -> Vec<f32> {
+    let t = T;
     let t2 = t * t;
     let (k_len, c_len) = (g.out_channels, g.in_channels);
-    let (th, tw) = grid(g, tiles.m);
+    let (th, tw) = grid(g, M);
     // A kept V is read in the forward pass's blocks; else V and Z share the block budget.
     let blocks: Vec<Range<usize>> = match kept {
-        Some(_) => forward_blocks(tiles, g).collect(),
+        Some(_) => forward_blocks(g).collect(),
         None => blocks(g.batch * th, t2 * (c_len + k_len) * tw).collect(),
     };
     let mut du = scratch::take(t2 * k_len * c_len);
@@ -231,12 +274,12 @@ pub(crate) fn weight_grad(
             Some(kept) => &kept[start * tw * t2 * c_len..][..len],
             None => {
                 own = scratch::take(len);
-                transform_input(tiles, g, x, block.clone(), &mut own);
+                transform_input(g, x, block.clone(), &mut own);
                 &own
             }
         };
         let mut z = scratch::take(t2 * k_len * p_len);
-        transform_output_grad(tiles, g, dy, block.clone(), &mut z);
+        transform_output_grad(g, dy, block.clone(), &mut z);
         // Per tile position: dU [out, in] (+)= Z [out, tiles] x V^T [tiles, in].
         du.par_chunks_mut(k_len * c_len)
             .enumerate()
@@ -250,14 +293,13 @@ pub(crate) fn weight_grad(
         }
         scratch::keep(z);
     }
-    let gt = transposed(tiles.g, 3);
     let mut dw = vec![0.0f32; k_len * c_len * 9];
     let buffers = || (vec![0.0f32; 3 * t * c_len], vec![0.0f32; 9 * c_len]);
     dw.par_chunks_mut(c_len * 9)
         .enumerate()
         .for_each_init(buffers, |(h, taps), (k, dw_k)| {
             let du_k = |i: usize, j: usize| &du[((i * t + j) * k_len + k) * c_len..];
-            sandwich(&gt, t, du_k, h, taps.chunks_mut(c_len));
+            sandwich(mul_gt, du_k, h, taps.chunks_mut(c_len));
             for (c, dw_kc) in dw_k.chunks_exact_mut(9).enumerate() {
                 for (rs, val) in dw_kc.iter_mut().enumerate() {
                     *val = taps[rs * c_len + c];
@@ -270,8 +312,8 @@ pub(crate) fn weight_grad(
 
 /// `U = G g G^T` for every (out, in) filter, laid out `[tile position, out, in]`; per output
 /// channel, both stages run over vectors of all its input channels.
-fn transform_weights(tiles: &Tiles, w: Filters, k_len: usize, c_len: usize) -> Vec<f32> {
-    let t = tiles.t();
+fn transform_weights(w: Filters, k_len: usize, c_len: usize) -> Vec<f32> {
+    let t = T;
     let mut u = scratch::take(t * t * k_len * c_len);
     let by_filter = rows_by(&mut u, c_len, k_len);
     let buffers = || (vec![0.0f32; 9 * c_len], vec![0.0f32; t * 3 * c_len]);
@@ -292,7 +334,7 @@ fn transform_weights(tiles: &Tiles, w: Filters, k_len: usize, c_len: usize) -> V
             }
             let f = &*f;
             let taps = |r: usize, j: usize| &f[(r * 3 + j) * c_len..];
-            sandwich(tiles.g, 3, taps, gg, rows.iter_mut().map(|row| &mut **row));
+            sandwich(mul_g, taps, gg, rows.iter_mut().map(|row| &mut **row));
         });
     u
 }
@@ -308,108 +350,54 @@ fn rows_by(buf: &mut [f32], row_len: usize, groups: usize) -> Vec<Vec<&mut [f32]
     out
 }
 
-/// `L X L^T` over vectors, the shape of every Winograd transform: `l` is `p x q` (row-major),
-/// X is `q x q` with entry (r, s) the vector `x(r, s)`; `tmp` takes the `p x q` vectors of
-/// `L X` (their length is `tmp.len() / (p * q)`), and `out` yields the `p x p` result's rows in
-/// row-major order.
-fn sandwich<'a, 'b>(
-    l: &[f32],
-    q: usize,
+/// `L X L^T` over vectors, the shape of every Winograd transform, for the `p x q` matrix L
+/// that `stage` multiplies by: X is `q x q` with entry (r, s) the vector `x(r, s)`; `tmp` takes
+/// the `p x q` vectors of `L X` (their length is `tmp.len() / (p * q)`), and `out` yields the
+/// `p x p` result's rows in row-major order.
+fn sandwich<'a, 'b, const P: usize, const Q: usize>(
+    stage: Stage<P, Q>,
     x: impl Fn(usize, usize) -> &'a [f32],
     tmp: &mut [f32],
-    out: impl Iterator<Item = &'b mut [f32]>,
+    mut out: impl Iterator<Item = &'b mut [f32]>,
 ) {
-    let p = l.len() / q;
-    let len = tmp.len() / (p * q);
-    for (is, tmp_is) in tmp.chunks_mut(len).enumerate() {
-        let (i, s) = (is / q, is % q);
-        combine(tmp_is, &l[i * q..][..q], |r| x(r, s));
+    let len = tmp.len() / (P * Q);
+    // L X column by column (column s's p vectors lie together in `tmp`)...
+    for (s, column) in tmp.chunks_mut(P * len).enumerate() {
+        let mut rows = column.chunks_mut(len);
+        let rows = std::array::from_fn(|_| rows.next().unwrap_or_default());
+        stage(std::array::from_fn(|r| x(r, s)), rows);
     }
+    // ...then (L X) L^T row by row.
     let tmp = &*tmp;
-    for (ij, out_ij) in out.enumerate() {
-        let (i, j) = (ij / p, ij % p);
-        combine(out_ij, &l[j * q..][..q], |s| &tmp[(i * q + s) * len..]);
-    }
-}
-
-/// The transpose of the row-major matrix `mat` with `cols` columns.
-fn transposed(mat: &[f32], cols: usize) -> Vec<f32> {
-    let rows = mat.len() / cols;
-    (0..mat.len())
-        .map(|ji| mat[(ji % rows) * cols + ji / rows])
-        .collect()
-}
-
-/// `dst = sum_j coefs[j] * src(j)` over the terms with a non-zero coefficient, in one pass.
-fn combine<'a>(dst: &mut [f32], coefs: &[f32], src: impl Fn(usize) -> &'a [f32]) {
-    let mut c = [0.0f32; MAX_TERMS];
-    let mut s: [&[f32]; MAX_TERMS] = [&[]; MAX_TERMS];
-    let mut n = 0;
-    for (j, &coef) in coefs.iter().enumerate() {
-        if coef != 0.0 {
-            (c[n], s[n]) = (coef, &src(j)[..dst.len()]);
-            n += 1;
-        }
-    }
-    match n {
-        0 => dst.fill(0.0),
-        1 => sum_of::<1>(dst, &c, &s),
-        2 => sum_of::<2>(dst, &c, &s),
-        3 => sum_of::<3>(dst, &c, &s),
-        4 => sum_of::<4>(dst, &c, &s),
-        5 => sum_of::<5>(dst, &c, &s),
-        _ => sum_of::<6>(dst, &c, &s),
-    }
-}
-
-/// The most terms a transform row has (t = 6 for F(4x4, 3x3)).
-const MAX_TERMS: usize = 6;
-
-/// `dst[i] = sum over the first N terms of c[j] * s[j][i]` (the term count fixed at compile
-/// time, so the loop over i vectorises with the terms unrolled).
-fn sum_of<const N: usize>(dst: &mut [f32], c: &[f32; MAX_TERMS], s: &[&[f32]; MAX_TERMS]) {
-    let len = dst.len();
-    let s: [&[f32]; N] = std::array::from_fn(|j| &s[j][..len]);
-    for (i, d) in dst.iter_mut().enumerate() {
-        let mut acc = 0.0;
-        for j in 0..N {
-            acc += c[j] * s[j][i];
-        }
-        *d = acc;
+    for i in 0..P {
+        let row = std::array::from_fn(|s| &tmp[(s * P + i) * len..][..len]);
+        stage(row, std::array::from_fn(|_| out.next().unwrap_or_default()));
     }
 }
 
 /// `V = B^T d B` for every tile of the units `block` (unit = (image, tile row), numbered
 /// `image * tile_rows + row`), written into `v` as `[tile position, in, tile]`, tiles in unit
 /// order.
-fn transform_input(tiles: &Tiles, g: &Geometry, x: &[f32], block: Range<usize>, v: &mut [f32]) {
+fn transform_input(g: &Geometry, x: &[f32], block: Range<usize>, v: &mut [f32]) {
     let source = Planes {
         values: x,
         channels: g.in_channels,
         size: g.in_size,
         offset: g.padding,
     };
-    transform_tiles(tiles, g, source, tiles.t(), tiles.bt, block, v);
+    transform_tiles(g, source, mul_bt, block, v);
 }
 
 /// `Z = A dY A^T` (t x t) for every m x m tile of the output gradient in `block`, written into
 /// `z` as `[tile position, out, tile]` (the layout of the forward products `M`).
-fn transform_output_grad(
-    tiles: &Tiles,
-    g: &Geometry,
-    dy: &[f32],
-    block: Range<usize>,
-    z: &mut [f32],
-) {
-    // A (t x m), the transpose of A^T.
-    let a = transposed(tiles.at, tiles.t());
+fn transform_output_grad(g: &Geometry, dy: &[f32], block: Range<usize>, z: &mut [f32]) {
     let source = Planes {
         values: dy,
         channels: g.out_channels,
         size: g.out_size,
         offset: [0, 0],
     };
-    transform_tiles(tiles, g, source, tiles.m, &a, block, z);
+    transform_tiles(g, source, mul_a, block, z);
 }
 
 /// NCHW planes read in tiles: tile (ty, tx) of an image starts at row `m * ty - offset[0]`,
@@ -426,16 +414,14 @@ struct Planes<'a> {
 /// grid of `g`'s output), `mat` being T (t x side, row-major); written into `out` as `[tile
 /// position, channel, tile]`. Per channel, the tiles are first gathered as `[tile position,
 /// tile]` so that both stages run over vectors of every tile of the block.
-fn transform_tiles(
-    tiles: &Tiles,
+fn transform_tiles<const SIDE: usize>(
     g: &Geometry,
     source: Planes,
-    side: usize,
-    mat: &[f32],
+    stage: Stage<T, SIDE>,
     block: Range<usize>,
     out: &mut [f32],
 ) {
-    let (m, t) = (tiles.m, tiles.t());
+    let (m, t, side) = (M, T, SIDE);
     let (th, tw) = grid(g, m);
     let [h_len, w_len] = source.size;
     let plane_len = h_len * w_len;
@@ -477,7 +463,7 @@ fn transform_tiles(
             }
             let d = &*d;
             let x = |r: usize, j: usize| &d[(r * side + j) * p_len..];
-            sandwich(mat, side, x, e, out_c.iter_mut().map(|row| &mut **row));
+            sandwich(stage, x, e, out_c.iter_mut().map(|row| &mut **row));
         });
 }
 
@@ -487,7 +473,6 @@ fn transform_tiles(
 /// all of the block's tiles at once.
 #[allow(clippy::too_many_arguments)]
 fn transform_output(
-    tiles: &Tiles,
     g: &Geometry,
     products: &[f32],
     block: &Range<usize>,
@@ -496,7 +481,7 @@ fn transform_output(
     epilogue: Epilogue,
     dst: &mut [f32],
 ) {
-    let (m, t) = (tiles.m, tiles.t());
+    let (m, t) = (M, T);
     let (th, tw) = grid(g, m);
     let [oh_len, ow_len] = g.out_size;
     let k_len = g.out_channels;
@@ -509,7 +494,7 @@ fn transform_output(
         .enumerate()
         .for_each_init(buffers, |(s, y), (k, mut planes)| {
             let m_k = |i: usize, j: usize| &products[((i * t + j) * k_len + k) * p_len..];
-            sandwich(tiles.at, t, m_k, s, y.chunks_mut(p_len));
+            sandwich(mul_at, m_k, s, y.chunks_mut(p_len));
             let b = bias.map_or(0.0, |b| b[k]);
             let apply = |v: f32| match epilogue {
                 Epilogue::Bias => v + b,
@@ -528,8 +513,8 @@ fn transform_output(
                         break;
                     }
                     let out = &mut plane[oh * ow_len..][..ow_len];
-                    // Column q of the tiles' row q2 (m <= MAX_M).
-                    let src: [&[f32]; MAX_M] = std::array::from_fn(|q| match q < m {
+                    // Column q of the tiles' row q2 (m <= M).
+                    let src: [&[f32]; M] = std::array::from_fn(|q| match q < m {
                         true => &y[(q2 * m + q) * p_len + slot * tw..][..tw],
                         false => &[],
                     });
