@@ -6,7 +6,7 @@
 //!   cache-sized blocks of output positions, one long matrix product each, see `forward.rs`),
 //!   and its own backward pass on the burn-flex autodiff device; [`conv2d_relu`] applies ReLU as
 //!   the inference kernel writes its output. Products whose output graft owns go through one
-//!   safe wrapper over the `gemm` crate (`matmul.rs`, the crate's only `unsafe` block).
+//!   safe wrapper over the `gemm` crate (`matmul.rs`; with `memory.rs`'s `mallopt` call, the crate's only `unsafe`).
 //!   burn-backend computes a convolution's weight gradient as another convolution (whose shape
 //!   lands in gemm's narrowest micro-kernel), a depthwise weight gradient as one convolution per
 //!   channel, and the input gradient as a generic transposed convolution. Here the dense weight
@@ -20,6 +20,8 @@
 //! - [`max_pool2d`]: max pooling without the argmax indices burn-flex always computes; on the
 //!   autodiff device the backward pass finds each window's maximum again.
 //! - [`grad`]: the convolution kernels over plain `f32` slices, tested against the definition.
+//! - [`keep_freed_memory`]: the allocator policy graft's binaries set (freed blocks are reused,
+//!   not unmapped and faulted in again every step).
 
 mod activation;
 mod autodiff;
@@ -27,6 +29,7 @@ mod batch_norm;
 mod forward;
 pub mod grad;
 mod matmul;
+mod memory;
 mod pool;
 mod scratch;
 mod winograd;
@@ -34,4 +37,5 @@ mod winograd;
 pub use activation::{relu, relu6};
 pub use autodiff::{conv2d, conv2d_relu};
 pub use batch_norm::{BatchNormTrain, batch_norm_train};
+pub use memory::keep_freed_memory;
 pub use pool::max_pool2d;

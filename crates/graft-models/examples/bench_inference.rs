@@ -15,6 +15,8 @@ use common::{load_net, read_input};
 use rss::peak_rss_mib;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // As the graft binary does at start-up.
+    graft_models::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let [_, model, input, iters, rest @ ..] = args.as_slice() else {
         return Err("usage: bench_inference MODEL INPUT.safetensors ITERS [WEIGHTS]".into());
