@@ -11,6 +11,8 @@
 # ROUNDS=N runs every (peer, graft) pair N times, alternating, and reports the median of each
 # side (this machine's speed drifts by up to 30% between minutes; one round can land in a slow
 # spell for one side only).
+# SAME_MALLOC=1 runs the PyTorch peer with the glibc malloc settings graft's binaries set for
+# themselves (graft_kernels::keep_freed_memory), to separate the kernels from the allocator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 iters=${1:-5}
@@ -20,6 +22,10 @@ threads=2
 rounds=${ROUNDS:-1}
 out=bench/out
 mkdir -p "$out"
+if [ "${SAME_MALLOC:-0}" = 1 ]; then
+  export PEER_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=2147483647
+fi
+peer() { GLIBC_TUNABLES=${PEER_TUNABLES:-} BENCH_THREADS=$threads python3 "$@"; }
 cargo build --release -p graft-models --example bench_inference -p graft-transfer --example bench_train \
   -p graft-data --example bench_pipeline >&2
 [ -f "$out/input.safetensors" ] || python3 bench/make_input.py "$out/input.safetensors" 32
@@ -34,7 +40,7 @@ for section in $sections; do
       n=$iters; [ "$model" = vgg16 ] && n=$(( (iters + 1) / 2 ))
       echo "== inference $model ($n batches)" >&2
       for _ in $(seq "$rounds"); do
-        BENCH_THREADS=$threads python3 bench/peer_inference.py "$model" "$out/input.safetensors" "$n" $(weights_for $model) | tee -a "$out/$section.jsonl"
+        peer bench/peer_inference.py "$model" "$out/input.safetensors" "$n" $(weights_for $model) | tee -a "$out/$section.jsonl"
         RAYON_NUM_THREADS=$threads target/release/examples/bench_inference "$model" "$out/input.safetensors" "$n" $(weights_for $model) | tee -a "$out/$section.jsonl"
       done
     done ;;
@@ -43,7 +49,7 @@ for section in $sections; do
       for mode in full partial:2; do
         echo "== train step $model $mode ($iters steps)" >&2
         for _ in $(seq "$rounds"); do
-          BENCH_THREADS=$threads python3 bench/peer_train.py "$model" "$mode" "$out/input.safetensors" "$iters" $(weights_for $model) | tee -a "$out/$section.jsonl"
+          peer bench/peer_train.py "$model" "$mode" "$out/input.safetensors" "$iters" $(weights_for $model) | tee -a "$out/$section.jsonl"
           RAYON_NUM_THREADS=$threads target/release/examples/bench_train "$model" "$mode" "$out/input.safetensors" "$iters" $(weights_for $model) | tee -a "$out/$section.jsonl"
         done
       done
