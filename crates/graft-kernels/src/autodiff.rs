@@ -359,7 +359,8 @@ fn input_grad(
         if crate::winograd::applies(&gd) {
             // Winograd reads the kernel flipped and transposed where it lies.
             let filters = crate::winograd::Filters::FlippedTransposed(values(w));
-            let dx = crate::winograd::conv2d(&gd, values(dy), filters, None, Epilogue::Bias);
+            let (dx, _) =
+                crate::winograd::conv2d(&gd, values(dy), filters, None, Epilogue::Bias, false);
             return tensor(dx, x.shape());
         }
         let kernel = Flex::float_swap_dims(Flex::float_flip(w.clone(), &[2, 3]), 0, 1);

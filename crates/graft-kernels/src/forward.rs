@@ -36,35 +36,12 @@ pub(crate) fn conv2d(
     options: ConvOptions<2>,
     epilogue: Epilogue,
 ) -> FlexTensor {
-    let g = geometry_of(&x.shape(), &weight.shape(), &options);
-    // A 1x1, stride-1 convolution needs no patches; burn-flex's channels-last product is faster.
-    if options.groups != 1 || x.dtype() != burn::tensor::DType::F32 || g.is_pointwise() {
-        let y = <Flex as ModuleOps<Flex>>::conv2d(x, weight, bias, options);
-        return match epilogue {
-            Epilogue::Bias => y,
-            Epilogue::BiasRelu => crate::activation::relu_primitive(y),
-        };
-    }
-    let (x, weight) = (contiguous(x), contiguous(weight));
-    let bias = bias.map(contiguous);
-    if crate::winograd::applies(&g) {
-        let b = bias.as_ref().map(values);
-        let y = crate::winograd::conv2d(
-            &g,
-            values(&x),
-            crate::winograd::Filters::Plain(values(&weight)),
-            b,
-            epilogue,
-        );
-        let shape = Shape::new([g.batch, g.out_channels, g.out_size[0], g.out_size[1]]);
-        return FlexTensor::from_data(TensorData::new(y, shape));
-    }
-    dense(&g, &x, &weight, bias.as_ref().map(values), epilogue)
+    convolve(x, weight, bias, options, epilogue, false).0
 }
 
 /// As [`conv2d`] (with the bias, no epilogue) for a training forward pass: a Winograd
 /// convolution also returns its transformed input when `keep` is set, for the weight gradient
-/// ([`crate::winograd::conv2d_keeping`]).
+/// (see [`crate::winograd::conv2d`]).
 pub(crate) fn conv2d_keeping(
     x: FlexTensor,
     weight: FlexTensor,
@@ -72,23 +49,38 @@ pub(crate) fn conv2d_keeping(
     options: ConvOptions<2>,
     keep: bool,
 ) -> (FlexTensor, Option<Vec<f32>>) {
+    convolve(x, weight, bias, options, Epilogue::Bias, keep)
+}
+
+fn convolve(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: Option<FlexTensor>,
+    options: ConvOptions<2>,
+    epilogue: Epilogue,
+    keep: bool,
+) -> (FlexTensor, Option<Vec<f32>>) {
     let g = geometry_of(&x.shape(), &weight.shape(), &options);
-    let winograd = options.groups == 1
-        && x.dtype() == burn::tensor::DType::F32
-        && crate::winograd::applies(&g);
-    if !(keep && winograd) {
-        return (conv2d(x, weight, bias, options, Epilogue::Bias), None);
+    // A 1x1, stride-1 convolution needs no patches; burn-flex's channels-last product is faster.
+    if options.groups != 1 || x.dtype() != burn::tensor::DType::F32 || g.is_pointwise() {
+        let y = <Flex as ModuleOps<Flex>>::conv2d(x, weight, bias, options);
+        let y = match epilogue {
+            Epilogue::Bias => y,
+            Epilogue::BiasRelu => crate::activation::relu_primitive(y),
+        };
+        return (y, None);
     }
     let (x, weight) = (contiguous(x), contiguous(weight));
     let bias = bias.map(contiguous);
-    let (y, kept) = crate::winograd::conv2d_keeping(
-        &g,
-        values(&x),
-        crate::winograd::Filters::Plain(values(&weight)),
-        bias.as_ref().map(values),
-    );
-    let shape = Shape::new([g.batch, g.out_channels, g.out_size[0], g.out_size[1]]);
-    (FlexTensor::from_data(TensorData::new(y, shape)), Some(kept))
+    if crate::winograd::applies(&g) {
+        let w = crate::winograd::Filters::Plain(values(&weight));
+        let b = bias.as_ref().map(values);
+        let (y, kept) = crate::winograd::conv2d(&g, values(&x), w, b, epilogue, keep);
+        let shape = Shape::new([g.batch, g.out_channels, g.out_size[0], g.out_size[1]]);
+        return (FlexTensor::from_data(TensorData::new(y, shape)), kept);
+    }
+    let y = dense(&g, &x, &weight, bias.as_ref().map(values), epilogue);
+    (y, None)
 }
 
 /// A band of one image's output rows is sized so that its patch matrix stays under this many

@@ -32,18 +32,20 @@ const T: usize = M + 2;
 /// once (a transform is then one pass over its vectors, not one per non-zero coefficient).
 type Stage<const P: usize, const Q: usize> = fn([&[f32]; Q], [&mut [f32]; P]);
 
+/// Every input and output cut to the outputs' length `n`, so that a stage's loop indexes them
+/// all without bounds checks.
+fn cut<'a, 'b, const Q: usize, const P: usize>(
+    x: [&'a [f32]; Q],
+    o: [&'b mut [f32]; P],
+) -> (usize, [&'a [f32]; Q], [&'b mut [f32]; P]) {
+    let n = o.first().map_or(0, |o| o.len());
+    (n, x.map(|x| &x[..n]), o.map(|o| &mut o[..n]))
+}
+
 /// B^T (input tiles): rows [4 0 -5 0 1 0] [0 -4 -4 1 1 0] [0 4 -4 -1 1 0] [0 -2 -1 2 1 0]
 /// [0 2 -1 -2 1 0] [0 4 0 -5 0 1].
-fn mul_bt([x0, x1, x2, x3, x4, x5]: [&[f32]; 6], [o0, o1, o2, o3, o4, o5]: [&mut [f32]; 6]) {
-    let n = o0.len();
-    let (x0, x1, x2, x3, x4, x5) = (&x0[..n], &x1[..n], &x2[..n], &x3[..n], &x4[..n], &x5[..n]);
-    let (o1, o2, o3, o4, o5) = (
-        &mut o1[..n],
-        &mut o2[..n],
-        &mut o3[..n],
-        &mut o4[..n],
-        &mut o5[..n],
-    );
+fn mul_bt(x: [&[f32]; 6], o: [&mut [f32]; 6]) {
+    let (n, [x0, x1, x2, x3, x4, x5], [o0, o1, o2, o3, o4, o5]) = cut(x, o);
     for i in 0..n {
         let (d0, d1, d2, d3, d4, d5) = (x0[i], x1[i], x2[i], x3[i], x4[i], x5[i]);
         o0[i] = 4.0 * d0 - 5.0 * d2 + d4;
@@ -56,10 +58,8 @@ fn mul_bt([x0, x1, x2, x3, x4, x5]: [&[f32]; 6], [o0, o1, o2, o3, o4, o5]: [&mut
 }
 
 /// A^T (output tiles): rows [1 1 1 1 1 0] [0 1 -1 2 -2 0] [0 1 1 4 4 0] [0 1 -1 8 -8 1].
-fn mul_at([x0, x1, x2, x3, x4, x5]: [&[f32]; 6], [o0, o1, o2, o3]: [&mut [f32]; 4]) {
-    let n = o0.len();
-    let (x0, x1, x2, x3, x4, x5) = (&x0[..n], &x1[..n], &x2[..n], &x3[..n], &x4[..n], &x5[..n]);
-    let (o1, o2, o3) = (&mut o1[..n], &mut o2[..n], &mut o3[..n]);
+fn mul_at(x: [&[f32]; 6], o: [&mut [f32]; 4]) {
+    let (n, [x0, x1, x2, x3, x4, x5], [o0, o1, o2, o3]) = cut(x, o);
     for i in 0..n {
         let (s12, d12) = (x1[i] + x2[i], x1[i] - x2[i]);
         let (s34, d34) = (x3[i] + x4[i], x3[i] - x4[i]);
@@ -71,16 +71,8 @@ fn mul_at([x0, x1, x2, x3, x4, x5]: [&[f32]; 6], [o0, o1, o2, o3]: [&mut [f32]; 
 }
 
 /// A (output-gradient tiles), the transpose of A^T.
-fn mul_a([x0, x1, x2, x3]: [&[f32]; 4], [o0, o1, o2, o3, o4, o5]: [&mut [f32]; 6]) {
-    let n = o0.len();
-    let (x0, x1, x2, x3) = (&x0[..n], &x1[..n], &x2[..n], &x3[..n]);
-    let (o1, o2, o3, o4, o5) = (
-        &mut o1[..n],
-        &mut o2[..n],
-        &mut o3[..n],
-        &mut o4[..n],
-        &mut o5[..n],
-    );
+fn mul_a(x: [&[f32]; 4], o: [&mut [f32]; 6]) {
+    let (n, [x0, x1, x2, x3], [o0, o1, o2, o3, o4, o5]) = cut(x, o);
     for i in 0..n {
         let (e1, o) = (x0[i] + x2[i], x1[i] + x3[i]);
         let (e4, o8) = (x0[i] + 4.0 * x2[i], 2.0 * x1[i] + 8.0 * x3[i]);
@@ -95,16 +87,8 @@ fn mul_a([x0, x1, x2, x3]: [&[f32]; 4], [o0, o1, o2, o3, o4, o5]: [&mut [f32]; 6
 
 /// G (filters): rows [1/4 0 0] [-1/6 -1/6 -1/6] [-1/6 1/6 -1/6] [1/24 1/12 1/6]
 /// [1/24 -1/12 1/6] [0 0 1].
-fn mul_g([x0, x1, x2]: [&[f32]; 3], [o0, o1, o2, o3, o4, o5]: [&mut [f32]; 6]) {
-    let n = o0.len();
-    let (x0, x1, x2) = (&x0[..n], &x1[..n], &x2[..n]);
-    let (o1, o2, o3, o4, o5) = (
-        &mut o1[..n],
-        &mut o2[..n],
-        &mut o3[..n],
-        &mut o4[..n],
-        &mut o5[..n],
-    );
+fn mul_g(x: [&[f32]; 3], o: [&mut [f32]; 6]) {
+    let (n, [x0, x1, x2], [o0, o1, o2, o3, o4, o5]) = cut(x, o);
     for i in 0..n {
         let (d0, d1, d2) = (x0[i], x1[i], x2[i]);
         let (s, t) = (d0 + d2, d0 * (1.0 / 24.0) + d2 * (1.0 / 6.0));
@@ -118,10 +102,8 @@ fn mul_g([x0, x1, x2]: [&[f32]; 3], [o0, o1, o2, o3, o4, o5]: [&mut [f32]; 6]) {
 }
 
 /// G^T (filter gradients), the transpose of G.
-fn mul_gt([x0, x1, x2, x3, x4, x5]: [&[f32]; 6], [o0, o1, o2]: [&mut [f32]; 3]) {
-    let n = o0.len();
-    let (x0, x1, x2, x3, x4, x5) = (&x0[..n], &x1[..n], &x2[..n], &x3[..n], &x4[..n], &x5[..n]);
-    let (o1, o2) = (&mut o1[..n], &mut o2[..n]);
+fn mul_gt(x: [&[f32]; 6], o: [&mut [f32]; 3]) {
+    let (n, [x0, x1, x2, x3, x4, x5], [o0, o1, o2]) = cut(x, o);
     for i in 0..n {
         let (s12, s34) = (x1[i] + x2[i], x3[i] + x4[i]);
         o0[i] = x0[i] * (1.0 / 4.0) - s12 * (1.0 / 6.0) + s34 * (1.0 / 24.0);
@@ -165,53 +147,23 @@ pub(crate) enum Filters<'a> {
     FlippedTransposed(&'a [f32]),
 }
 
-/// The convolution of `x` (NCHW) with `w`, plus `bias`, through `tiles`; the output is NCHW.
+/// The convolution of `x` (NCHW) with `w`, plus `bias` and `epilogue`; the output is NCHW.
+/// With `keep`, also the transformed input `V` of every block, for [`weight_grad`] to reuse: a
+/// training step then transforms each input once, not twice (2.25-3x the input's size, held
+/// until the backward pass).
 pub(crate) fn conv2d(
     g: &Geometry,
     x: &[f32],
     w: Filters,
     bias: Option<&[f32]>,
     epilogue: Epilogue,
-) -> Vec<f32> {
-    run(g, x, w, bias, epilogue, None)
-}
-
-/// As [`conv2d`] (bias, no epilogue), also returning the transformed input `V` of every block
-/// for [`weight_grad`] to reuse: a training step then transforms each input once, not twice
-/// (2.25-3x the input's size, held until the backward pass).
-pub(crate) fn conv2d_keeping(
-    g: &Geometry,
-    x: &[f32],
-    w: Filters,
-    bias: Option<&[f32]>,
-) -> (Vec<f32>, Vec<f32>) {
-    let (th, tw) = grid(g, M);
-    let mut kept = vec![0.0f32; T * T * g.in_channels * g.batch * th * tw];
-    let y = run(g, x, w, bias, Epilogue::Bias, Some(&mut kept));
-    (y, kept)
-}
-
-/// The blocks of tile-row units the forward pass works in (a kept `V` is laid out by them):
-/// unit `u`'s transformed tiles start at `u * tw * t^2 * in` in it.
-fn forward_blocks(g: &Geometry) -> impl Iterator<Item = Range<usize>> {
-    let (th, tw) = grid(g, M);
-    let unit = T * T * g.in_channels.max(g.out_channels) * tw;
-    blocks(g.batch * th, unit)
-}
-
-/// [`conv2d`], writing each block's transformed input into `kept` when given.
-fn run(
-    g: &Geometry,
-    x: &[f32],
-    w: Filters,
-    bias: Option<&[f32]>,
-    epilogue: Epilogue,
-    mut kept: Option<&mut [f32]>,
-) -> Vec<f32> {
+    keep: bool,
+) -> (Vec<f32>, Option<Vec<f32>>) {
     let t2 = T * T;
     let (k_len, c_len) = (g.out_channels, g.in_channels);
-    let u = transform_weights(w, k_len, c_len);
     let (th, tw) = grid(g, M);
+    let mut kept = keep.then(|| vec![0.0f32; t2 * c_len * g.batch * th * tw]);
+    let u = transform_weights(w, k_len, c_len);
     let plane = g.out_len();
     let mut out = vec![0.0f32; g.batch * k_len * plane];
     for block in forward_blocks(g) {
@@ -246,14 +198,22 @@ fn run(
         scratch::keep(products);
     }
     scratch::keep(u);
-    out
+    (out, kept)
+}
+
+/// The blocks of tile-row units the forward pass works in (a kept `V` is laid out by them):
+/// unit `u`'s transformed tiles start at `u * tw * t^2 * in` in it.
+fn forward_blocks(g: &Geometry) -> impl Iterator<Item = Range<usize>> {
+    let (th, tw) = grid(g, M);
+    let unit = T * T * g.in_channels.max(g.out_channels) * tw;
+    blocks(g.batch * th, unit)
 }
 
 /// The weight gradient of the convolution `g` (as [`conv2d`] computes it) for the input `x`
 /// and output gradient `dy` (NCHW), as `[out, in, 3, 3]`: `dW = G^T dU G` with, per tile
 /// position, `dU = sum over tiles of (A dY A^T) V^T`, the forward pass's transforms run
 /// backwards (4x fewer multiplications than `dY x im2row(x)` for F(4x4, 3x3)). `kept` is the
-/// forward pass's transformed input ([`conv2d_keeping`]), if it was kept.
+/// forward pass's transformed input ([`conv2d`] with `keep`), if it was kept.
 pub(crate) fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32], kept: Option<&[f32]>) -> Vec<f32> {
     let t = T;
     let t2 = t * t;
