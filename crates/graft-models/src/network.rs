@@ -61,6 +61,16 @@ impl Arch {
         }
     }
 
+    /// Where a new classifier goes in the original checkpoint's names: the architecture's own
+    /// classifier module (`_fc` of efficientnet_pytorch, torchvision's `classifier` and `fc`).
+    pub fn classifier_name(&self) -> &'static str {
+        match self {
+            Self::EfficientNetLite(_) => "_fc",
+            Self::Vgg(_) => "classifier",
+            Self::ResNet(_) => "fc",
+        }
+    }
+
     /// A network with freshly initialised weights.
     pub fn init(&self, device: &Device) -> Network {
         match self {

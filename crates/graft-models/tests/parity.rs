@@ -2,13 +2,14 @@
 //! checkpoints in every weight format. Fixtures: tests/fixtures/make_fixtures.py.
 
 mod common;
+#[path = "../../../tests/fixtures/tiny.rs"]
+mod tiny;
 
 use common::{assert_close, fixtures, read_tensor};
+use tiny::{lite_tiny, resnet_tiny, vgg_tiny};
 
 use burn::prelude::*;
-use graft_models::efficientnet_lite::{EfficientNetLiteConfig, Stage};
-use graft_models::resnet::{BlockKind, ResNetConfig};
-use graft_models::vgg::VggConfig;
+use graft_models::resnet::BlockKind;
 use graft_models::{Arch, default_device};
 use graft_weights::LoadPolicy;
 
@@ -36,57 +37,6 @@ fn check(arch: Arch, name: &str) {
             .try_to_vec::<f32>()
             .expect("f32 logits");
         assert_close(&got, &want, 1e-4, &format!("{name}.{ext}"));
-    }
-}
-
-fn lite_tiny() -> EfficientNetLiteConfig {
-    let s = |kernel, stride, expand, out, repeats| Stage {
-        kernel,
-        stride,
-        expand,
-        out,
-        repeats,
-    };
-    EfficientNetLiteConfig {
-        stem: 8,
-        head: 32,
-        stages: vec![
-            s(3, 1, 1, 8, 1),
-            s(3, 2, 6, 8, 2),
-            s(5, 2, 6, 16, 2),
-            s(3, 2, 6, 16, 1),
-            s(5, 1, 6, 24, 2),
-            s(5, 2, 6, 24, 1),
-            s(3, 1, 6, 32, 1),
-        ],
-        num_classes: 10,
-        dropout: 0.2,
-    }
-}
-
-fn vgg_tiny(batch_norm: bool) -> VggConfig {
-    VggConfig {
-        blocks: vec![
-            vec![8; 2],
-            vec![16; 2],
-            vec![16; 3],
-            vec![32; 3],
-            vec![32; 3],
-        ],
-        batch_norm,
-        hidden: 64,
-        num_classes: 10,
-        dropout: 0.5,
-    }
-}
-
-fn resnet_tiny(block: BlockKind, layers: [usize; 4]) -> ResNetConfig {
-    ResNetConfig {
-        block,
-        layers,
-        stem: 8,
-        widths: [8, 16, 32, 64],
-        num_classes: 10,
     }
 }
 

@@ -52,23 +52,24 @@ impl Row {
     }
 
     /// From a run's `result.json`.
-    pub fn from_result(strategy: &str, v: &serde_json::Value) -> Self {
-        let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
-        let u = |k: &str| v[k].as_u64().unwrap_or(0) as usize;
+    pub fn from_result(strategy: &str, v: &graft_spec::RunResult) -> Self {
         Self {
             strategy: strategy.to_string(),
             status: Status::Ok,
             error: None,
-            trainable_params: u("trainable_params"),
-            seconds: f("seconds"),
-            train_seconds: f("train_seconds"),
-            images_per_s: f("images_per_s"),
-            val_accuracy: f("val_accuracy"),
-            val_top5: v["val_top5"].as_f64(),
-            macro_f1: f("macro_f1"),
-            best_epoch: u("best_epoch"),
-            epochs_run: u("epochs_run"),
-            stopped: v["stopped"].as_str().unwrap_or("").to_string(),
+            trainable_params: v.trainable_params,
+            seconds: v.seconds,
+            train_seconds: v.train_seconds,
+            images_per_s: v.images_per_s,
+            val_accuracy: v.val_accuracy,
+            val_top5: v.val_top5,
+            macro_f1: v.macro_f1,
+            best_epoch: v.best_epoch,
+            epochs_run: v.epochs_run,
+            stopped: serde_json::to_value(v.stopped)
+                .ok()
+                .and_then(|s| s.as_str().map(str::to_string))
+                .unwrap_or_default(),
         }
     }
 }

@@ -4,7 +4,6 @@
 //! `report.md`, `results.json` and the plots as SVG files.
 
 mod conclusion;
-pub mod csv;
 mod html;
 mod load;
 mod markdown;
@@ -12,8 +11,9 @@ pub mod plot;
 mod probe;
 
 pub use conclusion::{Row, Status, conclusion};
+pub use graft_spec::Prediction;
+pub use graft_spec::csv;
 pub use load::{
-    Budget, Epoch, Manifest, Prediction, ReportError, Results, RunEntry, SplitCount, collect,
-    read_predictions, write,
+    Budget, Epoch, Manifest, ReportError, Results, RunEntry, SplitCount, collect, write,
 };
 pub use probe::{ProbeGroup, ProbeReport, Recommendation, recommend, write_probe};

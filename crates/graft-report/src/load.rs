@@ -4,34 +4,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use graft_spec::io::{FileError, read_json, write_atomic};
+use graft_spec::{MetricsLine, Prediction, RunResult};
 use serde::{Deserialize, Serialize};
 
 use crate::conclusion::{Row, Status, best_row, conclusion};
 
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
-}
-
-fn read(path: &Path) -> Result<String, ReportError> {
-    std::fs::read_to_string(path).map_err(|source| ReportError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-fn parse<T: for<'de> Deserialize<'de>>(path: &Path, text: &str) -> Result<T, ReportError> {
-    serde_json::from_str(text).map_err(|e| ReportError::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
-}
+/// A report's files could not be read or written (graft-spec's error: it names the file).
+pub type ReportError = FileError;
 
 /// Images per class in one split.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -77,8 +57,7 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn read(dir: &Path) -> Result<Self, ReportError> {
-        let path = dir.join("compare.json");
-        parse(&path, &read(&path)?)
+        read_json(&dir.join("compare.json"))
     }
 }
 
@@ -94,48 +73,23 @@ pub struct Epoch {
     pub seconds: f64,
 }
 
-/// One row of a run's `predictions.csv`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Prediction {
-    pub path: String,
-    pub label: String,
-    pub predicted: String,
-    pub confidence: f64,
-    pub label_rank: usize,
-}
-
-pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>, ReportError> {
-    let text = read(path)?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1) {
-        let f = crate::csv::fields(line);
-        let bad = |what: &str| ReportError::Parse {
-            path: path.to_path_buf(),
-            message: format!("line {}: {what}", i + 1),
-        };
-        if f.len() != 6 {
-            return Err(bad(&format!("expected 6 fields, found {}", f.len())));
+impl From<MetricsLine> for Epoch {
+    fn from(m: MetricsLine) -> Self {
+        Self {
+            epoch: m.record.epoch,
+            train_loss: m.record.train_loss,
+            val_loss: m.record.val_loss,
+            val_accuracy: m.record.val_accuracy,
+            seconds: m.seconds,
         }
-        out.push(Prediction {
-            path: f[0].clone(),
-            label: f[1].clone(),
-            predicted: f[2].clone(),
-            confidence: f[3].parse().map_err(|_| bad("confidence"))?,
-            label_rank: f[5].parse().map_err(|_| bad("label_rank"))?,
-        });
     }
-    Ok(out)
 }
 
 fn read_epochs(path: &Path) -> Result<Vec<Epoch>, ReportError> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        // `pretrained` trains nothing and has no metrics.
-        return Ok(Vec::new());
-    };
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| parse(path, l))
-        .collect()
+    Ok(MetricsLine::read_all(path)?
+        .into_iter()
+        .map(Epoch::from)
+        .collect())
 }
 
 /// Everything the report shows, as `results.json` holds it.
@@ -164,11 +118,10 @@ pub fn collect(dir: &Path) -> Result<Results, ReportError> {
         let mut row = Row::failed(&run.strategy, run.error.clone().unwrap_or_default());
         row.status = run.status;
         if run.status == Status::Ok {
-            let path = run_dir.join("result.json");
-            match read(&path).and_then(|t| parse::<serde_json::Value>(&path, &t)) {
+            match RunResult::read(&run_dir) {
                 Ok(v) => {
                     row = Row::from_result(&run.strategy, &v);
-                    confusions.insert(run.strategy.clone(), v["confusion"].clone());
+                    confusions.insert(run.strategy.clone(), v.confusion);
                 }
                 Err(e) => row = Row::failed(&run.strategy, e.to_string()),
             }
@@ -182,11 +135,10 @@ pub fn collect(dir: &Path) -> Result<Results, ReportError> {
     let best = best_row(&rows).map(|r| r.strategy.clone());
     let (best_confusion, mistakes) = match &best {
         Some(s) => {
-            let m = serde_json::from_value(confusions.remove(s).unwrap_or_default())
-                .unwrap_or_default();
+            let m = confusions.remove(s).unwrap_or_default();
             let run = manifest.runs.iter().find(|r| &r.strategy == s);
             let mut wrong: Vec<Prediction> = run
-                .map(|r| read_predictions(&dir.join(&r.dir).join("predictions.csv")))
+                .map(|r| Prediction::read_all(&dir.join(&r.dir).join(graft_spec::files::PREDICTIONS)))
                 .transpose()?
                 .unwrap_or_default()
                 .into_iter()
@@ -214,37 +166,17 @@ pub fn collect(dir: &Path) -> Result<Results, ReportError> {
 /// atomically (a temporary file renamed into place).
 pub fn write(dir: &Path, results: &Results) -> Result<(), ReportError> {
     let plots = crate::html::plots(results);
-    std::fs::create_dir_all(dir.join("plots")).map_err(|source| ReportError::Io {
-        path: dir.join("plots"),
-        source,
-    })?;
+    std::fs::create_dir_all(dir.join("plots")).map_err(FileError::io(&dir.join("plots")))?;
     for (name, svg) in &plots {
-        write_atomic(&dir.join("plots").join(format!("{name}.svg")), svg)?;
+        write_atomic(&dir.join("plots").join(format!("{name}.svg")), svg.as_bytes())?;
     }
-    let json = serde_json::to_string_pretty(results).map_err(|e| ReportError::Parse {
-        path: dir.join("results.json"),
-        message: e.to_string(),
-    })?;
-    write_atomic(&dir.join("results.json"), &json)?;
+    graft_spec::io::write_json(&dir.join("results.json"), results)?;
     write_atomic(
         &dir.join("report.md"),
-        &crate::markdown::compare(results, &plots),
+        crate::markdown::compare(results, &plots).as_bytes(),
     )?;
     write_atomic(
         &dir.join("report.html"),
-        &crate::html::compare(dir, results, &plots),
+        crate::html::compare(dir, results, &plots).as_bytes(),
     )
-}
-
-pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<(), ReportError> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    let io = |source| ReportError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    std::fs::write(&tmp, text).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
 }

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::html::STYLE;
-use crate::load::{ReportError, write_atomic};
+use crate::load::ReportError;
+use graft_spec::io::{FileError, write_atomic, write_json};
 use crate::plot::{self, escape};
 
 /// Accuracy of the same linear classifier on one group's pooled output.
@@ -105,16 +106,9 @@ pub fn write_probe(dir: &Path, r: &ProbeReport) -> Result<(), ReportError> {
         &items,
         100.0,
     );
-    std::fs::create_dir_all(dir.join("plots")).map_err(|source| ReportError::Io {
-        path: dir.join("plots"),
-        source,
-    })?;
-    write_atomic(&dir.join("plots").join("probe.svg"), &svg)?;
-    let json = serde_json::to_string_pretty(r).map_err(|e| ReportError::Parse {
-        path: dir.join("probe.json"),
-        message: e.to_string(),
-    })?;
-    write_atomic(&dir.join("probe.json"), &json)?;
+    std::fs::create_dir_all(dir.join("plots")).map_err(FileError::io(&dir.join("plots")))?;
+    write_atomic(&dir.join("plots").join("probe.svg"), svg.as_bytes())?;
+    write_json(&dir.join("probe.json"), r)?;
     let advice = r
         .recommendation
         .as_ref()
@@ -151,7 +145,7 @@ pub fn write_probe(dir: &Path, r: &ProbeReport) -> Result<(), ReportError> {
         );
     }
     md += "\n![probe](plots/probe.svg)\n";
-    write_atomic(&dir.join("probe.md"), &md)?;
+    write_atomic(&dir.join("probe.md"), md.as_bytes())?;
     let html = format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>graft probe: {m}</title><style>{STYLE}</style></head><body>\
          <h1>Linear probe of {m} on {d}</h1><p class=\"conclusion\">{a}</p><table id=\"probe\"><tr><th>group</th><th>features</th><th>val accuracy</th></tr>{rows}</table><figure>{svg}</figure></body></html>\n",
@@ -159,7 +153,7 @@ pub fn write_probe(dir: &Path, r: &ProbeReport) -> Result<(), ReportError> {
         d = escape(&r.data.display().to_string()),
         a = escape(&advice)
     );
-    write_atomic(&dir.join("probe.html"), &html)
+    write_atomic(&dir.join("probe.html"), html.as_bytes())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! et al. 2014): little data -> keep the pretrained features; features that fit -> train a head;
 //! features whose top groups lose accuracy, or plenty of data -> fine-tune the top groups.
 
-use crate::strategy::Strategy;
+use graft_spec::Strategy;
 
 /// What `auto` knows when it decides.
 #[derive(Clone, Debug, PartialEq)]

@@ -2,10 +2,11 @@
 //! image content). The whole key is stored in the file and checked on read, so an entry that
 //! no longer matches (or is damaged) is rebuilt, never silently reused.
 
-use std::io::Write;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use graft_spec::io::{Durability, FileError, write_atomic_as};
 use sha2::{Digest, Sha256};
 
 const MAGIC: &[u8; 8] = b"GRAFTFC1";
@@ -109,12 +110,11 @@ impl FeatureCache {
     }
 
     /// Stores atomically: a reader sees the old entry, the new one, or none.
-    pub fn put(&self, key: &CacheKey, image: &str, values: &[f32]) -> std::io::Result<()> {
+    pub fn put(&self, key: &CacheKey, image: &str, values: &[f32]) -> Result<(), FileError> {
         let description = key.describe(image);
         let path = self.path(&description);
         let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        std::fs::create_dir_all(dir).map_err(FileError::io(dir))?;
         let mut out = Vec::with_capacity(24 + description.len() + values.len() * 4);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(description.len() as u64).to_le_bytes());
@@ -123,9 +123,8 @@ impl FeatureCache {
         for v in values {
             out.extend_from_slice(&v.to_le_bytes());
         }
-        tmp.write_all(&out)?;
-        tmp.persist(&path).map_err(|e| e.error)?;
-        Ok(())
+        // Entries are checked when read and computed again when lost: renamed, not flushed.
+        write_atomic_as(&path, &out, Durability::Renamed)
     }
 }
 
@@ -164,7 +163,7 @@ mod tests {
     }
 
     #[test]
-    fn miss_then_hit_returns_what_was_stored() -> std::io::Result<()> {
+    fn miss_then_hit_returns_what_was_stored() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let cache = FeatureCache::new(dir.path());
         assert_eq!(cache.get(&key(), "img"), None);
@@ -175,7 +174,7 @@ mod tests {
     }
 
     #[test]
-    fn any_change_in_the_key_is_a_miss() -> std::io::Result<()> {
+    fn any_change_in_the_key_is_a_miss() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let cache = FeatureCache::new(dir.path());
         cache.put(&key(), "img", &[1.0])?;
@@ -202,7 +201,7 @@ mod tests {
     }
 
     #[test]
-    fn damaged_entry_is_invalid_and_rebuilt() -> std::io::Result<()> {
+    fn damaged_entry_is_invalid_and_rebuilt() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let cache = FeatureCache::new(dir.path());
         cache.put(&key(), "img", &[1.0, 2.0])?;

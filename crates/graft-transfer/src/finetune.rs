@@ -9,11 +9,11 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use graft_models::Network;
 
-use crate::head::Head;
+use crate::head::{BuildHead, Head};
 use crate::metrics::Confusion;
 use crate::schedule::{LoopState, cosine_with_warmup};
 use crate::train::{
-    Checkpoint, EpochDone, Epochs, Evaluation, Fitted, HeadConfig, Resume, TrainError,
+    CallbackError, Checkpoint, EpochDone, Epochs, Evaluation, Fitted, HeadConfig, Resume, TrainError,
     loss_and_schedule, tally,
 };
 
@@ -101,7 +101,7 @@ pub fn finetune(
     cfg: &FinetuneConfig,
     device: &Device,
     resume: Option<Resume<(Network, Head)>>,
-    on_epoch: &mut dyn FnMut(Checkpoint<'_, (Network, Head)>) -> Result<(), String>,
+    on_epoch: &mut dyn FnMut(Checkpoint<'_, (Network, Head)>) -> Result<(), CallbackError>,
 ) -> Result<FinetuneOutcome, TrainError> {
     let hc = &cfg.head;
     let ad = device.clone().autodiff();

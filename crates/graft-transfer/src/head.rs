@@ -6,16 +6,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use graft_data::SplitMix64;
-use serde::{Deserialize, Serialize};
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HeadKind {
-    #[default]
-    Linear,
-    /// Two hidden layers of this width, as VGG's classifier (which uses 4096).
-    Mlp { hidden: usize },
-}
+pub use graft_spec::HeadKind;
 
 #[derive(Module, Debug)]
 pub struct Head {
@@ -37,18 +28,17 @@ impl Head {
     }
 }
 
-impl HeadKind {
-    fn widths(self, input: usize, classes: usize) -> Vec<[usize; 2]> {
-        match self {
-            Self::Linear => vec![[input, classes]],
-            Self::Mlp { hidden } => vec![[input, hidden], [hidden, hidden], [hidden, classes]],
-        }
-    }
+/// Builds the [`Head`] a [`HeadKind`] describes (the kind itself is plain data in graft-spec).
+pub trait BuildHead {
+    fn init(self, input: usize, classes: usize, seed: u64, device: &Device) -> Head;
+    fn shell(self, input: usize, classes: usize, device: &Device) -> Head;
+}
 
+impl BuildHead for HeadKind {
     /// PyTorch's `nn.Linear` initialisation, U(-1/sqrt(in), 1/sqrt(in)), from the run's own
     /// seeded generator: the device RNG is process-global, so runs in parallel threads would
     /// share it.
-    pub fn init(self, input: usize, classes: usize, seed: u64, device: &Device) -> Head {
+    fn init(self, input: usize, classes: usize, seed: u64, device: &Device) -> Head {
         let mut rng = SplitMix64(seed ^ 0x6865_6164); // "head"
         let layers = self
             .widths(input, classes)
@@ -81,7 +71,7 @@ impl HeadKind {
     }
 
     /// The same shapes with throwaway values, to load a saved head into.
-    pub fn shell(self, input: usize, classes: usize, device: &Device) -> Head {
+    fn shell(self, input: usize, classes: usize, device: &Device) -> Head {
         self.init(input, classes, 0, device)
     }
 }

@@ -10,9 +10,8 @@ pub mod finetune;
 pub mod head;
 pub mod metrics;
 pub mod schedule;
-pub mod strategy;
 pub mod train;
 
 pub use cache::{CacheKey, CacheStats, FeatureCache};
 pub use metrics::Confusion;
-pub use strategy::{FreezePlan, Strategy};
+pub use graft_spec::{FreezePlan, Strategy, StrategyError};

@@ -5,32 +5,14 @@ use burn::nn::loss::CrossEntropyLossConfig;
 
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use serde::Serialize;
 
-use crate::head::{Head, HeadKind};
+use crate::head::{BuildHead, Head};
 use crate::metrics::Confusion;
 use crate::schedule::{EpochAction, LoopState, cosine_with_warmup, fits_budget};
 
-#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
-pub struct HeadConfig {
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub weight_decay: f32,
-    pub label_smoothing: Option<f32>,
-    pub warmup_epochs: usize,
-    pub patience: usize,
-    pub seed: u64,
-    /// The new classifier's shape.
-    #[serde(default)]
-    pub head: HeadKind,
-    /// Weight the loss by inverse class frequency in the training set.
-    #[serde(default)]
-    pub class_balanced: bool,
-    /// Seconds of training (epochs, not feature extraction) after which no new epoch starts.
-    #[serde(default)]
-    pub time_budget_s: Option<f64>,
-}
+/// The fit loop's settings (graft-spec's [`FitConfig`], under the name the loops have used).
+pub use graft_spec::FitConfig as HeadConfig;
+pub use graft_spec::{EpochRecord, Stopped};
 
 /// The training loss (smoothing and class weights as configured) and the schedule's total and
 /// warmup steps, shared by every training loop.
@@ -69,32 +51,8 @@ pub fn class_weights(y: &[usize], classes: usize, balanced: bool) -> Option<Vec<
     )
 }
 
-impl Default for HeadConfig {
-    fn default() -> Self {
-        Self {
-            epochs: 30,
-            batch_size: 32,
-            lr: 1e-3,
-            weight_decay: 1e-4,
-            label_smoothing: None,
-            warmup_epochs: 1,
-            patience: 10,
-            seed: 0,
-            head: HeadKind::Linear,
-            class_balanced: false,
-            time_budget_s: None,
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct EpochRecord {
-    pub epoch: usize,
-    pub lr: f64,
-    pub train_loss: f64,
-    pub val_loss: f64,
-    pub val_accuracy: f64,
-}
+/// The error a caller's per-epoch step may return; training stops with it.
+pub type CallbackError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -102,22 +60,11 @@ pub enum TrainError {
         "the loss became {value} at epoch {epoch}: training stopped, the last good checkpoint is kept (try a lower --lr)"
     )]
     NonFinite { epoch: usize, value: f64 },
+    /// What the caller's per-epoch step (saving, an observer) failed with.
     #[error("{0}")]
-    Callback(String),
+    Callback(CallbackError),
     #[error("{0}")]
     Backend(String),
-}
-
-/// Why a training loop ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stopped {
-    /// Every configured epoch ran.
-    Completed,
-    /// No better validation accuracy for `patience` epochs.
-    EarlyStopped,
-    /// The next epoch would not have fitted the time budget.
-    TimeBudget,
 }
 
 /// What every training run reports, whatever it trained.
@@ -282,7 +229,7 @@ impl Epochs {
         done: EpochDone,
         model: &M,
         optim: &[&ModuleOptimizer],
-        on_epoch: &mut dyn FnMut(Checkpoint<'_, M>) -> Result<(), String>,
+        on_epoch: &mut dyn FnMut(Checkpoint<'_, M>) -> Result<(), CallbackError>,
     ) -> Result<(bool, bool), TrainError> {
         let record = EpochRecord {
             epoch: done.epoch,
@@ -345,7 +292,7 @@ pub fn train_head(
     cfg: &HeadConfig,
     device: &Device,
     resume: Option<Resume<Head>>,
-    on_epoch: &mut dyn FnMut(Checkpoint<'_, Head>) -> Result<(), String>,
+    on_epoch: &mut dyn FnMut(Checkpoint<'_, Head>) -> Result<(), CallbackError>,
 ) -> Result<HeadOutcome, TrainError> {
     let ad = device.clone().autodiff();
     let Some(first) = train_views.first() else {

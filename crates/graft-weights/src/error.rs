@@ -6,6 +6,10 @@ use crate::report::LoadReport;
 /// that the user needs to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
+    /// A file graft writes (a download into the cache) could not be written.
+    #[error(transparent)]
+    File(#[from] graft_spec::FileError),
+
     #[error("weights file {path} does not exist{hint}")]
     NotFound { path: PathBuf, hint: String },
 

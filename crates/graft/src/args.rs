@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use graft_run::evaluate::EvalSplit;
+use graft_spec::{HeadKind, Strategy, defaults};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -58,11 +60,11 @@ pub struct DataArgs {
     pub data: PathBuf,
 
     /// Seed for the split, the classifiers' initialisation and the shuffling.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults::SEED)]
     pub seed: u64,
 
     /// Fraction held out for validation when the dataset gives no split.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = defaults::VAL_FRACTION)]
     pub val_fraction: f64,
 
     /// Write into the output directory even if it exists (graft replaces only its own files).
@@ -89,19 +91,19 @@ pub struct CompareArgs {
     /// Strategies to run, comma-separated (default: pretrained when your classes map onto
     /// ImageNet's, head, partial:1, partial:2, partial:<half the groups>, scratch).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    pub strategies: Option<Vec<String>>,
+    pub strategies: Option<Vec<Strategy>>,
 
     /// Most epochs any strategy trains (each also stops early after --patience epochs without
     /// improvement).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = defaults::EPOCHS)]
     pub epochs: usize,
 
     /// Seconds of training each strategy may use (frozen-feature extraction, done once and
     /// cached, is not counted); an epoch starts only if it is expected to end within it.
-    #[arg(long, default_value_t = 120.0, value_name = "SECONDS")]
+    #[arg(long, default_value_t = defaults::COMPARE_BUDGET_S, value_name = "SECONDS")]
     pub budget: f64,
 
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = defaults::PATIENCE)]
     pub patience: usize,
 
     /// `class,imagenet` rows for the pretrained strategy (see `graft train --help`).
@@ -123,7 +125,7 @@ pub struct ProbeArgs {
     pub out: Option<PathBuf>,
 
     /// Epochs of each linear classifier (the same recipe as `graft train --strategy head`).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = defaults::EPOCHS)]
     pub epochs: usize,
 }
 
@@ -141,7 +143,7 @@ pub struct AutoArgs {
     pub out: Option<PathBuf>,
 
     /// Most epochs of the chosen strategy's training.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = defaults::EPOCHS)]
     pub epochs: usize,
 }
 
@@ -166,7 +168,7 @@ pub enum WeightsCommand {
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
     /// Model name, as `graft weights list` shows it (e.g. efficientnet_lite0, resnet50, vgg16).
-    #[arg(long, short, default_value = "efficientnet_lite0")]
+    #[arg(long, short, default_value = defaults::MODEL)]
     pub model: String,
 
     /// Weights file (.pth in either PyTorch format, or .safetensors); no network needed.
@@ -174,9 +176,10 @@ pub struct ModelArgs {
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
 
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 32, value_name = "N")]
-    pub batch_size: usize,
+    /// Images per forward pass (default 32). For `graft train`, also the training batch
+    /// (default 32 for head, 16 for partial:N and scratch).
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -213,7 +216,7 @@ pub struct EvaluateArgs {
 
     /// With --run: which split of DATASET to evaluate (train, val/test, or all).
     #[arg(long, default_value = "val")]
-    pub split: String,
+    pub split: EvalSplit,
 
     /// Without --run: a list file (.csv/.tsv with `path,label`, paths relative to the file) or a
     /// folder with one subfolder per class, labels being ImageNet wnids (n01440764) or class
@@ -257,7 +260,7 @@ pub struct TrainArgs {
 
     /// pretrained | head | partial:N | scratch.
     #[arg(long, default_value = "head")]
-    pub strategy: String,
+    pub strategy: Strategy,
 
     /// Run directory (default: runs/<dataset>-<model>-<strategy>, numbered if taken).
     #[arg(long, value_name = "RUN_DIR")]
@@ -267,7 +270,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub force: bool,
 
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = defaults::EPOCHS)]
     pub epochs: usize,
 
     /// Seconds of training after which no new epoch starts (an epoch starts only if it is
@@ -276,14 +279,14 @@ pub struct TrainArgs {
     pub time_budget: Option<f64>,
 
     /// Seed for the split, the head's initialisation and the shuffling.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults::SEED)]
     pub seed: u64,
 
     /// Peak learning rate (AdamW, 1 epoch warmup, cosine decay).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = defaults::LR)]
     pub lr: f64,
 
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = defaults::WEIGHT_DECAY)]
     pub weight_decay: f32,
 
     /// Label smoothing for the cross-entropy loss (e.g. 0.1).
@@ -293,7 +296,7 @@ pub struct TrainArgs {
     /// The new classifier: linear, or VGG-style mlp[:HIDDEN] (two hidden layers with ReLU and
     /// dropout 0.5; hidden width 512 unless given).
     #[arg(long, default_value = "linear", value_name = "KIND")]
-    pub head: String,
+    pub head: HeadKind,
 
     /// Weight the loss by inverse class frequency (for imbalanced datasets).
     #[arg(long)]
@@ -305,11 +308,11 @@ pub struct TrainArgs {
     pub cached_views: Option<usize>,
 
     /// Stop after this many epochs without a better validation accuracy.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = defaults::PATIENCE)]
     pub patience: usize,
 
     /// Fraction held out for validation when the dataset gives no split.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = defaults::VAL_FRACTION)]
     pub val_fraction: f64,
 
     /// Refuse the dataset if any image cannot be read (default: report and skip).

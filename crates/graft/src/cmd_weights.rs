@@ -4,8 +4,9 @@ use graft_models::{ModelSpec, find_model, registry};
 use graft_weights::Origin;
 use serde_json::json;
 
-use crate::progress::log;
-use crate::settings::fetch_weights;
+use graft_run::pretrained::fetch_weights;
+
+use crate::progress::{Terminal, log};
 
 fn source(spec: &ModelSpec) -> String {
     match &spec.weights.origin {
@@ -81,7 +82,8 @@ pub fn fetch(model: Option<&str>, all: bool, quiet: bool) -> anyhow::Result<()> 
         vec![find_model(model.unwrap_or_default())?]
     };
     for spec in specs {
-        let path = fetch_weights(&spec, None, quiet)?;
+        let options = graft_weights::FetchOptions::from_env();
+        let path = fetch_weights(&spec, None, &options, &mut Terminal::new(quiet))?;
         log(quiet, format!("{}: weights verified", spec.name));
         println!("{}\t{}", spec.name, path.display());
     }

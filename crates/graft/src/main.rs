@@ -1,21 +1,16 @@
-//! graft: a thin binary over the graft libraries. Results go to stdout, logs and progress to
-//! stderr. Exit status: 0 on success, 1 when any input failed or on error, 2 on bad usage.
+//! graft: a thin binary over the graft libraries. It parses arguments, resolves them into the
+//! run API's settings (`settings.rs`), calls `graft_run`, and renders what comes back. Results
+//! go to stdout, logs and progress to stderr. Exit status: 0 on success, 1 when any input
+//! failed or on error, 2 on bad usage.
 
 mod args;
-mod cmd_auto;
-mod cmd_compare;
 mod cmd_evaluate;
 mod cmd_predict;
-mod cmd_probe;
+mod cmd_study;
+mod cmd_train;
 mod cmd_weights;
-mod infer;
 mod progress;
-mod resume;
-mod run_dir;
 mod settings;
-mod thumbs;
-mod train;
-mod trained;
 
 use std::process::ExitCode;
 
@@ -36,10 +31,10 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
         }
         Command::Predict(args) => cmd_predict::run(args, cli.quiet),
         Command::Evaluate(args) => cmd_evaluate::run(args, cli.quiet),
-        Command::Train(args) => train::run(args, cli.quiet),
-        Command::Compare(args) => cmd_compare::run(args, cli.quiet),
-        Command::Probe(args) => cmd_probe::run(args, cli.quiet),
-        Command::Auto(args) => cmd_auto::run(args, cli.quiet),
+        Command::Train(args) => cmd_train::run(args, cli.quiet),
+        Command::Compare(args) => cmd_study::compare_cmd(args, cli.quiet),
+        Command::Probe(args) => cmd_study::probe_cmd(args, cli.quiet),
+        Command::Auto(args) => cmd_study::auto_cmd(args, cli.quiet),
     }
 }
 

@@ -3,6 +3,7 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
+use graft_run::{Event, Observer};
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub struct Progress {
@@ -57,13 +58,6 @@ impl Progress {
         }
     }
 
-    /// Moves to an absolute position (for byte counts reported as totals).
-    pub fn set(&mut self, pos: u64) {
-        if pos > self.done {
-            self.inc(pos - self.done);
-        }
-    }
-
     fn line(&self) -> String {
         let secs = self.start.elapsed().as_secs_f64().max(1e-9);
         let rate = self.done as f64 / secs;
@@ -92,6 +86,49 @@ impl Progress {
                 eprintln!("{}", self.line())
             }
             None => {}
+        }
+    }
+}
+
+/// The run API's events on stderr: log lines, warnings, unreadable images and progress.
+pub struct Terminal {
+    pub quiet: bool,
+    current: Option<Progress>,
+}
+
+impl Terminal {
+    pub fn new(quiet: bool) -> Self {
+        Self {
+            quiet,
+            current: None,
+        }
+    }
+}
+
+impl Observer for Terminal {
+    fn event(&mut self, event: Event<'_>) {
+        match event {
+            Event::Log(m) => log(self.quiet, m),
+            Event::Warning(m) => log(self.quiet, format!("warning: {m}")),
+            Event::Unreadable { path, error } => {
+                eprintln!("unreadable: {} ({error})", path.display())
+            }
+            Event::Begin { label, total, unit } => {
+                if let Some(p) = self.current.take() {
+                    p.finish();
+                }
+                self.current = Some(Progress::new(label, total, unit, self.quiet));
+            }
+            Event::Advance(n) => {
+                if let Some(p) = &mut self.current {
+                    p.inc(n);
+                }
+            }
+            Event::End => {
+                if let Some(p) = self.current.take() {
+                    p.finish();
+                }
+            }
         }
     }
 }

@@ -1,8 +1,11 @@
-//! An interrupted run (killed after an epoch, as Ctrl-C or `kill` would) resumed with
-//! `--resume` ends exactly where the uninterrupted run does.
+//! Real kills: `graft train` is sent SIGKILL at points found by watching its run directory and
+//! cache (mid-extraction, mid-training, while an epoch's checkpoint is being written). The
+//! next `--resume` (or, when no epoch was saved yet, the same command again) ends exactly
+//! where the uninterrupted run does: the same metrics, byte-identical model files.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 fn shared(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -10,152 +13,155 @@ fn shared(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-fn graft(args: &[&str], home: &Path, interrupt_after: Option<usize>) -> Output {
+fn command(args: &[String], home: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_graft"));
     cmd.args(args)
         .env("GRAFT_HOME", home)
         .env("GRAFT_OFFLINE", "1");
-    if let Some(e) = interrupt_after {
-        cmd.env("GRAFT_TEST_INTERRUPT_AFTER_EPOCH", e.to_string());
-    }
-    cmd.output().expect("run graft")
+    cmd
 }
 
-/// Tensor name -> raw bytes (the header's metadata order is not stable, the tensors are).
-fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
-    let mut out: Vec<(String, Vec<u8>)> = st
-        .tensors()
-        .into_iter()
-        .map(|(n, v)| (n, v.data().to_vec()))
-        .collect();
-    out.sort();
+fn ok(out: Output) -> Output {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     out
 }
 
-fn check(strategy: &str, extra: &[&str], epochs: usize, interrupt_after: usize, files: &[&str]) {
-    let home = tempfile::tempdir().expect("tmp");
-    let runs = tempfile::tempdir().expect("tmp");
-    let weights = shared("weights/efficientnet-lite0-57934424.pth");
-    let data = shared("data/hymenoptera");
-    let epochs = epochs.to_string();
-    let base = |out: &Path| -> Vec<String> {
-        [
-            "-q",
-            "train",
-            "--json",
-            "--strategy",
-            strategy,
-            "--epochs",
-            &epochs,
-            "--patience",
-            "100",
-            "--weights",
-        ]
+fn train_args(strategy: &str, epochs: usize, out: &Path, extra: &[&str]) -> Vec<String> {
+    let fixed = ["-q", "train", "--json", "--force", "--strategy", strategy, "--patience", "1000"];
+    fixed
         .iter()
         .map(|s| s.to_string())
-        .chain([
-            weights.display().to_string(),
-            "--data".into(),
-            data.display().to_string(),
-            "--out".into(),
-            out.display().to_string(),
-        ])
+        .chain(["--epochs".into(), epochs.to_string()])
+        .chain(["--weights".into(), shared("weights/efficientnet-lite0-57934424.pth").display().to_string()])
+        .chain(["--data".into(), shared("data/hymenoptera").display().to_string()])
+        .chain(["--out".into(), out.display().to_string()])
         .chain(extra.iter().map(|s| s.to_string()))
         .collect()
-    };
-    let (a, b) = (runs.path().join("a"), runs.path().join("b"));
-    let args_a = base(&a);
-    let full = graft(
-        &args_a.iter().map(String::as_str).collect::<Vec<_>>(),
-        home.path(),
-        None,
-    );
-    assert!(
-        full.status.success(),
-        "{}",
-        String::from_utf8_lossy(&full.stderr)
-    );
+}
 
-    let args_b = base(&b);
-    let killed = graft(
-        &args_b.iter().map(String::as_str).collect::<Vec<_>>(),
-        home.path(),
-        Some(interrupt_after),
-    );
-    assert_eq!(
-        killed.status.code(),
-        Some(130),
-        "the interruption hook fired"
-    );
-    let lines = std::fs::read_to_string(b.join("metrics.jsonl"))
+/// Starts graft and sends SIGKILL as soon as `when` holds (polled every millisecond, for at
+/// most two minutes). Returns whether the kill landed before graft finished by itself.
+fn kill_when(args: &[String], home: &Path, when: &dyn Fn() -> bool) -> bool {
+    let mut child = command(args, home)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn graft");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if when() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reap");
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    panic!("the kill condition never held");
+}
+
+/// Continues a killed run: `--resume` when an epoch was saved, else the same command again.
+fn finish(args: &[String], dir: &Path, home: &Path) {
+    let resumable = dir.join("resume/state.json").is_file();
+    let again: Vec<String> = if resumable {
+        ["-q", "train", "--json", "--resume"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([dir.display().to_string()])
+            .collect()
+    } else {
+        args.to_vec()
+    };
+    ok(command(&again, home).output().expect("run graft"));
+}
+
+/// Every metrics field but the wall-clock seconds.
+fn metrics(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
         .expect("metrics")
         .lines()
-        .count();
-    assert_eq!(lines, interrupt_after + 1);
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).expect("json");
+            v.as_object_mut().map(|o| o.remove("seconds"));
+            v
+        })
+        .collect()
+}
 
-    let resumed = graft(
-        &[
-            "-q",
-            "train",
-            "--json",
-            "--resume",
-            b.to_str().unwrap_or_default(),
-        ],
-        home.path(),
-        None,
-    );
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
-    // Every field but the wall-clock seconds.
-    let metrics = |d: &Path| -> Vec<serde_json::Value> {
-        std::fs::read_to_string(d.join("metrics.jsonl"))
-            .expect("read")
-            .lines()
-            .map(|l| {
-                let mut v: serde_json::Value = serde_json::from_str(l).expect("json");
-                v.as_object_mut().map(|o| o.remove("seconds"));
-                v
-            })
-            .collect()
-    };
-    assert_eq!(metrics(&a), metrics(&b), "same epochs, same numbers");
-    for f in files {
-        assert_eq!(tensors(&a.join(f)), tensors(&b.join(f)), "{f}");
+fn same_run(a: &Path, b: &Path) {
+    assert_eq!(metrics(a), metrics(b), "same epochs, same numbers");
+    for f in ["model.safetensors", "model.json", "predictions.csv"] {
+        let read = |d: &Path| std::fs::read(d.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(read(a) == read(b), "{f} differs after the kill");
     }
 }
 
-#[test]
-fn interrupted_head_run_resumes_to_the_same_result() {
-    check("head", &[], 8, 3, &["best.safetensors", "last.safetensors"]);
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+}
+
+fn cache_entries(home: &Path) -> usize {
+    fn count(p: &Path) -> usize {
+        std::fs::read_dir(p).map_or(0, |r| {
+            r.flatten()
+                .map(|e| if e.path().is_dir() { count(&e.path()) } else { 1 })
+                .sum()
+        })
+    }
+    count(&home.join("features"))
 }
 
 #[test]
-fn interrupted_partial_run_resumes_to_the_same_result() {
-    check(
-        "partial:2",
-        &[],
-        3,
-        0,
-        &[
-            "best.safetensors",
-            "last.safetensors",
-            "last_backbone.safetensors",
-        ],
-    );
+fn a_partial_run_killed_mid_extraction_mid_epoch_and_mid_checkpoint_ends_as_if_never_killed() {
+    let warm = tempfile::tempdir().expect("tmp");
+    let runs = tempfile::tempdir().expect("tmp");
+    let reference = runs.path().join("reference");
+    let args = |out: &Path| train_args("partial:2", 3, out, &[]);
+    ok(command(&args(&reference), warm.path()).output().expect("run graft"));
+
+    // Mid-extraction, with a cold cache of its own.
+    let cold = tempfile::tempdir().expect("tmp");
+    let dir = runs.path().join("extraction");
+    let killed = kill_when(&args(&dir), cold.path(), &|| cache_entries(cold.path()) >= 40);
+    assert!(killed, "the kill landed during extraction");
+    finish(&args(&dir), &dir, cold.path());
+    same_run(&reference, &dir);
+
+    // Mid-epoch: epoch 0 saved, epoch 1 under way.
+    let dir = runs.path().join("epoch");
+    let metrics_file = dir.join("metrics.jsonl");
+    let killed = kill_when(&args(&dir), warm.path(), &|| lines(&metrics_file) >= 1);
+    assert!(killed, "the kill landed during training");
+    finish(&args(&dir), &dir, warm.path());
+    same_run(&reference, &dir);
+
+    // While epoch 1's checkpoint is written: its resume folder exists, the pointer may not
+    // point at it yet.
+    let dir = runs.path().join("checkpoint");
+    let folder = dir.join("resume/epoch-2");
+    let killed = kill_when(&args(&dir), warm.path(), &|| folder.exists());
+    assert!(killed, "the kill landed during the checkpoint");
+    finish(&args(&dir), &dir, warm.path());
+    same_run(&reference, &dir);
 }
 
 #[test]
-fn interrupted_mlp_head_run_with_dropout_resumes_to_the_same_result() {
-    check(
-        "head",
-        &["--head", "mlp:64"],
-        6,
-        2,
-        &["best.safetensors", "last.safetensors"],
-    );
+fn head_runs_killed_during_training_resume_to_the_same_model() {
+    let home = tempfile::tempdir().expect("tmp");
+    let runs = tempfile::tempdir().expect("tmp");
+    for (name, extra) in [("linear", vec![]), ("mlp", vec!["--head", "mlp:64"])] {
+        // Many short epochs, so the kill lands inside training.
+        let args = |out: &Path| train_args("head", 400, out, &extra);
+        let reference = runs.path().join(format!("{name}-reference"));
+        ok(command(&args(&reference), home.path()).output().expect("run graft"));
+        let dir = runs.path().join(name);
+        let metrics_file = dir.join("metrics.jsonl");
+        kill_when(&args(&dir), home.path(), &|| lines(&metrics_file) >= 20);
+        finish(&args(&dir), &dir, home.path());
+        same_run(&reference, &dir);
+    }
 }

@@ -12,7 +12,10 @@ fn shared(rel: &str) -> PathBuf {
 }
 
 fn train(data: &str, out: &Path, home: &Path, extra: &[&str]) -> Output {
-    let weights = shared("weights/efficientnet-lite0-57934424.pth");
+    train_from(&shared("weights/efficientnet-lite0-57934424.pth"), data, out, home, extra)
+}
+
+fn train_from(weights: &Path, data: &str, out: &Path, home: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_graft"))
         .args(["-q", "train", "--json", "--weights"])
         .arg(weights)
@@ -42,7 +45,11 @@ fn summary(out: &Output) -> serde_json::Value {
 fn head_on_hymenoptera_reaches_the_pytorch_reference_and_reuses_its_cache() {
     let home = tempfile::tempdir().expect("tmp");
     let runs = tempfile::tempdir().expect("tmp");
-    let first = summary(&train(
+    // A copy of the pretrained weights, deleted after training: the run must not need it.
+    let weights = runs.path().join("lite0.pth");
+    std::fs::copy(shared("weights/efficientnet-lite0-57934424.pth"), &weights).expect("copy");
+    let first = summary(&train_from(
+        &weights,
         "data/hymenoptera",
         &runs.path().join("a"),
         home.path(),
@@ -72,8 +79,9 @@ fn head_on_hymenoptera_reaches_the_pytorch_reference_and_reuses_its_cache() {
         "classes.json",
         "split.csv",
         "metrics.jsonl",
-        "best.safetensors",
-        "last.safetensors",
+        "model.safetensors",
+        "model.json",
+        "resume/best_head.safetensors",
         "result.json",
     ] {
         assert!(
@@ -84,7 +92,8 @@ fn head_on_hymenoptera_reaches_the_pytorch_reference_and_reuses_its_cache() {
 
     // Warm cache: no image goes through the backbone again, and the run is quick.
     let t = Instant::now();
-    let second = summary(&train(
+    let second = summary(&train_from(
+        &weights,
         "data/hymenoptera",
         &runs.path().join("b"),
         home.path(),
@@ -111,9 +120,17 @@ fn head_on_hymenoptera_reaches_the_pytorch_reference_and_reuses_its_cache() {
     };
     assert_eq!(metrics("a"), metrics("b"));
     assert_eq!(first["val_accuracy"], second["val_accuracy"]);
+    // Identical training writes a byte-identical model (it can be content-addressed).
+    let model = |d: &str| std::fs::read(runs.path().join(d).join("model.safetensors")).expect("model");
+    assert_eq!(model("a"), model("b"), "model.safetensors differs between identical runs");
+    assert_eq!(
+        std::fs::read(runs.path().join("a/model.json")).expect("card"),
+        std::fs::read(runs.path().join("b/model.json")).expect("card")
+    );
+    std::fs::remove_file(&weights).expect("delete the pretrained weights");
 
-    // The run directory is a model: evaluate --run reproduces the accuracy, predict --run names
-    // the user's classes.
+    // The run directory is a model, without the pretrained file: evaluate --run reproduces the
+    // accuracy, predict --run names the user's classes.
     let graft = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_graft"))
             .args(args)
@@ -177,9 +194,10 @@ fn partial_two_trains_the_top_groups_and_its_run_evaluates_the_same() {
     let acc = s["val_accuracy"].as_f64().unwrap_or(0.0);
     assert!(acc > 0.8, "partial:2 after 2 epochs: {acc}");
     for f in [
-        "best_backbone.safetensors",
-        "last_backbone.safetensors",
-        "best.safetensors",
+        "model.safetensors",
+        "model.json",
+        "resume/best_backbone.safetensors",
+        "resume/best_head.safetensors",
     ] {
         assert!(run.join(f).is_file(), "{f}");
     }

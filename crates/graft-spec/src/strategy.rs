@@ -4,7 +4,24 @@
 use std::fmt;
 use std::str::FromStr;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+use serde::{Deserialize, Serialize};
+
+/// A strategy that does not parse, or does not fit the backbone it is applied to.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StrategyError {
+    #[error("unknown strategy {0:?}: use pretrained, head, partial:N (N >= 1) or scratch")]
+    Unknown(String),
+    #[error("partial:{asked} asks for {asked} block groups but this model has {available}: {groups}")]
+    TooManyGroups {
+        asked: usize,
+        available: usize,
+        groups: String,
+    },
+}
+
+/// Written and read as its text form (`partial:2`), as on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum Strategy {
     /// The ImageNet model as it is.
     Pretrained,
@@ -16,8 +33,22 @@ pub enum Strategy {
     Scratch,
 }
 
+impl TryFrom<String> for Strategy {
+    type Error = StrategyError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Strategy> for String {
+    fn from(s: Strategy) -> Self {
+        s.to_string()
+    }
+}
+
 impl FromStr for Strategy {
-    type Err = String;
+    type Err = StrategyError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim().to_ascii_lowercase();
@@ -27,9 +58,7 @@ impl FromStr for Strategy {
             "scratch" => Ok(Self::Scratch),
             _ => match s.strip_prefix("partial:").map(str::parse::<usize>) {
                 Some(Ok(n)) if n >= 1 => Ok(Self::Partial(n)),
-                _ => Err(format!(
-                    "unknown strategy {s:?}: use pretrained, head, partial:N (N >= 1) or scratch"
-                )),
+                _ => Err(StrategyError::Unknown(s)),
             },
         }
     }
@@ -47,7 +76,7 @@ impl fmt::Display for Strategy {
 }
 
 /// What a strategy means for one backbone.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FreezePlan {
     pub frozen: Vec<String>,
     pub trainable: Vec<String>,
@@ -60,17 +89,18 @@ pub struct FreezePlan {
 }
 
 impl Strategy {
-    pub fn plan(self, groups: &[String]) -> Result<FreezePlan, String> {
+    pub fn plan(self, groups: &[String]) -> Result<FreezePlan, StrategyError> {
         let n = groups.len();
         let (freeze_point, fresh_weights, new_head) = match self {
             Self::Pretrained => (n, false, false),
             Self::Head => (n, false, true),
             Self::Partial(k) if k <= n => (n - k, false, true),
             Self::Partial(k) => {
-                return Err(format!(
-                    "partial:{k} asks for {k} block groups but this model has {n}: {}",
-                    groups.join(", ")
-                ));
+                return Err(StrategyError::TooManyGroups {
+                    asked: k,
+                    available: n,
+                    groups: groups.join(", "),
+                });
             }
             Self::Scratch => (0, true, true),
         };
@@ -101,6 +131,8 @@ mod tests {
                 s.parse::<Strategy>().map(|x| x.to_string()),
                 Ok(s.to_string())
             );
+            let json = serde_json::to_string(&s.parse::<Strategy>().expect("parses")).expect("json");
+            assert_eq!(json, format!("{s:?}"));
         }
         assert!("partial:0".parse::<Strategy>().is_err());
         assert!("partial".parse::<Strategy>().is_err());
@@ -128,7 +160,7 @@ mod tests {
         assert!(
             Strategy::Partial(6)
                 .plan(&groups())
-                .is_err_and(|e| e.contains("has 5"))
+                .is_err_and(|e| e.to_string().contains("has 5"))
         );
         assert_eq!(
             Strategy::Partial(5).plan(&groups()).map(|p| p.freeze_point),

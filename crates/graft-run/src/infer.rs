@@ -1,29 +1,32 @@
-//! Batched pretrained inference over image files: decode in parallel, one forward pass per
-//! batch, one result per file (a file that fails is reported, never dropped).
+//! Batched inference over image files: decode in parallel, one forward pass per batch, one
+//! result per file (a file that fails is reported, never dropped).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use graft_data::DataError;
 use graft_transfer::head::Head;
 
-use crate::progress::Progress;
-use crate::settings::LoadedModel;
+use crate::error::{Result, RunError};
+use crate::observer::{Event, Observer, ObserverExt};
+use crate::pretrained::LoadedModel;
 
 /// Calls `each(index, path, probabilities or error)` for every path, in order.
-/// With `head`, the backbone's pooled features go through it (a trained run) instead of the
+/// With `head`, the backbone's pooled features go through it (a trained model) instead of the
 /// backbone's own classifier.
 pub fn classify_files(
     model: &LoadedModel,
     head: Option<&Head>,
     paths: &[PathBuf],
-    progress: &mut Progress,
-    mut each: impl FnMut(usize, &PathBuf, Result<Vec<f32>, DataError>),
-) -> anyhow::Result<()> {
+    obs: &mut dyn Observer,
+    mut each: impl FnMut(usize, &PathBuf, std::result::Result<Vec<f32>, DataError>),
+) -> Result<()> {
     let size = model.preprocess.crop as usize;
-    for (chunk_no, chunk) in paths.chunks(model.batch_size).enumerate() {
-        let refs: Vec<&std::path::Path> = chunk.iter().map(|p| p.as_path()).collect();
+    let batch = model.batch_size.max(1);
+    obs.begin("predict", paths.len() as u64, "images");
+    for (chunk_no, chunk) in paths.chunks(batch).enumerate() {
+        let refs: Vec<&Path> = chunk.iter().map(|p| p.as_path()).collect();
         let decoded = model.preprocess.files(&refs);
         let mut pixels = Vec::new();
         let mut ok = Vec::new();
@@ -46,26 +49,25 @@ pub fn classify_files(
                 }
                 None => model.net.forward(x),
             };
-            let p = softmax(logits, 1);
-            probs = p
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| anyhow::anyhow!("cannot read the model's output: {e:?}"))?;
+            probs = softmax(logits, 1).into_data().try_to_vec::<f32>().map_err(|e| {
+                RunError::Backend(format!("cannot read the model's output: {e:?}"))
+            })?;
         }
         let classes = probs.len() / ok.len().max(1);
         let mut rows = probs.chunks_exact(classes.max(1));
         for (i, result) in decoded.into_iter().enumerate() {
-            let index = chunk_no * model.batch_size + i;
-            match (result, &mut rows) {
-                (Err(e), _) => each(index, &chunk[i], Err(e)),
-                (Ok(_), rows) => {
+            let index = chunk_no * batch + i;
+            match result {
+                Err(e) => each(index, &chunk[i], Err(e)),
+                Ok(_) => {
                     let row = rows.next().map(<[f32]>::to_vec).unwrap_or_default();
                     each(index, &chunk[i], Ok(row));
                 }
             }
         }
-        progress.inc(chunk.len() as u64);
+        obs.event(Event::Advance(chunk.len() as u64));
     }
+    obs.event(Event::End);
     Ok(())
 }
 

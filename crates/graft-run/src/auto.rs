@@ -1,0 +1,151 @@
+//! `auto`: the probe (its last point is a head trained on the frozen backbone) and, where it
+//! can change the choice, a short fine-tuning trial (in `RUN_DIR/trial/`) are the evidence;
+//! `graft_transfer::auto::decide` picks the strategy; the training run trains it. The
+//! explanation goes to `auto.md` and `auto.json` in the run directory.
+
+use std::path::PathBuf;
+
+use graft_report::ProbeGroup;
+use graft_spec::io::{write_atomic, write_json};
+use graft_spec::{FitConfig, RunResult, Strategy};
+use graft_transfer::auto::{Evidence, TRIAL, TRIAL_EPOCHS, decide, wants_trial};
+use serde::{Deserialize, Serialize};
+
+use crate::compare::strategy_spec;
+use crate::ensure;
+use crate::error::{Result, RunError};
+use crate::observer::{Observer, ObserverExt};
+use crate::probe::probe_into;
+use crate::study::{self, StudySpec};
+use crate::train::train_with;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AutoSpec {
+    pub study: StudySpec,
+    /// Epochs of the chosen strategy's training.
+    pub epochs: usize,
+}
+
+/// What `auto.json` holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AutoReport {
+    pub strategy: Strategy,
+    pub rule: String,
+    pub explanation: String,
+    pub evidence: AutoEvidence,
+    pub probe: Vec<ProbeGroup>,
+    pub result: RunResult,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AutoEvidence {
+    pub train_images: usize,
+    pub classes: usize,
+    pub groups: usize,
+    pub probe_retrain: usize,
+    pub head_accuracy: f64,
+    pub trial: Option<TrialResult>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrialResult {
+    pub strategy: Strategy,
+    pub val_accuracy: f64,
+}
+
+/// An `auto` run: the report and how many images could not be read.
+pub struct Auto {
+    pub report: AutoReport,
+    pub failed: usize,
+    pub dir: PathBuf,
+}
+
+pub fn auto(spec: &AutoSpec, obs: &mut dyn Observer) -> Result<Auto> {
+    ensure!(spec.epochs > 0, "--epochs must be at least 1");
+    let study = study::open(&spec.study, "auto", &|_, _| Ok(()), obs)?;
+    let dir = study.dir.clone();
+    let probe_dir = dir.join("probe");
+    std::fs::create_dir_all(&probe_dir).map_err(RunError::io(&probe_dir))?;
+    obs.log("auto: probing every block group (a linear classifier on each)");
+    let (probe, failed) = probe_into(&probe_dir, &study, graft_spec::defaults::PROBE_EPOCHS, obs)?;
+    let retrain = match probe.recommendation.as_ref().map(|r| r.strategy.parse()) {
+        Some(Ok(Strategy::Partial(n))) => n,
+        _ => 0,
+    };
+    let head_accuracy = probe.groups.last().map_or(0.0, |g| g.val_accuracy);
+    let (train_images, classes) = (study.ds.train.len(), study.ds.classes.len());
+    let trial = if wants_trial(train_images, classes, head_accuracy) {
+        obs.log(format!("auto: a short trial of {TRIAL} ({TRIAL_EPOCHS} epochs)"));
+        let fit = FitConfig {
+            epochs: TRIAL_EPOCHS,
+            patience: TRIAL_EPOCHS,
+            ..FitConfig::default()
+        };
+        let label = format!("auto trial {TRIAL}: ");
+        let run = strategy_spec(&study, TRIAL, dir.join("trial"), fit, label);
+        let done = train_with(&run, study.model.clone(), obs)?;
+        Some((TRIAL, done.result.val_accuracy))
+    } else {
+        None
+    };
+    let evidence = Evidence {
+        train_images,
+        classes,
+        groups: study.model.net.group_names().len(),
+        probe_retrain: retrain,
+        head_accuracy,
+        trial,
+    };
+    let decision = decide(&evidence);
+    obs.log(format!("auto: {} ({})", decision.strategy, decision.rule));
+    let fit = FitConfig {
+        epochs: spec.epochs,
+        patience: graft_spec::defaults::PATIENCE,
+        ..FitConfig::default()
+    };
+    let label = format!("auto {}: ", decision.strategy);
+    let run = strategy_spec(&study, decision.strategy, dir.clone(), fit, label);
+    let done = train_with(&run, study.model.clone(), obs)?;
+    let explanation = format!(
+        "{} Result: {} reaches {:.1}% on the {} images ({}).",
+        decision.explanation,
+        decision.strategy,
+        100.0 * done.result.val_accuracy,
+        study.ds.val_name,
+        dir.display()
+    );
+    let curve: String = probe
+        .groups
+        .iter()
+        .map(|g| format!("| {} | {:.1}% |\n", g.group, 100.0 * g.val_accuracy))
+        .collect();
+    let md = format!(
+        "# graft auto: {}\n\n{explanation}\n\n## Evidence\n\n- training images: {}\n- classes: {}\n- rule: `{}`\n\n| group | probe accuracy |\n|---|---:|\n{curve}",
+        decision.strategy, evidence.train_images, evidence.classes, decision.rule
+    );
+    write_atomic(&dir.join("auto.md"), md.as_bytes())?;
+    let report = AutoReport {
+        strategy: decision.strategy,
+        rule: decision.rule.to_string(),
+        explanation,
+        evidence: AutoEvidence {
+            train_images: evidence.train_images,
+            classes: evidence.classes,
+            groups: evidence.groups,
+            probe_retrain: evidence.probe_retrain,
+            head_accuracy: evidence.head_accuracy,
+            trial: evidence.trial.map(|(strategy, val_accuracy)| TrialResult {
+                strategy,
+                val_accuracy,
+            }),
+        },
+        probe: probe.groups,
+        result: done.result,
+    };
+    write_json(&dir.join("auto.json"), &report)?;
+    Ok(Auto {
+        report,
+        failed: failed + done.failed,
+        dir,
+    })
+}

@@ -1,0 +1,196 @@
+//! How good a model is on labelled images: a pretrained model's top-1/top-5 on
+//! ImageNet-labelled images, or a trained model's accuracy on a split of the user's dataset.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Instant;
+
+use graft_data::{LabeledImage, Sample, SplitOptions, find_images, open_dataset, read_list_file};
+use graft_models::imagenet::parse_label;
+use graft_spec::{RunConfig, defaults};
+use graft_transfer::Confusion;
+use graft_transfer::train::{Split, evaluate_head};
+
+use crate::artifact::TrainedModel;
+use crate::error::{Result, RunError};
+use crate::infer::{classify_files, top_k};
+use crate::observer::Observer;
+use crate::pretrained::LoadedModel;
+use crate::train::{embed_extractor, extract, feature_cache, features};
+
+/// Which images of a dataset to evaluate on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvalSplit {
+    Train,
+    /// The held-out split (`val` or `test`).
+    Val,
+    All,
+}
+
+impl FromStr for EvalSplit {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "train" => Ok(Self::Train),
+            "val" | "test" | "valid" | "validation" => Ok(Self::Val),
+            "all" => Ok(Self::All),
+            other => Err(format!(
+                "unknown split {other:?}: use train, val (or test) or all"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for EvalSplit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Train => "train",
+            Self::Val => "val",
+            Self::All => "all",
+        })
+    }
+}
+
+/// Images with their ImageNet class index, from a list file or a folder of class folders.
+pub fn labelled_images(data: &Path) -> Result<Vec<(PathBuf, usize)>> {
+    let items: Vec<LabeledImage> = if data.is_dir() {
+        let (paths, _) = find_images(&[data.to_path_buf()])?;
+        paths
+            .into_iter()
+            .map(|path| {
+                let label = path
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                LabeledImage { path, label }
+            })
+            .collect()
+    } else {
+        read_list_file(data)?
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            let class = parse_label(&item.label).ok_or_else(|| {
+                RunError::Invalid(format!(
+                    "{}: label {:?} of {} is not an ImageNet wnid (n01440764) or class index (0..999)",
+                    data.display(),
+                    item.label,
+                    item.path.display()
+                ))
+            })?;
+            Ok((item.path, class))
+        })
+        .collect()
+}
+
+/// A pretrained model's ImageNet figures.
+pub struct PretrainedScore {
+    pub n: usize,
+    pub top1: f64,
+    pub top5: f64,
+    pub seconds: f64,
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+pub fn evaluate_pretrained(
+    model: &LoadedModel,
+    items: &[(PathBuf, usize)],
+    obs: &mut dyn Observer,
+) -> Result<PretrainedScore> {
+    let paths: Vec<PathBuf> = items.iter().map(|(p, _)| p.clone()).collect();
+    let start = Instant::now();
+    let (mut n, mut top1, mut top5) = (0usize, 0usize, 0usize);
+    let mut failed = Vec::new();
+    classify_files(model, None, &paths, obs, |i, path, result| match result {
+        Ok(probs) => {
+            let top = top_k(&probs, 5);
+            let label = items[i].1;
+            n += 1;
+            top1 += usize::from(top.first().is_some_and(|(c, _)| *c == label));
+            top5 += usize::from(top.iter().any(|(c, _)| *c == label));
+        }
+        Err(e) => failed.push((path.clone(), e.to_string())),
+    })?;
+    let frac = |k: usize| if n == 0 { 0.0 } else { k as f64 / n as f64 };
+    Ok(PretrainedScore {
+        n,
+        top1: frac(top1),
+        top5: frac(top5),
+        seconds: start.elapsed().as_secs_f64(),
+        failed,
+    })
+}
+
+/// A trained model's figures on a split of a dataset.
+pub struct TrainedScore {
+    pub classes: Vec<String>,
+    pub confusion: Confusion,
+    pub seconds: f64,
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+/// Evaluates the trained model in `dir` on `split` of `data` (split as the run split it when
+/// `dir` is a run directory, with its seed and validation fraction).
+pub fn evaluate_trained(
+    dir: &Path,
+    data: &Path,
+    split: EvalSplit,
+    choice: &crate::ModelChoice,
+    obs: &mut dyn Observer,
+) -> Result<TrainedScore> {
+    let start = Instant::now();
+    let trained = TrainedModel::load(dir)?;
+    // A folder holding only the model (no config.json) splits with graft's defaults.
+    let (seed, val_fraction) = if dir.join(graft_spec::files::CONFIG).exists() {
+        let c = RunConfig::read(dir)?;
+        (c.seed, c.val_fraction)
+    } else {
+        (defaults::SEED, defaults::VAL_FRACTION)
+    };
+    let ds = open_dataset(data, SplitOptions { val_fraction, seed })?;
+    let classes = trained.card.classes.clone();
+    // Labels by class name: the dataset's own order need not be the run's.
+    let map = ds
+        .classes
+        .iter()
+        .map(|c| {
+            classes.iter().position(|k| k == c).ok_or_else(|| {
+                RunError::Invalid(format!(
+                    "{}: class {c:?} is not one the run was trained on ({})",
+                    data.display(),
+                    classes.join(", ")
+                ))
+            })
+        })
+        .collect::<Result<Vec<usize>>>()?;
+    let samples: Vec<Sample> = match split {
+        EvalSplit::Train => ds.train.clone(),
+        EvalSplit::Val => ds.val.clone(),
+        EvalSplit::All => ds.train.iter().chain(&ds.val).cloned().collect(),
+    };
+    let model = trained.as_loaded(choice);
+    let cache = feature_cache(&model.home);
+    let extractor = embed_extractor(&model, &cache, &model.weights_sha256);
+    let feats = features(&extractor, &samples, "evaluate", obs);
+    extract::report_unreadable(&feats.failed, obs);
+    let labels: Vec<usize> = feats.y.iter().map(|&c| map[c]).collect();
+    let confusion = evaluate_head(
+        &trained.head,
+        &Split {
+            x: &feats.x,
+            y: &labels,
+        },
+        classes.len(),
+        &model.device,
+    )?
+    .confusion;
+    Ok(TrainedScore {
+        classes,
+        confusion,
+        seconds: start.elapsed().as_secs_f64(),
+        failed: feats.failed,
+    })
+}

@@ -1,0 +1,124 @@
+//! Frozen features of a dataset's images through the feature cache: the keys every command
+//! shares (so train, evaluate, probe and compare read each other's entries) and the per-split
+//! result with the images that could not be read.
+
+use std::path::PathBuf;
+
+use burn::prelude::*;
+use graft_data::Sample;
+use graft_transfer::CacheKey;
+use graft_transfer::FeatureCache;
+use graft_transfer::features::{Extractor, Output};
+
+use crate::observer::{Event, Observer, ObserverExt};
+use crate::pretrained::LoadedModel;
+
+/// Cached inputs of one split, with the images that could not be read.
+pub struct SplitFeatures {
+    /// The images that were read, in the order of `x` and `y`.
+    pub paths: Vec<PathBuf>,
+    pub x: Vec<Vec<f32>>,
+    pub y: Vec<usize>,
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+/// The feature cache under `home/features` (`$GRAFT_HOME`).
+pub fn feature_cache(home: &std::path::Path) -> FeatureCache {
+    FeatureCache::new(home.join("features"))
+}
+
+/// `extractor`'s output for every sample, with progress under `label`.
+pub fn features(
+    extractor: &Extractor<'_>,
+    samples: &[Sample],
+    label: &str,
+    obs: &mut dyn Observer,
+) -> SplitFeatures {
+    let paths: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();
+    obs.begin(label, paths.len() as u64, "images");
+    let results = extractor.embeddings(&paths, &mut |n| obs.event(Event::Advance(n as u64)));
+    obs.event(Event::End);
+    let mut out = SplitFeatures {
+        paths: Vec::new(),
+        x: Vec::new(),
+        y: Vec::new(),
+        failed: Vec::new(),
+    };
+    for (s, r) in samples.iter().zip(results) {
+        match r {
+            Ok(v) => {
+                out.paths.push(s.path.clone());
+                out.x.push(v);
+                out.y.push(s.class);
+            }
+            Err(e) => out.failed.push((s.path.clone(), e.to_string())),
+        }
+    }
+    out
+}
+
+/// The cache key of what is cached at `freeze_point` (`None`: the pooled classifier input),
+/// computed by the backbone weights whose sha256 is `weights_sha256`.
+pub fn cache_key(
+    model: &LoadedModel,
+    weights_sha256: &str,
+    freeze_point: Option<usize>,
+) -> CacheKey {
+    let groups = model.net.group_names();
+    let point = match freeze_point {
+        None => "embed".to_string(),
+        Some(0) => "input".to_string(),
+        Some(p) => groups
+            .get(p - 1)
+            .cloned()
+            .unwrap_or_else(|| format!("group{p}")),
+    };
+    CacheKey {
+        model: model.spec.name.to_string(),
+        // The input image does not depend on the weights.
+        weights: if freeze_point == Some(0) {
+            String::new()
+        } else {
+            weights_sha256.to_string()
+        },
+        preprocess: format!("{:?}", model.preprocess),
+        freeze_point: point,
+        view: 0,
+    }
+}
+
+/// The extractor of pooled classifier inputs (what `head` trains on), shared by `train`,
+/// `pretrained`, `evaluate --run` and `probe`, so they read and write the same cache entries.
+pub fn embed_extractor<'a>(
+    model: &'a LoadedModel,
+    cache: &'a FeatureCache,
+    weights_sha256: &str,
+) -> Extractor<'a> {
+    Extractor {
+        net: &model.net,
+        device: &model.device,
+        preprocess: model.preprocess,
+        cache,
+        key: cache_key(model, weights_sha256, None),
+        batch_size: model.batch_size,
+        output: Output::Embed,
+        base: None,
+    }
+}
+
+/// Output shape `[c, h, w]` of groups `0..p` for this model's input size.
+pub fn shape_at(model: &LoadedModel, p: usize) -> [usize; 3] {
+    let s = model.preprocess.crop as usize;
+    let y = model
+        .net
+        .forward_groups(0..p, Tensor::<4>::zeros([1, 3, s, s], &model.device));
+    let [_, c, h, w] = y.dims();
+    [c, h, w]
+}
+
+/// Reports every unreadable image to the observer.
+pub(crate) fn report_unreadable(failed: &[(PathBuf, String)], obs: &mut dyn Observer) {
+    for (p, e) in failed {
+        obs.event(Event::Unreadable { path: p, error: e });
+    }
+}

@@ -1,0 +1,268 @@
+//! The fit step: config.json first, then the trainable part trained epoch by epoch on what the
+//! extract step cached, each epoch checkpointed (resumable) before the observer hears of it.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::module::Module;
+use graft_models::Network;
+use graft_spec::{FitConfig, RunConfig, defaults};
+use graft_transfer::CacheKey;
+use graft_transfer::FeatureCache;
+use graft_transfer::features::{Base, Extractor, Output};
+use graft_transfer::finetune::{Activations, FinetuneConfig, finetune};
+use graft_transfer::head::{BuildHead, Head};
+use graft_transfer::train::{Fitted, Split, train_head};
+
+use super::checkpoint::{
+    best_backbone, best_head, keep_metrics_before, resume_finetune, resume_head, save_best,
+    save_epoch, write_run_files,
+};
+use super::{Extracted, Prepared, cache_key, resume, shape_at};
+use crate::error::{Context, Result};
+use crate::observer::{Event, Observer, ObserverExt};
+
+/// A run trained: its best model and the loop's account of it.
+pub struct FitDone {
+    pub data: Extracted,
+    pub config: RunConfig,
+    pub outcome: Fitted,
+    /// The best epoch's head, and its backbone when the run trained one.
+    pub head: Head,
+    pub net: Option<Network>,
+    pub trainable_params: usize,
+    /// Seconds in the training loop (the rest went to frozen features and saving).
+    pub train_seconds: f64,
+}
+
+/// The extractor of `view` at freeze point `upto` (`None`: pooled features), starting from a
+/// lower freeze point's cached activations where `compare` said one exists.
+pub(super) fn extractor<'a>(
+    run: &'a Prepared,
+    cache: &'a FeatureCache,
+    upto: Option<usize>,
+    view: u32,
+) -> Extractor<'a> {
+    let model = &run.model;
+    let sha = &model.weights_sha256;
+    let base = run
+        .spec
+        .reuse_from
+        .filter(|&q| upto.is_none_or(|p| q < p))
+        .map(|q| Base {
+            upto: q,
+            key: CacheKey {
+                view,
+                ..cache_key(model, sha, Some(q))
+            },
+            shape: shape_at(model, q),
+        });
+    Extractor {
+        net: &model.net,
+        device: &model.device,
+        preprocess: model.preprocess,
+        cache,
+        key: CacheKey {
+            view,
+            ..cache_key(model, sha, upto)
+        },
+        batch_size: model.batch_size,
+        output: upto.map_or(Output::Embed, Output::Activations),
+        base,
+    }
+}
+
+fn run_config(x: &Extracted, fit: &FitConfig, backbone_lr_scale: f64) -> RunConfig {
+    let run = &x.run;
+    RunConfig {
+        format: graft_spec::FORMAT,
+        graft_version: graft_spec::VERSION.to_string(),
+        model: run.model.spec.name.to_string(),
+        weights: run.model.weights.clone(),
+        weights_sha256: run.model.weights_sha256.clone(),
+        data: run.spec.data.clone(),
+        strategy: run.spec.strategy,
+        seed: fit.seed,
+        val_fraction: run.spec.val_fraction,
+        frozen_groups: run.plan.frozen.clone(),
+        trained_groups: run.plan.trainable.clone(),
+        fit: Some(fit.clone()),
+        cached_views: run.spec.views(),
+        backbone_lr_scale,
+        split: format!("{:?}", run.ds.split),
+        preprocess: format!("{:?}", run.model.preprocess),
+        classes: run.ds.classes.clone(),
+        class_map: None,
+    }
+}
+
+/// Trains the new head (and the trainable groups), or continues a resumed run.
+pub fn fit(x: Extracted, obs: &mut dyn Observer) -> Result<FitDone> {
+    let run = &x.run;
+    let cfg = FitConfig {
+        batch_size: run.spec.train_batch(x.upto.is_some()),
+        ..run.spec.fit.clone()
+    };
+    let lr_scale = if run.plan.fresh_weights {
+        1.0
+    } else {
+        defaults::BACKBONE_LR_SCALE
+    };
+    let config = run_config(&x, &cfg, lr_scale);
+    write_run_files(&run.dir, &config, &run.ds)?;
+    let resumed = run
+        .spec
+        .resume
+        .then(|| resume::load(&run.dir))
+        .transpose()?;
+    let next = resumed.as_ref().map_or(0, |(s, _)| s.next_epoch);
+    let kept_seconds = keep_metrics_before(&run.dir.join(graft_spec::files::METRICS), next)?;
+    // Seconds in metrics.jsonl count from the run's start; a resumed run's clock continues from
+    // its last kept epoch (its cache-warm preparation is not counted twice).
+    let clock = if resumed.is_some() {
+        kept_seconds - run.start.elapsed().as_secs_f64()
+    } else {
+        0.0
+    };
+    let label = format!("{}train", run.spec.label);
+    obs.begin(&label, cfg.epochs as u64, "epochs");
+    if next > 0 {
+        obs.log(format!("resuming at epoch {next} of {}", cfg.epochs));
+        obs.event(Event::Advance(next as u64));
+    }
+    let train_start = Instant::now();
+    let elapsed = || clock + run.start.elapsed().as_secs_f64();
+    let (outcome, head, net) = match x.upto {
+        None => fit_head(&x, &cfg, resumed, &elapsed, obs)?,
+        Some(p) => fit_groups(&x, p, &cfg, lr_scale, resumed, &elapsed, obs)?,
+    };
+    obs.event(Event::End);
+    let classes = run.ds.classes.len();
+    let model = &run.model;
+    let head_params = cfg
+        .head
+        .shell(model.net.embed_dim(), classes, &model.device)
+        .num_params();
+    let groups = run.plan.frozen.len() + run.plan.trainable.len();
+    let group_params: usize = (run.plan.freeze_point..groups)
+        .map(|g| model.net.group_num_params(g))
+        .sum();
+    Ok(FitDone {
+        train_seconds: train_start.elapsed().as_secs_f64(),
+        trainable_params: head_params + group_params,
+        config,
+        outcome,
+        head,
+        net,
+        data: x,
+    })
+}
+
+type Resumed = Option<(graft_transfer::schedule::LoopState, PathBuf)>;
+type Outcome = (Fitted, Head, Option<Network>);
+
+fn fit_head(
+    x: &Extracted,
+    cfg: &FitConfig,
+    resumed: Resumed,
+    elapsed: &dyn Fn() -> f64,
+    obs: &mut dyn Observer,
+) -> Result<Outcome> {
+    let (run, dir) = (&x.run, &x.run.dir);
+    let model = &run.model;
+    let classes = run.ds.classes.len();
+    let views: Vec<Split<'_>> = x
+        .train_views
+        .iter()
+        .map(|t| Split { x: &t.x, y: &t.y })
+        .collect();
+    let resume = resumed
+        .map(|(state, sub)| {
+            resume_head(dir, &sub, state, model.net.embed_dim(), classes, cfg, &model.device)
+        })
+        .transpose()?;
+    let val = Split {
+        x: &x.val.x,
+        y: &x.val.y,
+    };
+    let o = train_head(&views, &val, classes, cfg, &model.device, resume, &mut |ck| {
+        obs.event(Event::Advance(1));
+        let head = ck.model;
+        save_epoch(
+            dir,
+            &ck,
+            elapsed(),
+            &|| save_best(head, &best_head(dir)),
+            &|sub| resume::save_module(head, &sub.join("head.bpk")),
+            obs,
+        )
+    })
+    .context(|| format!("training in {}", dir.display()))?;
+    Ok((o.fit, o.head, None))
+}
+
+fn fit_groups(
+    x: &Extracted,
+    freeze_point: usize,
+    cfg: &FitConfig,
+    backbone_lr_scale: f64,
+    resumed: Resumed,
+    elapsed: &dyn Fn() -> f64,
+    obs: &mut dyn Observer,
+) -> Result<Outcome> {
+    let (run, dir) = (&x.run, &x.run.dir);
+    let model = &run.model;
+    let classes = run.ds.classes.len();
+    let shape = shape_at(model, freeze_point);
+    let views: Vec<Activations<'_>> = x
+        .train_views
+        .iter()
+        .map(|t| Activations {
+            x: &t.x,
+            y: &t.y,
+            shape,
+        })
+        .collect();
+    let val = Activations {
+        x: &x.val.x,
+        y: &x.val.y,
+        shape,
+    };
+    let resume = resumed
+        .map(|(state, sub)| resume_finetune(dir, &sub, state, model, classes, cfg))
+        .transpose()?;
+    let ft = FinetuneConfig {
+        head: cfg.clone(),
+        backbone_lr_scale,
+    };
+    let o = finetune(
+        model.net.clone(),
+        freeze_point,
+        &views,
+        &val,
+        classes,
+        &ft,
+        &model.device,
+        resume,
+        &mut |ck| {
+            obs.event(Event::Advance(1));
+            let (net, head) = ck.model;
+            save_epoch(
+                dir,
+                &ck,
+                elapsed(),
+                &|| {
+                    save_best(head, &best_head(dir))?;
+                    save_best(net, &best_backbone(dir))
+                },
+                &|sub| {
+                    resume::save_module(head, &sub.join("head.bpk"))?;
+                    resume::save_module(net, &sub.join("backbone.bpk"))
+                },
+                obs,
+            )
+        },
+    )
+    .context(|| format!("training in {}", dir.display()))?;
+    Ok((o.fit, o.head, Some(o.net)))
+}

@@ -1,0 +1,172 @@
+//! One training run, as four steps: [`prepare`] (dataset, freeze plan, run directory),
+//! [`extract`] (the frozen part, once per image, through the cache), [`fit`] (the trainable
+//! part, checkpointed every epoch) and [`finish`] (result files and the trained model).
+//! [`train`] runs them in turn; `compare` and `auto` run the same steps with settings of their
+//! own.
+
+pub mod checkpoint;
+pub mod extract;
+mod fit;
+mod imagenet;
+pub mod resume;
+mod summary;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use graft_data::{Dataset, SplitOptions, open_dataset};
+use graft_spec::{CacheCounts, FreezePlan, Strategy};
+
+use crate::error::Result;
+use crate::observer::{Observer, ObserverExt};
+use crate::pretrained::{LoadedModel, data_stem, load_pretrained};
+use crate::spec::RunSpec;
+use crate::{ensure, run_dir};
+pub use extract::{SplitFeatures, cache_key, embed_extractor, feature_cache, features, shape_at};
+pub use fit::{FitDone, fit};
+pub use imagenet::class_mapping;
+pub use summary::{Trained, finish};
+
+/// A run ready to start: its settings, model, dataset, plan and directory.
+pub struct Prepared {
+    pub spec: RunSpec,
+    pub model: LoadedModel,
+    pub ds: Dataset,
+    pub plan: FreezePlan,
+    pub dir: PathBuf,
+    pub start: Instant,
+}
+
+/// A run's frozen part computed: the training views and validation features.
+pub struct Extracted {
+    pub run: Prepared,
+    /// Groups `0..p` cached as activations (`None`: pooled features, for `head`).
+    pub upto: Option<usize>,
+    pub train_views: Vec<SplitFeatures>,
+    pub val: SplitFeatures,
+    pub failed: Vec<(PathBuf, String)>,
+    pub cache: CacheCounts,
+}
+
+/// Loads the pretrained model `spec` names and trains it.
+pub fn train(spec: &RunSpec, obs: &mut dyn Observer) -> Result<Trained> {
+    let model = load_pretrained(&spec.model, obs)?;
+    train_with(spec, model, obs)
+}
+
+/// Trains `spec` from an already loaded model (compare and auto load it once).
+pub fn train_with(spec: &RunSpec, model: LoadedModel, obs: &mut dyn Observer) -> Result<Trained> {
+    let run = prepare(spec, model, obs)?;
+    if run.spec.strategy == Strategy::Pretrained {
+        return imagenet::run(run, obs);
+    }
+    let extracted = extract(run, obs)?;
+    let fitted = fit(extracted, obs)?;
+    finish(fitted, obs)
+}
+
+/// Checks the settings, opens the dataset, plans the strategy and creates the run directory.
+pub fn prepare(spec: &RunSpec, mut model: LoadedModel, obs: &mut dyn Observer) -> Result<Prepared> {
+    let start = Instant::now();
+    ensure!(spec.fit.epochs > 0, "--epochs must be at least 1");
+    if let Some(b) = spec.fit.time_budget_s {
+        ensure!(
+            b > 0.0 && b.is_finite(),
+            "a time budget must be a positive number of seconds, not {b}"
+        );
+    }
+    ensure!(
+        spec.train_batch_size != Some(0),
+        "--batch-size must be at least 1"
+    );
+    let ds = open_dataset(
+        &spec.data,
+        SplitOptions {
+            val_fraction: spec.val_fraction,
+            seed: spec.fit.seed,
+        },
+    )?;
+    for w in &ds.warnings {
+        obs.warn(w);
+    }
+    let plan = spec.strategy.plan(&model.net.group_names())?;
+    if plan.fresh_weights {
+        // Seeded, so a scratch run is as reproducible as the others.
+        model.device.seed(spec.fit.seed);
+        model.net = model.spec.arch.init(&model.device);
+    }
+    let dir = run_dir::create(
+        spec.out.as_deref(),
+        &format!("{}-{}-{}", data_stem(&spec.data), model.spec.name, spec.strategy),
+        spec.force,
+    )?;
+    Ok(Prepared {
+        spec: spec.clone(),
+        model,
+        ds,
+        plan,
+        dir,
+        start,
+    })
+}
+
+/// Computes (or reads from the cache) the frozen part's output for every image: one view of
+/// the validation images, and the training views (the evaluation view, or K augmented ones).
+pub fn extract(run: Prepared, obs: &mut dyn Observer) -> Result<Extracted> {
+    let cache = feature_cache(&run.model.home);
+    let upto = (run.spec.strategy != Strategy::Head).then_some(run.plan.freeze_point);
+    obs.log(format!(
+        "run directory: {} (frozen: {:?}, trained: {:?} + new head)",
+        run.dir.display(),
+        run.plan.frozen,
+        run.plan.trainable
+    ));
+    let views = run.spec.views();
+    let view_ids: Vec<u32> = if views == 0 {
+        vec![0]
+    } else {
+        (1..=views as u32).collect()
+    };
+    let label = &run.spec.label;
+    let mut train_views = Vec::new();
+    for view in view_ids {
+        let ex = fit::extractor(&run, &cache, upto, view);
+        let what = if view == 0 {
+            format!("{label}frozen part (train)")
+        } else {
+            format!("{label}frozen part (train, view {view}/{views})")
+        };
+        train_views.push(features(&ex, &run.ds.train, &what, obs));
+    }
+    let ex = fit::extractor(&run, &cache, upto, 0);
+    let what = format!("{label}frozen part ({})", run.ds.val_name);
+    let val = features(&ex, &run.ds.val, &what, obs);
+    let failed: Vec<(PathBuf, String)> = train_views[0]
+        .failed
+        .iter()
+        .chain(&val.failed)
+        .cloned()
+        .collect();
+    extract::report_unreadable(&failed, obs);
+    ensure!(
+        failed.is_empty() || !run.spec.strict,
+        "{} images could not be read (listed above) and --strict is set",
+        failed.len()
+    );
+    let (hits, computed, rebuilt) = cache.stats.snapshot();
+    obs.log(format!(
+        "feature cache: {hits} hits, {computed} computed, {rebuilt} stale entries rebuilt"
+    ));
+    Ok(Extracted {
+        run,
+        upto,
+        train_views,
+        val,
+        failed,
+        cache: CacheCounts {
+            hits,
+            computed,
+            rebuilt,
+        },
+    })
+}

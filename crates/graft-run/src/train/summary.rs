@@ -1,0 +1,181 @@
+//! The finish step: `result.json` (the numbers reports read), `predictions.csv` (the best
+//! model's answer for every validation image), the trained model, and a text summary.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use graft_data::Dataset;
+use graft_spec::files::PREDICTIONS;
+use graft_spec::{
+    CacheCounts, ClassResult, FreezePlan, Prediction, RunResult, Strategy, Unreadable,
+};
+use graft_transfer::metrics::top_k_accuracy;
+use graft_transfer::train::Fitted;
+
+use super::FitDone;
+use crate::artifact;
+use crate::error::Result;
+use crate::observer::Observer;
+
+/// A finished run: its `result.json`, the text for people, and how many inputs could not be
+/// read.
+pub struct Trained {
+    pub result: RunResult,
+    pub text: String,
+    pub failed: usize,
+    pub dir: PathBuf,
+}
+
+/// What [`summarise`] needs to know of a run, whatever trained it.
+pub(crate) struct RunFacts<'a> {
+    pub strategy: Strategy,
+    pub model: &'static str,
+    pub data: &'a Path,
+    pub plan: &'a FreezePlan,
+    pub ds: &'a Dataset,
+    pub dir: &'a Path,
+    pub n_train: usize,
+    /// The validation images that were read, in the order of `Fitted::val_probs`.
+    pub val_paths: &'a [PathBuf],
+    pub val_y: &'a [usize],
+    pub failed: &'a [(PathBuf, String)],
+    pub cache: CacheCounts,
+    pub trainable_params: usize,
+    pub time_budget_s: Option<f64>,
+    pub train_seconds: f64,
+    pub start: Instant,
+}
+
+fn predictions(f: &RunFacts<'_>, probs: &[Vec<f32>]) -> Vec<Prediction> {
+    let classes = &f.ds.classes;
+    f.val_paths
+        .iter()
+        .zip(f.val_y)
+        .zip(probs)
+        .map(|((path, &y), row)| {
+            let (pred, conf) =
+                row.iter().enumerate().fold(
+                    (0, f32::NEG_INFINITY),
+                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                );
+            let p = row.get(y).copied().unwrap_or(0.0);
+            Prediction {
+                path: path.display().to_string(),
+                label: classes[y].clone(),
+                predicted: classes[pred].clone(),
+                confidence: f64::from(conf),
+                label_probability: f64::from(p),
+                label_rank: row.iter().filter(|&&v| v > p).count() + 1,
+            }
+        })
+        .collect()
+}
+
+/// Writes `result.json` and `predictions.csv` into the run directory.
+pub(crate) fn summarise(f: &RunFacts<'_>, outcome: &Fitted) -> Result<Trained> {
+    let seconds = f.start.elapsed().as_secs_f64();
+    let classes = &f.ds.classes;
+    let epochs_run = outcome.history.len();
+    let c = &outcome.confusion;
+    let result = RunResult {
+        format: graft_spec::FORMAT,
+        strategy: f.strategy,
+        model: f.model.to_string(),
+        trained_groups: f.plan.trainable.clone(),
+        frozen_groups: f.plan.frozen.clone(),
+        trainable_params: f.trainable_params,
+        train_images: f.n_train,
+        val_images: f.val_y.len(),
+        val_split: f.ds.val_name.clone(),
+        val_accuracy: outcome.best_val_accuracy,
+        val_top5: (classes.len() > 5).then(|| top_k_accuracy(&outcome.val_probs, f.val_y, 5)),
+        macro_f1: c.macro_f1(),
+        best_epoch: outcome.best_epoch,
+        epochs_run,
+        stopped: outcome.stopped,
+        time_budget_s: f.time_budget_s,
+        seconds,
+        train_seconds: f.train_seconds,
+        images_per_s: if f.train_seconds > 0.0 {
+            (f.n_train * epochs_run) as f64 / f.train_seconds
+        } else {
+            0.0
+        },
+        run_dir: f.dir.to_path_buf(),
+        unreadable: f
+            .failed
+            .iter()
+            .map(|(p, e)| Unreadable {
+                path: p.clone(),
+                error: e.clone(),
+            })
+            .collect(),
+        cache: f.cache,
+        classes: classes.clone(),
+        per_class: (0..classes.len())
+            .map(|i| ClassResult {
+                class: classes[i].clone(),
+                precision: c.precision(i),
+                recall: c.recall(i),
+                images: c.matrix[i].iter().sum(),
+            })
+            .collect(),
+        confusion: c.matrix.clone(),
+    };
+    Prediction::write_all(&f.dir.join(PREDICTIONS), &predictions(f, &outcome.val_probs))?;
+    result.write(f.dir)?;
+    let text = format!(
+        "{} {} on {}: {} accuracy {:.2}% ({} images) at epoch {}, {} training images, {:.1} s\n\n{}",
+        f.model,
+        f.strategy,
+        f.data.display(),
+        f.ds.val_name,
+        100.0 * outcome.best_val_accuracy,
+        f.val_y.len(),
+        outcome.best_epoch,
+        f.n_train,
+        seconds,
+        c.render(classes)
+    );
+    Ok(Trained {
+        result,
+        text,
+        failed: f.failed.len(),
+        dir: f.dir.to_path_buf(),
+    })
+}
+
+/// Writes the trained model (`model.safetensors` + `model.json`), then the run's results.
+pub fn finish(done: FitDone, _obs: &mut dyn Observer) -> Result<Trained> {
+    let x = &done.data;
+    let run = &x.run;
+    let net = done.net.as_ref().unwrap_or(&run.model.net);
+    artifact::save(
+        &run.dir,
+        &run.model,
+        net,
+        &done.head,
+        &done.config,
+        Some(done.outcome.best_val_accuracy),
+    )?;
+    summarise(
+        &RunFacts {
+            strategy: run.spec.strategy,
+            model: run.model.spec.name,
+            data: &run.spec.data,
+            plan: &run.plan,
+            ds: &run.ds,
+            dir: &run.dir,
+            n_train: x.train_views[0].x.len(),
+            val_paths: &x.val.paths,
+            val_y: &x.val.y,
+            failed: &x.failed,
+            cache: x.cache,
+            trainable_params: done.trainable_params,
+            time_budget_s: run.spec.fit.time_budget_s,
+            train_seconds: done.train_seconds,
+            start: run.start,
+        },
+        &done.outcome,
+    )
+}

@@ -1,0 +1,20 @@
+//! The vocabulary of graft, with no tensors in it: strategies and their freeze plans, fitting
+//! settings and their defaults, and the typed files of a run directory. The CLI, the run API,
+//! the reports and (later) a server or a Python binding all read and write these types.
+
+pub mod csv;
+pub mod files;
+pub mod fit;
+pub mod io;
+pub mod strategy;
+
+pub use files::{
+    CacheCounts, ClassMapping, ClassResult, EpochRecord, FORMAT, ImagenetClass, MetricsLine,
+    ModelCard, Prediction, Preprocessing, RunConfig, RunResult, Stopped, Unreadable,
+};
+pub use fit::{FitConfig, HeadKind, HeadKindError, defaults};
+pub use io::{FileError, write_atomic};
+pub use strategy::{FreezePlan, Strategy, StrategyError};
+
+/// This graft's version, written into the files it makes.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
