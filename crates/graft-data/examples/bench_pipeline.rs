@@ -1,4 +1,4 @@
-//! graft's side of bench/pipeline.sh: decode + resize 256 + centre crop 224 + normalize every
+//! graft's side of `bench/run.sh pipeline`: decode + resize 256 + centre crop 224 + normalize every
 //! image under DIR, in batches of 32 decoded in parallel (RAYON_NUM_THREADS workers), as
 //! `graft train` feeds its frozen backbone. Prints one JSON line.
 //!

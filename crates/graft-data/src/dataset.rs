@@ -403,7 +403,7 @@ pub fn stratified_split(
     let mut val = Vec::new();
     for c in 0..classes {
         let mut items = by_class.remove(&c).unwrap_or_default();
-        let mut rng = SplitMix64(options.seed ^ (c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = graft_spec::SplitMix64(options.seed ^ (c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         for i in (1..items.len()).rev() {
             let j = (rng.next() % (i as u64 + 1)) as usize;
             items.swap(i, j);
@@ -424,17 +424,4 @@ pub fn stratified_split(
     train.sort_by(|a, b| a.path.cmp(&b.path));
     val.sort_by(|a, b| a.path.cmp(&b.path));
     Ok((train, val))
-}
-
-/// A small, well-known PRNG so splits are identical on every platform and version.
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 }

@@ -9,7 +9,7 @@ mod jpeg;
 pub mod list;
 pub mod transform;
 
-pub use dataset::{Dataset, Sample, SplitMix64, SplitOptions, SplitSource, open_dataset};
+pub use dataset::{Dataset, Sample, SplitOptions, SplitSource, open_dataset};
 pub use error::DataError;
 pub use image::{DecodeLimits, decode_rgb};
 pub use list::{LabeledImage, find_images, read_list_file};

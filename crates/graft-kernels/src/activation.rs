@@ -16,7 +16,7 @@ use burn_backend::TensorMetadata;
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
-use crate::autodiff::{contiguous, values};
+use crate::flex::{contiguous, values};
 
 /// Elements per rayon task: large enough that scheduling costs nothing.
 const CHUNK: usize = 1 << 16;

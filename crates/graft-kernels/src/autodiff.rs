@@ -1,9 +1,11 @@
-//! `conv2d` as a burn autodiff op over burn-flex whose backward pass uses [`crate::grad`]. The
-//! forward pass is burn-flex's own convolution; only the gradients differ from burn's, and
-//! `tests/conv2d.rs` holds them to burn's to 1e-4.
+//! `conv2d` as a burn autodiff op over burn-flex. The forward pass is graft's
+//! ([`crate::forward`]: Winograd F(4x4, 3x3) for 3x3 stride-1 dense convolutions, im2col and
+//! gemm for the other dense ones; burn-flex's own for depthwise and 1x1), the backward pass
+//! [`crate::grad`] and [`crate::winograd`]. `tests/conv2d.rs` holds values and gradients to
+//! burn's to 1e-4.
 
 use burn::tensor::module::conv2d as burn_conv2d;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, Tensor};
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_autodiff::grads::Gradients;
@@ -15,6 +17,7 @@ use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 use std::sync::Arc;
 
+use crate::flex::{contiguous, geometry_of, tensor, values};
 use crate::forward::Epilogue;
 use crate::grad::{self, Geometry};
 use crate::matmul::{Mat, matmul_into};
@@ -476,34 +479,3 @@ fn flipped_padding(g: &Geometry, options: &ConvOptions<2>) -> Option<[(usize, us
     Some(out)
 }
 
-/// The geometry of convolving `x` with `w`; the output size follows PyTorch's formula with the
-/// padding at each end.
-pub(crate) fn geometry_of(x: &Shape, w: &Shape, options: &ConvOptions<2>) -> Geometry {
-    Geometry::new(
-        [x[0], x[1], x[2], x[3]],
-        w[0],
-        [w[2], w[3]],
-        options.stride,
-        options.padding,
-        options.dilation,
-    )
-}
-
-pub(crate) fn contiguous(t: FlexTensor) -> FlexTensor {
-    if t.as_slice::<f32>().is_some() {
-        t
-    } else {
-        t.to_contiguous()
-    }
-}
-
-pub(crate) fn values(t: &FlexTensor) -> &[f32] {
-    match t.as_slice::<f32>() {
-        Some(v) => v,
-        None => unreachable!("graft-kernels: f32 tensors are made contiguous before use"),
-    }
-}
-
-fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
-}

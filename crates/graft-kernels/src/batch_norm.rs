@@ -17,7 +17,7 @@ use burn_backend::{Shape, TensorMetadata};
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
-use crate::autodiff::{contiguous, values};
+use crate::flex::{contiguous, values};
 
 type Ad = Autodiff<Flex>;
 type AdTensor = burn_backend::tensor::FloatTensor<Ad>;

@@ -15,7 +15,7 @@ use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 use std::ops::Range;
 
-use crate::autodiff::{contiguous, geometry_of, values};
+use crate::flex::{contiguous, geometry_of, values};
 use crate::grad::{self, Geometry};
 use crate::scratch;
 

@@ -26,6 +26,7 @@
 mod activation;
 mod autodiff;
 mod batch_norm;
+mod flex;
 mod forward;
 pub mod grad;
 mod matmul;

@@ -18,7 +18,7 @@ use burn_backend::TensorMetadata;
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
-use crate::autodiff::{contiguous, values};
+use crate::flex::{contiguous, values};
 use crate::grad::Geometry;
 
 /// burn's `max_pool2d` (stride, `(begin, end)` padding per axis, no dilation, floor mode); on

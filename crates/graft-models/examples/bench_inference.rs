@@ -1,4 +1,4 @@
-//! graft's side of bench/run.sh: pretrained inference throughput on a fixed input batch.
+//! graft's side of `bench/run.sh inference`: pretrained inference throughput on a fixed input batch.
 //!
 //! cargo run --release -p graft-models --example bench_inference -- MODEL INPUT.safetensors ITERS [WEIGHTS]
 //! Prints one JSON line: model, batch, images_per_second, peak_rss_mib.

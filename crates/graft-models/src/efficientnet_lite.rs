@@ -6,7 +6,8 @@
 //! `efficientnet_pytorch` (lukemelas) as packaged in `efficientnet-lite-pytorch`, whose
 //! checkpoints were converted from TensorFlow. Because of that origin the network must run with
 //! TensorFlow 'SAME' padding (extra row/column at the bottom/right for stride 2) and BatchNorm
-//! eps 1e-3; ../shared/weights/PROVENANCE.md measures what goes wrong otherwise.
+//! eps 1e-3; the PROVENANCE.md beside the weights (`shared/weights/`, next to the checkout)
+//! measures what goes wrong otherwise.
 
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;

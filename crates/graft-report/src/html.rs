@@ -7,7 +7,7 @@ use std::path::Path;
 use base64::Engine;
 
 use crate::conclusion::{Status, seconds};
-use crate::load::Results;
+use crate::read::Results;
 use crate::plot::{self, escape};
 
 pub const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}\
@@ -22,7 +22,7 @@ pub fn plots(r: &Results) -> Vec<(String, String)> {
     let mut out = Vec::new();
     // A strategy keeps its colour (its place in the table) in every plot.
     let color = |s: &str| r.rows.iter().position(|row| row.strategy == s).unwrap_or(0);
-    let series = |f: &dyn Fn(&crate::load::Epoch) -> f64| -> Vec<plot::Series<'_>> {
+    let series = |f: &dyn Fn(&crate::read::Epoch) -> f64| -> Vec<plot::Series<'_>> {
         r.curves
             .iter()
             .filter(|(_, c)| !c.is_empty())

@@ -5,7 +5,8 @@
 
 mod conclusion;
 mod html;
-mod load;
+mod read;
+mod write;
 mod markdown;
 pub mod plot;
 mod probe;
@@ -13,7 +14,7 @@ mod probe;
 pub use conclusion::{Row, Status, conclusion};
 pub use graft_spec::Prediction;
 pub use graft_spec::csv;
-pub use load::{
-    Budget, Epoch, Manifest, ReportError, Results, RunEntry, SplitCount, collect, write,
-};
-pub use probe::{ProbeGroup, ProbeReport, Recommendation, recommend, write_probe};
+pub use read::{Budget, Epoch, Manifest, ReportError, Results, RunEntry, SplitCount, collect};
+pub use write::write;
+pub use graft_spec::{ProbeGroup, Recommendation};
+pub use probe::{ProbeReport, write_probe};

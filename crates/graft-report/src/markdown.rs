@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::conclusion::{Status, seconds};
-use crate::load::Results;
+use crate::read::Results;
 
 pub fn compare(r: &Results, plots: &[(String, String)]) -> String {
     let m = &r.manifest;

@@ -5,9 +5,8 @@
 
 use std::path::PathBuf;
 
-use graft_report::ProbeGroup;
 use graft_spec::io::{write_atomic, write_json};
-use graft_spec::{FitConfig, RunResult, Strategy};
+use graft_spec::{FitConfig, ProbeGroup, RunResult, Strategy};
 use graft_transfer::auto::{Evidence, TRIAL, TRIAL_EPOCHS, decide, wants_trial};
 use serde::{Deserialize, Serialize};
 
@@ -68,8 +67,8 @@ pub fn auto(spec: &AutoSpec, obs: &mut dyn Observer) -> Result<Auto> {
     std::fs::create_dir_all(&probe_dir).map_err(RunError::io(&probe_dir))?;
     obs.log("auto: probing every block group (a linear classifier on each)");
     let (probe, failed) = probe_into(&probe_dir, &study, graft_spec::defaults::PROBE_EPOCHS, obs)?;
-    let retrain = match probe.recommendation.as_ref().map(|r| r.strategy.parse()) {
-        Some(Ok(Strategy::Partial(n))) => n,
+    let retrain = match probe.recommendation.as_ref().map(|r| r.strategy) {
+        Some(Strategy::Partial(n)) => n,
         _ => 0,
     };
     let head_accuracy = probe.groups.last().map_or(0.0, |g| g.val_accuracy);

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use graft_data::Dataset;
-use graft_report::{ProbeGroup, ProbeReport, recommend};
+use graft_report::ProbeReport;
+use graft_spec::ProbeGroup;
+use graft_transfer::auto::recommend;
 use graft_spec::FitConfig;
 use graft_transfer::CacheKey;
 use graft_transfer::features::{Extractor, Output};

@@ -243,6 +243,26 @@ impl ModelCard {
     }
 }
 
+/// One point of `probe.json`'s curve: the accuracy of the same linear classifier on one
+/// group's pooled output.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ProbeGroup {
+    pub group: String,
+    /// Width of the features (channels; for the last group, the classifier's input).
+    pub dim: usize,
+    pub val_accuracy: f64,
+}
+
+/// What the probe curve suggests (`graft_transfer::auto::recommend`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Recommendation {
+    /// `head` or `partial:N`.
+    pub strategy: Strategy,
+    /// The frozen prefix ends after this group.
+    pub freeze_after: String,
+    pub reason: String,
+}
+
 /// One row of `predictions.csv`: the best model's answer for a validation image.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {

@@ -6,14 +6,17 @@ pub mod csv;
 pub mod files;
 pub mod fit;
 pub mod io;
+pub mod rng;
 pub mod strategy;
 
 pub use files::{
     CacheCounts, ClassMapping, ClassResult, EpochRecord, FORMAT, ImagenetClass, MetricsLine,
-    ModelCard, Prediction, Preprocessing, RunConfig, RunResult, Stopped, Unreadable,
+    ModelCard, Prediction, Preprocessing, ProbeGroup, Recommendation, RunConfig, RunResult, Stopped,
+    Unreadable,
 };
 pub use fit::{FitConfig, HeadKind, HeadKindError, defaults};
 pub use io::{FileError, write_atomic};
+pub use rng::SplitMix64;
 pub use strategy::{FreezePlan, Strategy, StrategyError};
 
 /// This graft's version, written into the files it makes.

@@ -1,4 +1,4 @@
-//! graft's side of bench/train.sh: one training step (forward, cross-entropy, backward, SGD with
+//! graft's side of `bench/run.sh train`: one training step (forward, cross-entropy, backward, SGD with
 //! momentum 0.9 and no dampening, as PyTorch's) on a fixed batch, timed over ITERS steps.
 //!
 //! cargo run --release -p graft-transfer --example bench_train -- MODEL full|partial:N INPUT.safetensors ITERS [WEIGHTS]

@@ -3,7 +3,61 @@
 //! et al. 2014): little data -> keep the pretrained features; features that fit -> train a head;
 //! features whose top groups lose accuracy, or plenty of data -> fine-tune the top groups.
 
-use graft_spec::Strategy;
+use graft_spec::{ProbeGroup, Recommendation, Strategy};
+
+/// The probe's suggestion from its curve (accuracy of a linear classifier on each group's
+/// pooled output, Yosinski et al. 2014).
+/// Points of accuracy within which a deeper group counts as "as good" (probe noise on a few
+/// hundred validation images is about that).
+const TOLERANCE: f64 = 0.01;
+
+/// If the last group is (within a point) the best, every group transfers: `head`. Otherwise the
+/// groups after the peak are too specific to ImageNet for these classes: retrain them
+/// (`partial:N`, N = groups after the peak).
+pub fn recommend(groups: &[ProbeGroup]) -> Option<Recommendation> {
+    let last = groups.last()?;
+    let (k, peak) = groups
+        .iter()
+        .enumerate()
+        .fold((0, &groups[0]), |b, (i, g)| {
+            if g.val_accuracy > b.1.val_accuracy {
+                (i, g)
+            } else {
+                b
+            }
+        });
+    let n = groups.len();
+    if last.val_accuracy + TOLERANCE >= peak.val_accuracy {
+        return Some(Recommendation {
+            strategy: Strategy::Head,
+            freeze_after: last.group.clone(),
+            reason: format!(
+                "accuracy keeps rising with depth up to the last group ({} gives {:.1}%, the best is {:.1}%): \
+                 ImageNet's most specific features still separate your classes, so freeze every group and train a new classifier.",
+                last.group,
+                100.0 * last.val_accuracy,
+                100.0 * peak.val_accuracy
+            ),
+        });
+    }
+    let retrain = n - 1 - k;
+    Some(Recommendation {
+        strategy: Strategy::Partial(retrain),
+        freeze_after: peak.group.clone(),
+        reason: format!(
+            "accuracy peaks at {} ({:.1}%) and falls to {:.1}% by {}: the {} group(s) above {} are too specific to ImageNet for your classes, \
+             so keep {} and below frozen and retrain the {retrain} group(s) above it with the new classifier.",
+            peak.group,
+            100.0 * peak.val_accuracy,
+            100.0 * last.val_accuracy,
+            last.group,
+            retrain,
+            peak.group,
+            peak.group
+        ),
+    })
+}
+
 
 /// What `auto` knows when it decides.
 #[derive(Clone, Debug, PartialEq)]
@@ -187,5 +241,40 @@ mod tests {
         );
         assert!(d.explanation.contains("94.8%"), "{}", d.explanation);
         assert!(d.explanation.contains("`head`"), "{}", d.explanation);
+    }
+}
+
+#[cfg(test)]
+mod recommend_tests {
+    use super::*;
+
+    fn curve(acc: &[f64]) -> Vec<ProbeGroup> {
+        acc.iter()
+            .enumerate()
+            .map(|(i, &a)| ProbeGroup {
+                group: format!("g{i}"),
+                dim: 8,
+                val_accuracy: a,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_curve_rising_to_the_last_group_recommends_head() {
+        let r = recommend(&curve(&[0.6, 0.7, 0.85, 0.95])).map(|r| r.strategy);
+        assert_eq!(r, Some(Strategy::Head));
+        // Within a point of the peak still counts as the top.
+        let r = recommend(&curve(&[0.6, 0.955, 0.95])).map(|r| r.strategy);
+        assert_eq!(r, Some(Strategy::Head));
+    }
+
+    #[test]
+    fn a_curve_that_falls_after_a_peak_retrains_the_groups_above_it() {
+        let r = recommend(&curve(&[0.6, 0.8, 0.9, 0.84, 0.8]));
+        assert_eq!(r.as_ref().map(|r| r.strategy), Some(Strategy::Partial(2)));
+        assert_eq!(r.as_ref().map(|r| r.freeze_after.as_str()), Some("g2"));
+        let reason = r.map(|r| r.reason).unwrap_or_default();
+        assert!(reason.contains("peaks at g2 (90.0%)"), "{reason}");
+        assert!(recommend(&[]).is_none());
     }
 }

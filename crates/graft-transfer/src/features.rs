@@ -57,8 +57,29 @@ fn pooled_groups(net: &Network, x: Tensor<4>) -> Tensor<2> {
     Tensor::cat(pooled, 1)
 }
 
+/// Why an image has no features.
+#[derive(Debug, thiserror::Error)]
+pub enum FeatureError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Decode(#[from] graft_data::DataError),
+    #[error("{path}: cannot read activations: {message}")]
+    Backend { path: PathBuf, message: String },
+}
+
 /// The result per input path, in order: the classifier input, or why the image failed.
-pub type Features = Vec<Result<Vec<f32>, String>>;
+pub type Features = Vec<Result<Vec<f32>, FeatureError>>;
+
+/// One image on its way through [`Extractor::embeddings`].
+enum Slot {
+    /// Not in the cache (or stale there): to compute.
+    Todo,
+    Done(Result<Vec<f32>, FeatureError>),
+}
 
 impl Extractor<'_> {
     /// The base, when this extractor's output lies above it.
@@ -94,56 +115,65 @@ impl Extractor<'_> {
         ok: &[usize],
         computed: Tensor<2>,
         paths: &[PathBuf],
-        hashes: &[Result<String, String>],
-        out: &mut Features,
+        hashes: &[Option<String>],
+        out: &mut [Slot],
     ) {
         let values = match computed.into_data().try_to_vec::<f32>() {
             Ok(v) => v,
             Err(e) => {
                 for &i in ok {
-                    out[i] = Err(format!(
-                        "{}: cannot read activations: {e:?}",
-                        paths[i].display()
-                    ));
+                    out[i] = Slot::Done(Err(FeatureError::Backend {
+                        path: paths[i].clone(),
+                        message: format!("{e:?}"),
+                    }));
                 }
                 return;
             }
         };
         let dim = values.len() / ok.len().max(1);
         for (row, &i) in values.chunks_exact(dim.max(1)).zip(ok) {
-            if let Ok(h) = &hashes[i]
+            if let Some(h) = &hashes[i]
                 && let Err(e) = self.cache.put(&self.key, h, row)
             {
                 // A cache that cannot be written costs speed next time, not correctness.
                 eprintln!("warning: cannot write the feature cache: {e}");
             }
-            out[i] = Ok(row.to_vec());
+            out[i] = Slot::Done(Ok(row.to_vec()));
         }
     }
 
     /// The cached quantity (see [`Extractor::upto`]) for each path. `progress(n)` is called as
     /// images are done.
     pub fn embeddings(&self, paths: &[PathBuf], progress: &mut dyn FnMut(usize)) -> Features {
-        let hashes: Vec<Result<String, String>> = paths
+        let read: Vec<Result<String, FeatureError>> = paths
             .par_iter()
             .map(|p| {
                 std::fs::read(p)
                     .map(|b| sha256_hex(&b))
-                    .map_err(|e| format!("{}: {e}", p.display()))
+                    .map_err(|source| FeatureError::Read {
+                        path: p.clone(),
+                        source,
+                    })
             })
             .collect();
-        let mut out: Features = hashes
+        let hashes: Vec<Option<String>> = read.iter().map(|r| r.as_ref().ok().cloned()).collect();
+        let mut out: Vec<Slot> = read
+            .into_iter()
+            .map(|r| match r {
+                Ok(h) => match self.cache.get(&self.key, &h) {
+                    Some(v) => Slot::Done(Ok(v)),
+                    None => Slot::Todo,
+                },
+                Err(e) => Slot::Done(Err(e)),
+            })
+            .collect();
+        let cached = out
             .iter()
-            .map(|h| match h {
-                Ok(h) => self.cache.get(&self.key, h).ok_or_else(String::new),
-                Err(e) => Err(e.clone()),
-            })
-            .collect();
-        let cached = out.iter().filter(|r| r.is_ok()).count();
+            .filter(|s| matches!(s, Slot::Done(Ok(_))))
+            .count();
         progress(cached);
-        // Misses: everything that is not cached and did hash (an empty error means "to compute").
         let todo: Vec<usize> = (0..paths.len())
-            .filter(|&i| matches!(&out[i], Err(e) if e.is_empty()))
+            .filter(|&i| matches!(out[i], Slot::Todo))
             .collect();
         // Misses whose activations at the base freeze point are cached start from there.
         let (from_base, todo): (Vec<(usize, Vec<f32>)>, Vec<usize>) = match self.usable_base() {
@@ -153,7 +183,6 @@ impl Extractor<'_> {
                 for i in todo {
                     let hit = hashes[i]
                         .as_ref()
-                        .ok()
                         .and_then(|h| self.cache.get_if_cached(&base.key, h));
                     match hit {
                         Some(row) => found.push((i, row)),
@@ -203,7 +232,7 @@ impl Extractor<'_> {
                         pixels.extend_from_slice(&chw);
                         ok.push(i);
                     }
-                    Err(e) => out[i] = Err(e.to_string()),
+                    Err(e) => out[i] = Slot::Done(Err(e.into())),
                 }
             }
             if !ok.is_empty() {
@@ -215,6 +244,17 @@ impl Extractor<'_> {
             }
             progress(chunk.len());
         }
-        out
+        // Every image to compute was computed above or failed with its reason; one left over
+        // would be a bug here, reported as that image's failure rather than a crash.
+        out.into_iter()
+            .zip(paths)
+            .map(|(s, p)| match s {
+                Slot::Done(r) => r,
+                Slot::Todo => Err(FeatureError::Backend {
+                    path: p.clone(),
+                    message: "no activations were computed".into(),
+                }),
+            })
+            .collect()
     }
 }

@@ -5,16 +5,16 @@
 
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
+use burn::tensor::Gradients;
 use graft_models::Network;
 
 use crate::head::{BuildHead, Head};
 use crate::metrics::Confusion;
-use crate::schedule::{LoopState, cosine_with_warmup};
+use crate::fit::{Learner, fit};
 use crate::train::{
-    CallbackError, Checkpoint, EpochDone, Epochs, Evaluation, Fitted, HeadConfig, Resume, TrainError,
-    loss_and_schedule, tally,
+    CallbackError, Checkpoint, Evaluation, Fitted, HeadConfig, Resume, TrainError, tally,
 };
 
 /// Cached activations at the freeze point, one flattened `[c, h, w]` row per image.
@@ -88,6 +88,88 @@ pub fn evaluate(
     })
 }
 
+/// The partial:N and scratch learner: groups `freeze_point..` of the network and a new head,
+/// on activations cached at the freeze point; the backbone learns at `lr *
+/// backbone_lr_scale`, the head at `lr`.
+struct GroupsLearner<'a> {
+    net: Network,
+    freeze_point: usize,
+    views: &'a [Activations<'a>],
+    val: &'a Activations<'a>,
+    classes: usize,
+    cfg: &'a FinetuneConfig,
+    device: &'a Device,
+}
+
+impl Learner for GroupsLearner<'_> {
+    type Model = (Network, Head);
+
+    fn examples(&self) -> (usize, &[usize]) {
+        self.views.first().map_or((0, &[][..]), |v| (v.x.len(), v.y))
+    }
+
+    fn views(&self) -> usize {
+        self.views.len()
+    }
+
+    fn init(&self, ad: &Device) -> (Network, Head) {
+        // Loaded on the inference device: `train` re-enables gradients and training flags.
+        let net = self.net.clone().fork(ad).train();
+        let hc = &self.cfg.head;
+        let head = hc.head.init(net.embed_dim(), self.classes, hc.seed, ad);
+        (net, head)
+    }
+
+    fn train_mode(&self, (net, head): (Network, Head), ad: &Device) -> (Network, Head) {
+        (net.fork(ad).train(), head.fork(ad).train())
+    }
+
+    /// The backbone's optimizer, then the head's.
+    fn parts(&self) -> usize {
+        2
+    }
+
+    fn loss(
+        &self,
+        (net, head): &(Network, Head),
+        view: usize,
+        batch: &[usize],
+        ad: &Device,
+    ) -> (Tensor<2>, Tensor<1, Int>) {
+        let n = net.group_names().len();
+        let (x, y) = self.views[view].batch(batch, ad);
+        (logits(net, head, self.freeze_point..n, x), y)
+    }
+
+    fn step(
+        &self,
+        (net, head): (Network, Head),
+        mut grads: Gradients,
+        optims: &mut [ModuleOptimizer],
+        lr: f64,
+    ) -> (Network, Head) {
+        let g_head = GradientsParams::from_module(&mut grads, &head);
+        let g_net = GradientsParams::from_module(&mut grads, &net);
+        match optims {
+            [o_net, o_head] => {
+                let head = o_head.step(lr, head, g_head);
+                let net = o_net.step(lr * self.cfg.backbone_lr_scale, net, g_net);
+                (net, head)
+            }
+            _ => (net, head),
+        }
+    }
+
+    fn valid(&self, (net, head): &(Network, Head)) -> (Network, Head) {
+        (net.valid(), head.valid())
+    }
+
+    fn evaluate(&self, (net, head): &(Network, Head)) -> Result<Evaluation, TrainError> {
+        let hc = &self.cfg.head;
+        evaluate(net, head, self.freeze_point, self.val, self.classes, hc.batch_size, self.device)
+    }
+}
+
 /// Trains groups `freeze_point..` of `net` (on the autodiff device) and a fresh head, or
 /// continues `resume` (model = (network, head); optimizers = [network's, head's]).
 /// `on_epoch` gets every epoch's inference-mode network and head, to save.
@@ -103,112 +185,15 @@ pub fn finetune(
     resume: Option<Resume<(Network, Head)>>,
     on_epoch: &mut dyn FnMut(Checkpoint<'_, (Network, Head)>) -> Result<(), CallbackError>,
 ) -> Result<FinetuneOutcome, TrainError> {
-    let hc = &cfg.head;
-    let ad = device.clone().autodiff();
-    let Some(first) = train_views.first() else {
-        return Err(TrainError::Backend("no training data".into()));
+    let learner = GroupsLearner {
+        net,
+        freeze_point,
+        views: train_views,
+        val,
+        classes,
+        cfg,
+        device,
     };
-    let n = net.group_names().len();
-    let adamw = || AdamWConfig::new().with_weight_decay(hc.weight_decay).init();
-    let (mut net, mut head, mut opt_net, mut opt_head, mut state, mut best_state) = match resume {
-        Some(r) => {
-            let mut optims = r.optim.into_iter();
-            let opt_net = optims.next().unwrap_or_else(adamw);
-            let opt_head = optims.next().unwrap_or_else(adamw);
-            let (net, head) = r.last;
-            (
-                net.fork(&ad).train(),
-                head.fork(&ad).train(),
-                opt_net,
-                opt_head,
-                r.state,
-                r.best,
-            )
-        }
-        None => {
-            // Loaded on the inference device: `train` re-enables gradients and training flags.
-            let net = net.fork(&ad).train();
-            let head = hc.head.init(net.embed_dim(), classes, hc.seed, &ad);
-            let best = (net.valid(), head.valid());
-            (
-                net,
-                head,
-                adamw(),
-                adamw(),
-                LoopState::new(first.x.len(), hc.seed),
-                best,
-            )
-        }
-    };
-    let (ce, total, warmup) = loss_and_schedule(hc, first.y, classes, &ad);
-    let mut epochs = Epochs::new(hc);
-    for epoch in state.next_epoch..hc.epochs {
-        if !epochs.may_start() {
-            break;
-        }
-        state.shuffle();
-        // Dropout (MLP head) draws from the device generator: seeded per epoch so a resumed run
-        // draws what the uninterrupted one did.
-        ad.seed(hc.seed.wrapping_add(epoch as u64));
-        // One cached view per epoch, in turn (several when augmentation views were cached).
-        let train = &train_views[epoch % train_views.len()];
-        let mut loss_sum = 0.0;
-        let mut lr = hc.lr;
-        for batch in state.order.clone().chunks(hc.batch_size.max(1)) {
-            lr = cosine_with_warmup(hc.lr, state.step, warmup, total);
-            let (x, y) = train.batch(batch, &ad);
-            let loss = ce.forward(logits(&net, &head, freeze_point..n, x), y);
-            let value = loss.clone().into_scalar::<f32>() as f64;
-            if !value.is_finite() {
-                return Err(TrainError::NonFinite { epoch, value });
-            }
-            loss_sum += value * batch.len() as f64;
-            let mut grads = loss.backward();
-            let g_head = GradientsParams::from_module(&mut grads, &head);
-            let g_net = GradientsParams::from_module(&mut grads, &net);
-            head = opt_head.step(lr, head, g_head);
-            net = opt_net.step(lr * cfg.backbone_lr_scale, net, g_net);
-            state.step += 1;
-        }
-        let current = (net.valid(), head.valid());
-        let done = EpochDone {
-            epoch,
-            lr,
-            train_loss: loss_sum / train.x.len().max(1) as f64,
-            eval: evaluate(
-                &current.0,
-                &current.1,
-                freeze_point,
-                val,
-                classes,
-                hc.batch_size,
-                device,
-            )?,
-        };
-        let (improved, stop) =
-            epochs.end(&mut state, done, &current, &[&opt_net, &opt_head], on_epoch)?;
-        if improved {
-            best_state = current;
-        }
-        if stop {
-            break;
-        }
-    }
-    let (bnet, bhead) = best_state;
-    let fit = epochs.finish(&state, || {
-        evaluate(
-            &bnet,
-            &bhead,
-            freeze_point,
-            val,
-            classes,
-            hc.batch_size,
-            device,
-        )
-    })?;
-    Ok(FinetuneOutcome {
-        net: bnet,
-        head: bhead,
-        fit,
-    })
+    let ((net, head), fit) = fit(&learner, classes, &cfg.head, device, resume, on_epoch)?;
+    Ok(FinetuneOutcome { net, head, fit })
 }

@@ -5,7 +5,7 @@ use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
-use graft_data::SplitMix64;
+use graft_spec::SplitMix64;
 pub use graft_spec::HeadKind;
 
 #[derive(Module, Debug)]

@@ -7,6 +7,7 @@ pub mod cache;
 pub mod class_map;
 pub mod features;
 pub mod finetune;
+pub mod fit;
 pub mod head;
 pub mod metrics;
 pub mod schedule;

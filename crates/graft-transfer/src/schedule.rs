@@ -28,7 +28,7 @@ impl LoopState {
     /// Reshuffles the training order with the saved generator, so a resumed run continues the
     /// same sequence.
     pub fn shuffle(&mut self) {
-        let mut rng = graft_data::SplitMix64(self.rng);
+        let mut rng = graft_spec::SplitMix64(self.rng);
         for i in (1..self.order.len()).rev() {
             self.order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
         }

@@ -3,12 +3,14 @@
 
 use burn::nn::loss::CrossEntropyLossConfig;
 
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
+use burn::tensor::Gradients;
 
+use crate::fit::{Learner, fit};
 use crate::head::{BuildHead, Head};
 use crate::metrics::Confusion;
-use crate::schedule::{EpochAction, LoopState, cosine_with_warmup, fits_budget};
+use crate::schedule::LoopState;
 
 /// The fit loop's settings (graft-spec's [`FitConfig`], under the name the loops have used).
 pub use graft_spec::FitConfig as HeadConfig;
@@ -174,117 +176,76 @@ pub struct Checkpoint<'a, M> {
     pub optim: &'a [&'a ModuleOptimizer],
 }
 
-/// An epoch's training done: its validation result still to be recorded and judged.
-pub(crate) struct EpochDone {
-    pub epoch: usize,
-    pub lr: f64,
-    pub train_loss: f64,
-    pub eval: Evaluation,
+/// The head strategy's learner: a new classifier on pooled features, one view per epoch in
+/// turn.
+struct HeadLearner<'a> {
+    views: &'a [Split<'a>],
+    val: &'a Split<'a>,
+    classes: usize,
+    cfg: &'a HeadConfig,
+    device: &'a Device,
 }
 
-/// The bookkeeping every training loop shares: the time budget, the epoch records, the decision
-/// after each epoch, the checkpoint handed to the caller, and the best epoch's evaluation (so the
-/// best model is evaluated again only when its epoch ran before a resume).
-pub(crate) struct Epochs {
-    epochs: usize,
-    patience: usize,
-    budget_s: Option<f64>,
-    started: std::time::Instant,
-    history: Vec<EpochRecord>,
-    best_eval: Option<Evaluation>,
-    stopped: Stopped,
-}
+impl Learner for HeadLearner<'_> {
+    type Model = Head;
 
-impl Epochs {
-    pub fn new(cfg: &HeadConfig) -> Self {
-        Self {
-            epochs: cfg.epochs,
-            patience: cfg.patience,
-            budget_s: cfg.time_budget_s,
-            started: std::time::Instant::now(),
-            history: Vec::new(),
-            best_eval: None,
-            stopped: Stopped::Completed,
+    fn examples(&self) -> (usize, &[usize]) {
+        self.views.first().map_or((0, &[][..]), |v| (v.x.len(), v.y))
+    }
+
+    fn views(&self) -> usize {
+        self.views.len()
+    }
+
+    fn init(&self, ad: &Device) -> Head {
+        let dim = self.views.first().and_then(|v| v.x.first()).map_or(0, Vec::len);
+        self.cfg.head.init(dim, self.classes, self.cfg.seed, ad)
+    }
+
+    fn train_mode(&self, model: Head, ad: &Device) -> Head {
+        model.fork(ad).train()
+    }
+
+    fn parts(&self) -> usize {
+        1
+    }
+
+    fn loss(
+        &self,
+        model: &Head,
+        view: usize,
+        batch: &[usize],
+        ad: &Device,
+    ) -> (Tensor<2>, Tensor<1, Int>) {
+        let v = &self.views[view];
+        (model.forward(matrix(v.x, batch, ad)), labels(v.y, batch, ad))
+    }
+
+    fn step(
+        &self,
+        model: Head,
+        grads: Gradients,
+        optims: &mut [ModuleOptimizer],
+        lr: f64,
+    ) -> Head {
+        let grads = GradientsParams::from_grads(grads, &model);
+        match optims.first_mut() {
+            Some(o) => o.step(lr, model, grads),
+            None => model,
         }
     }
 
-    /// Whether another epoch fits the time budget (if not, that is why training stopped).
-    pub fn may_start(&mut self) -> bool {
-        let fits = fits_budget(
-            self.started.elapsed().as_secs_f64(),
-            self.history.len(),
-            self.budget_s,
-        );
-        if !fits {
-            self.stopped = Stopped::TimeBudget;
-        }
-        fits
+    fn valid(&self, model: &Head) -> Head {
+        model.valid()
     }
 
-    /// Records the epoch, decides what follows, hands `model` (the epoch's inference-mode
-    /// model) to `on_epoch` to save. Returns whether it is the best so far and whether to stop.
-    pub fn end<M>(
-        &mut self,
-        state: &mut LoopState,
-        done: EpochDone,
-        model: &M,
-        optim: &[&ModuleOptimizer],
-        on_epoch: &mut dyn FnMut(Checkpoint<'_, M>) -> Result<(), CallbackError>,
-    ) -> Result<(bool, bool), TrainError> {
-        let record = EpochRecord {
-            epoch: done.epoch,
-            lr: done.lr,
-            train_loss: done.train_loss,
-            val_loss: done.eval.loss,
-            val_accuracy: done.eval.confusion.accuracy(),
-        };
-        let action =
-            state.finish_epoch(done.epoch, record.val_accuracy, self.epochs, self.patience);
-        let improved = action == EpochAction::SaveBest;
-        on_epoch(Checkpoint {
-            record: &record,
-            model,
-            is_best: improved,
-            state,
-            optim,
-        })
-        .map_err(TrainError::Callback)?;
-        if improved {
-            self.best_eval = Some(done.eval);
-        }
-        self.history.push(record);
-        let stop = action == EpochAction::Stop;
-        if stop {
-            self.stopped = Stopped::EarlyStopped;
-        }
-        Ok((improved, stop))
-    }
-
-    /// The run's summary; `evaluate_best` runs only when the best epoch's evaluation is not in
-    /// memory (it ran before a resume, or no epoch ran).
-    pub fn finish(
-        self,
-        state: &LoopState,
-        evaluate_best: impl FnOnce() -> Result<Evaluation, TrainError>,
-    ) -> Result<Fitted, TrainError> {
-        let (best_epoch, best_val_accuracy) = state.best.unwrap_or((0, 0.0));
-        let eval = match self.best_eval {
-            Some(e) => e,
-            None => evaluate_best()?,
-        };
-        Ok(Fitted {
-            best_epoch,
-            best_val_accuracy,
-            history: self.history,
-            confusion: eval.confusion,
-            val_probs: eval.probs,
-            stopped: self.stopped,
-        })
+    fn evaluate(&self, model: &Head) -> Result<Evaluation, TrainError> {
+        evaluate_head(model, self.val, self.classes, self.device)
     }
 }
 
-/// Trains a fresh linear head (or continues `resume`). `on_epoch` runs after every epoch with
-/// what is needed to save the last checkpoint (and the best when `is_best`).
+/// Trains a fresh head (or continues `resume`) on pooled features. `on_epoch` runs after every
+/// epoch with what is needed to save the last checkpoint (and the best when `is_best`).
 pub fn train_head(
     train_views: &[Split<'_>],
     val: &Split<'_>,
@@ -294,72 +255,13 @@ pub fn train_head(
     resume: Option<Resume<Head>>,
     on_epoch: &mut dyn FnMut(Checkpoint<'_, Head>) -> Result<(), CallbackError>,
 ) -> Result<HeadOutcome, TrainError> {
-    let ad = device.clone().autodiff();
-    let Some(first) = train_views.first() else {
-        return Err(TrainError::Backend("no training data".into()));
+    let learner = HeadLearner {
+        views: train_views,
+        val,
+        classes,
+        cfg,
+        device,
     };
-    let dim = first.x.first().map_or(0, Vec::len);
-    let adamw = || {
-        AdamWConfig::new()
-            .with_weight_decay(cfg.weight_decay)
-            .init()
-    };
-    let (mut head, mut optim, mut state, mut best_head) = match resume {
-        Some(r) => {
-            let optim = r.optim.into_iter().next().unwrap_or_else(adamw);
-            (r.last.fork(&ad).train(), optim, r.state, r.best)
-        }
-        None => {
-            let head = cfg.head.init(dim, classes, cfg.seed, &ad);
-            let best = head.valid();
-            (head, adamw(), LoopState::new(first.x.len(), cfg.seed), best)
-        }
-    };
-    let (loss_fn, total, warmup) = loss_and_schedule(cfg, first.y, classes, &ad);
-    let mut epochs = Epochs::new(cfg);
-    for epoch in state.next_epoch..cfg.epochs {
-        if !epochs.may_start() {
-            break;
-        }
-        state.shuffle();
-        // Dropout (MLP head) draws from the device generator: seeded per epoch so a resumed run
-        // draws what the uninterrupted one did.
-        ad.seed(cfg.seed.wrapping_add(epoch as u64));
-        // One cached view per epoch, in turn (several when augmentation views were cached).
-        let train = &train_views[epoch % train_views.len()];
-        let mut loss_sum = 0.0;
-        let mut lr = cfg.lr;
-        for batch in state.order.clone().chunks(cfg.batch_size.max(1)) {
-            lr = cosine_with_warmup(cfg.lr, state.step, warmup, total);
-            let logits = head.forward(matrix(train.x, batch, &ad));
-            let loss = loss_fn.forward(logits, labels(train.y, batch, &ad));
-            let value = loss.clone().into_scalar::<f32>() as f64;
-            if !value.is_finite() {
-                return Err(TrainError::NonFinite { epoch, value });
-            }
-            loss_sum += value * batch.len() as f64;
-            let grads = GradientsParams::from_grads(loss.backward(), &head);
-            head = optim.step(lr, head, grads);
-            state.step += 1;
-        }
-        let current = head.valid();
-        let done = EpochDone {
-            epoch,
-            lr,
-            train_loss: loss_sum / train.x.len().max(1) as f64,
-            eval: evaluate_head(&current, val, classes, device)?,
-        };
-        let (improved, stop) = epochs.end(&mut state, done, &current, &[&optim], on_epoch)?;
-        if improved {
-            best_head = current;
-        }
-        if stop {
-            break;
-        }
-    }
-    let fit = epochs.finish(&state, || evaluate_head(&best_head, val, classes, device))?;
-    Ok(HeadOutcome {
-        head: best_head,
-        fit,
-    })
+    let (head, fit) = fit(&learner, classes, cfg, device, resume, on_epoch)?;
+    Ok(HeadOutcome { head, fit })
 }

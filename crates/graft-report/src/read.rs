@@ -1,10 +1,10 @@
-//! What a compare directory holds: `compare.json` (the manifest `graft compare` writes first and
+//! Reading a compare directory: `compare.json` (the manifest `graft compare` writes first and
 //! updates after every run) and one run directory per strategy, read into [`Results`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use graft_spec::io::{FileError, read_json, write_atomic};
+use graft_spec::io::{FileError, read_json};
 use graft_spec::{MetricsLine, Prediction, RunResult};
 use serde::{Deserialize, Serialize};
 
@@ -160,23 +160,4 @@ pub fn collect(dir: &Path) -> Result<Results, ReportError> {
         mistakes,
         conclusion,
     })
-}
-
-/// Writes `report.html`, `report.md`, `results.json` and `plots/*.svg` into `dir`, each
-/// atomically (a temporary file renamed into place).
-pub fn write(dir: &Path, results: &Results) -> Result<(), ReportError> {
-    let plots = crate::html::plots(results);
-    std::fs::create_dir_all(dir.join("plots")).map_err(FileError::io(&dir.join("plots")))?;
-    for (name, svg) in &plots {
-        write_atomic(&dir.join("plots").join(format!("{name}.svg")), svg.as_bytes())?;
-    }
-    graft_spec::io::write_json(&dir.join("results.json"), results)?;
-    write_atomic(
-        &dir.join("report.md"),
-        crate::markdown::compare(results, &plots).as_bytes(),
-    )?;
-    write_atomic(
-        &dir.join("report.html"),
-        crate::html::compare(dir, results, &plots).as_bytes(),
-    )
 }
