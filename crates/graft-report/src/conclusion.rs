@@ -114,57 +114,19 @@ fn times(a: f64, b: f64) -> String {
 
 /// "head reaches 95.4% in 6.0 s; partial:2 adds 0.7 points for 40x the time", and what else the
 /// rows say (pretrained without training, scratch, runs cut by the budget, failures).
-pub fn conclusion(rows: &[Row]) -> String {
-    let ok: Vec<&Row> = rows.iter().filter(|r| r.status == Status::Ok).collect();
-    let failed: Vec<String> = rows
-        .iter()
-        .filter(|r| r.status == Status::Failed)
-        .map(|r| {
-            format!(
-                "{} failed ({})",
-                r.strategy,
-                r.error.as_deref().unwrap_or("no reason given")
-            )
-        })
-        .collect();
-    let Some(best) = best_row(rows) else {
-        return if failed.is_empty() {
-            "No strategy ran.".to_string()
-        } else {
-            format!("No strategy finished: {}.", failed.join("; "))
-        };
-    };
-    // The reference is the cheap strategy everyone should try first.
-    let reference = ok
-        .iter()
-        .find(|r| r.strategy == "head")
-        .or_else(|| {
-            ok.iter()
-                .filter(|r| r.strategy != "pretrained")
-                .min_by(|a, b| a.seconds.total_cmp(&b.seconds))
-        })
-        .copied()
-        .unwrap_or(best);
-    let mut out = vec![format!(
+/// The first sentence: the reference strategy (head, the cheap one everyone should try first)
+/// and what the best trained strategy adds to it, or how close the runner-up comes.
+fn headline(ok: &[&Row], reference: &Row, best_trained: &Row) -> String {
+    let mut s = format!(
         "{} reaches {} in {}",
         reference.strategy,
         pct(reference.val_accuracy),
         seconds(reference.seconds)
-    )];
-    // The best of the trained strategies (pretrained trains nothing and is told apart below).
-    let best_trained = ok
-        .iter()
-        .filter(|r| r.strategy != "pretrained")
-        .fold(None, |b: Option<&&Row>, r| match b {
-            Some(b) if b.val_accuracy >= r.val_accuracy => Some(b),
-            _ => Some(r),
-        })
-        .copied()
-        .unwrap_or(reference);
+    );
     if best_trained.strategy != reference.strategy
         && best_trained.val_accuracy > reference.val_accuracy
     {
-        out[0] += &format!(
+        s += &format!(
             "; {} adds {:.1} points for {} the time",
             best_trained.strategy,
             100.0 * (best_trained.val_accuracy - reference.val_accuracy),
@@ -176,7 +138,7 @@ pub fn conclusion(rows: &[Row]) -> String {
         .max_by(|a, b| a.val_accuracy.total_cmp(&b.val_accuracy))
     {
         let d = 100.0 * (reference.val_accuracy - next.val_accuracy);
-        out[0] += &format!(
+        s += &format!(
             "; nothing trained beats it: the closest, {}, {} for {} the time",
             next.strategy,
             if d == 0.0 {
@@ -187,7 +149,13 @@ pub fn conclusion(rows: &[Row]) -> String {
             times(next.seconds, reference.seconds)
         );
     }
-    out[0] += ".";
+    s + "."
+}
+
+/// What pretrained (no training) and scratch (no transfer) say about the pretrained weights,
+/// and which runs the time budget cut short.
+fn asides(ok: &[&Row], best: &Row) -> Vec<String> {
+    let mut out = Vec::new();
     if let Some(p) = ok.iter().find(|r| r.strategy == "pretrained") {
         out.push(format!(
             "With no training at all, the ImageNet classifier mapped onto your classes gets {}{}.",
@@ -225,10 +193,11 @@ pub fn conclusion(rows: &[Row]) -> String {
             }
         ));
     }
-    if !failed.is_empty() {
-        out.push(format!("{}.", failed.join("; ")));
-    }
-    out.push(if best.strategy == reference.strategy {
+    out
+}
+
+fn advice(best: &Row, best_trained: &Row, reference: &Row) -> String {
+    if best.strategy == reference.strategy {
         format!("Pick {}.", best.strategy)
     } else if best.strategy == "pretrained" && best_trained.strategy != reference.strategy {
         format!(
@@ -240,7 +209,56 @@ pub fn conclusion(rows: &[Row]) -> String {
             "Pick {} for accuracy, {} when time matters.",
             best.strategy, reference.strategy
         )
-    });
+    }
+}
+
+pub fn conclusion(rows: &[Row]) -> String {
+    let ok: Vec<&Row> = rows.iter().filter(|r| r.status == Status::Ok).collect();
+    let failed: Vec<String> = rows
+        .iter()
+        .filter(|r| r.status == Status::Failed)
+        .map(|r| {
+            format!(
+                "{} failed ({})",
+                r.strategy,
+                r.error.as_deref().unwrap_or("no reason given")
+            )
+        })
+        .collect();
+    let Some(best) = best_row(rows) else {
+        return if failed.is_empty() {
+            "No strategy ran.".to_string()
+        } else {
+            format!("No strategy finished: {}.", failed.join("; "))
+        };
+    };
+    // The reference is the cheap strategy everyone should try first.
+    let reference = ok
+        .iter()
+        .find(|r| r.strategy == "head")
+        .or_else(|| {
+            ok.iter()
+                .filter(|r| r.strategy != "pretrained")
+                .min_by(|a, b| a.seconds.total_cmp(&b.seconds))
+        })
+        .copied()
+        .unwrap_or(best);
+    // The best of the trained strategies (pretrained trains nothing and is told apart).
+    let best_trained = ok
+        .iter()
+        .filter(|r| r.strategy != "pretrained")
+        .fold(None, |b: Option<&&Row>, r| match b {
+            Some(b) if b.val_accuracy >= r.val_accuracy => Some(b),
+            _ => Some(r),
+        })
+        .copied()
+        .unwrap_or(reference);
+    let mut out = vec![headline(&ok, reference, best_trained)];
+    out.extend(asides(&ok, best));
+    if !failed.is_empty() {
+        out.push(format!("{}.", failed.join("; ")));
+    }
+    out.push(advice(best, best_trained, reference));
     out.join(" ")
 }
 

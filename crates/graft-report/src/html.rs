@@ -18,8 +18,8 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}tr.failed td
 .thumbs img{width:128px;height:128px;object-fit:cover;border:1px solid #ccc}svg{max-width:100%;height:auto}";
 
 /// The report's plots, by file stem.
-pub fn plots(r: &Results) -> Vec<(String, String)> {
-    let mut out = Vec::new();
+/// Learning curves and training loss by epoch, one line per strategy.
+fn curve_plots(r: &Results, out: &mut Vec<(String, String)>) {
     // A strategy keeps its colour (its place in the table) in every plot.
     let color = |s: &str| r.rows.iter().position(|row| row.strategy == s).unwrap_or(0);
     let series = |f: &dyn Fn(&crate::read::Epoch) -> f64| -> Vec<plot::Series<'_>> {
@@ -34,28 +34,71 @@ pub fn plots(r: &Results) -> Vec<(String, String)> {
             .collect()
     };
     let accuracy = series(&|e| 100.0 * e.val_accuracy);
-    if !accuracy.is_empty() {
-        out.push((
-            "learning_curves".into(),
-            plot::lines(
-                "Validation accuracy by epoch",
-                "epoch",
-                "accuracy (%)",
-                &accuracy,
-                Some((0.0, 100.0)),
-            ),
-        ));
-        out.push((
-            "training_loss".into(),
-            plot::lines(
-                "Training loss by epoch",
-                "epoch",
-                "loss",
-                &series(&|e| e.train_loss),
-                None,
-            ),
-        ));
+    if accuracy.is_empty() {
+        return;
     }
+    out.push((
+        "learning_curves".into(),
+        plot::lines(
+            "Validation accuracy by epoch",
+            "epoch",
+            "accuracy (%)",
+            &accuracy,
+            Some((0.0, 100.0)),
+        ),
+    ));
+    out.push((
+        "training_loss".into(),
+        plot::lines(
+            "Training loss by epoch",
+            "epoch",
+            "loss",
+            &series(&|e| e.train_loss),
+            None,
+        ),
+    ));
+}
+
+/// The best strategy's confusion matrix and per-class accuracy.
+fn best_plots(r: &Results, out: &mut Vec<(String, String)>) {
+    if r.best_confusion.is_empty() {
+        return;
+    }
+    let classes = &r.manifest.classes;
+    let best = r.best.as_deref().unwrap_or("");
+    out.push((
+        "confusion".into(),
+        plot::heatmap(
+            &format!("Confusion matrix of {best}"),
+            classes,
+            &r.best_confusion,
+        ),
+    ));
+    let per_class: Vec<(&str, f64)> = classes
+        .iter()
+        .zip(&r.best_confusion)
+        .enumerate()
+        .map(|(i, (c, row))| {
+            (
+                c.as_str(),
+                100.0 * row[i] as f64 / row.iter().sum::<usize>().max(1) as f64,
+            )
+        })
+        .collect();
+    out.push((
+        "per_class_accuracy".into(),
+        plot::bars(
+            &format!("Per-class accuracy of {best}"),
+            "accuracy (%)",
+            &per_class,
+            100.0,
+        ),
+    ));
+}
+
+pub fn plots(r: &Results) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    curve_plots(r, &mut out);
     let points: Vec<(&str, usize, f64, f64)> = r
         .rows
         .iter()
@@ -82,38 +125,7 @@ pub fn plots(r: &Results) -> Vec<(String, String)> {
             ),
         ));
     }
-    if !r.best_confusion.is_empty() {
-        let classes = &r.manifest.classes;
-        let best = r.best.as_deref().unwrap_or("");
-        out.push((
-            "confusion".into(),
-            plot::heatmap(
-                &format!("Confusion matrix of {best}"),
-                classes,
-                &r.best_confusion,
-            ),
-        ));
-        let per_class: Vec<(&str, f64)> = classes
-            .iter()
-            .zip(&r.best_confusion)
-            .enumerate()
-            .map(|(i, (c, row))| {
-                (
-                    c.as_str(),
-                    100.0 * row[i] as f64 / row.iter().sum::<usize>().max(1) as f64,
-                )
-            })
-            .collect();
-        out.push((
-            "per_class_accuracy".into(),
-            plot::bars(
-                &format!("Per-class accuracy of {best}"),
-                "accuracy (%)",
-                &per_class,
-                100.0,
-            ),
-        ));
-    }
+    best_plots(r, &mut out);
     out
 }
 
@@ -142,6 +154,72 @@ fn pct(v: f64) -> String {
     format!("{:.1}%", 100.0 * v)
 }
 
+/// The classes with their image counts per split, and example thumbnails.
+fn dataset_section(h: &mut String, dir: &Path, r: &Results) {
+    let m = &r.manifest;
+    let _ = write!(
+        h,
+        "<h2>The dataset</h2><table id=\"dataset\"><tr><th>class</th>"
+    );
+    for s in &m.splits {
+        let _ = write!(h, "<th>{}</th>", escape(&s.name));
+    }
+    *h += "</tr>";
+    for (i, c) in m.classes.iter().enumerate() {
+        let _ = write!(h, "<tr><td>{}</td>", escape(c));
+        for s in &m.splits {
+            let _ = write!(h, "<td>{}</td>", s.per_class.get(i).copied().unwrap_or(0));
+        }
+        *h += "</tr>";
+    }
+    *h += "</table><div class=\"thumbs\" id=\"examples\">";
+    for (class, path) in &m.examples {
+        *h += &thumb(dir, r, &path.display().to_string(), class);
+    }
+}
+
+/// One strategy's row of the table (a failed or pending one says why).
+fn strategy_row(h: &mut String, r: &Results, row: &crate::Row, top5: bool) {
+    let class = match (row.status, r.best.as_deref() == Some(row.strategy.as_str())) {
+        (Status::Ok, true) => " class=\"best\"",
+        (Status::Ok, false) => "",
+        _ => " class=\"failed\"",
+    };
+    if row.status != Status::Ok {
+        let _ = write!(
+            h,
+            "<tr{class}><td>{}</td><td colspan=\"{}\">{}: {}</td></tr>",
+            escape(&row.strategy),
+            if top5 { 8 } else { 7 },
+            if row.status == Status::Failed {
+                "failed"
+            } else {
+                "not run"
+            },
+            escape(row.error.as_deref().unwrap_or(""))
+        );
+        return;
+    }
+    let _ = write!(
+        h,
+        "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td>{}<td>{:.3}</td><td>{} ({})</td><td>{}</td></tr>",
+        escape(&row.strategy),
+        row.trainable_params,
+        seconds(row.seconds),
+        row.images_per_s,
+        pct(row.val_accuracy),
+        if top5 {
+            format!("<td>{}</td>", row.val_top5.map(pct).unwrap_or_default())
+        } else {
+            String::new()
+        },
+        row.macro_f1,
+        row.epochs_run,
+        row.best_epoch + usize::from(row.epochs_run > 0),
+        escape(&row.stopped.replace('_', " "))
+    );
+}
+
 pub fn compare(dir: &Path, r: &Results, plots: &[(String, String)]) -> String {
     let m = &r.manifest;
     let mut h = format!(
@@ -152,25 +230,7 @@ pub fn compare(dir: &Path, r: &Results, plots: &[(String, String)]) -> String {
         q = escape(&m.question),
         c = escape(&r.conclusion)
     );
-    let _ = write!(
-        h,
-        "<h2>The dataset</h2><table id=\"dataset\"><tr><th>class</th>"
-    );
-    for s in &m.splits {
-        let _ = write!(h, "<th>{}</th>", escape(&s.name));
-    }
-    h += "</tr>";
-    for (i, c) in m.classes.iter().enumerate() {
-        let _ = write!(h, "<tr><td>{}</td>", escape(c));
-        for s in &m.splits {
-            let _ = write!(h, "<td>{}</td>", s.per_class.get(i).copied().unwrap_or(0));
-        }
-        h += "</tr>";
-    }
-    h += "</table><div class=\"thumbs\" id=\"examples\">";
-    for (class, path) in &m.examples {
-        h += &thumb(dir, r, &path.display().to_string(), class);
-    }
+    dataset_section(&mut h, dir, r);
     let b = &m.budget;
     let _ = write!(
         h,
@@ -191,44 +251,7 @@ pub fn compare(dir: &Path, r: &Results, plots: &[(String, String)]) -> String {
     );
     let top5 = r.rows.iter().any(|row| row.val_top5.is_some());
     for row in &r.rows {
-        let class = match (row.status, r.best.as_deref() == Some(row.strategy.as_str())) {
-            (Status::Ok, true) => " class=\"best\"",
-            (Status::Ok, false) => "",
-            _ => " class=\"failed\"",
-        };
-        if row.status != Status::Ok {
-            let _ = write!(
-                h,
-                "<tr{class}><td>{}</td><td colspan=\"{}\">{}: {}</td></tr>",
-                escape(&row.strategy),
-                if top5 { 8 } else { 7 },
-                if row.status == Status::Failed {
-                    "failed"
-                } else {
-                    "not run"
-                },
-                escape(row.error.as_deref().unwrap_or(""))
-            );
-            continue;
-        }
-        let _ = write!(
-            h,
-            "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td>{}<td>{:.3}</td><td>{} ({})</td><td>{}</td></tr>",
-            escape(&row.strategy),
-            row.trainable_params,
-            seconds(row.seconds),
-            row.images_per_s,
-            pct(row.val_accuracy),
-            if top5 {
-                format!("<td>{}</td>", row.val_top5.map(pct).unwrap_or_default())
-            } else {
-                String::new()
-            },
-            row.macro_f1,
-            row.epochs_run,
-            row.best_epoch + usize::from(row.epochs_run > 0),
-            escape(&row.stopped.replace('_', " "))
-        );
+        strategy_row(&mut h, r, row, top5);
     }
     h += "</table>";
     for (name, svg) in plots {

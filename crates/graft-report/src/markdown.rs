@@ -5,6 +5,37 @@ use std::fmt::Write;
 use crate::conclusion::{Status, seconds};
 use crate::read::Results;
 
+/// One strategy's table row (a failed or pending one says why).
+fn strategy_row(row: &crate::Row) -> String {
+    if row.status != Status::Ok {
+        return format!(
+            "| {} | | | | | | | | {}: {} |",
+            row.strategy,
+            if row.status == Status::Failed {
+                "failed"
+            } else {
+                "not run"
+            },
+            row.error.as_deref().unwrap_or("").replace('|', "/")
+        );
+    }
+    format!(
+        "| {} | {} | {} | {:.1} | {:.1}% | {} | {:.3} | {} ({}) | {} |",
+        row.strategy,
+        row.trainable_params,
+        seconds(row.seconds),
+        row.images_per_s,
+        100.0 * row.val_accuracy,
+        row.val_top5
+            .map(|t| format!("{:.1}%", 100.0 * t))
+            .unwrap_or_default(),
+        row.macro_f1,
+        row.epochs_run,
+        row.best_epoch + usize::from(row.epochs_run > 0),
+        row.stopped.replace('_', " ")
+    )
+}
+
 pub fn compare(r: &Results, plots: &[(String, String)]) -> String {
     let m = &r.manifest;
     let mut s = format!(
@@ -37,36 +68,7 @@ pub fn compare(r: &Results, plots: &[(String, String)]) -> String {
             .unwrap_or_default()
     );
     for row in &r.rows {
-        if row.status != Status::Ok {
-            let _ = writeln!(
-                s,
-                "| {} | | | | | | | | {}: {} |",
-                row.strategy,
-                if row.status == Status::Failed {
-                    "failed"
-                } else {
-                    "not run"
-                },
-                row.error.as_deref().unwrap_or("").replace('|', "/")
-            );
-            continue;
-        }
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {:.1} | {:.1}% | {} | {:.3} | {} ({}) | {} |",
-            row.strategy,
-            row.trainable_params,
-            seconds(row.seconds),
-            row.images_per_s,
-            100.0 * row.val_accuracy,
-            row.val_top5
-                .map(|t| format!("{:.1}%", 100.0 * t))
-                .unwrap_or_default(),
-            row.macro_f1,
-            row.epochs_run,
-            row.best_epoch + usize::from(row.epochs_run > 0),
-            row.stopped.replace('_', " ")
-        );
+        let _ = writeln!(s, "{}", strategy_row(row));
     }
     s += "\n## Plots\n\n";
     for (name, _) in plots {

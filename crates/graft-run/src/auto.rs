@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use graft_spec::io::{write_atomic, write_json};
 use graft_spec::{FitConfig, ProbeGroup, RunResult, Strategy};
-use graft_transfer::auto::{Evidence, TRIAL, TRIAL_EPOCHS, decide, wants_trial};
+use graft_transfer::auto::{Decision, Evidence, TRIAL, TRIAL_EPOCHS, decide, wants_trial};
 use serde::{Deserialize, Serialize};
 
 use crate::compare::strategy_spec;
@@ -15,7 +15,7 @@ use crate::ensure;
 use crate::error::{Result, RunError};
 use crate::observer::{Observer, ObserverExt};
 use crate::probe::probe_into;
-use crate::study::{self, StudySpec};
+use crate::study::{self, Study, StudySpec};
 use crate::train::train_with;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -59,6 +59,38 @@ pub struct Auto {
     pub dir: PathBuf,
 }
 
+/// A short fine-tuning trial ([`TRIAL`], [`TRIAL_EPOCHS`]) in `RUN_DIR/trial/`: its best
+/// validation accuracy.
+fn run_trial(study: &Study, obs: &mut dyn Observer) -> Result<(Strategy, f64)> {
+    obs.log(format!("auto: a short trial of {TRIAL} ({TRIAL_EPOCHS} epochs)"));
+    let fit = FitConfig {
+        epochs: TRIAL_EPOCHS,
+        patience: TRIAL_EPOCHS,
+        ..FitConfig::default()
+    };
+    let label = format!("auto trial {TRIAL}: ");
+    let run = strategy_spec(study, TRIAL, study.dir.join("trial"), fit, label);
+    let done = train_with(&run, study.model.clone(), obs)?;
+    Ok((TRIAL, done.result.val_accuracy))
+}
+
+/// `auto.md`: the choice, its explanation and the evidence.
+fn markdown(
+    decision: &Decision,
+    evidence: &Evidence,
+    explanation: &str,
+    curve: &[ProbeGroup],
+) -> String {
+    let rows: String = curve
+        .iter()
+        .map(|g| format!("| {} | {:.1}% |\n", g.group, 100.0 * g.val_accuracy))
+        .collect();
+    format!(
+        "# graft auto: {}\n\n{explanation}\n\n## Evidence\n\n- training images: {}\n- classes: {}\n- rule: `{}`\n\n| group | probe accuracy |\n|---|---:|\n{rows}",
+        decision.strategy, evidence.train_images, evidence.classes, decision.rule
+    )
+}
+
 pub fn auto(spec: &AutoSpec, obs: &mut dyn Observer) -> Result<Auto> {
     ensure!(spec.epochs > 0, "--epochs must be at least 1");
     let study = study::open(&spec.study, "auto", &|_, _| Ok(()), obs)?;
@@ -74,16 +106,7 @@ pub fn auto(spec: &AutoSpec, obs: &mut dyn Observer) -> Result<Auto> {
     let head_accuracy = probe.groups.last().map_or(0.0, |g| g.val_accuracy);
     let (train_images, classes) = (study.ds.train.len(), study.ds.classes.len());
     let trial = if wants_trial(train_images, classes, head_accuracy) {
-        obs.log(format!("auto: a short trial of {TRIAL} ({TRIAL_EPOCHS} epochs)"));
-        let fit = FitConfig {
-            epochs: TRIAL_EPOCHS,
-            patience: TRIAL_EPOCHS,
-            ..FitConfig::default()
-        };
-        let label = format!("auto trial {TRIAL}: ");
-        let run = strategy_spec(&study, TRIAL, dir.join("trial"), fit, label);
-        let done = train_with(&run, study.model.clone(), obs)?;
-        Some((TRIAL, done.result.val_accuracy))
+        Some(run_trial(&study, obs)?)
     } else {
         None
     };
@@ -113,16 +136,7 @@ pub fn auto(spec: &AutoSpec, obs: &mut dyn Observer) -> Result<Auto> {
         study.ds.val_name,
         dir.display()
     );
-    let curve: String = probe
-        .groups
-        .iter()
-        .map(|g| format!("| {} | {:.1}% |\n", g.group, 100.0 * g.val_accuracy))
-        .collect();
-    let md = format!(
-        "# graft auto: {}\n\n{explanation}\n\n## Evidence\n\n- training images: {}\n- classes: {}\n- rule: `{}`\n\n| group | probe accuracy |\n|---|---:|\n{curve}",
-        decision.strategy, evidence.train_images, evidence.classes, decision.rule
-    );
-    write_atomic(&dir.join("auto.md"), md.as_bytes())?;
+    write_atomic(&dir.join("auto.md"), markdown(&decision, &evidence, &explanation, &probe.groups).as_bytes())?;
     let report = AutoReport {
         strategy: decision.strategy,
         rule: decision.rule.to_string(),

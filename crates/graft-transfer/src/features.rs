@@ -142,9 +142,8 @@ impl Extractor<'_> {
         }
     }
 
-    /// The cached quantity (see [`Extractor::upto`]) for each path. `progress(n)` is called as
-    /// images are done.
-    pub fn embeddings(&self, paths: &[PathBuf], progress: &mut dyn FnMut(usize)) -> Features {
+    /// Each image's content hash, and its slot: done from the cache, failed, or to compute.
+    fn lookup(&self, paths: &[PathBuf]) -> (Vec<Option<String>>, Vec<Slot>) {
         let read: Vec<Result<String, FeatureError>> = paths
             .par_iter()
             .map(|p| {
@@ -156,8 +155,8 @@ impl Extractor<'_> {
                     })
             })
             .collect();
-        let hashes: Vec<Option<String>> = read.iter().map(|r| r.as_ref().ok().cloned()).collect();
-        let mut out: Vec<Slot> = read
+        let hashes = read.iter().map(|r| r.as_ref().ok().cloned()).collect();
+        let slots = read
             .into_iter()
             .map(|r| match r {
                 Ok(h) => match self.cache.get(&self.key, &h) {
@@ -167,6 +166,71 @@ impl Extractor<'_> {
                 Err(e) => Slot::Done(Err(e)),
             })
             .collect();
+        (hashes, slots)
+    }
+
+    /// Computes the images in `todo` whose activations at the base freeze point are cached,
+    /// from there; returns the others.
+    fn from_base(
+        &self,
+        todo: Vec<usize>,
+        paths: &[PathBuf],
+        hashes: &[Option<String>],
+        out: &mut [Slot],
+        progress: &mut dyn FnMut(usize),
+    ) -> Vec<usize> {
+        let Some(base) = self.usable_base() else {
+            return todo;
+        };
+        let mut found = Vec::new();
+        let mut rest = Vec::new();
+        for i in todo {
+            let hit = hashes[i]
+                .as_ref()
+                .and_then(|h| self.cache.get_if_cached(&base.key, h));
+            match hit {
+                Some(row) => found.push((i, row)),
+                None => rest.push(i),
+            }
+        }
+        let [c, h, w] = base.shape;
+        for chunk in found.chunks(self.batch_size.max(1)) {
+            let rows: Vec<f32> = chunk.iter().flat_map(|(_, r)| r.iter().copied()).collect();
+            let ok: Vec<usize> = chunk.iter().map(|(i, _)| *i).collect();
+            let x = Tensor::<4>::from_data(TensorData::new(rows, [chunk.len(), c, h, w]), self.device);
+            self.store(&ok, self.compute(base.upto, x), paths, hashes, out);
+            progress(chunk.len());
+        }
+        rest
+    }
+
+    /// The images of `chunk` decoded and preprocessed: the evaluation view, or an augmented
+    /// view seeded by the image content and the view number.
+    fn decode(
+        &self,
+        chunk: &[usize],
+        paths: &[PathBuf],
+        hashes: &[Option<String>],
+    ) -> Vec<Result<Vec<f32>, graft_data::DataError>> {
+        if self.key.view == 0 {
+            let refs: Vec<&std::path::Path> = chunk.iter().map(|&i| paths[i].as_path()).collect();
+            return self.preprocess.files(&refs);
+        }
+        chunk
+            .par_iter()
+            .map(|&i| {
+                let h = hashes[i].as_deref().unwrap_or_default();
+                let seed = u64::from_str_radix(h.get(..16).unwrap_or("0"), 16).unwrap_or(0)
+                    ^ u64::from(self.key.view);
+                self.preprocess.augmented_file(&paths[i], seed)
+            })
+            .collect()
+    }
+
+    /// The cached quantity (see [`Extractor::output`]) for each path. `progress(n)` is called
+    /// as images are done.
+    pub fn embeddings(&self, paths: &[PathBuf], progress: &mut dyn FnMut(usize)) -> Features {
+        let (hashes, mut out) = self.lookup(paths);
         let cached = out
             .iter()
             .filter(|s| matches!(s, Slot::Done(Ok(_))))
@@ -175,58 +239,12 @@ impl Extractor<'_> {
         let todo: Vec<usize> = (0..paths.len())
             .filter(|&i| matches!(out[i], Slot::Todo))
             .collect();
-        // Misses whose activations at the base freeze point are cached start from there.
-        let (from_base, todo): (Vec<(usize, Vec<f32>)>, Vec<usize>) = match self.usable_base() {
-            Some(base) => {
-                let mut found = Vec::new();
-                let mut rest = Vec::new();
-                for i in todo {
-                    let hit = hashes[i]
-                        .as_ref()
-                        .and_then(|h| self.cache.get_if_cached(&base.key, h));
-                    match hit {
-                        Some(row) => found.push((i, row)),
-                        None => rest.push(i),
-                    }
-                }
-                (found, rest)
-            }
-            None => (Vec::new(), todo),
-        };
-        if let Some(base) = self.usable_base() {
-            let [c, h, w] = base.shape;
-            for chunk in from_base.chunks(self.batch_size.max(1)) {
-                let rows: Vec<f32> = chunk.iter().flat_map(|(_, r)| r.iter().copied()).collect();
-                let ok: Vec<usize> = chunk.iter().map(|(i, _)| *i).collect();
-                let x = Tensor::<4>::from_data(
-                    TensorData::new(rows, [chunk.len(), c, h, w]),
-                    self.device,
-                );
-                self.store(&ok, self.compute(base.upto, x), paths, &hashes, &mut out);
-                progress(chunk.len());
-            }
-        }
+        let todo = self.from_base(todo, paths, &hashes, &mut out, progress);
         let size = self.preprocess.crop as usize;
         for chunk in todo.chunks(self.batch_size.max(1)) {
-            let decoded: Vec<_> = if self.key.view == 0 {
-                let refs: Vec<&std::path::Path> =
-                    chunk.iter().map(|&i| paths[i].as_path()).collect();
-                self.preprocess.files(&refs)
-            } else {
-                // Augmented view: seeded by the image content and the view number.
-                chunk
-                    .par_iter()
-                    .map(|&i| {
-                        let h = hashes[i].as_deref().unwrap_or_default();
-                        let seed = u64::from_str_radix(h.get(..16).unwrap_or("0"), 16).unwrap_or(0)
-                            ^ u64::from(self.key.view);
-                        self.preprocess.augmented_file(&paths[i], seed)
-                    })
-                    .collect()
-            };
             let mut pixels = Vec::new();
             let mut ok = Vec::new();
-            for (&i, r) in chunk.iter().zip(decoded) {
+            for (&i, r) in chunk.iter().zip(self.decode(chunk, paths, &hashes)) {
                 match r {
                     Ok(chw) => {
                         pixels.extend_from_slice(&chw);

@@ -12,7 +12,8 @@ use graft_transfer::train::{Fitted, Stopped};
 
 use super::checkpoint::write_run_files;
 use super::summary::{RunFacts, Trained, summarise};
-use super::{Prepared, embed_extractor, extract, feature_cache, features};
+use super::{Prepared, SplitFeatures, embed_extractor, extract, feature_cache, features};
+use crate::pretrained::LoadedModel;
 use crate::error::{Result, RunError};
 use crate::observer::{Observer, ObserverExt};
 
@@ -64,6 +65,32 @@ fn mapping_file(classes: &[String], map: &[Vec<usize>]) -> Vec<ClassMapping> {
         .collect()
 }
 
+/// The ImageNet classifier on pooled features, each user class the sum of its ImageNet
+/// classes: the confusion and each image's class probabilities.
+fn score(
+    model: &LoadedModel,
+    val: &SplitFeatures,
+    map: &[Vec<usize>],
+    classes: usize,
+) -> Result<(Confusion, Vec<Vec<f32>>)> {
+    let mut confusion = Confusion::new(classes);
+    let mut val_probs = Vec::with_capacity(val.y.len());
+    let dim = model.net.embed_dim();
+    for (xs, ys) in val.x.chunks(256).zip(val.y.chunks(256)) {
+        let flat: Vec<f32> = xs.iter().flatten().copied().collect();
+        let e = Tensor::<2>::from_data(TensorData::new(flat, [xs.len(), dim]), &model.device);
+        let probs = burn::tensor::activation::softmax(model.net.classify(e), 1)
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| RunError::Backend(format!("cannot read probabilities: {e:?}")))?;
+        for (row, &y) in probs.chunks_exact(probs.len() / xs.len().max(1)).zip(ys) {
+            confusion.add(y, class_map::predict(row, map));
+            val_probs.push(class_map::class_probabilities(row, map));
+        }
+    }
+    Ok((confusion, val_probs))
+}
+
 pub(super) fn run(run: Prepared, obs: &mut dyn Observer) -> Result<Trained> {
     let (model, ds) = (&run.model, &run.ds);
     let map = class_mapping(&ds.classes, run.spec.class_map.as_deref())?;
@@ -76,21 +103,7 @@ pub(super) fn run(run: Prepared, obs: &mut dyn Observer) -> Result<Trained> {
     let what = format!("{}pretrained ({})", run.spec.label, ds.val_name);
     let val = features(&extractor, &ds.val, &what, obs);
     extract::report_unreadable(&val.failed, obs);
-    let mut confusion = Confusion::new(ds.classes.len());
-    let mut val_probs = Vec::with_capacity(val.y.len());
-    let dim = model.net.embed_dim();
-    for (xs, ys) in val.x.chunks(256).zip(val.y.chunks(256)) {
-        let flat: Vec<f32> = xs.iter().flatten().copied().collect();
-        let e = Tensor::<2>::from_data(TensorData::new(flat, [xs.len(), dim]), &model.device);
-        let probs = burn::tensor::activation::softmax(model.net.classify(e), 1)
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| RunError::Backend(format!("cannot read probabilities: {e:?}")))?;
-        for (row, &y) in probs.chunks_exact(probs.len() / xs.len().max(1)).zip(ys) {
-            confusion.add(y, class_map::predict(row, &map));
-            val_probs.push(class_map::class_probabilities(row, &map));
-        }
-    }
+    let (confusion, val_probs) = score(model, &val, &map, ds.classes.len())?;
     let config = RunConfig {
         format: graft_spec::FORMAT,
         graft_version: graft_spec::VERSION.to_string(),
