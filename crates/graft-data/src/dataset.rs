@@ -403,7 +403,8 @@ pub fn stratified_split(
     let mut val = Vec::new();
     for c in 0..classes {
         let mut items = by_class.remove(&c).unwrap_or_default();
-        let mut rng = graft_spec::SplitMix64(options.seed ^ (c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng =
+            graft_spec::SplitMix64(options.seed ^ (c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         for i in (1..items.len()).rev() {
             let j = (rng.next() % (i as u64 + 1)) as usize;
             items.swap(i, j);

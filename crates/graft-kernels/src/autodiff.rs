@@ -478,4 +478,3 @@ fn flipped_padding(g: &Geometry, options: &ConvOptions<2>) -> Option<[(usize, us
     }
     Some(out)
 }
-

@@ -170,6 +170,16 @@ impl Network {
         first.weight.dims()[0]
     }
 
+    /// The network's own classifier as linear layers, input to output (ReLU between them,
+    /// dropout only in training): what [`Self::classify`] runs.
+    pub fn classifier_layers(&self) -> Vec<&burn::nn::Linear> {
+        match self {
+            Self::EfficientNetLite(m) => vec![&m.classifier],
+            Self::Vgg(m) => vec![&m.fc1, &m.fc2, &m.fc3],
+            Self::ResNet(m) => vec![&m.fc],
+        }
+    }
+
     pub fn classify(&self, embedding: Tensor<2>) -> Tensor<2> {
         match self {
             Self::EfficientNetLite(m) => m.classify(embedding),

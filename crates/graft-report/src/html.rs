@@ -7,8 +7,8 @@ use std::path::Path;
 use base64::Engine;
 
 use crate::conclusion::{Status, seconds};
-use crate::read::Results;
 use crate::plot::{self, escape};
+use crate::read::Results;
 
 pub const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}\
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}\

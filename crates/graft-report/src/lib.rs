@@ -5,16 +5,16 @@
 
 mod conclusion;
 mod html;
-mod read;
-mod write;
 mod markdown;
 pub mod plot;
 mod probe;
+mod read;
+mod write;
 
 pub use conclusion::{Row, Status, conclusion};
 pub use graft_spec::Prediction;
 pub use graft_spec::csv;
-pub use read::{Budget, Epoch, Manifest, ReportError, Results, RunEntry, SplitCount, collect};
-pub use write::write;
 pub use graft_spec::{ProbeGroup, Recommendation};
 pub use probe::{ProbeReport, write_probe};
+pub use read::{Budget, Epoch, Manifest, ReportError, Results, RunEntry, SplitCount, collect};
+pub use write::write;

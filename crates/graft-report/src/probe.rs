@@ -9,9 +9,9 @@ use graft_spec::{ProbeGroup, Recommendation};
 use serde::{Deserialize, Serialize};
 
 use crate::html::STYLE;
+use crate::plot::{self, escape};
 use crate::read::ReportError;
 use graft_spec::io::{FileError, write_atomic, write_json};
-use crate::plot::{self, escape};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ProbeReport {

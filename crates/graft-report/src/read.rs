@@ -138,7 +138,9 @@ pub fn collect(dir: &Path) -> Result<Results, ReportError> {
             let m = confusions.remove(s).unwrap_or_default();
             let run = manifest.runs.iter().find(|r| &r.strategy == s);
             let mut wrong: Vec<Prediction> = run
-                .map(|r| Prediction::read_all(&dir.join(&r.dir).join(graft_spec::files::PREDICTIONS)))
+                .map(|r| {
+                    Prediction::read_all(&dir.join(&r.dir).join(graft_spec::files::PREDICTIONS))
+                })
                 .transpose()?
                 .unwrap_or_default()
                 .into_iter()

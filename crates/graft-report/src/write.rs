@@ -13,7 +13,10 @@ pub fn write(dir: &Path, results: &Results) -> Result<(), ReportError> {
     let plots = crate::html::plots(results);
     std::fs::create_dir_all(dir.join("plots")).map_err(FileError::io(&dir.join("plots")))?;
     for (name, svg) in &plots {
-        write_atomic(&dir.join("plots").join(format!("{name}.svg")), svg.as_bytes())?;
+        write_atomic(
+            &dir.join("plots").join(format!("{name}.svg")),
+            svg.as_bytes(),
+        )?;
     }
     graft_spec::io::write_json(&dir.join("results.json"), results)?;
     write_atomic(

@@ -72,11 +72,43 @@ fn tensors_of<M: ModuleSnapshot>(module: &M) -> Result<Vec<(String, StateTensor)
 /// The network (without its own classifier) and `head` under the original checkpoint's names,
 /// sorted. BatchNorm layers get PyTorch's `num_batches_tracked` counter (0), so the key set is
 /// exactly the reference model's.
-pub fn state_dict(arch: &Arch, net: &Network, head: &Head) -> Result<BTreeMap<String, StateTensor>> {
+pub fn state_dict(
+    arch: &Arch,
+    net: &Network,
+    head: &Head,
+) -> Result<BTreeMap<String, StateTensor>> {
+    let mut out = network_state(arch, net, false)?;
+    let n = head.layers.len();
+    for (name, t) in tensors_of(head)? {
+        let rest = name.strip_prefix("layers.").unwrap_or(&name);
+        let (i, field) = rest.split_once('.').unwrap_or(("0", rest));
+        let i: usize = i
+            .parse()
+            .map_err(|_| RunError::Backend(format!("unexpected head tensor {name}")))?;
+        out.insert(
+            format!("{}{field}", head_prefix(arch.classifier_name(), i, n)),
+            t,
+        );
+    }
+    Ok(out)
+}
+
+/// The network's tensors under the original checkpoint's names, its own classifier included
+/// when `with_classifier` (a pretrained model as it is).
+pub fn network_state(
+    arch: &Arch,
+    net: &Network,
+    with_classifier: bool,
+) -> Result<BTreeMap<String, StateTensor>> {
     let inverse = arch.key_map().inverse()?;
     let mut out = BTreeMap::new();
     for (name, t) in tensors_of(net)? {
-        if arch.classifier_prefixes().iter().any(|p| name.starts_with(p)) {
+        if !with_classifier
+            && arch
+                .classifier_prefixes()
+                .iter()
+                .any(|p| name.starts_with(p))
+        {
             continue;
         }
         let original = inverse.map_first(&name)?;
@@ -89,18 +121,6 @@ pub fn state_dict(arch: &Arch, net: &Network, head: &Head) -> Result<BTreeMap<St
             out.insert(format!("{stem}.num_batches_tracked"), counter);
         }
         out.insert(original, t);
-    }
-    let n = head.layers.len();
-    for (name, t) in tensors_of(head)? {
-        let rest = name.strip_prefix("layers.").unwrap_or(&name);
-        let (i, field) = rest.split_once('.').unwrap_or(("0", rest));
-        let i: usize = i
-            .parse()
-            .map_err(|_| RunError::Backend(format!("unexpected head tensor {name}")))?;
-        out.insert(
-            format!("{}{field}", head_prefix(arch.classifier_name(), i, n)),
-            t,
-        );
     }
     Ok(out)
 }
@@ -213,7 +233,8 @@ impl TrainedModel {
     /// Reads `dir/model.json` and `dir/model.safetensors` (a run directory, or any folder
     /// holding the two).
     pub fn load(dir: &Path) -> Result<Self> {
-        let card = ModelCard::read(dir).context(|| format!("{} holds no trained model", dir.display()))?;
+        let card =
+            ModelCard::read(dir).context(|| format!("{} holds no trained model", dir.display()))?;
         let spec = find_model(&card.architecture)?;
         let path = dir.join(MODEL_WEIGHTS);
         let device = default_device();
@@ -264,7 +285,6 @@ impl TrainedModel {
         }
     }
 }
-
 
 /// One class and its probability (the shape of Hugging Face's image-classification answers).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -62,7 +62,9 @@ pub struct Auto {
 /// A short fine-tuning trial ([`TRIAL`], [`TRIAL_EPOCHS`]) in `RUN_DIR/trial/`: its best
 /// validation accuracy.
 fn run_trial(study: &Study, obs: &mut dyn Observer) -> Result<(Strategy, f64)> {
-    obs.log(format!("auto: a short trial of {TRIAL} ({TRIAL_EPOCHS} epochs)"));
+    obs.log(format!(
+        "auto: a short trial of {TRIAL} ({TRIAL_EPOCHS} epochs)"
+    ));
     let fit = FitConfig {
         epochs: TRIAL_EPOCHS,
         patience: TRIAL_EPOCHS,
@@ -136,7 +138,10 @@ pub fn auto(spec: &AutoSpec, obs: &mut dyn Observer) -> Result<Auto> {
         study.ds.val_name,
         dir.display()
     );
-    write_atomic(&dir.join("auto.md"), markdown(&decision, &evidence, &explanation, &probe.groups).as_bytes())?;
+    write_atomic(
+        &dir.join("auto.md"),
+        markdown(&decision, &evidence, &explanation, &probe.groups).as_bytes(),
+    )?;
     let report = AutoReport {
         strategy: decision.strategy,
         rule: decision.rule.to_string(),

@@ -288,7 +288,11 @@ pub fn compare(spec: &CompareSpec, obs: &mut dyn Observer) -> Result<Compared> {
         save_manifest(&dir, &manifest)?;
     }
     let results = graft_report::collect(&dir)?;
-    let mistakes: Vec<PathBuf> = results.mistakes.iter().map(|p| PathBuf::from(&p.path)).collect();
+    let mistakes: Vec<PathBuf> = results
+        .mistakes
+        .iter()
+        .map(|p| PathBuf::from(&p.path))
+        .collect();
     thumbs::make(&dir, &mistakes, &mut manifest.thumbnails, obs);
     save_manifest(&dir, &manifest)?;
     let results = graft_report::collect(&dir)?;

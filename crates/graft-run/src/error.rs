@@ -13,10 +13,10 @@ pub enum RunError {
     /// A setting or an input that cannot work, said in the user's terms.
     #[error("{0}")]
     Invalid(String),
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(transparent)]
     File(#[from] FileError),
@@ -33,10 +33,11 @@ pub enum RunError {
     /// The tensor framework could not do what was asked (read back a tensor, save a module).
     #[error("{0}")]
     Backend(String),
-    #[error("{context}: {source}")]
+    // The inner error is part of the message, not a `source`, so a chain prints it once.
+    #[error("{context}: {inner}")]
     Context {
         context: String,
-        source: Box<RunError>,
+        inner: Box<RunError>,
     },
 }
 
@@ -44,9 +45,9 @@ pub type Result<T, E = RunError> = std::result::Result<T, E>;
 
 impl RunError {
     pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
-        move |source| Self::Io {
+        move |error| Self::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         }
     }
 }
@@ -60,7 +61,7 @@ impl<T, E: Into<RunError>> Context<T> for std::result::Result<T, E> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|e| RunError::Context {
             context: what(),
-            source: Box::new(e.into()),
+            inner: Box::new(e.into()),
         })
     }
 }

@@ -49,9 +49,10 @@ pub fn classify_files(
                 }
                 None => model.net.forward(x),
             };
-            probs = softmax(logits, 1).into_data().try_to_vec::<f32>().map_err(|e| {
-                RunError::Backend(format!("cannot read the model's output: {e:?}"))
-            })?;
+            probs = softmax(logits, 1)
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| RunError::Backend(format!("cannot read the model's output: {e:?}")))?;
         }
         let classes = probs.len() / ok.len().max(1);
         let mut rows = probs.chunks_exact(classes.max(1));

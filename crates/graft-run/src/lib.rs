@@ -40,6 +40,7 @@ pub mod auto;
 pub mod compare;
 mod error;
 pub mod evaluate;
+pub mod export;
 pub mod infer;
 pub mod observer;
 pub mod pretrained;

@@ -42,7 +42,12 @@ pub fn preprocess_for(spec: &ModelSpec) -> Preprocess {
 pub fn load_pretrained(choice: &ModelChoice, obs: &mut dyn Observer) -> Result<LoadedModel> {
     ensure!(choice.batch_size > 0, "--batch-size must be at least 1");
     let spec = find_model(&choice.name)?;
-    let weights = fetch_weights(&spec, choice.weights.as_deref(), &choice.fetch_options(), obs)?;
+    let weights = fetch_weights(
+        &spec,
+        choice.weights.as_deref(),
+        &choice.fetch_options(),
+        obs,
+    )?;
     let device = default_device();
     let (net, report) = spec
         .arch

@@ -8,10 +8,10 @@ use std::time::Instant;
 use burn::prelude::*;
 use graft_data::Dataset;
 use graft_report::ProbeReport;
-use graft_spec::ProbeGroup;
-use graft_transfer::auto::recommend;
 use graft_spec::FitConfig;
+use graft_spec::ProbeGroup;
 use graft_transfer::CacheKey;
+use graft_transfer::auto::recommend;
 use graft_transfer::features::{Extractor, Output};
 use graft_transfer::train::{Split, train_head};
 
@@ -152,6 +152,9 @@ pub fn probe_into(
         seconds: start.elapsed().as_secs_f64(),
     };
     graft_report::write_probe(dir, &report).context(|| "cannot write the probe report".into())?;
-    obs.log(format!("probe report: {}", dir.join("probe.html").display()));
+    obs.log(format!(
+        "probe report: {}",
+        dir.join("probe.html").display()
+    ));
     Ok((report, failed))
 }

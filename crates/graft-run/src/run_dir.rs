@@ -6,8 +6,8 @@ use burn::module::Module;
 use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
 use graft_spec::io::write_atomic_with;
 
-use crate::error::{Result, RunError};
 use crate::ensure;
+use crate::error::{Result, RunError};
 
 /// `out` if given (refused when it exists and is not empty, unless `force`), else
 /// `runs/<stem>`, numbered `-2`, `-3`, ... when taken.

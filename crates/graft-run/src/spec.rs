@@ -134,10 +134,11 @@ impl RunSpec {
 
     /// Augmented views cached per training image.
     pub fn views(&self) -> usize {
-        self.cached_views.unwrap_or(if self.strategy == Strategy::Head {
-            defaults::HEAD_VIEWS
-        } else {
-            defaults::FINETUNE_VIEWS
-        })
+        self.cached_views
+            .unwrap_or(if self.strategy == Strategy::Head {
+                defaults::HEAD_VIEWS
+            } else {
+                defaults::FINETUNE_VIEWS
+            })
     }
 }

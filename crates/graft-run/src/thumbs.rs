@@ -37,7 +37,10 @@ pub fn make(
     obs: &mut dyn Observer,
 ) {
     if let Err(e) = std::fs::create_dir_all(dir.join("thumbs")) {
-        obs.warn(format!("no thumbnails: cannot create {}: {e}", dir.join("thumbs").display()));
+        obs.warn(format!(
+            "no thumbnails: cannot create {}: {e}",
+            dir.join("thumbs").display()
+        ));
         return;
     }
     for image in images {

@@ -28,7 +28,16 @@ fn tensors(bytes: &[u8]) -> BTreeMap<String, (String, Vec<usize>, Vec<u8>)> {
     let st = safetensors::SafeTensors::deserialize(bytes).expect("safetensors");
     st.tensors()
         .into_iter()
-        .map(|(n, v)| (n, (format!("{:?}", v.dtype()), v.shape().to_vec(), v.data().to_vec())))
+        .map(|(n, v)| {
+            (
+                n,
+                (
+                    format!("{:?}", v.dtype()),
+                    v.shape().to_vec(),
+                    v.data().to_vec(),
+                ),
+            )
+        })
         .collect()
 }
 
@@ -64,10 +73,17 @@ fn every_architecture_round_trips_through_its_original_names() {
         let (net, _) = arch
             .load(&path, &LoadPolicy::strict(), name, &device)
             .expect("fixture loads");
-        let (_, head) = load_parts(&arch, &path, head_kind(&arch), arch.classifier_name(), classes, &device)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let bytes = safetensors_bytes(&state_dict(&arch, &net, &head).expect("state dict"))
-            .expect("bytes");
+        let (_, head) = load_parts(
+            &arch,
+            &path,
+            head_kind(&arch),
+            arch.classifier_name(),
+            classes,
+            &device,
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let bytes =
+            safetensors_bytes(&state_dict(&arch, &net, &head).expect("state dict")).expect("bytes");
         let ours = tensors(&bytes);
         let theirs = tensors(&std::fs::read(&path).expect("fixture"));
         assert_eq!(
@@ -85,9 +101,15 @@ fn every_architecture_round_trips_through_its_original_names() {
         // From the artifact alone: the fixture's logits.
         let file = tmp.path().join(format!("{name}.model.safetensors"));
         std::fs::write(&file, &bytes).expect("write");
-        let (net2, head2) =
-            load_parts(&arch, &file, head_kind(&arch), arch.classifier_name(), classes, &device)
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (net2, head2) = load_parts(
+            &arch,
+            &file,
+            head_kind(&arch),
+            arch.classifier_name(),
+            classes,
+            &device,
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
         let io = fixture(&format!("models/{name}.io.safetensors"));
         let io = safetensors::SafeTensors::deserialize(&std::fs::read(&io).expect("io"))
             .expect("io")
@@ -106,8 +128,14 @@ fn every_architecture_round_trips_through_its_original_names() {
         let got = logits(&net2, &head2, input, shape);
         let want = &io["logits"].0;
         let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let err = got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        assert!(err <= 1e-4 * scale, "{name}: logits differ by {err} (scale {scale})");
+        let err = got
+            .iter()
+            .zip(want)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            err <= 1e-4 * scale,
+            "{name}: logits differ by {err} (scale {scale})"
+        );
         // The same tensors always give the same bytes.
         let again = safetensors_bytes(&state_dict(&arch, &net2, &head2).expect("state dict"))
             .expect("bytes");

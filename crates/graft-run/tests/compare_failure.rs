@@ -20,8 +20,16 @@ struct FailAfter {
 }
 
 impl Observer for FailAfter {
-    fn epoch_saved(&mut self, dir: &Path, record: &EpochRecord, _: bool) -> Result<(), CallbackError> {
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    fn epoch_saved(
+        &mut self,
+        dir: &Path,
+        record: &EpochRecord,
+        _: bool,
+    ) -> Result<(), CallbackError> {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         self.saved.push((name.clone(), record.epoch));
         if name.ends_with(self.suffix) && record.epoch == self.epoch {
             return Err(format!("failure injected after epoch {}", record.epoch).into());
@@ -57,15 +65,26 @@ fn a_strategy_failing_mid_way_is_a_failed_row_and_the_report_is_still_written() 
     };
     let done = compare(&spec, &mut obs).expect("compare itself succeeds");
     assert_eq!(done.failed, 1);
-    assert!(obs.saved.contains(&("partial-1".to_string(), 0)), "{:?}", obs.saved);
-    assert!(!obs.saved.contains(&("partial-1".to_string(), 1)), "stopped after the failure");
+    assert!(
+        obs.saved.contains(&("partial-1".to_string(), 0)),
+        "{:?}",
+        obs.saved
+    );
+    assert!(
+        !obs.saved.contains(&("partial-1".to_string(), 1)),
+        "stopped after the failure"
+    );
     assert_eq!(std::fs::read(out.join("notes.txt")).expect("kept"), b"mine");
     let rows = &done.results.rows;
     assert_eq!(rows[0].status, graft_report::Status::Ok);
     assert_eq!(rows[1].status, graft_report::Status::Failed);
     let error = rows[1].error.as_deref().unwrap_or("");
     assert!(error.contains("failure injected after epoch 0"), "{error}");
-    assert!(done.results.conclusion.contains("partial:1 failed"), "{}", done.results.conclusion);
+    assert!(
+        done.results.conclusion.contains("partial:1 failed"),
+        "{}",
+        done.results.conclusion
+    );
     let html = std::fs::read_to_string(out.join("report.html")).expect("report written anyway");
     assert!(html.contains("failed") && html.contains("partial:1"));
     // The failed run kept its last saved epoch: it can be resumed.

@@ -339,8 +339,11 @@ mod tests {
     #[test]
     fn a_result_missing_a_field_names_the_field() {
         let dir = tempfile::tempdir().expect("tmp");
-        std::fs::write(dir.path().join(RESULT), r#"{"format": 2, "strategy": "head"}"#)
-            .expect("write");
+        std::fs::write(
+            dir.path().join(RESULT),
+            r#"{"format": 2, "strategy": "head"}"#,
+        )
+        .expect("write");
         let e = RunResult::read(dir.path()).expect_err("incomplete");
         assert!(e.to_string().contains("missing field `model`"), "{e}");
     }

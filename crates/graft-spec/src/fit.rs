@@ -126,6 +126,10 @@ mod tests {
         assert_eq!("MLP".parse(), Ok(HeadKind::Mlp { hidden: 512 }));
         assert_eq!("mlp:64".parse(), Ok(HeadKind::Mlp { hidden: 64 }));
         assert!("mlp:0".parse::<HeadKind>().is_err());
-        assert!("deep".parse::<HeadKind>().is_err_and(|e| e.to_string().contains("deep")));
+        assert!(
+            "deep"
+                .parse::<HeadKind>()
+                .is_err_and(|e| e.to_string().contains("deep"))
+        );
     }
 }

@@ -11,10 +11,11 @@ use serde::de::DeserializeOwned;
 /// A run file that cannot be read, written or understood; always names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    #[error("{path}: {source}")]
+    // Not a `source`: the message already says it, and error chains would say it twice.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -30,9 +31,9 @@ pub enum FileError {
 
 impl FileError {
     pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
-        move |source| Self::Io {
+        move |error| Self::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         }
     }
 
@@ -209,6 +210,9 @@ mod tests {
         std::fs::write(&p, r#"{"model": "x"}"#).expect("write");
         let e = read_versioned::<serde_json::Value>(&p, 2).expect_err("refused");
         let msg = e.to_string();
-        assert!(msg.contains("config.json") && msg.contains("re-run"), "{msg}");
+        assert!(
+            msg.contains("config.json") && msg.contains("re-run"),
+            "{msg}"
+        );
     }
 }

@@ -11,8 +11,8 @@ pub mod strategy;
 
 pub use files::{
     CacheCounts, ClassMapping, ClassResult, EpochRecord, FORMAT, ImagenetClass, MetricsLine,
-    ModelCard, Prediction, Preprocessing, ProbeGroup, Recommendation, RunConfig, RunResult, Stopped,
-    Unreadable,
+    ModelCard, Prediction, Preprocessing, ProbeGroup, Recommendation, RunConfig, RunResult,
+    Stopped, Unreadable,
 };
 pub use fit::{FitConfig, HeadKind, HeadKindError, defaults};
 pub use io::{FileError, write_atomic};

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 pub enum StrategyError {
     #[error("unknown strategy {0:?}: use pretrained, head, partial:N (N >= 1) or scratch")]
     Unknown(String),
-    #[error("partial:{asked} asks for {asked} block groups but this model has {available}: {groups}")]
+    #[error(
+        "partial:{asked} asks for {asked} block groups but this model has {available}: {groups}"
+    )]
     TooManyGroups {
         asked: usize,
         available: usize,
@@ -131,7 +133,8 @@ mod tests {
                 s.parse::<Strategy>().map(|x| x.to_string()),
                 Ok(s.to_string())
             );
-            let json = serde_json::to_string(&s.parse::<Strategy>().expect("parses")).expect("json");
+            let json =
+                serde_json::to_string(&s.parse::<Strategy>().expect("parses")).expect("json");
             assert_eq!(json, format!("{s:?}"));
         }
         assert!("partial:0".parse::<Strategy>().is_err());

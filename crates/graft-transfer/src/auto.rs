@@ -58,7 +58,6 @@ pub fn recommend(groups: &[ProbeGroup]) -> Option<Recommendation> {
     })
 }
 
-
 /// What `auto` knows when it decides.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Evidence {

@@ -2,7 +2,6 @@
 //! image content). The whole key is stored in the file and checked on read, so an entry that
 //! no longer matches (or is damaged) is rebuilt, never silently reused.
 
-
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -171,7 +171,7 @@ impl Extractor<'_> {
 
     /// Computes the images in `todo` whose activations at the base freeze point are cached,
     /// from there; returns the others.
-    fn from_base(
+    fn start_from_base(
         &self,
         todo: Vec<usize>,
         paths: &[PathBuf],
@@ -197,7 +197,8 @@ impl Extractor<'_> {
         for chunk in found.chunks(self.batch_size.max(1)) {
             let rows: Vec<f32> = chunk.iter().flat_map(|(_, r)| r.iter().copied()).collect();
             let ok: Vec<usize> = chunk.iter().map(|(i, _)| *i).collect();
-            let x = Tensor::<4>::from_data(TensorData::new(rows, [chunk.len(), c, h, w]), self.device);
+            let x =
+                Tensor::<4>::from_data(TensorData::new(rows, [chunk.len(), c, h, w]), self.device);
             self.store(&ok, self.compute(base.upto, x), paths, hashes, out);
             progress(chunk.len());
         }
@@ -239,7 +240,7 @@ impl Extractor<'_> {
         let todo: Vec<usize> = (0..paths.len())
             .filter(|&i| matches!(out[i], Slot::Todo))
             .collect();
-        let todo = self.from_base(todo, paths, &hashes, &mut out, progress);
+        let todo = self.start_from_base(todo, paths, &hashes, &mut out, progress);
         let size = self.preprocess.crop as usize;
         for chunk in todo.chunks(self.batch_size.max(1)) {
             let mut pixels = Vec::new();

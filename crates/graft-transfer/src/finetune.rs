@@ -10,12 +10,10 @@ use burn::prelude::*;
 use burn::tensor::Gradients;
 use graft_models::Network;
 
+use crate::fit::{Learner, fit};
 use crate::head::{BuildHead, Head};
 use crate::metrics::Confusion;
-use crate::fit::{Learner, fit};
-use crate::train::{
-    CallbackError, Checkpoint, Evaluation, Fitted, HeadConfig, Resume, TrainError, tally,
-};
+use crate::train::{Evaluation, Fitted, HeadConfig, OnEpoch, Resume, TrainError, tally};
 
 /// Cached activations at the freeze point, one flattened `[c, h, w]` row per image.
 pub struct Activations<'a> {
@@ -105,7 +103,9 @@ impl Learner for GroupsLearner<'_> {
     type Model = (Network, Head);
 
     fn examples(&self) -> (usize, &[usize]) {
-        self.views.first().map_or((0, &[][..]), |v| (v.x.len(), v.y))
+        self.views
+            .first()
+            .map_or((0, &[][..]), |v| (v.x.len(), v.y))
     }
 
     fn views(&self) -> usize {
@@ -166,7 +166,15 @@ impl Learner for GroupsLearner<'_> {
 
     fn evaluate(&self, (net, head): &(Network, Head)) -> Result<Evaluation, TrainError> {
         let hc = &self.cfg.head;
-        evaluate(net, head, self.freeze_point, self.val, self.classes, hc.batch_size, self.device)
+        evaluate(
+            net,
+            head,
+            self.freeze_point,
+            self.val,
+            self.classes,
+            hc.batch_size,
+            self.device,
+        )
     }
 }
 
@@ -183,7 +191,7 @@ pub fn finetune(
     cfg: &FinetuneConfig,
     device: &Device,
     resume: Option<Resume<(Network, Head)>>,
-    on_epoch: &mut dyn FnMut(Checkpoint<'_, (Network, Head)>) -> Result<(), CallbackError>,
+    on_epoch: &mut OnEpoch<'_, (Network, Head)>,
 ) -> Result<FinetuneOutcome, TrainError> {
     let learner = GroupsLearner {
         net,

@@ -9,8 +9,8 @@ use burn::tensor::Gradients;
 
 use crate::schedule::{EpochAction, LoopState, cosine_with_warmup, fits_budget};
 use crate::train::{
-    CallbackError, Checkpoint, EpochRecord, Evaluation, Fitted, HeadConfig, Resume, Stopped,
-    TrainError, loss_and_schedule,
+    CallbackError, Checkpoint, EpochRecord, Evaluation, Fitted, HeadConfig, OnEpoch, Resume,
+    Stopped, TrainError, loss_and_schedule,
 };
 
 /// What differs between fitting a head on pooled features and fine-tuning block groups on
@@ -60,7 +60,7 @@ pub fn fit<L: Learner>(
     cfg: &HeadConfig,
     device: &Device,
     resume: Option<Resume<L::Model>>,
-    on_epoch: &mut dyn FnMut(Checkpoint<'_, L::Model>) -> Result<(), CallbackError>,
+    on_epoch: &mut OnEpoch<'_, L::Model>,
 ) -> Result<(L::Model, Fitted), TrainError> {
     let ad = device.clone().autodiff();
     let (n, y) = learner.examples();

@@ -5,8 +5,8 @@ use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
-use graft_spec::SplitMix64;
 pub use graft_spec::HeadKind;
+use graft_spec::SplitMix64;
 
 #[derive(Module, Debug)]
 pub struct Head {

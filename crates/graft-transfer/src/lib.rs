@@ -14,5 +14,5 @@ pub mod schedule;
 pub mod train;
 
 pub use cache::{CacheKey, CacheStats, FeatureCache};
-pub use metrics::Confusion;
 pub use graft_spec::{FreezePlan, Strategy, StrategyError};
+pub use metrics::Confusion;

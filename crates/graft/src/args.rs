@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use graft_run::evaluate::EvalSplit;
+use graft_run::export::Format;
 use graft_spec::{HeadKind, Strategy, defaults};
 
 #[derive(Parser, Debug)]
@@ -49,6 +50,8 @@ pub enum Command {
     Probe(ProbeArgs),
     /// Choose a strategy from the data, the probe and a short trial, train it and explain why.
     Auto(AutoArgs),
+    /// Write a trained run's model (or a pretrained model as it is) as ONNX or safetensors.
+    Export(ExportArgs),
 }
 
 /// What `probe`, `compare` and `auto` share: the dataset and the seed.
@@ -321,6 +324,38 @@ pub struct TrainArgs {
 
     /// End stdout with one JSON object (strategy, model, train_images, val_images,
     /// val_accuracy, best_epoch, seconds, run_dir, ...).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "ONNX: the whole network and its classifier as one graph (opset 17, BatchNorm folded into the \
+convolutions, a dynamic batch dimension), with the class names, preprocessing, input size, graft version and \
+accuracy in its metadata. safetensors: the state dict under the original checkpoint's tensor names, which \
+PyTorch loads with load_state_dict(strict=True), plus FILE.json describing it."
+)]
+pub struct ExportArgs {
+    /// Run directory whose trained model to export; without it, --model (and --weights) as it is.
+    #[arg(value_name = "RUN_DIR", conflicts_with = "weights")]
+    pub run: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// onnx or safetensors.
+    #[arg(long, default_value = "onnx")]
+    pub format: Format,
+
+    /// The file to write (replaced atomically if it exists).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// ONNX: end the graph in a Softmax (probabilities) instead of logits.
+    #[arg(long)]
+    pub probabilities: bool,
+
+    /// Print what was written as one JSON object.
     #[arg(long)]
     pub json: bool,
 }

@@ -65,7 +65,13 @@ pub fn run(args: &EvaluateArgs, quiet: bool) -> anyhow::Result<usize> {
 /// `evaluate --run`: the run's trained model on a split of a dataset in `graft train`'s forms.
 fn run_trained(dir: &Path, args: &EvaluateArgs, quiet: bool) -> anyhow::Result<usize> {
     let choice = settings::model(&args.model);
-    let s = evaluate_trained(dir, &args.data, args.split, &choice, &mut Terminal::new(quiet))?;
+    let s = evaluate_trained(
+        dir,
+        &args.data,
+        args.split,
+        &choice,
+        &mut Terminal::new(quiet),
+    )?;
     let c = &s.confusion;
     if args.json {
         println!(

@@ -15,16 +15,27 @@ pub fn run(args: &PredictArgs, quiet: bool) -> anyhow::Result<usize> {
     let mut obs = Terminal::new(quiet);
     let (paths, skipped) = find_images(&args.inputs)?;
     for p in &skipped {
-        log(quiet, format!("skipped {} (not an image file extension)", p.display()));
+        log(
+            quiet,
+            format!("skipped {} (not an image file extension)", p.display()),
+        );
     }
-    anyhow::ensure!(!paths.is_empty(), "no image files found in {:?}", args.inputs);
+    anyhow::ensure!(
+        !paths.is_empty(),
+        "no image files found in {:?}",
+        args.inputs
+    );
     let choice = settings::model(&args.model);
     let trained = args.run.as_deref().map(TrainedModel::load).transpose()?;
     let (model, head, names): (_, _, Vec<(String, String)>) = match &trained {
         Some(t) => (
             t.as_loaded(&choice),
             Some(&t.head),
-            t.card.classes.iter().map(|c| (String::new(), c.clone())).collect(),
+            t.card
+                .classes
+                .iter()
+                .map(|c| (String::new(), c.clone()))
+                .collect(),
         ),
         None => (
             load_pretrained(&choice, &mut obs)?,
@@ -37,33 +48,39 @@ pub fn run(args: &PredictArgs, quiet: bool) -> anyhow::Result<usize> {
     };
     let mut results = Vec::new();
     let mut failed = Vec::new();
-    classify_files(&model, head, &paths, &mut obs, |_, path, result| match result {
-        Ok(probs) => {
-            let top = top_k(&probs, args.top_k);
-            if !args.json {
-                println!("{}", path.display());
-                for (i, p) in &top {
-                    let (wnid, name) = &names[*i];
-                    let wnid = if wnid.is_empty() {
-                        String::new()
-                    } else {
-                        format!("{wnid}  ")
-                    };
-                    println!("  {:>6.2}%  {:>3}  {wnid}{name}", p * 100.0, i);
+    classify_files(
+        &model,
+        head,
+        &paths,
+        &mut obs,
+        |_, path, result| match result {
+            Ok(probs) => {
+                let top = top_k(&probs, args.top_k);
+                if !args.json {
+                    println!("{}", path.display());
+                    for (i, p) in &top {
+                        let (wnid, name) = &names[*i];
+                        let wnid = if wnid.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{wnid}  ")
+                        };
+                        println!("  {:>6.2}%  {:>3}  {wnid}{name}", p * 100.0, i);
+                    }
                 }
+                results.push(json!({
+                    "path": path,
+                    "top": top.iter().map(|(i, p)| json!({
+                        "index": i, "wnid": names[*i].0, "name": names[*i].1, "probability": p,
+                    })).collect::<Vec<_>>(),
+                }));
             }
-            results.push(json!({
-                "path": path,
-                "top": top.iter().map(|(i, p)| json!({
-                    "index": i, "wnid": names[*i].0, "name": names[*i].1, "probability": p,
-                })).collect::<Vec<_>>(),
-            }));
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            failed.push(json!({"path": path, "error": e.to_string()}));
-        }
-    })?;
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed.push(json!({"path": path, "error": e.to_string()}));
+            }
+        },
+    )?;
     if args.json {
         println!(
             "{}",

@@ -5,6 +5,7 @@
 
 mod args;
 mod cmd_evaluate;
+mod cmd_export;
 mod cmd_predict;
 mod cmd_study;
 mod cmd_train;
@@ -35,6 +36,7 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
         Command::Compare(args) => cmd_study::compare_cmd(args, cli.quiet),
         Command::Probe(args) => cmd_study::probe_cmd(args, cli.quiet),
         Command::Auto(args) => cmd_study::auto_cmd(args, cli.quiet),
+        Command::Export(args) => cmd_export::run(args, cli.quiet).map(|_| 0),
     }
 }
 

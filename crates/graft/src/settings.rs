@@ -16,7 +16,11 @@ pub fn model(args: &ModelArgs) -> ModelChoice {
     }
 }
 
-pub fn study(model_args: &ModelArgs, data: &DataArgs, out: Option<std::path::PathBuf>) -> StudySpec {
+pub fn study(
+    model_args: &ModelArgs,
+    data: &DataArgs,
+    out: Option<std::path::PathBuf>,
+) -> StudySpec {
     StudySpec {
         model: model(model_args),
         data: data.data.clone(),
@@ -32,7 +36,12 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<RunSpec> {
     if let Some(dir) = &args.resume {
         let config = RunConfig::read(dir)
             .map_err(|e| anyhow::anyhow!("{} is not a graft run directory: {e}", dir.display()))?;
-        return Ok(RunSpec::resuming(dir.clone(), &config, model(&args.model), args.strict));
+        return Ok(RunSpec::resuming(
+            dir.clone(),
+            &config,
+            model(&args.model),
+            args.strict,
+        ));
     }
     let Some(data) = &args.data else {
         anyhow::bail!("--data is required");

@@ -22,18 +22,39 @@ fn command(args: &[String], home: &Path) -> Command {
 }
 
 fn ok(out: Output) -> Output {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
 fn train_args(strategy: &str, epochs: usize, out: &Path, extra: &[&str]) -> Vec<String> {
-    let fixed = ["-q", "train", "--json", "--force", "--strategy", strategy, "--patience", "1000"];
+    let fixed = [
+        "-q",
+        "train",
+        "--json",
+        "--force",
+        "--strategy",
+        strategy,
+        "--patience",
+        "1000",
+    ];
     fixed
         .iter()
         .map(|s| s.to_string())
         .chain(["--epochs".into(), epochs.to_string()])
-        .chain(["--weights".into(), shared("weights/efficientnet-lite0-57934424.pth").display().to_string()])
-        .chain(["--data".into(), shared("data/hymenoptera").display().to_string()])
+        .chain([
+            "--weights".into(),
+            shared("weights/efficientnet-lite0-57934424.pth")
+                .display()
+                .to_string(),
+        ])
+        .chain([
+            "--data".into(),
+            shared("data/hymenoptera").display().to_string(),
+        ])
         .chain(["--out".into(), out.display().to_string()])
         .chain(extra.iter().map(|s| s.to_string()))
         .collect()
@@ -108,7 +129,13 @@ fn cache_entries(home: &Path) -> usize {
     fn count(p: &Path) -> usize {
         std::fs::read_dir(p).map_or(0, |r| {
             r.flatten()
-                .map(|e| if e.path().is_dir() { count(&e.path()) } else { 1 })
+                .map(|e| {
+                    if e.path().is_dir() {
+                        count(&e.path())
+                    } else {
+                        1
+                    }
+                })
                 .sum()
         })
     }
@@ -121,12 +148,16 @@ fn a_partial_run_killed_mid_extraction_mid_epoch_and_mid_checkpoint_ends_as_if_n
     let runs = tempfile::tempdir().expect("tmp");
     let reference = runs.path().join("reference");
     let args = |out: &Path| train_args("partial:2", 3, out, &[]);
-    ok(command(&args(&reference), warm.path()).output().expect("run graft"));
+    ok(command(&args(&reference), warm.path())
+        .output()
+        .expect("run graft"));
 
     // Mid-extraction, with a cold cache of its own.
     let cold = tempfile::tempdir().expect("tmp");
     let dir = runs.path().join("extraction");
-    let killed = kill_when(&args(&dir), cold.path(), &|| cache_entries(cold.path()) >= 40);
+    let killed = kill_when(&args(&dir), cold.path(), &|| {
+        cache_entries(cold.path()) >= 40
+    });
     assert!(killed, "the kill landed during extraction");
     finish(&args(&dir), &dir, cold.path());
     same_run(&reference, &dir);
@@ -157,7 +188,9 @@ fn head_runs_killed_during_training_resume_to_the_same_model() {
         // Many short epochs, so the kill lands inside training.
         let args = |out: &Path| train_args("head", 400, out, &extra);
         let reference = runs.path().join(format!("{name}-reference"));
-        ok(command(&args(&reference), home.path()).output().expect("run graft"));
+        ok(command(&args(&reference), home.path())
+            .output()
+            .expect("run graft"));
         let dir = runs.path().join(name);
         let metrics_file = dir.join("metrics.jsonl");
         kill_when(&args(&dir), home.path(), &|| lines(&metrics_file) >= 20);

@@ -12,7 +12,13 @@ fn shared(rel: &str) -> PathBuf {
 }
 
 fn train(data: &str, out: &Path, home: &Path, extra: &[&str]) -> Output {
-    train_from(&shared("weights/efficientnet-lite0-57934424.pth"), data, out, home, extra)
+    train_from(
+        &shared("weights/efficientnet-lite0-57934424.pth"),
+        data,
+        out,
+        home,
+        extra,
+    )
 }
 
 fn train_from(weights: &Path, data: &str, out: &Path, home: &Path, extra: &[&str]) -> Output {
@@ -121,8 +127,13 @@ fn head_on_hymenoptera_reaches_the_pytorch_reference_and_reuses_its_cache() {
     assert_eq!(metrics("a"), metrics("b"));
     assert_eq!(first["val_accuracy"], second["val_accuracy"]);
     // Identical training writes a byte-identical model (it can be content-addressed).
-    let model = |d: &str| std::fs::read(runs.path().join(d).join("model.safetensors")).expect("model");
-    assert_eq!(model("a"), model("b"), "model.safetensors differs between identical runs");
+    let model =
+        |d: &str| std::fs::read(runs.path().join(d).join("model.safetensors")).expect("model");
+    assert_eq!(
+        model("a"),
+        model("b"),
+        "model.safetensors differs between identical runs"
+    );
     assert_eq!(
         std::fs::read(runs.path().join("a/model.json")).expect("card"),
         std::fs::read(runs.path().join("b/model.json")).expect("card")

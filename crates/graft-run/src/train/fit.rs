@@ -178,25 +178,41 @@ fn fit_head(
         .collect();
     let resume = resumed
         .map(|(state, sub)| {
-            resume_head(dir, &sub, state, model.net.embed_dim(), classes, cfg, &model.device)
+            resume_head(
+                dir,
+                &sub,
+                state,
+                model.net.embed_dim(),
+                classes,
+                cfg,
+                &model.device,
+            )
         })
         .transpose()?;
     let val = Split {
         x: &x.val.x,
         y: &x.val.y,
     };
-    let o = train_head(&views, &val, classes, cfg, &model.device, resume, &mut |ck| {
-        obs.event(Event::Advance(1));
-        let head = ck.model;
-        save_epoch(
-            dir,
-            &ck,
-            elapsed(),
-            &|| save_best(head, &best_head(dir)),
-            &|sub| resume::save_module(head, &sub.join("head.bpk")),
-            obs,
-        )
-    })
+    let o = train_head(
+        &views,
+        &val,
+        classes,
+        cfg,
+        &model.device,
+        resume,
+        &mut |ck| {
+            obs.event(Event::Advance(1));
+            let head = ck.model;
+            save_epoch(
+                dir,
+                &ck,
+                elapsed(),
+                &|| save_best(head, &best_head(dir)),
+                &|sub| resume::save_module(head, &sub.join("head.bpk")),
+                obs,
+            )
+        },
+    )
     .context(|| format!("training in {}", dir.display()))?;
     Ok((o.fit, o.head, None))
 }

@@ -13,9 +13,9 @@ use graft_transfer::train::{Fitted, Stopped};
 use super::checkpoint::write_run_files;
 use super::summary::{RunFacts, Trained, summarise};
 use super::{Prepared, SplitFeatures, embed_extractor, extract, feature_cache, features};
-use crate::pretrained::LoadedModel;
 use crate::error::{Result, RunError};
 use crate::observer::{Observer, ObserverExt};
+use crate::pretrained::LoadedModel;
 
 /// `class,imagenet` rows (a header row starting with `class` is skipped).
 fn read_class_map(path: &Path) -> Result<Vec<(String, String)>> {

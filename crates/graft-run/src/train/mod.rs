@@ -97,7 +97,12 @@ pub fn prepare(spec: &RunSpec, mut model: LoadedModel, obs: &mut dyn Observer) -
     }
     let dir = run_dir::create(
         spec.out.as_deref(),
-        &format!("{}-{}-{}", data_stem(&spec.data), model.spec.name, spec.strategy),
+        &format!(
+            "{}-{}-{}",
+            data_stem(&spec.data),
+            model.spec.name,
+            spec.strategy
+        ),
         spec.force,
     )?;
     Ok(Prepared {

@@ -71,7 +71,10 @@ pub fn save(
         },
     )?;
     // Older epochs are no longer pointed to.
-    for entry in std::fs::read_dir(&root).map_err(RunError::io(&root))?.flatten() {
+    for entry in std::fs::read_dir(&root)
+        .map_err(RunError::io(&root))?
+        .flatten()
+    {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with("epoch-") && name != folder {
             std::fs::remove_dir_all(entry.path()).map_err(RunError::io(&entry.path()))?;

@@ -53,8 +53,10 @@ fn predictions(f: &RunFacts<'_>, probs: &[Vec<f32>]) -> Vec<Prediction> {
         .zip(f.val_y)
         .zip(probs)
         .map(|((path, &y), row)| {
-            let (pred, conf) =
-                row.iter().enumerate().fold(
+            let (pred, conf) = row
+                .iter()
+                .enumerate()
+                .fold(
                     (0, f32::NEG_INFINITY),
                     |b, (i, &v)| if v > b.1 { (i, v) } else { b },
                 );
@@ -122,7 +124,10 @@ pub(crate) fn summarise(f: &RunFacts<'_>, outcome: &Fitted) -> Result<Trained> {
             .collect(),
         confusion: c.matrix.clone(),
     };
-    Prediction::write_all(&f.dir.join(PREDICTIONS), &predictions(f, &outcome.val_probs))?;
+    Prediction::write_all(
+        &f.dir.join(PREDICTIONS),
+        &predictions(f, &outcome.val_probs),
+    )?;
     result.write(f.dir)?;
     let text = format!(
         "{} {} on {}: {} accuracy {:.2}% ({} images) at epoch {}, {} training images, {:.1} s\n\n{}",
