@@ -27,31 +27,32 @@ impl Default for DecodeLimits {
 }
 
 pub fn decode_rgb(path: &Path, limits: DecodeLimits) -> Result<RgbImage, DataError> {
-    let meta = std::fs::metadata(path).map_err(|source| DataError::Io {
+    let data = std::fs::read(path).map_err(|source| DataError::Io {
         path: path.into(),
         source,
     })?;
-    if meta.len() == 0 {
+    decode_rgb_bytes(&data, path, limits)
+}
+
+/// [`decode_rgb`] of an image already in memory (an upload); `name` is what errors call it.
+pub fn decode_rgb_bytes(
+    data: &[u8],
+    name: &Path,
+    limits: DecodeLimits,
+) -> Result<RgbImage, DataError> {
+    let path = name;
+    if data.is_empty() {
         return Err(DataError::Empty { path: path.into() });
     }
     // By content, not extension: users rename files, and a text file called .png is no image.
-    let mut head = [0u8; 64];
-    let n = std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
-        .map_err(|source| DataError::Io {
-            path: path.into(),
-            source,
-        })?;
-    let format = image::guess_format(&head[..n]).map_err(|_| DataError::NotAnImage {
+    let head = &data[..data.len().min(64)];
+    let format = image::guess_format(head).map_err(|_| DataError::NotAnImage {
         path: path.into(),
         detail: "unrecognised file contents".into(),
     })?;
-    let mut reader = ImageReader::open(path).map_err(|source| DataError::Io {
-        path: path.into(),
-        source,
-    })?;
+    let mut reader = ImageReader::new(std::io::Cursor::new(data));
     reader.set_format(format);
-    let is_jpeg = reader.format() == Some(image::ImageFormat::Jpeg);
+    let is_jpeg = format == image::ImageFormat::Jpeg;
     let mut decoder = reader.into_decoder().map_err(|e| classify(path, e))?;
     let (width, height) = decoder.dimensions();
     let too_large = width > limits.max_side
@@ -72,11 +73,7 @@ pub fn decode_rgb(path: &Path, limits: DecodeLimits) -> Result<RgbImage, DataErr
     // Only the header has been read so far; the orientation tag is in it.
     let orientation = decoder.orientation().map_err(|e| classify(path, e))?;
     if is_jpeg {
-        let data = std::fs::read(path).map_err(|source| DataError::Io {
-            path: path.into(),
-            source,
-        })?;
-        match crate::jpeg::decode(&data) {
+        match crate::jpeg::decode(data) {
             Ok(rgb) => {
                 let mut img = DynamicImage::ImageRgb8(rgb);
                 img.apply_orientation(orientation);

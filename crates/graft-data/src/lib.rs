@@ -11,6 +11,6 @@ pub mod transform;
 
 pub use dataset::{Dataset, Sample, SplitOptions, SplitSource, open_dataset};
 pub use error::DataError;
-pub use image::{DecodeLimits, decode_rgb};
+pub use image::{DecodeLimits, decode_rgb, decode_rgb_bytes};
 pub use list::{LabeledImage, find_images, read_list_file};
 pub use transform::Preprocess;

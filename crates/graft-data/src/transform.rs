@@ -151,6 +151,11 @@ impl Preprocess {
         Ok(self.image(&decode_rgb(path, self.limits)?))
     }
 
+    /// [`Preprocess::file`] of an image in memory; `name` is what errors call it.
+    pub fn bytes(&self, data: &[u8], name: &Path) -> Result<Vec<f32>, DataError> {
+        Ok(self.image(&crate::image::decode_rgb_bytes(data, name, self.limits)?))
+    }
+
     /// Decodes and transforms `paths` in parallel; one result per path, in order.
     pub fn files(&self, paths: &[&Path]) -> Vec<Result<Vec<f32>, DataError>> {
         paths.par_iter().map(|p| self.file(p)).collect()

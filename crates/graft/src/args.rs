@@ -52,6 +52,8 @@ pub enum Command {
     Auto(AutoArgs),
     /// Write a trained run's model (or a pretrained model as it is) as ONNX or safetensors.
     Export(ExportArgs),
+    /// Serve a trained run's model (or a pretrained model) over HTTP, with a web page.
+    Serve(ServeArgs),
 }
 
 /// What `probe`, `compare` and `auto` share: the dataset and the seed.
@@ -358,4 +360,55 @@ pub struct ExportArgs {
     /// Print what was written as one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Endpoints: POST /v1/predict (image bytes or multipart; ?top_k=5), KServe V2 \
+(/v2/health/live, /v2/health/ready, /v2/models/NAME, /v2/models/NAME/infer), GET /metrics (Prometheus), \
+GET / (a page to try the model). Stops on SIGTERM or Ctrl-C after answering what is in flight."
+)]
+pub struct ServeArgs {
+    /// Run directory whose trained model to serve; without it, --model (and --weights) as it is.
+    #[arg(value_name = "RUN_DIR", conflicts_with = "weights")]
+    pub run: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// Address to listen on; anything but loopback must be asked for.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+
+    /// Port (0: any free port, printed at start-up).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+
+    /// Most images in one forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub max_batch: usize,
+
+    /// Longest wait for more images once one is queued, in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    pub max_delay_ms: u64,
+
+    /// Largest request body (e.g. 10MB, 512KiB).
+    #[arg(long, default_value = "10MB", value_parser = graft_serve::parse_size)]
+    pub max_body: usize,
+
+    /// Most images waiting for the model; beyond it requests get 429 with Retry-After.
+    #[arg(long, default_value_t = 256)]
+    pub max_queue: usize,
+
+    /// Require `Authorization: Bearer KEY` on the prediction and model endpoints.
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+
+    /// Seconds a request may take to arrive (a slower client gets 408).
+    #[arg(long, default_value_t = 30)]
+    pub read_timeout_s: u64,
+
+    /// Log one line per request on stderr.
+    #[arg(long)]
+    pub log_requests: bool,
 }

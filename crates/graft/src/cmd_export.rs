@@ -9,7 +9,7 @@ use crate::settings;
 
 pub fn run(args: &ExportArgs, quiet: bool) -> anyhow::Result<()> {
     let source = match &args.run {
-        Some(dir) => Source::Run(dir.clone()),
+        Some(dir) => Source::Run(dir.clone(), settings::model(&args.model)),
         None => Source::Pretrained(settings::model(&args.model)),
     };
     let spec = ExportSpec {

@@ -7,6 +7,7 @@ mod args;
 mod cmd_evaluate;
 mod cmd_export;
 mod cmd_predict;
+mod cmd_serve;
 mod cmd_study;
 mod cmd_train;
 mod cmd_weights;
@@ -37,6 +38,7 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
         Command::Probe(args) => cmd_study::probe_cmd(args, cli.quiet),
         Command::Auto(args) => cmd_study::auto_cmd(args, cli.quiet),
         Command::Export(args) => cmd_export::run(args, cli.quiet).map(|_| 0),
+        Command::Serve(args) => cmd_serve::run(args, cli.quiet).map(|_| 0),
     }
 }
 

@@ -1,0 +1,381 @@
+//! The router's side: requests validated and turned into jobs, answers and errors as JSON.
+//! Decoding runs on tokio's blocking pool, never on the async threads.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use graft_data::Preprocess;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Metrics;
+use crate::queue::Job;
+
+/// What the model is, for the metadata endpoint and the page.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub architecture: String,
+    pub strategy: String,
+    pub classes: Vec<String>,
+    pub input_size: usize,
+    pub val_accuracy: Option<f64>,
+}
+
+pub struct Inner {
+    pub jobs: mpsc::Sender<Job>,
+    pub info: ModelInfo,
+    pub preprocess: Preprocess,
+    pub metrics: Arc<Metrics>,
+    pub api_key: Option<String>,
+    pub max_queue: usize,
+    pub log_requests: bool,
+}
+
+pub type AppState = Arc<Inner>;
+
+/// An error answer: a status and a reason, as `{"error": reason}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response();
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        r
+    }
+}
+
+/// One class and its probability, the shape of Hugging Face's image-classification answers.
+#[derive(Serialize)]
+pub struct Label {
+    pub label: String,
+    pub score: f32,
+    pub index: usize,
+}
+
+#[derive(Deserialize)]
+pub struct TopK {
+    pub top_k: Option<usize>,
+}
+
+/// Decodes one image (on the blocking pool) and preprocesses it as the model expects.
+async fn decode(state: &AppState, data: Vec<u8>, name: String) -> Result<Vec<f32>, ApiError> {
+    let pre = state.preprocess;
+    let start = Instant::now();
+    let decoded = tokio::task::spawn_blocking(move || pre.bytes(&data, Path::new(&name)))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    state.metrics.decode.observe(start.elapsed().as_secs_f64());
+    decoded.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))
+}
+
+/// Queues preprocessed images and waits for their probabilities; a full queue is a 429.
+async fn classify(state: &AppState, images: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>, ApiError> {
+    let mut waiting = Vec::with_capacity(images.len());
+    for pixels in images {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            pixels,
+            enqueued: Instant::now(),
+            reply,
+        };
+        state.jobs.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "the queue is full ({} images waiting); retry shortly",
+                    state.max_queue
+                ),
+            ),
+            mpsc::error::TrySendError::Closed(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is shutting down",
+            ),
+        })?;
+        state.metrics.queue_depth.store(
+            (state.max_queue - state.jobs.capacity()) as u64,
+            Ordering::Relaxed,
+        );
+        waiting.push(answer);
+    }
+    let mut out = Vec::with_capacity(waiting.len());
+    for answer in waiting {
+        let row = answer
+            .await
+            .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the model stopped"))?
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        out.push(row);
+    }
+    Ok(out)
+}
+
+fn top_k(classes: &[String], probs: &[f32], k: usize) -> Vec<Label> {
+    let mut idx: Vec<usize> = (0..probs.len()).collect();
+    idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+    idx.into_iter()
+        .take(k)
+        .map(|i| Label {
+            label: classes.get(i).cloned().unwrap_or_default(),
+            score: probs[i],
+            index: i,
+        })
+        .collect()
+}
+
+/// The images of a multipart body: every part with content (a file field or not).
+async fn parts(mut form: Multipart) -> Result<Vec<(String, Vec<u8>)>, ApiError> {
+    let mut out = Vec::new();
+    loop {
+        let field = form.next_field().await.map_err(|e| {
+            ApiError::new(
+                e.status(),
+                format!("malformed multipart body: {}", e.body_text()),
+            )
+        })?;
+        let Some(field) = field else { break };
+        let name = field
+            .file_name()
+            .or(field.name())
+            .unwrap_or("image")
+            .to_string();
+        let bytes = field.bytes().await.map_err(|e| {
+            ApiError::new(
+                e.status(),
+                format!("malformed multipart body: {}", e.body_text()),
+            )
+        })?;
+        out.push((name, bytes.to_vec()));
+    }
+    if out.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the multipart body holds no image",
+        ));
+    }
+    Ok(out)
+}
+
+/// `POST /v1/predict`: raw image bytes (answer: one list of labels) or a multipart body with
+/// one or more images (answer: a list per image).
+pub async fn predict(
+    State(state): State<AppState>,
+    Query(q): Query<TopK>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let k = q.top_k.unwrap_or(5).max(1);
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let multipart = content_type.starts_with("multipart/form-data");
+    let images = if multipart {
+        let form = Multipart::from_request(request, &state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+        parts(form).await?
+    } else if content_type.starts_with("application/json") || content_type.starts_with("text/") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("send the image's bytes (image/*) or multipart/form-data, not {content_type}"),
+        ));
+    } else {
+        let body = axum::body::Bytes::from_request(request, &state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+        vec![("upload".to_string(), body.to_vec())]
+    };
+    let mut pixels = Vec::with_capacity(images.len());
+    for (name, data) in images {
+        pixels.push(decode(&state, data, name).await?);
+    }
+    let probs = classify(&state, pixels).await?;
+    let answers: Vec<Vec<Label>> = probs
+        .iter()
+        .map(|p| top_k(&state.info.classes, p, k))
+        .collect();
+    Ok(if multipart {
+        Json(answers).into_response()
+    } else {
+        Json(answers.into_iter().next().unwrap_or_default()).into_response()
+    })
+}
+
+/// KServe V2 tensors in and out (`data` flat, row-major).
+#[derive(Deserialize)]
+pub struct InferRequest {
+    pub inputs: Vec<InferInput>,
+}
+
+#[derive(Deserialize)]
+pub struct InferInput {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub datatype: String,
+    pub data: serde_json::Value,
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, message)
+}
+
+/// The images of a V2 request: BYTES (base64-encoded image files) or FP32 `[N, 3, H, W]`.
+async fn v2_images(state: &AppState, input: InferInput) -> Result<Vec<Vec<f32>>, ApiError> {
+    match input.datatype.as_str() {
+        "BYTES" => {
+            let items = input
+                .data
+                .as_array()
+                .ok_or_else(|| bad("BYTES data must be a list of base64 strings"))?;
+            if input.shape != [items.len()] {
+                return Err(bad(format!(
+                    "shape {:?} does not match {} items",
+                    input.shape,
+                    items.len()
+                )));
+            }
+            let mut out = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let text = item
+                    .as_str()
+                    .ok_or_else(|| bad(format!("item {i} is not a string")))?;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .map_err(|e| bad(format!("item {i} is not base64: {e}")))?;
+                out.push(decode(state, bytes, format!("{}[{i}]", input.name)).await?);
+            }
+            Ok(out)
+        }
+        "FP32" => {
+            let s = state.info.input_size;
+            let [n, 3, h, w] = input.shape[..] else {
+                return Err(bad(format!(
+                    "FP32 input shape must be [N, 3, {s}, {s}], not {:?}",
+                    input.shape
+                )));
+            };
+            if h != s || w != s {
+                return Err(bad(format!("FP32 input must be {s}x{s}, not {h}x{w}")));
+            }
+            let values = input
+                .data
+                .as_array()
+                .ok_or_else(|| bad("FP32 data must be a list of numbers"))?;
+            if values.len() != n * 3 * s * s {
+                return Err(bad(format!(
+                    "shape {:?} needs {} values, found {}",
+                    input.shape,
+                    n * 3 * s * s,
+                    values.len()
+                )));
+            }
+            let flat = values
+                .iter()
+                .map(|v| v.as_f64().map(|x| x as f32))
+                .collect::<Option<Vec<f32>>>()
+                .ok_or_else(|| bad("FP32 data holds something that is not a number"))?;
+            Ok(flat.chunks(3 * s * s).map(<[f32]>::to_vec).collect())
+        }
+        other => Err(bad(format!(
+            "datatype {other:?}: use BYTES (encoded images) or FP32"
+        ))),
+    }
+}
+
+/// `POST /v2/models/{name}/infer`.
+pub async fn infer(
+    State(state): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    if name != state.info.name {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no model {name:?}; this server has {:?}", state.info.name),
+        ));
+    }
+    let request: InferRequest =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("malformed V2 request: {e}")))?;
+    let mut inputs = request.inputs.into_iter();
+    let input = inputs
+        .next()
+        .ok_or_else(|| bad("a V2 request needs one input"))?;
+    if inputs.next().is_some() {
+        return Err(bad("this model takes one input"));
+    }
+    let images = v2_images(&state, input).await?;
+    let n = images.len();
+    let probs = classify(&state, images).await?;
+    let classes = state.info.classes.len();
+    Ok(Json(serde_json::json!({
+        "model_name": state.info.name,
+        "model_version": "1",
+        "outputs": [{
+            "name": "probabilities",
+            "datatype": "FP32",
+            "shape": [n, classes],
+            "data": probs.concat(),
+        }],
+    }))
+    .into_response())
+}
+
+/// `GET /v2/models/{name}`: inputs, outputs and classes.
+pub async fn metadata(
+    State(state): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let info = &state.info;
+    if name != info.name {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no model {name:?}; this server has {:?}", info.name),
+        ));
+    }
+    let s = info.input_size;
+    Ok(Json(serde_json::json!({
+        "name": info.name,
+        "versions": ["1"],
+        "platform": "graft",
+        "inputs": [
+            {"name": "input", "datatype": "BYTES", "shape": [-1]},
+            {"name": "input", "datatype": "FP32", "shape": [-1, 3, s, s]},
+        ],
+        "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, info.classes.len()]}],
+        "parameters": {
+            "architecture": info.architecture,
+            "strategy": info.strategy,
+            "classes": info.classes,
+            "val_accuracy": info.val_accuracy,
+        },
+    }))
+    .into_response())
+}

@@ -1,0 +1,261 @@
+//! `graft serve`: a trained model behind HTTP. Three parts, each a task with one channel, as
+//! in text-embeddings-inference: the router (axum) validates requests, decodes images on the
+//! blocking pool and answers; the queue ([`queue::batcher`]) gathers images from concurrent
+//! requests into batches; the backend ([`queue::backend`], its own thread) runs them.
+//!
+//! Endpoints: `POST /v1/predict` (image bytes or multipart; Hugging Face's
+//! `[{label, score, index}]`), KServe V2 (`/v2/health/live`, `/v2/health/ready`,
+//! `/v2/models/{name}`, `/v2/models/{name}/infer`), `GET /metrics` (Prometheus) and `GET /`
+//! (a page to try the model). Bounded queue (full: 429 with Retry-After), body limit (413),
+//! request timeout (408), optional bearer key (401), graceful shutdown on SIGTERM and Ctrl-C.
+
+pub mod api;
+pub mod metrics;
+mod page;
+pub mod queue;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use graft_run::Servable;
+use tokio::sync::mpsc;
+use tower_http::timeout::TimeoutLayer;
+
+use api::{ApiError, AppState, Inner, ModelInfo};
+use metrics::Metrics;
+
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub addr: SocketAddr,
+    pub max_batch: usize,
+    pub max_delay: Duration,
+    pub max_body: usize,
+    pub max_queue: usize,
+    pub api_key: Option<String>,
+    /// A request (headers and body) must arrive within this, or it is answered 408.
+    pub read_timeout: Duration,
+    /// One line per request on stderr.
+    pub log_requests: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {error}")]
+    Bind {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    #[error("the server stopped: {0}")]
+    Io(std::io::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Counts every answer by route and status, times it, and checks the key where one is set
+/// (the page, health and metrics stay open, as Prometheus and load balancers expect).
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let open = matches!(
+        route.as_str(),
+        "/" | "/metrics" | "/v2/health/live" | "/v2/health/ready"
+    );
+    let authorized = match (&state.api_key, open) {
+        (Some(key), false) => request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| given == key),
+        _ => true,
+    };
+    let response = if authorized {
+        next.run(request).await
+    } else {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong API key (Authorization: Bearer KEY)",
+        )
+        .into_response()
+    };
+    state.metrics.request(&route, response.status().as_u16());
+    if state.log_requests {
+        eprintln!(
+            "{} {route} {} {:.1} ms",
+            method,
+            response.status().as_u16(),
+            start.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    if route.starts_with("/v1") || route.ends_with("/infer") {
+        state.metrics.total.observe(start.elapsed().as_secs_f64());
+    }
+    response
+}
+
+fn router(state: AppState, config: &ServeConfig) -> Router {
+    let live = || async { axum::Json(serde_json::json!({"live": true})) };
+    let ready = || async { axum::Json(serde_json::json!({"ready": true})) };
+    let this = state.info.name.clone();
+    let metrics = |State(s): State<AppState>| async move {
+        (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            s.metrics.render(),
+        )
+    };
+    let own = move |State(s): State<AppState>| {
+        let name = this.clone();
+        async move { api::metadata(State(s), axum::extract::Path(name)).await }
+    };
+    Router::new()
+        .route("/", get(|| async { Html(page::PAGE) }))
+        .route("/v1/predict", post(api::predict))
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2/models", get(own))
+        .route("/v2/models/{name}", get(api::metadata))
+        .route("/v2/models/{name}/infer", post(api::infer))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(config.max_body))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.read_timeout,
+        ))
+        .with_state(state)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}
+
+/// Serves `model` until SIGTERM or Ctrl-C, then stops accepting, finishes what is in flight
+/// and returns. `listening(addr)` is called once the socket is bound (port 0: the real port).
+pub async fn serve(
+    model: Servable,
+    config: ServeConfig,
+    listening: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    if config.max_batch == 0 || config.max_queue == 0 {
+        return Err(ServeError::Invalid(
+            "--max-batch and --max-queue must be at least 1".into(),
+        ));
+    }
+    let metrics = Arc::new(Metrics::default());
+    let card = &model.card;
+    let info = ModelInfo {
+        name: card.architecture.replace('_', "-"),
+        architecture: card.architecture.clone(),
+        strategy: card.strategy.to_string(),
+        classes: card.classes.clone(),
+        input_size: card.input_size as usize,
+        val_accuracy: card.val_accuracy,
+    };
+    let preprocess = model.model.preprocess;
+    let (jobs, queued) = mpsc::channel(config.max_queue);
+    let (to_backend, batches) = mpsc::channel(1);
+    let backend_metrics = metrics.clone();
+    let backend = std::thread::Builder::new()
+        .name("graft-backend".into())
+        .spawn(move || queue::backend(model, batches, backend_metrics))
+        .map_err(ServeError::Io)?;
+    let batcher = tokio::spawn(queue::batcher(
+        queued,
+        to_backend,
+        config.max_batch,
+        config.max_delay,
+        metrics.clone(),
+    ));
+    let state: AppState = Arc::new(Inner {
+        jobs,
+        info,
+        preprocess,
+        metrics,
+        api_key: config.api_key.clone(),
+        max_queue: config.max_queue,
+        log_requests: config.log_requests,
+    });
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|error| ServeError::Bind {
+            addr: config.addr,
+            error,
+        })?;
+    listening(listener.local_addr().map_err(ServeError::Io)?);
+    let app = router(state, &config);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(ServeError::Io)?;
+    // Every request has been answered and the router (holding the queue's sender) is gone:
+    // the batcher and then the backend end by themselves.
+    let _ = batcher.await;
+    let _ = tokio::task::spawn_blocking(move || backend.join()).await;
+    Ok(())
+}
+
+/// `10MB`, `512KiB`, `1048576`: a size in bytes (KB, MB, GB decimal; KiB, MiB, GiB binary).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 10MB)"))?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} (use B, KB, MB, GB, KiB, MiB, GiB)"
+            ));
+        }
+    };
+    Ok((n * scale) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_decimal_and_binary_units() {
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert_eq!(parse_size("512KiB"), Ok(524_288));
+        assert_eq!(parse_size("1048576"), Ok(1_048_576));
+        assert!(parse_size("ten").is_err() && parse_size("5XB").is_err());
+    }
+}

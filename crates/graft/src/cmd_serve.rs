@@ -1,0 +1,42 @@
+//! `graft serve`: loads the model, then hands it to graft-serve on a tokio runtime.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use graft_run::{Servable, Source};
+use graft_serve::{ServeConfig, serve};
+
+use crate::args::ServeArgs;
+use crate::progress::Terminal;
+use crate::settings;
+
+pub fn run(args: &ServeArgs, quiet: bool) -> anyhow::Result<()> {
+    let choice = settings::model(&args.model);
+    let source = match &args.run {
+        Some(dir) => Source::Run(dir.clone(), choice),
+        None => Source::Pretrained(choice),
+    };
+    let model = Servable::load(&source, &mut Terminal::new(quiet))?;
+    let name = model.card.architecture.replace('_', "-");
+    let config = ServeConfig {
+        addr: SocketAddr::new(args.host, args.port),
+        max_batch: args.max_batch,
+        max_delay: Duration::from_millis(args.max_delay_ms),
+        max_body: args.max_body,
+        max_queue: args.max_queue,
+        api_key: args.api_key.clone(),
+        read_timeout: Duration::from_secs(args.read_timeout_s),
+        log_requests: args.log_requests,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(model, config, |addr| {
+        // Always printed (tests and scripts read the port from it), even with --quiet.
+        eprintln!("graft serve: {name} on http://{addr}/ (Ctrl-C or SIGTERM to stop)");
+    }))?;
+    if !quiet {
+        eprintln!("graft serve: stopped");
+    }
+    Ok(())
+}
