@@ -36,6 +36,7 @@ pub struct Inner {
     pub metrics: Arc<Metrics>,
     pub api_key: Option<String>,
     pub max_queue: usize,
+    pub max_body: usize,
     pub log_requests: bool,
 }
 

@@ -80,7 +80,20 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
             .is_some_and(|given| given == key),
         _ => true,
     };
-    let response = if authorized {
+    // A body declared too large is refused before it is read (the limit on what is read
+    // still holds for bodies that do not declare their length).
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let response = if declared.is_some_and(|n| n > state.max_body) {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over the {} byte limit (--max-body)", state.max_body),
+        )
+        .into_response()
+    } else if authorized {
         next.run(request).await
     } else {
         ApiError::new(
@@ -199,6 +212,7 @@ pub async fn serve(
         metrics,
         api_key: config.api_key.clone(),
         max_queue: config.max_queue,
+        max_body: config.max_body,
         log_requests: config.log_requests,
     });
     let listener = tokio::net::TcpListener::bind(config.addr)
