@@ -7,8 +7,8 @@ answers for real images agree with `graft predict` on the same images.
     python3 bench/check_onnx.py MODEL.onnx PREDICT.json IMAGE...
 
 PREDICT.json is `graft predict --json -k 1000 [--run RUN_DIR | --model NAME --weights FILE] IMAGE...`
-for the same images. Preprocessing follows the file's metadata (PIL bilinear resize of the short
-side, centre crop, mean/std), so small differences from graft's own resize are expected: the
+for the same images. Preprocessing follows the file's metadata (bench/preprocess.py: PIL bilinear resize of
+the short side, centre crop, mean/std), so small differences from graft's own resize are expected: the
 check is the top-1 class and probabilities within 0.02. Prints one JSON line; exits 1 on a
 disagreement.
 """
@@ -18,21 +18,8 @@ import sys
 import numpy as np
 import onnx
 import onnxruntime as ort
-from PIL import Image
 
-
-def preprocess(path, p):
-    img = Image.open(path).convert("RGB")
-    w, h = img.size
-    s = p["resize"] / min(w, h)
-    img = img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BILINEAR)
-    w, h = img.size
-    c = p["crop"]
-    left, top = int(round((w - c) / 2.0)), int(round((h - c) / 2.0))
-    img = img.crop((left, top, left + c, top + c))
-    x = np.asarray(img, dtype=np.float32) / 255.0
-    x = (x - np.array(p["mean"], np.float32)) / np.array(p["std"], np.float32)
-    return x.transpose(2, 0, 1)
+from preprocess import preprocess
 
 
 def main():
@@ -44,7 +31,7 @@ def main():
     opts.intra_op_num_threads = 2
     opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(model_path, opts, providers=["CPUExecutionProvider"])
-    x = np.stack([preprocess(i, p) for i in images])
+    x = np.stack([preprocess(i, p["resize"], p["crop"], p["mean"], p["std"]) for i in images])
     out = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     if meta["output"] == "logits":
         e = np.exp(out - out.max(axis=1, keepdims=True))

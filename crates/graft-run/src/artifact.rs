@@ -138,15 +138,21 @@ pub fn safetensors_bytes(tensors: &BTreeMap<String, StateTensor>) -> Result<Vec<
     safetensors::serialize(views, None).map_err(|e| RunError::Backend(e.to_string()))
 }
 
-fn card(model: &LoadedModel, config: &RunConfig, acc: Option<f64>) -> ModelCard {
+/// The model card of `model` with a classifier for `classes`.
+pub(crate) fn model_card(
+    model: &LoadedModel,
+    classes: Vec<String>,
+    head: HeadKind,
+    strategy: Strategy,
+    val_accuracy: Option<f64>,
+) -> ModelCard {
     let p = &model.preprocess;
-    let fit = config.fit.clone().unwrap_or_default();
     ModelCard {
         format: graft_spec::FORMAT,
         graft_version: graft_spec::VERSION.to_string(),
         architecture: model.spec.name.to_string(),
-        classes: config.classes.clone(),
-        head: fit.head,
+        classes,
+        head,
         classifier: model.spec.arch.classifier_name().to_string(),
         input_size: p.crop,
         preprocessing: Preprocessing {
@@ -155,8 +161,8 @@ fn card(model: &LoadedModel, config: &RunConfig, acc: Option<f64>) -> ModelCard 
             mean: p.mean,
             std: p.std,
         },
-        strategy: config.strategy,
-        val_accuracy: acc,
+        strategy,
+        val_accuracy,
         pretrained_sha256: model.weights_sha256.clone(),
     }
 }
@@ -172,7 +178,8 @@ pub fn save(
 ) -> Result<()> {
     let bytes = safetensors_bytes(&state_dict(&model.spec.arch, net, head)?)?;
     graft_spec::write_atomic(&dir.join(MODEL_WEIGHTS), &bytes)?;
-    card(model, config, val_accuracy).write(dir)?;
+    let head = config.fit.as_ref().map_or(HeadKind::Linear, |f| f.head);
+    model_card(model, config.classes.clone(), head, config.strategy, val_accuracy).write(dir)?;
     Ok(())
 }
 

@@ -7,10 +7,10 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use graft_models::imagenet;
-use graft_spec::{HeadKind, ModelCard, Preprocessing, Strategy};
+use graft_spec::{HeadKind, ModelCard, Strategy};
 use graft_transfer::head::Head;
 
-use crate::artifact::TrainedModel;
+use crate::artifact::{TrainedModel, model_card};
 use crate::error::{Result, RunError};
 use crate::observer::Observer;
 use crate::pretrained::{LoadedModel, load_pretrained};
@@ -33,7 +33,6 @@ pub struct Servable {
 }
 
 fn pretrained_card(m: &LoadedModel) -> ModelCard {
-    let p = &m.preprocess;
     let layers = m.net.classifier_layers();
     let head = match layers.as_slice() {
         [first, _, ..] => HeadKind::Mlp {
@@ -41,24 +40,8 @@ fn pretrained_card(m: &LoadedModel) -> ModelCard {
         },
         _ => HeadKind::Linear,
     };
-    ModelCard {
-        format: graft_spec::FORMAT,
-        graft_version: graft_spec::VERSION.to_string(),
-        architecture: m.spec.name.to_string(),
-        classes: imagenet::classes().iter().map(|c| c.name.clone()).collect(),
-        head,
-        classifier: m.spec.arch.classifier_name().to_string(),
-        input_size: p.crop,
-        preprocessing: Preprocessing {
-            resize: p.resize,
-            crop: p.crop,
-            mean: p.mean,
-            std: p.std,
-        },
-        strategy: Strategy::Pretrained,
-        val_accuracy: None,
-        pretrained_sha256: m.weights_sha256.clone(),
-    }
+    let classes = imagenet::classes().iter().map(|c| c.name.clone()).collect();
+    model_card(m, classes, head, Strategy::Pretrained, None)
 }
 
 impl Servable {

@@ -90,7 +90,10 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     let response = if declared.is_some_and(|n| n > state.max_body) {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is over the {} byte limit (--max-body)", state.max_body),
+            format!(
+                "the body is over the {} byte limit (--max-body)",
+                state.max_body
+            ),
         )
         .into_response()
     } else if authorized {

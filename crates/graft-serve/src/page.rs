@@ -7,7 +7,7 @@ pub const PAGE: &str = r##"<!DOCTYPE html>
 <style>
 body{font:15px/1.45 system-ui,sans-serif;max-width:760px;margin:2em auto;padding:0 1em;color:#1d2330}
 h1{font-size:1.4em;margin:.2em 0}.muted{color:#667}#drop{border:2px dashed #9ab;border-radius:10px;padding:1.6em;text-align:center;margin:1em 0}
-#drop.over{background:#eef5ff;border-color:#36c}#preview{max-width:100%;max-height:320px;display:none;margin:1em auto;border-radius:6px}
+#drop.over{background:#eef5ff;border-color:#36c}#preview{max-width:100%;max-height:220px;display:none;margin:1em auto;border-radius:6px}
 .bar{display:flex;align-items:center;margin:.35em 0}.bar .name{width:40%;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .bar .track{flex:1;background:#eef0f4;border-radius:4px;height:1.2em;margin:0 .6em}.bar .fill{background:#3a7bd5;height:100%;border-radius:4px}
 .bar .pct{width:4.5em;text-align:right;font-variant-numeric:tabular-nums}#error{color:#b00020}input[type=password]{width:14em}

@@ -33,7 +33,11 @@ fn run_dir() -> &'static (PathBuf, PathBuf, Vec<PathBuf>) {
             .env("GRAFT_OFFLINE", "1")
             .output()
             .expect("train");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut images: Vec<PathBuf> = ["ants", "bees"]
             .iter()
             .flat_map(|c| {
@@ -89,7 +93,10 @@ impl Server {
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {
-        let ok = Command::new("kill").args(["-TERM", &self.pid()]).status().expect("kill");
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.pid()])
+            .status()
+            .expect("kill");
         assert!(ok.success());
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -102,7 +109,8 @@ impl Server {
     }
 
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("status");
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("status");
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -179,13 +187,34 @@ fn every_endpoint_answers_and_predictions_equal_graft_predict() {
     let (status, meta, _) = call(ureq::get(&s.url("/v2/models/efficientnet-lite0")), None);
     assert_eq!(status, 200);
     let meta = json(&meta);
-    assert_eq!(meta["parameters"]["classes"], serde_json::json!(["ants", "bees"]));
+    assert_eq!(
+        meta["parameters"]["classes"],
+        serde_json::json!(["ants", "bees"])
+    );
     assert_eq!(meta["outputs"][0]["shape"], serde_json::json!([-1, 2]));
     // The same answers as `graft predict --run`.
-    let mut args = vec!["-q".to_string(), "predict".into(), "--json".into(), "-k".into(), "2".into(), "--run".into(), run.display().to_string()];
+    let mut args = vec![
+        "-q".to_string(),
+        "predict".into(),
+        "--json".into(),
+        "-k".into(),
+        "2".into(),
+        "--run".into(),
+        run.display().to_string(),
+    ];
     args.extend(images.iter().map(|p| p.display().to_string()));
-    let out = Command::new(env!("CARGO_BIN_EXE_graft")).args(&args).env("GRAFT_HOME", home).env("GRAFT_OFFLINE", "1").output().expect("predict");
-    let predicted = json(String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default());
+    let out = Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(&args)
+        .env("GRAFT_HOME", home)
+        .env("GRAFT_OFFLINE", "1")
+        .output()
+        .expect("predict");
+    let predicted = json(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default(),
+    );
     for (i, path) in images.iter().enumerate() {
         let (status, body) = post_image(&s, path, "?top_k=2");
         assert_eq!(status, 200, "{body}");
@@ -193,7 +222,10 @@ fn every_endpoint_answers_and_predictions_equal_graft_predict() {
         let want = &predicted["predictions"][i]["top"];
         for k in 0..2 {
             assert_eq!(served[k]["label"], want[k]["name"]);
-            let (a, b) = (served[k]["score"].as_f64().unwrap_or(-1.0), want[k]["probability"].as_f64().unwrap_or(1.0));
+            let (a, b) = (
+                served[k]["score"].as_f64().unwrap_or(-1.0),
+                want[k]["probability"].as_f64().unwrap_or(1.0),
+            );
             assert!((a - b).abs() < 1e-5, "{path:?}: served {a}, predict {b}");
         }
     }
@@ -204,34 +236,71 @@ fn every_endpoint_answers_and_predictions_equal_graft_predict() {
     let b = std::fs::read(&images[7]).expect("b");
     let body = multipart(&[("a.jpg", &a), ("b.jpg", &b)], "graftboundary");
     let (status, two, _) = call(
-        ureq::post(&s.url("/v1/predict")).set("Content-Type", "multipart/form-data; boundary=graftboundary"),
+        ureq::post(&s.url("/v1/predict")).set(
+            "Content-Type",
+            "multipart/form-data; boundary=graftboundary",
+        ),
         Some(&body),
     );
     assert_eq!(status, 200, "{two}");
     let two = json(&two);
     assert_eq!(two.as_array().map(Vec::len), Some(2));
-    assert_eq!(two[0][0]["label"], predicted["predictions"][0]["top"][0]["name"]);
-    assert_eq!(two[1][0]["label"], predicted["predictions"][7]["top"][0]["name"]);
+    assert_eq!(
+        two[0][0]["label"],
+        predicted["predictions"][0]["top"][0]["name"]
+    );
+    assert_eq!(
+        two[1][0]["label"],
+        predicted["predictions"][7]["top"][0]["name"]
+    );
     let b64 = base64_encode(&a);
-    let v2 = format!(r#"{{"inputs":[{{"name":"input","shape":[1],"datatype":"BYTES","data":["{b64}"]}}]}}"#);
-    let (status, out, _) = call(ureq::post(&s.url("/v2/models/efficientnet-lite0/infer")).set("Content-Type", "application/json"), Some(v2.as_bytes()));
+    let v2 = format!(
+        r#"{{"inputs":[{{"name":"input","shape":[1],"datatype":"BYTES","data":["{b64}"]}}]}}"#
+    );
+    let (status, out, _) = call(
+        ureq::post(&s.url("/v2/models/efficientnet-lite0/infer"))
+            .set("Content-Type", "application/json"),
+        Some(v2.as_bytes()),
+    );
     assert_eq!(status, 200, "{out}");
     let out = json(&out);
     assert_eq!(out["outputs"][0]["shape"], serde_json::json!([1, 2]));
     let p0 = out["outputs"][0]["data"][0].as_f64().unwrap_or(-1.0);
     let want = &predicted["predictions"][0]["top"];
-    let ants = if want[0]["name"] == "ants" { &want[0] } else { &want[1] };
+    let ants = if want[0]["name"] == "ants" {
+        &want[0]
+    } else {
+        &want[1]
+    };
     assert!((p0 - ants["probability"].as_f64().unwrap_or(1.0)).abs() < 1e-5);
     let zeros = vec!["0.0"; 3 * 224 * 224].join(",");
-    let fp32 = format!(r#"{{"inputs":[{{"name":"input","shape":[1,3,224,224],"datatype":"FP32","data":[{zeros}]}}]}}"#);
-    let (status, out, _) = call(ureq::post(&s.url("/v2/models/efficientnet-lite0/infer")), Some(fp32.as_bytes()));
+    let fp32 = format!(
+        r#"{{"inputs":[{{"name":"input","shape":[1,3,224,224],"datatype":"FP32","data":[{zeros}]}}]}}"#
+    );
+    let (status, out, _) = call(
+        ureq::post(&s.url("/v2/models/efficientnet-lite0/infer")),
+        Some(fp32.as_bytes()),
+    );
     assert_eq!(status, 200, "{out}");
     // The page and the metrics.
     let (status, page, _) = call(ureq::get(&s.url("/")), None);
     assert_eq!(status, 200);
-    assert!(page.contains("<input type=\"file\"") && !page.contains("http://") && !page.contains("https://"), "self-contained");
+    assert!(
+        page.contains("<input type=\"file\"")
+            && !page.contains("http://")
+            && !page.contains("https://"),
+        "self-contained"
+    );
     let (_, metrics, _) = call(ureq::get(&s.url("/metrics")), None);
-    for name in ["graft_requests_total", "graft_queue_seconds_bucket", "graft_decode_seconds_bucket", "graft_inference_seconds_bucket", "graft_request_seconds_bucket", "graft_batch_size_bucket", "graft_queue_depth"] {
+    for name in [
+        "graft_requests_total",
+        "graft_queue_seconds_bucket",
+        "graft_decode_seconds_bucket",
+        "graft_inference_seconds_bucket",
+        "graft_request_seconds_bucket",
+        "graft_batch_size_bucket",
+        "graft_queue_depth",
+    ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
     assert!(metrics.contains("graft_requests_total{route=\"/v1/predict\",status=\"200\"}"));
@@ -241,9 +310,15 @@ fn base64_encode(bytes: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::new();
     for c in bytes.chunks(3) {
-        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
         for i in 0..4 {
-            s.push(if i <= c.len() { T[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+            s.push(if i <= c.len() {
+                T[(n >> (18 - 6 * i) & 63) as usize] as char
+            } else {
+                '='
+            });
         }
     }
     s
@@ -257,16 +332,34 @@ fn every_error_has_its_status_and_reason() {
     let authed = |r: ureq::Request| r.set("Authorization", "Bearer sesame");
     // 401 without the key, or with a wrong one (refused before the body is read, so the body
     // here is small enough to be sent whole); health stays open.
-    let (status, body, _) = call(ureq::post(&s.url("/v1/predict")).set("Content-Type", "image/jpeg"), Some(b"x"));
+    let (status, body, _) = call(
+        ureq::post(&s.url("/v1/predict")).set("Content-Type", "image/jpeg"),
+        Some(b"x"),
+    );
     assert_eq!(status, 401, "{body}");
-    assert_eq!(call(ureq::post(&s.url("/v1/predict")).set("Authorization", "Bearer nope"), Some(b"x")).0, 401);
+    assert_eq!(
+        call(
+            ureq::post(&s.url("/v1/predict")).set("Authorization", "Bearer nope"),
+            Some(b"x")
+        )
+        .0,
+        401
+    );
     assert_eq!(call(ureq::get(&s.url("/v2/health/live")), None).0, 200);
-    assert_eq!(call(authed(ureq::post(&s.url("/v1/predict"))).set("Content-Type", "image/jpeg"), Some(&image)).0, 200);
+    assert_eq!(
+        call(
+            authed(ureq::post(&s.url("/v1/predict"))).set("Content-Type", "image/jpeg"),
+            Some(&image)
+        )
+        .0,
+        200
+    );
     // 413 over the body limit.
     // (Refused on its Content-Length, before the body is read: sent by hand, since a client
     // still writing 3 MB would see the connection close under it.)
     let mut big = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
-    big.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    big.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     write!(big, "POST /v1/predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sesame\r\nContent-Type: image/jpeg\r\nContent-Length: 3000000\r\n\r\n").expect("headers");
     big.write_all(&[0u8; 4096]).expect("some body");
     let mut reply = [0u8; 64];
@@ -274,32 +367,66 @@ fn every_error_has_its_status_and_reason() {
     let reply = String::from_utf8_lossy(&reply[..n]);
     assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
     // 415 for a JSON body on the image endpoint, 422 for bytes that are no image.
-    let (status, body, _) = call(authed(ureq::post(&s.url("/v1/predict"))).set("Content-Type", "application/json"), Some(b"{}"));
+    let (status, body, _) = call(
+        authed(ureq::post(&s.url("/v1/predict"))).set("Content-Type", "application/json"),
+        Some(b"{}"),
+    );
     assert_eq!(status, 415, "{body}");
-    let (status, body, _) = call(authed(ureq::post(&s.url("/v1/predict"))).set("Content-Type", "image/png"), Some(b"not a png"));
+    let (status, body, _) = call(
+        authed(ureq::post(&s.url("/v1/predict"))).set("Content-Type", "image/png"),
+        Some(b"not a png"),
+    );
     assert_eq!(status, 422);
-    assert!(json(&body)["error"].as_str().unwrap_or("").contains("not an image"), "{body}");
+    assert!(
+        json(&body)["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not an image"),
+        "{body}"
+    );
     let mut truncated = image.clone();
     truncated.truncate(image.len() / 2);
-    let (status, body, _) = call(authed(ureq::post(&s.url("/v1/predict"))).set("Content-Type", "image/jpeg"), Some(&truncated));
+    let (status, body, _) = call(
+        authed(ureq::post(&s.url("/v1/predict"))).set("Content-Type", "image/jpeg"),
+        Some(&truncated),
+    );
     assert_eq!(status, 422, "{body}");
     // 400 for malformed V2 requests, each with what is wrong.
     for (bad, says) in [
         ("{", "malformed"),
         (r#"{"inputs": []}"#, "one input"),
-        (r#"{"inputs":[{"name":"input","shape":[2],"datatype":"BYTES","data":["AAAA"]}]}"#, "does not match"),
-        (r#"{"inputs":[{"name":"input","shape":[1,3,8,8],"datatype":"FP32","data":[0]}]}"#, "224x224"),
-        (r#"{"inputs":[{"name":"input","shape":[1],"datatype":"INT8","data":[1]}]}"#, "datatype"),
+        (
+            r#"{"inputs":[{"name":"input","shape":[2],"datatype":"BYTES","data":["AAAA"]}]}"#,
+            "does not match",
+        ),
+        (
+            r#"{"inputs":[{"name":"input","shape":[1,3,8,8],"datatype":"FP32","data":[0]}]}"#,
+            "224x224",
+        ),
+        (
+            r#"{"inputs":[{"name":"input","shape":[1],"datatype":"INT8","data":[1]}]}"#,
+            "datatype",
+        ),
     ] {
-        let (status, body, _) = call(authed(ureq::post(&s.url("/v2/models/efficientnet-lite0/infer"))), Some(bad.as_bytes()));
+        let (status, body, _) = call(
+            authed(ureq::post(&s.url("/v2/models/efficientnet-lite0/infer"))),
+            Some(bad.as_bytes()),
+        );
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body.contains(says), "{bad}: {body}");
     }
-    assert_eq!(call(authed(ureq::get(&s.url("/v2/models/other"))), None).0, 404);
+    assert_eq!(
+        call(authed(ureq::get(&s.url("/v2/models/other"))), None).0,
+        404
+    );
     // Truncated multipart: a clear 400.
     let body = multipart(&[("a.jpg", &image[..50_000.min(image.len())])], "b0undary");
     let cut = &body[..body.len() / 2];
-    let (status, text, _) = call(authed(ureq::post(&s.url("/v1/predict"))).set("Content-Type", "multipart/form-data; boundary=b0undary"), Some(cut));
+    let (status, text, _) = call(
+        authed(ureq::post(&s.url("/v1/predict")))
+            .set("Content-Type", "multipart/form-data; boundary=b0undary"),
+        Some(cut),
+    );
     assert_eq!(status, 400, "{text}");
 }
 
@@ -313,30 +440,63 @@ fn concurrent_requests_are_batched_and_a_full_queue_answers_429() {
     let threads: Vec<_> = (0..8)
         .map(|_| {
             let (url, image) = (url.clone(), image.clone());
-            std::thread::spawn(move || call(ureq::post(&url).set("Content-Type", "image/jpeg"), Some(&image)).0)
+            std::thread::spawn(move || {
+                call(
+                    ureq::post(&url).set("Content-Type", "image/jpeg"),
+                    Some(&image),
+                )
+                .0
+            })
         })
         .collect();
     for t in threads {
         assert_eq!(t.join().expect("thread"), 200);
     }
     let batches = metric(&s, "graft_batch_size_count") - before;
-    assert!(batches < 8.0, "8 concurrent images went through {batches} forward passes");
+    assert!(
+        batches < 8.0,
+        "8 concurrent images went through {batches} forward passes"
+    );
     drop(s);
 
     // One slot in the queue, one image a batch: a burst gets some 429s, with Retry-After.
-    let s = Server::start(&["--max-queue", "1", "--max-batch", "1", "--max-delay-ms", "0"]);
+    let s = Server::start(&[
+        "--max-queue",
+        "1",
+        "--max-batch",
+        "1",
+        "--max-delay-ms",
+        "0",
+    ]);
     let url = s.url("/v1/predict");
     let threads: Vec<_> = (0..24)
         .map(|_| {
             let (url, image) = (url.clone(), image.clone());
-            std::thread::spawn(move || call(ureq::post(&url).set("Content-Type", "image/jpeg"), Some(&image)))
+            std::thread::spawn(move || {
+                call(
+                    ureq::post(&url).set("Content-Type", "image/jpeg"),
+                    Some(&image),
+                )
+            })
         })
         .collect();
-    let results: Vec<_> = threads.into_iter().map(|t| t.join().expect("thread")).collect();
+    let results: Vec<_> = threads
+        .into_iter()
+        .map(|t| t.join().expect("thread"))
+        .collect();
     let refused: Vec<_> = results.iter().filter(|r| r.0 == 429).collect();
-    assert!(!refused.is_empty(), "no 429 in a burst of 24 against a queue of 1");
-    assert!(refused.iter().all(|r| r.2.as_deref() == Some("1")), "Retry-After on every 429");
-    assert!(results.iter().all(|r| r.0 == 200 || r.0 == 429), "only 200 and 429");
+    assert!(
+        !refused.is_empty(),
+        "no 429 in a burst of 24 against a queue of 1"
+    );
+    assert!(
+        refused.iter().all(|r| r.2.as_deref() == Some("1")),
+        "Retry-After on every 429"
+    );
+    assert!(
+        results.iter().all(|r| r.0 == 200 || r.0 == 429),
+        "only 200 and 429"
+    );
 }
 
 #[test]
@@ -348,17 +508,30 @@ fn sigterm_finishes_requests_in_flight_then_exits_zero() {
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let (url, image) = (url.clone(), image.clone());
-            std::thread::spawn(move || call(ureq::post(&url).set("Content-Type", "image/jpeg"), Some(&image)).0)
+            std::thread::spawn(move || {
+                call(
+                    ureq::post(&url).set("Content-Type", "image/jpeg"),
+                    Some(&image),
+                )
+                .0
+            })
         })
         .collect();
     // The requests are in (waiting out the batching delay) when the signal comes.
     std::thread::sleep(Duration::from_millis(150));
     let status = s.terminate();
     for t in threads {
-        assert_eq!(t.join().expect("thread"), 200, "a request in flight was answered");
+        assert_eq!(
+            t.join().expect("thread"),
+            200,
+            "a request in flight was answered"
+        );
     }
     assert_eq!(status.code(), Some(0));
-    assert!(TcpStream::connect(("127.0.0.1", s.port)).is_err(), "no longer accepting");
+    assert!(
+        TcpStream::connect(("127.0.0.1", s.port)).is_err(),
+        "no longer accepting"
+    );
 }
 
 #[test]
@@ -369,7 +542,8 @@ fn abuse_slow_clients_idle_connections_malformed_http_and_memory() {
     // A client sending a byte a second is cut off by the read timeout.
     let started = Instant::now();
     let mut slow = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
-    slow.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     write!(slow, "POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 1000\r\n\r\n").expect("headers");
     let mut answer = String::new();
     for _ in 0..6 {
@@ -387,17 +561,23 @@ fn abuse_slow_clients_idle_connections_malformed_http_and_memory() {
             break;
         }
     }
-    assert!(answer.starts_with("HTTP/1.1 408"), "slow client got {answer:?}");
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "slow client got {answer:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(8));
     // 1000 idle connections do not stop others being served.
-    let idle: Vec<TcpStream> = (0..1000).filter_map(|_| TcpStream::connect(("127.0.0.1", s.port)).ok()).collect();
+    let idle: Vec<TcpStream> = (0..1000)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", s.port)).ok())
+        .collect();
     assert!(idle.len() >= 900, "{} idle connections opened", idle.len());
     let (status, _) = post_image(&s, &images[1], "");
     assert_eq!(status, 200, "served beside 1000 idle connections");
     drop(idle);
     // Malformed HTTP gets a 400, not a hang or a crash.
     let mut bad = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
-    bad.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    bad.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     bad.write_all(b"THIS IS NOT HTTP\r\n\r\n").expect("write");
     let mut reply = String::new();
     let _ = bad.read_to_string(&mut reply);
@@ -420,11 +600,20 @@ fn abuse_slow_clients_idle_connections_malformed_http_and_memory() {
                         break;
                     }
                     let (status, _, _) = if i % 25 == 0 {
-                        call(agent.post(&url).set("Content-Type", "image/jpeg"), Some(&image))
+                        call(
+                            agent.post(&url).set("Content-Type", "image/jpeg"),
+                            Some(&image),
+                        )
                     } else if (i + t) % 2 == 0 {
-                        call(agent.post(&url).set("Content-Type", "image/png"), Some(b"junk"))
+                        call(
+                            agent.post(&url).set("Content-Type", "image/png"),
+                            Some(b"junk"),
+                        )
                     } else {
-                        call(agent.get(&url.replace("/v1/predict", "/v2/health/ready")), None)
+                        call(
+                            agent.get(&url.replace("/v1/predict", "/v2/health/ready")),
+                            None,
+                        )
                     };
                     assert!(status == 200 || status == 422, "{status}");
                 }
@@ -435,5 +624,194 @@ fn abuse_slow_clients_idle_connections_malformed_http_and_memory() {
         t.join().expect("thread");
     }
     let after = s.rss_kib();
-    assert!(after < warm + 64 * 1024, "RSS grew from {warm} KiB to {after} KiB over 10k requests");
+    assert!(
+        after < warm + 64 * 1024,
+        "RSS grew from {warm} KiB to {after} KiB over 10k requests"
+    );
+}
+
+/// A WebDriver session with headless Chromium through chromedriver, spoken as plain HTTP.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+}
+
+impl Browser {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver is installed (.ci/run installs Debian's chromium-driver)");
+        let base = format!("http://127.0.0.1:{port}");
+        let profile =
+            std::env::temp_dir().join(format!("graft-chromium-{}-{port}", std::process::id()));
+        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {"browserName": "chrome",
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--no-first-run", "--disable-dev-shm-usage", "--window-size=820,760", format!("--user-data-dir={}", profile.display())]}}}});
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let session = loop {
+            match ureq::post(&format!("{base}/session")).send_string(&caps.to_string()) {
+                Ok(r) => {
+                    let v = json(&r.into_string().expect("text"));
+                    break v["value"]["sessionId"]
+                        .as_str()
+                        .expect("a session")
+                        .to_string();
+                }
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("chromedriver: {e}"),
+            }
+        };
+        Self {
+            driver,
+            base,
+            session,
+        }
+    }
+
+    fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        match ureq::post(&url).send_string(&body.to_string()) {
+            Ok(r) => json(&r.into_string().expect("text")),
+            Err(ureq::Error::Status(_, r)) => json(&r.into_string().expect("text")),
+            Err(e) => panic!("{path}: {e}"),
+        }
+    }
+
+    fn get(&self, path: &str) -> serde_json::Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        json(
+            &ureq::get(&url)
+                .call()
+                .expect("webdriver")
+                .into_string()
+                .expect("text"),
+        )
+    }
+
+    /// The element matching `css`, if there is one now.
+    fn find(&self, css: &str) -> Option<String> {
+        let v = self.post(
+            "/element",
+            serde_json::json!({"using": "css selector", "value": css}),
+        );
+        v["value"]["element-6066-11e4-a52e-4f735466cecf"]
+            .as_str()
+            .map(str::to_string)
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = ureq::delete(&format!("{}/session/{}", self.base, self.session)).call();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+#[test]
+fn the_page_in_a_real_browser_uploads_an_image_and_shows_its_class() {
+    let (_, _, images) = run_dir();
+    let s = Server::start(&[]);
+    let b = Browser::start();
+    b.post("/url", serde_json::json!({"url": s.url("/")}));
+    let input = b.find("#file").expect("the page has a file input");
+    // Sending a path to a file input uploads that file, as choosing it would.
+    let ant = &images[0];
+    b.post(
+        &format!("/element/{input}/value"),
+        serde_json::json!({"text": ant.display().to_string()}),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let label = loop {
+        if let Some(first) = b.find(".bar .label") {
+            break b.get(&format!("/element/{first}/text"))["value"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no prediction appeared on the page"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (_, direct) = post_image(&s, ant, "?top_k=1");
+    assert_eq!(
+        label,
+        json(&direct)[0]["label"].as_str().unwrap_or("?"),
+        "the page shows the served top class"
+    );
+    let about = b
+        .find("#about")
+        .map(|e| b.get(&format!("/element/{e}/text"))["value"].to_string())
+        .unwrap_or_default();
+    assert!(
+        about.contains("ants") && about.contains("bees"),
+        "the page names the classes: {about}"
+    );
+    // A screenshot for people (README's picture), when asked for.
+    if let Ok(path) = std::env::var("GRAFT_SCREENSHOT") {
+        let png = b.get("/screenshot")["value"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        std::fs::write(&path, base64_decode(&png)).expect("screenshot");
+    }
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let clean: Vec<u8> = text
+        .bytes()
+        .filter(|&c| c != b'=' && !c.is_ascii_whitespace())
+        .collect();
+    let mut out = Vec::new();
+    for chunk in clean.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &c)| n | (u32::from(value(c)) << (18 - 6 * i)));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+#[test]
+fn a_request_whose_client_went_away_is_dropped_before_inference() {
+    let (_, _, images) = run_dir();
+    let image = std::fs::read(&images[0]).expect("image");
+    let s = Server::start(&["--max-delay-ms", "1500", "--max-batch", "64"]);
+    let mut gone = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+    write!(gone, "POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n", image.len()).expect("headers");
+    gone.write_all(&image).expect("body");
+    // The image waits for the batch to fill (up to 1.5 s); its client leaves meanwhile.
+    std::thread::sleep(Duration::from_millis(300));
+    drop(gone);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        metric(&s, "graft_batch_size_count"),
+        0.0,
+        "no forward pass for a client that left"
+    );
+    let (status, _) = post_image(&s, &images[1], "");
+    assert_eq!(status, 200);
+    assert_eq!(metric(&s, "graft_batch_size_count"), 1.0);
 }
