@@ -503,7 +503,7 @@ fn concurrent_requests_are_batched_and_a_full_queue_answers_429() {
 fn sigterm_finishes_requests_in_flight_then_exits_zero() {
     let (_, _, images) = run_dir();
     let image = std::fs::read(&images[0]).expect("image");
-    let mut s = Server::start(&["--max-delay-ms", "300"]);
+    let mut s = Server::start(&["--max-delay-ms", "1000"]);
     let url = s.url("/v1/predict");
     let threads: Vec<_> = (0..4)
         .map(|_| {
@@ -518,7 +518,7 @@ fn sigterm_finishes_requests_in_flight_then_exits_zero() {
         })
         .collect();
     // The requests are in (waiting out the batching delay) when the signal comes.
-    std::thread::sleep(Duration::from_millis(150));
+    std::thread::sleep(Duration::from_millis(400));
     let status = s.terminate();
     for t in threads {
         assert_eq!(
