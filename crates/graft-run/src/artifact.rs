@@ -179,7 +179,14 @@ pub fn save(
     let bytes = safetensors_bytes(&state_dict(&model.spec.arch, net, head)?)?;
     graft_spec::write_atomic(&dir.join(MODEL_WEIGHTS), &bytes)?;
     let head = config.fit.as_ref().map_or(HeadKind::Linear, |f| f.head);
-    model_card(model, config.classes.clone(), head, config.strategy, val_accuracy).write(dir)?;
+    model_card(
+        model,
+        config.classes.clone(),
+        head,
+        config.strategy,
+        val_accuracy,
+    )
+    .write(dir)?;
     Ok(())
 }
 

@@ -320,9 +320,11 @@ impl Prediction {
 mod tests {
     use super::*;
 
+    type Test = Result<(), Box<dyn std::error::Error>>;
+
     #[test]
-    fn predictions_round_trip_through_csv() {
-        let dir = tempfile::tempdir().expect("tmp");
+    fn predictions_round_trip_through_csv() -> Test {
+        let dir = tempfile::tempdir()?;
         let p = dir.path().join(PREDICTIONS);
         let rows = vec![Prediction {
             path: "a, \"b\".jpg".into(),
@@ -332,19 +334,23 @@ mod tests {
             label_probability: 0.25,
             label_rank: 2,
         }];
-        Prediction::write_all(&p, &rows).expect("write");
-        assert_eq!(Prediction::read_all(&p).expect("read"), rows);
+        Prediction::write_all(&p, &rows)?;
+        assert_eq!(Prediction::read_all(&p)?, rows);
+        Ok(())
     }
 
     #[test]
-    fn a_result_missing_a_field_names_the_field() {
-        let dir = tempfile::tempdir().expect("tmp");
+    fn a_result_missing_a_field_names_the_field() -> Test {
+        let dir = tempfile::tempdir()?;
         std::fs::write(
             dir.path().join(RESULT),
             r#"{"format": 2, "strategy": "head"}"#,
-        )
-        .expect("write");
-        let e = RunResult::read(dir.path()).expect_err("incomplete");
-        assert!(e.to_string().contains("missing field `model`"), "{e}");
+        )?;
+        let e = RunResult::read(dir.path())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("missing field `model`"), "{e}");
+        Ok(())
     }
 }

@@ -188,31 +188,36 @@ pub fn read_versioned<T: DeserializeOwned>(path: &Path, expected: u32) -> Result
 mod tests {
     use super::*;
 
+    type Test = Result<(), Box<dyn std::error::Error>>;
+
     #[test]
-    fn atomic_writes_replace_and_leave_no_temporary_file() {
-        let dir = tempfile::tempdir().expect("tmp");
+    fn atomic_writes_replace_and_leave_no_temporary_file() -> Test {
+        let dir = tempfile::tempdir()?;
         let p = dir.path().join("a.json");
-        write_atomic(&p, b"one").expect("write");
-        write_atomic(&p, b"two").expect("write");
-        assert_eq!(std::fs::read(&p).expect("read"), b"two");
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .expect("ls")
+        write_atomic(&p, b"one")?;
+        write_atomic(&p, b"two")?;
+        assert_eq!(std::fs::read(&p)?, b"two");
+        let names: Vec<_> = std::fs::read_dir(dir.path())?
             .flatten()
             .map(|e| e.file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+        Ok(())
     }
 
     #[test]
-    fn a_file_without_a_format_number_is_refused_by_name() {
-        let dir = tempfile::tempdir().expect("tmp");
+    fn a_file_without_a_format_number_is_refused_by_name() -> Test {
+        let dir = tempfile::tempdir()?;
         let p = dir.path().join("config.json");
-        std::fs::write(&p, r#"{"model": "x"}"#).expect("write");
-        let e = read_versioned::<serde_json::Value>(&p, 2).expect_err("refused");
-        let msg = e.to_string();
+        std::fs::write(&p, r#"{"model": "x"}"#)?;
+        let msg = read_versioned::<serde_json::Value>(&p, 2)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(
             msg.contains("config.json") && msg.contains("re-run"),
             "{msg}"
         );
+        Ok(())
     }
 }

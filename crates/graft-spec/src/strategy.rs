@@ -133,9 +133,10 @@ mod tests {
                 s.parse::<Strategy>().map(|x| x.to_string()),
                 Ok(s.to_string())
             );
-            let json =
-                serde_json::to_string(&s.parse::<Strategy>().expect("parses")).expect("json");
-            assert_eq!(json, format!("{s:?}"));
+            let json = s
+                .parse::<Strategy>()
+                .map(|x| serde_json::to_string(&x).ok());
+            assert_eq!(json, Ok(Some(format!("{s:?}"))));
         }
         assert!("partial:0".parse::<Strategy>().is_err());
         assert!("partial".parse::<Strategy>().is_err());
