@@ -67,9 +67,10 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    // The page and what it shows before a key is typed (`/v2/models`) stay open too.
     let open = matches!(
         route.as_str(),
-        "/" | "/metrics" | "/v2/health/live" | "/v2/health/ready"
+        "/" | "/metrics" | "/v2/health/live" | "/v2/health/ready" | "/v2/models"
     );
     let authorized = match (&state.api_key, open) {
         (Some(key), false) => request

@@ -400,7 +400,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 256)]
     pub max_queue: usize,
 
-    /// Require `Authorization: Bearer KEY` on the prediction and model endpoints.
+    /// Require `Authorization: Bearer KEY` on the prediction and model endpoints (health,
+    /// metrics, the page and its `/v2/models` summary stay open).
     #[arg(long, value_name = "KEY")]
     pub api_key: Option<String>,
 
