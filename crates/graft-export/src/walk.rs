@@ -8,7 +8,7 @@ use burn::nn::{Linear, PaddingConfig2d};
 use burn::prelude::*;
 use graft_models::Network;
 use graft_models::efficientnet_lite::EfficientNetLite;
-use graft_models::layers::ConvBn;
+use graft_models::layers::{ConvBn, padding_pairs};
 use graft_models::resnet::ResNet;
 use graft_models::vgg::Vgg;
 
@@ -31,27 +31,15 @@ struct Value {
     size: [usize; 2],
 }
 
-/// `(begin, end)` padding for `size`, as burn's layers compute it: TensorFlow's "same" puts
-/// the odd pixel at the end.
+/// `[top, left, bottom, right]` padding for `size`, as the forward pass pads it.
 fn pads(
     padding: &PaddingConfig2d,
     kernel: [usize; 2],
     stride: [usize; 2],
     size: [usize; 2],
 ) -> Pads {
-    let same = |a: usize| {
-        let out = size[a].div_ceil(stride[a]);
-        let total = (out.saturating_sub(1) * stride[a] + kernel[a]).saturating_sub(size[a]);
-        (total / 2, total - total / 2)
-    };
-    match padding {
-        PaddingConfig2d::Valid => [0; 4],
-        PaddingConfig2d::Same => {
-            let ((t, b), (l, r)) = (same(0), same(1));
-            [t, l, b, r]
-        }
-        PaddingConfig2d::Explicit(top, left, bottom, right) => [*top, *left, *bottom, *right],
-    }
+    let [(top, bottom), (left, right)] = padding_pairs(padding, kernel, stride, size);
+    [top, left, bottom, right]
 }
 
 fn out_size(size: [usize; 2], kernel: [usize; 2], stride: [usize; 2], p: Pads) -> [usize; 2] {

@@ -134,7 +134,7 @@ pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
 }
 
 /// `(begin, end)` padding per axis, as burn's layers compute it for a `[h, w]` input.
-fn padding_pairs(
+pub fn padding_pairs(
     padding: &PaddingConfig2d,
     kernel: [usize; 2],
     stride: [usize; 2],

@@ -320,16 +320,9 @@ impl TrainedModel {
             &paths,
             &mut crate::Silent,
             |_, _, r| {
-                out = r.map_err(RunError::from).map(|probs| {
-                    crate::infer::top_k(&probs, k)
-                        .into_iter()
-                        .map(|(index, score)| Label {
-                            label: self.card.classes[index].clone(),
-                            score,
-                            index,
-                        })
-                        .collect()
-                });
+                out = r
+                    .map_err(RunError::from)
+                    .map(|probs| crate::infer::labels(&self.card.classes, &probs, k));
             },
         )?;
         out

@@ -107,10 +107,10 @@ pub fn export(spec: &ExportSpec, obs: &mut dyn Observer) -> Result<Exported> {
             vec![spec.out.clone()]
         }
         Format::Safetensors => {
-            let spec_model = graft_models::find_model(&card.architecture)?;
+            let arch = &model.model.spec.arch;
             let tensors = match &model.head {
-                Some(h) => state_dict(&spec_model.arch, &model.model.net, h)?,
-                None => network_state(&spec_model.arch, &model.model.net, true)?,
+                Some(h) => state_dict(arch, &model.model.net, h)?,
+                None => network_state(arch, &model.model.net, true)?,
             };
             graft_spec::write_atomic(&spec.out, &safetensors_bytes(&tensors)?)?;
             let json = card_path(&spec.out);

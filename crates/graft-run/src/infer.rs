@@ -12,6 +12,22 @@ use crate::error::{Result, RunError};
 use crate::observer::{Event, Observer, ObserverExt};
 use crate::pretrained::LoadedModel;
 
+/// Class probabilities of a batch, flat: through `head` when given (a trained model, on the
+/// backbone's pooled features), else the backbone's own classifier.
+pub fn probabilities(model: &LoadedModel, head: Option<&Head>, x: Tensor<4>) -> Result<Vec<f32>> {
+    let logits = match head {
+        Some(h) => {
+            let n = model.net.group_names().len();
+            h.forward(model.net.embed(model.net.forward_groups(0..n, x)))
+        }
+        None => model.net.forward(x),
+    };
+    softmax(logits, 1)
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| RunError::Backend(format!("cannot read the model's output: {e:?}")))
+}
+
 /// Calls `each(index, path, probabilities or error)` for every path, in order.
 /// With `head`, the backbone's pooled features go through it (a trained model) instead of the
 /// backbone's own classifier.
@@ -42,17 +58,7 @@ pub fn classify_files(
                 TensorData::new(pixels, [ok.len(), 3, size, size]),
                 &model.device,
             );
-            let logits = match head {
-                Some(h) => {
-                    let n = model.net.group_names().len();
-                    h.forward(model.net.embed(model.net.forward_groups(0..n, x)))
-                }
-                None => model.net.forward(x),
-            };
-            probs = softmax(logits, 1)
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| RunError::Backend(format!("cannot read the model's output: {e:?}")))?;
+            probs = probabilities(model, head, x)?;
         }
         let classes = probs.len() / ok.len().max(1);
         let mut rows = probs.chunks_exact(classes.max(1));
@@ -77,6 +83,18 @@ pub fn top_k(values: &[f32], k: usize) -> Vec<(usize, f32)> {
     let mut idx: Vec<usize> = (0..values.len()).collect();
     idx.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
     idx.into_iter().take(k).map(|i| (i, values[i])).collect()
+}
+
+/// The `k` most probable of `classes`, most probable first, as labels.
+pub fn labels(classes: &[String], probs: &[f32], k: usize) -> Vec<crate::Label> {
+    top_k(probs, k)
+        .into_iter()
+        .map(|(index, score)| crate::Label {
+            label: classes.get(index).cloned().unwrap_or_default(),
+            score,
+            index,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use burn::nn::Linear;
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
 use graft_models::imagenet;
 use graft_spec::{HeadKind, ModelCard, Strategy};
 use graft_transfer::head::Head;
@@ -86,15 +85,7 @@ impl Servable {
             )));
         }
         let x = Tensor::<4>::from_data(TensorData::new(pixels, [n, 3, s, s]), &m.device);
-        let groups = m.net.group_names().len();
-        let logits = match &self.head {
-            Some(h) => h.forward(m.net.embed(m.net.forward_groups(0..groups, x))),
-            None => m.net.forward(x),
-        };
-        let p = softmax(logits, 1)
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| RunError::Backend(format!("cannot read the model's output: {e:?}")))?;
+        let p = crate::infer::probabilities(m, self.head.as_ref(), x)?;
         let classes = self.card.classes.len();
         Ok(p.chunks(classes.max(1)).map(<[f32]>::to_vec).collect())
     }

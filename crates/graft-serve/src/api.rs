@@ -12,6 +12,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use graft_data::Preprocess;
+use graft_run::Label;
+use graft_run::infer::labels;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
@@ -73,14 +75,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// One class and its probability, the shape of Hugging Face's image-classification answers.
-#[derive(Serialize)]
-pub struct Label {
-    pub label: String,
-    pub score: f32,
-    pub index: usize,
-}
-
 #[derive(Deserialize)]
 pub struct TopK {
     pub top_k: Option<usize>,
@@ -135,19 +129,6 @@ async fn classify(state: &AppState, images: Vec<Vec<f32>>) -> Result<Vec<Vec<f32
         out.push(row);
     }
     Ok(out)
-}
-
-fn top_k(classes: &[String], probs: &[f32], k: usize) -> Vec<Label> {
-    let mut idx: Vec<usize> = (0..probs.len()).collect();
-    idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
-    idx.into_iter()
-        .take(k)
-        .map(|i| Label {
-            label: classes.get(i).cloned().unwrap_or_default(),
-            score: probs[i],
-            index: i,
-        })
-        .collect()
 }
 
 /// The images of a multipart body: every part with content (a file field or not).
@@ -221,7 +202,7 @@ pub async fn predict(
     let probs = classify(&state, pixels).await?;
     let answers: Vec<Vec<Label>> = probs
         .iter()
-        .map(|p| top_k(&state.info.classes, p, k))
+        .map(|p| labels(&state.info.classes, p, k))
         .collect();
     Ok(if multipart {
         Json(answers).into_response()
