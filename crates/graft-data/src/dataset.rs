@@ -222,11 +222,16 @@ fn open_split_csv(root: &Path, split_file: &Path) -> Result<Dataset, DataError> 
             detail: format!("expected `path,split`, found {line:?}"),
         })?;
         let is_val = split_name(split_file, i + 1, split)?;
+        let file = crate::list::contained(file).map_err(|detail| DataError::ListFile {
+            path: split_file.into(),
+            line: i + 1,
+            detail,
+        })?;
         if is_val && split.trim().eq_ignore_ascii_case("test") {
             val_name = "test".into();
         }
         let path = root.join(file);
-        let class_name = Path::new(file)
+        let class_name = file
             .components()
             .next()
             .map(|c| c.as_os_str().to_string_lossy().into_owned());
@@ -234,11 +239,11 @@ fn open_split_csv(root: &Path, split_file: &Path) -> Result<Dataset, DataError> 
             return Err(DataError::ListFile {
                 path: split_file.into(),
                 line: i + 1,
-                detail: format!("{file} is not inside a class folder"),
+                detail: format!("{} is not inside a class folder", file.display()),
             });
         };
         if !path.is_file() {
-            missing.push(file.to_string());
+            missing.push(file.display().to_string());
             continue;
         }
         let s = Sample { path, class };

@@ -60,13 +60,36 @@ pub(crate) fn read_rows(path: &Path) -> Result<Vec<Row>, DataError> {
                 detail: format!("expected `path{sep}label`, found {line:?}"),
             });
         }
+        let relative = contained(cols[0]).map_err(|detail| DataError::ListFile {
+            path: path.into(),
+            line: i + 1,
+            detail,
+        })?;
         rows.push(Row {
             line: i + 1,
-            path: base.join(cols[0]),
+            path: base.join(relative),
             cols: cols[1..].iter().map(|c| c.to_string()).collect(),
         });
     }
     Ok(rows)
+}
+
+/// `text` as a path that stays under the folder it is relative to: no root, no drive and no
+/// `..`. Lists travel with their images, and a list from a stranger must not make graft read
+/// `/etc/passwd` or `../../secrets` (symbolic links inside the folder are the user's own).
+pub(crate) fn contained(text: &str) -> Result<&Path, String> {
+    use std::path::Component;
+    let path = Path::new(text);
+    let escapes = path
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+    if text.is_empty() || escapes {
+        return Err(format!(
+            "{text:?} is not a path inside the list's folder (absolute paths and `..` are refused: \
+             put the list file in a folder above the images)"
+        ));
+    }
+    Ok(path)
 }
 
 /// Reads a `.csv` or `.tsv` with columns `path,label` (a header row naming them is optional).
@@ -93,46 +116,64 @@ pub fn read_list_file(path: &Path) -> Result<Vec<LabeledImage>, DataError> {
 /// in sorted order). Files without an image extension found inside folders are returned apart,
 /// so that the caller reports them instead of dropping them silently.
 pub fn find_images(inputs: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>), DataError> {
-    let mut images = Vec::new();
-    let mut skipped = Vec::new();
+    let mut found = Found::default();
     for input in inputs {
         if input.is_dir() {
-            walk(input, &mut images, &mut skipped)?;
+            found.walk(input)?;
         } else {
-            images.push(input.clone());
+            found.images.push(input.clone());
         }
     }
-    Ok((images, skipped))
+    Ok((found.images, found.skipped))
 }
 
-fn walk(
-    dir: &Path,
-    images: &mut Vec<PathBuf>,
-    skipped: &mut Vec<PathBuf>,
-) -> Result<(), DataError> {
-    let io = |source| DataError::Io {
-        path: dir.into(),
-        source,
-    };
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(io)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()
-        .map_err(io)?;
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            walk(&path, images, skipped)?;
-        } else if is_image_path(&path) {
-            images.push(path);
-        } else if !path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        {
-            skipped.push(path);
+#[derive(Default)]
+struct Found {
+    images: Vec<PathBuf>,
+    skipped: Vec<PathBuf>,
+    /// Canonical folders on the current path from the root: a symbolic link back to one of
+    /// them is a loop, which would otherwise list the same images again at every level.
+    ancestors: Vec<PathBuf>,
+}
+
+impl Found {
+    fn walk(&mut self, dir: &Path) -> Result<(), DataError> {
+        let io = |source| DataError::Io {
+            path: dir.into(),
+            source,
+        };
+        let canonical = dir.canonicalize().map_err(io)?;
+        if let Some(ancestor) = self.ancestors.iter().find(|a| **a == canonical) {
+            return Err(DataError::Dataset {
+                path: dir.into(),
+                detail: format!(
+                    "a symbolic link loop: this folder is {} again",
+                    ancestor.display()
+                ),
+            });
         }
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(io)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .map_err(io)?;
+        entries.sort();
+        self.ancestors.push(canonical);
+        for path in entries {
+            if path.is_dir() {
+                self.walk(&path)?;
+            } else if is_image_path(&path) {
+                self.images.push(path);
+            } else if !path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            {
+                self.skipped.push(path);
+            }
+        }
+        self.ancestors.pop();
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -152,6 +193,42 @@ mod tests {
         assert_eq!(items.len(), 2);
         assert_eq!(items[0].path, dir.path().join("images/a b.jpg"));
         assert_eq!(items[1].label, "7");
+        Ok(())
+    }
+
+    #[test]
+    fn list_paths_that_leave_the_folder_are_refused_with_the_line() -> Result<(), DataError> {
+        for bad in ["../../etc/passwd", "/etc/passwd", "a/../../b.jpg"] {
+            let dir = tempfile::tempdir().map_err(|source| DataError::Io {
+                path: "tempdir".into(),
+                source,
+            })?;
+            let list = dir.path().join("l.csv");
+            std::fs::write(&list, format!("ok.jpg,1\n{bad},2\n")).map_err(|source| {
+                DataError::Io {
+                    path: list.clone(),
+                    source,
+                }
+            })?;
+            let err = read_list_file(&list).err().map(|e| e.to_string());
+            let err = err.unwrap_or_default();
+            assert!(err.contains("l.csv:2") && err.contains("refused"), "{err}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_symlink_loop_is_an_error_naming_the_folder() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let class = dir.path().join("ants");
+        std::fs::create_dir(&class)?;
+        std::fs::write(class.join("a.jpg"), b"x")?;
+        std::os::unix::fs::symlink(dir.path(), class.join("again"))?;
+        let err = find_images(&[dir.path().to_path_buf()])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("again") && err.contains("loop"), "{err}");
         Ok(())
     }
 

@@ -37,6 +37,7 @@
 
 pub mod artifact;
 pub mod auto;
+pub mod cache;
 pub mod compare;
 mod error;
 pub mod evaluate;

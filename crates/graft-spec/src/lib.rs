@@ -4,6 +4,7 @@
 
 pub mod csv;
 pub mod files;
+pub mod size;
 pub mod fit;
 pub mod io;
 pub mod rng;
@@ -17,6 +18,7 @@ pub use files::{
 pub use fit::{FitConfig, HeadKind, HeadKindError, defaults};
 pub use io::{FileError, write_atomic};
 pub use rng::SplitMix64;
+pub use size::parse_size;
 pub use strategy::{FreezePlan, Strategy, StrategyError};
 
 /// This graft's version, written into the files it makes.

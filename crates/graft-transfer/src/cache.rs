@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use graft_spec::io::{Durability, FileError, write_atomic_as};
 use sha2::{Digest, Sha256};
 
-const MAGIC: &[u8; 8] = b"GRAFTFC1";
+/// Version 2 adds a CRC-32 of everything before it, so a torn or bit-flipped entry is caught
+/// even where its length still fits. Version 1 entries read as invalid and are rebuilt.
+const MAGIC: &[u8; 8] = b"GRAFTFC2";
 
 /// Everything the cached activations depend on, apart from the image itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,29 +124,46 @@ impl FeatureCache {
         for v in values {
             out.extend_from_slice(&v.to_le_bytes());
         }
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
         // Entries are checked when read and computed again when lost: renamed, not flushed.
         write_atomic_as(&path, &out, Durability::Renamed)
     }
 }
 
 fn decode(bytes: &[u8], description: &str) -> Option<Vec<f32>> {
-    let rest = bytes.strip_prefix(MAGIC)?;
-    let (len, rest) = rest.split_at_checked(8)?;
-    let len = u64::from_le_bytes(len.try_into().ok()?) as usize;
-    let (stored, rest) = rest.split_at_checked(len)?;
-    if stored != description.as_bytes() {
-        return None;
-    }
-    let (count, data) = rest.split_at_checked(8)?;
-    let count = u64::from_le_bytes(count.try_into().ok()?) as usize;
-    if data.len() != count * 4 {
+    let entry = parse(bytes)?;
+    if entry.description != description.as_bytes() {
         return None;
     }
     Some(
-        data.chunks_exact(4)
+        entry
+            .data
+            .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect(),
     )
+}
+
+/// The parts of an entry whose checksum and lengths are right.
+pub(crate) struct Entry<'a> {
+    /// The key it was stored under, as [`CacheKey::describe`] wrote it.
+    pub description: &'a [u8],
+    pub data: &'a [u8],
+}
+
+pub(crate) fn parse(bytes: &[u8]) -> Option<Entry<'_>> {
+    let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return None;
+    }
+    let rest = body.strip_prefix(MAGIC)?;
+    let (len, rest) = rest.split_at_checked(8)?;
+    let len = usize::try_from(u64::from_le_bytes(len.try_into().ok()?)).ok()?;
+    let (description, rest) = rest.split_at_checked(len)?;
+    let (count, data) = rest.split_at_checked(8)?;
+    let count = usize::try_from(u64::from_le_bytes(count.try_into().ok()?)).ok()?;
+    (Some(data.len()) == count.checked_mul(4)).then_some(Entry { description, data })
 }
 
 #[cfg(test)]
@@ -196,6 +215,23 @@ mod tests {
             assert_eq!(cache.get(k, "img"), None, "{k:?}");
         }
         assert_eq!(cache.get(&key(), "other image"), None);
+        Ok(())
+    }
+
+    #[test]
+    fn a_flipped_bit_anywhere_is_caught_by_the_checksum() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let cache = FeatureCache::new(dir.path());
+        cache.put(&key(), "img", &[1.0, 2.0, 3.0])?;
+        let path = cache.path(&key().describe("img"));
+        let good = std::fs::read(&path)?;
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x10;
+            std::fs::write(&path, &bad)?;
+            assert_eq!(cache.get(&key(), "img"), None, "byte {i}");
+        }
+        assert_eq!(cache.stats.snapshot().2, good.len());
         Ok(())
     }
 

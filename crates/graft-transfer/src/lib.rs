@@ -4,6 +4,7 @@
 
 pub mod auto;
 pub mod cache;
+pub mod cache_admin;
 pub mod class_map;
 pub mod features;
 pub mod finetune;

