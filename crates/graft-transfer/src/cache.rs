@@ -39,8 +39,10 @@ impl CacheKey {
 pub struct CacheStats {
     pub hits: AtomicUsize,
     pub misses: AtomicUsize,
-    /// Entries found but not matching (key or size): rebuilt.
+    /// Entries found but not matching (key, size or checksum): rebuilt.
     pub invalid: AtomicUsize,
+    /// Entries that could not be written (a read-only or full disk).
+    pub write_failures: AtomicUsize,
 }
 
 impl CacheStats {
@@ -115,8 +117,7 @@ impl FeatureCache {
         let description = key.describe(image);
         let path = self.path(&description);
         let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(FileError::io(dir))?;
-        let mut out = Vec::with_capacity(24 + description.len() + values.len() * 4);
+        let mut out = Vec::with_capacity(28 + description.len() + values.len() * 4);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(description.len() as u64).to_le_bytes());
         out.extend_from_slice(description.as_bytes());
@@ -127,7 +128,18 @@ impl FeatureCache {
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         // Entries are checked when read and computed again when lost: renamed, not flushed.
-        write_atomic_as(&path, &out, Durability::Renamed)
+        let write = || {
+            std::fs::create_dir_all(dir).map_err(FileError::io(dir))?;
+            write_atomic_as(&path, &out, Durability::Renamed)
+        };
+        match write() {
+            // The cache folder was deleted under us (`rm -rf ~/.cache/graft` during a run):
+            // make it again, once.
+            Err(FileError::Io { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {
+                write()
+            }
+            done => done,
+        }
     }
 }
 

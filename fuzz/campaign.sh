@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Fuzzes every target for SECONDS each, JOBS at a time, and collects the figures lines that
+# RELIABILITY.md quotes into fuzz/logs/figures.txt.   fuzz/campaign.sh SECONDS [JOBS]
+set -euo pipefail
+cd "$(dirname "$0")"
+seconds=${1:?usage: fuzz/campaign.sh SECONDS [JOBS]}
+jobs=${2:-2}
+cargo +nightly fuzz build -s none --release >/dev/null
+mkdir -p logs
+targets=(pth_zip pth_legacy safetensors wheel image list run_files)
+printf '%s\n' "${targets[@]}" | xargs -P "$jobs" -I{} sh -c "./run.sh {} $seconds > logs/{}.summary 2>&1; tail -n 1 logs/{}.summary >> logs/figures.txt"
+cat logs/figures.txt
