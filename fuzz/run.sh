@@ -16,7 +16,7 @@ mkdir -p "work/$target" "artifacts/$target" logs
 cargo +nightly fuzz run -s none --release "$target" "work/$target" "corpus/$target" -- \
   -max_total_time="$seconds" -timeout=2 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
   -max_len=65536 -artifact_prefix="artifacts/$target/" -print_final_stats=1 \
-  2>&1 | tee "logs/$target.log" | grep -E "^(#[0-9]+.*(pulse|DONE|NEW))|ERROR|SUMMARY|stat::" | tail -n 40
+  2>&1 | tee "logs/$target.log" | grep -E "^#[0-9]+.*(pulse|DONE)|ERROR|SUMMARY|stat::" | tail -n 40
 execs=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "logs/$target.log" | grep -Eo '[0-9]+$' || echo 0)
 crashes=$(find "artifacts/$target" -type f | wc -l)
 echo "figures: target=$target seconds=$seconds execs=$execs artifacts=$crashes"
