@@ -17,7 +17,10 @@ fn images_claiming_100k_pixels_a_side_are_refused_from_the_header() {
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(err.contains(name) && err.contains("px a side"), "{name}: {err}");
+        assert!(
+            err.contains(name) && err.contains("px a side"),
+            "{name}: {err}"
+        );
     }
 }
 
@@ -30,7 +33,11 @@ fn split_csv_lines_that_leave_the_dataset_are_refused() -> Result<(), Box<dyn st
             std::fs::write(dir.path().join(format!("{class}/{i}.jpg")), b"x")?;
         }
     }
-    for bad in ["ants/../../../etc/passwd", "/etc/passwd", "ants/../bees/0.jpg"] {
+    for bad in [
+        "ants/../../../etc/passwd",
+        "/etc/passwd",
+        "ants/../bees/0.jpg",
+    ] {
         std::fs::write(
             dir.path().join("split.csv"),
             format!("path,split\nants/0.jpg,train\n{bad},val\n"),

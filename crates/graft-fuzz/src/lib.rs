@@ -27,7 +27,11 @@ fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let base = Path::new("/dev/shm");
-        let parent = if base.is_dir() { base.to_path_buf() } else { std::env::temp_dir() };
+        let parent = if base.is_dir() {
+            base.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
         tempfile::Builder::new()
             .prefix("graft-fuzz-")
             .tempdir_in(parent)
@@ -102,7 +106,13 @@ fn dataset_root() -> &'static Path {
 pub fn run_files(data: &[u8]) {
     let dir = scratch().join("run");
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    for name in ["config.json", "result.json", "model.json", "metrics.jsonl", "predictions.csv"] {
+    for name in [
+        "config.json",
+        "result.json",
+        "model.json",
+        "metrics.jsonl",
+        "predictions.csv",
+    ] {
         let file = dir.join(name);
         std::fs::write(&file, data).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     }

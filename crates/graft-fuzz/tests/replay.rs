@@ -16,14 +16,19 @@ fn every_corpus_file_and_past_finding_is_handled() {
             let mut files: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
             files.sort();
             for file in files {
-                let data = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+                let data =
+                    std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
                 eprintln!("{}", file.display());
                 run(&data);
                 replayed += 1;
             }
         }
     }
-    assert!(replayed >= 7 * 3, "only {replayed} inputs under {}", fuzz.display());
+    assert!(
+        replayed >= 7 * 3,
+        "only {replayed} inputs under {}",
+        fuzz.display()
+    );
 }
 
 /// The seeds are real files, so the fuzzer starts from inputs that reach deep into the
@@ -48,7 +53,10 @@ fn the_seeds_are_valid_files() -> Result<(), Box<dyn std::error::Error>> {
         &mut member,
         graft_weights::MAX_WEIGHTS_BYTES,
     )?;
-    assert_eq!(member, std::fs::read(corpus.join("pth_zip/state_dict.pth"))?);
+    assert_eq!(
+        member,
+        std::fs::read(corpus.join("pth_zip/state_dict.pth"))?
+    );
     for entry in std::fs::read_dir(corpus.join("image"))? {
         let path = entry?.path();
         graft_data::decode_rgb(&path, graft_data::DecodeLimits::default())?;

@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-pub use graft_transfer::cache_admin::{CacheUsage, PruneReport, VerifyReport, prune, usage, verify};
+pub use graft_transfer::cache_admin::{
+    CacheUsage, PruneReport, VerifyReport, prune, usage, verify,
+};
 
 /// The feature cache's folder under `home` (`$GRAFT_HOME/features`).
 pub fn dir(home: &Path) -> PathBuf {

@@ -4,10 +4,10 @@
 
 pub mod csv;
 pub mod files;
-pub mod size;
 pub mod fit;
 pub mod io;
 pub mod rng;
+pub mod size;
 pub mod strategy;
 
 pub use files::{

@@ -231,7 +231,8 @@ mod tests {
     }
 
     #[test]
-    fn a_flipped_bit_anywhere_is_caught_by_the_checksum() -> Result<(), Box<dyn std::error::Error>> {
+    fn a_flipped_bit_anywhere_is_caught_by_the_checksum() -> Result<(), Box<dyn std::error::Error>>
+    {
         let dir = tempfile::tempdir()?;
         let cache = FeatureCache::new(dir.path());
         cache.put(&key(), "img", &[1.0, 2.0, 3.0])?;

@@ -218,8 +218,13 @@ mod tests {
         let temp = shard.join(".graft-abc.tmp");
         std::fs::write(&temp, b"partial")?;
         let old = SystemTime::now() - Duration::from_secs(3600);
-        let times = std::fs::FileTimes::new().set_accessed(old).set_modified(old);
-        std::fs::File::options().write(true).open(&temp)?.set_times(times)?;
+        let times = std::fs::FileTimes::new()
+            .set_accessed(old)
+            .set_modified(old);
+        std::fs::File::options()
+            .write(true)
+            .open(&temp)?
+            .set_times(times)?;
         let report = verify(dir.path())?;
         assert_eq!(report.checked, 3);
         assert_eq!(report.corrupt, vec![paths[0].clone()]);
@@ -230,7 +235,10 @@ mod tests {
         let set = |p: &Path, secs: u64| -> std::io::Result<()> {
             let t = SystemTime::now() - Duration::from_secs(secs);
             let times = std::fs::FileTimes::new().set_accessed(t).set_modified(t);
-            std::fs::File::options().write(true).open(p)?.set_times(times)
+            std::fs::File::options()
+                .write(true)
+                .open(p)?
+                .set_times(times)
         };
         set(older, 7200)?;
         set(newer, 60)?;

@@ -1,7 +1,7 @@
 //! Frozen features: every image through the frozen groups once, then from the cache.
 
-use std::sync::atomic::Ordering;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 
 use burn::prelude::*;
 use graft_data::Preprocess;
@@ -135,7 +135,12 @@ impl Extractor<'_> {
         for (row, &i) in values.chunks_exact(dim.max(1)).zip(ok) {
             if let Some(h) = &hashes[i]
                 && let Err(e) = self.cache.put(&self.key, h, row)
-                && self.cache.stats.write_failures.fetch_add(1, Ordering::Relaxed) == 0
+                && self
+                    .cache
+                    .stats
+                    .write_failures
+                    .fetch_add(1, Ordering::Relaxed)
+                    == 0
             {
                 // A cache that cannot be written costs speed next time, not correctness: the
                 // run goes on and says so once, as pip does with a cache folder it cannot write.

@@ -157,8 +157,14 @@ fn copy_hashing(
         out.write_all(&buf[..n]).map_err(|e| (done, e))?;
         done += n as u64;
         if done > MAX_WEIGHTS_BYTES {
-            let why = format!("more than {} MiB, the limit for weights", MAX_WEIGHTS_BYTES >> 20);
-            return Err((done, std::io::Error::new(std::io::ErrorKind::FileTooLarge, why)));
+            let why = format!(
+                "more than {} MiB, the limit for weights",
+                MAX_WEIGHTS_BYTES >> 20
+            );
+            return Err((
+                done,
+                std::io::Error::new(std::io::ErrorKind::FileTooLarge, why),
+            ));
         }
         progress(done, total);
     }

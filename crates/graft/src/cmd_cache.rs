@@ -32,7 +32,12 @@ pub fn run(command: &CacheCommand, quiet: bool) -> anyhow::Result<usize> {
             for (model, (n, bytes)) in &u.models {
                 println!("{model:<24} {n:>8} entries {:>12}", mib(*bytes));
             }
-            println!("{:<24} {:>8} entries {:>12}", "total", u.entries, mib(u.bytes));
+            println!(
+                "{:<24} {:>8} entries {:>12}",
+                "total",
+                u.entries,
+                mib(u.bytes)
+            );
             if u.temp_files > 0 {
                 println!(
                     "{:<24} {:>8} files   {:>12}  (writes in progress or left by a killed run; `graft cache verify` removes old ones)",

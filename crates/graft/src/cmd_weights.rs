@@ -104,6 +104,10 @@ pub fn inspect(file: &std::path::Path, json: bool) -> anyhow::Result<()> {
         println!("{:<48} {:<6} {:?}", t.name, t.dtype, t.shape);
     }
     let bytes: usize = tensors.iter().map(|t| t.bytes).sum();
-    println!("{} tensors, {:.1} MiB", tensors.len(), bytes as f64 / (1 << 20) as f64);
+    println!(
+        "{} tensors, {:.1} MiB",
+        tensors.len(),
+        bytes as f64 / (1 << 20) as f64
+    );
     Ok(())
 }

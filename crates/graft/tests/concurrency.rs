@@ -10,15 +10,23 @@ use std::process::{Command, Output};
 
 fn train(strategy: &str, data: &Path, out: &Path, home: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_graft"));
-    cmd.args(["-q", "train", "--json", "--strategy", strategy, "--epochs", "3"])
-        .arg("--weights")
-        .arg(data::lite0_weights())
-        .arg("--data")
-        .arg(data)
-        .arg("--out")
-        .arg(out)
-        .env("GRAFT_HOME", home)
-        .env("GRAFT_OFFLINE", "1");
+    cmd.args([
+        "-q",
+        "train",
+        "--json",
+        "--strategy",
+        strategy,
+        "--epochs",
+        "3",
+    ])
+    .arg("--weights")
+    .arg(data::lite0_weights())
+    .arg("--data")
+    .arg(data)
+    .arg("--out")
+    .arg(out)
+    .env("GRAFT_HOME", home)
+    .env("GRAFT_OFFLINE", "1");
     cmd
 }
 
@@ -64,7 +72,11 @@ fn four_processes_on_one_home_all_succeed_with_the_results_of_runs_made_alone() 
         .map(|i| {
             let s = strategies[i % 2];
             let out = root.path().join(format!("together-{i}"));
-            (s, out.clone(), train(s, &data, &out, &shared).spawn().expect("spawn"))
+            (
+                s,
+                out.clone(),
+                train(s, &data, &out, &shared).spawn().expect("spawn"),
+            )
         })
         .collect();
     for (s, out, child) in children {
@@ -82,5 +94,8 @@ fn four_processes_on_one_home_all_succeed_with_the_results_of_runs_made_alone() 
         .output()
         .expect("run graft");
     let report = String::from_utf8_lossy(&verify.stdout).into_owned();
-    assert!(verify.status.success() && report.contains(" 0 damaged"), "{report}");
+    assert!(
+        verify.status.success() && report.contains(" 0 damaged"),
+        "{report}"
+    );
 }

@@ -132,7 +132,10 @@ fn second_run_fails_and_first_is_kept(
         .filter(|(p, b)| after.get(*p) != Some(*b))
         .map(|(p, _)| p.display().to_string())
         .collect();
-    assert!(changed.is_empty(), "the first run's files changed: {changed:?}");
+    assert!(
+        changed.is_empty(),
+        "the first run's files changed: {changed:?}"
+    );
     assert_eq!(temp_files(run), Vec::<PathBuf>::new());
     lift();
     if run.join("resume/state.json").is_file() {
@@ -170,7 +173,13 @@ fn a_file_size_limit_fails_the_model_write_and_keeps_the_previous_model() {
             .arg("sh")
             .arg(program)
             .args(args)
-            .env("GRAFT_HOME", cmd.get_envs().find(|(k, _)| *k == "GRAFT_HOME").and_then(|(_, v)| v).expect("home"))
+            .env(
+                "GRAFT_HOME",
+                cmd.get_envs()
+                    .find(|(k, _)| *k == "GRAFT_HOME")
+                    .and_then(|(_, v)| v)
+                    .expect("home"),
+            )
             .env("GRAFT_OFFLINE", "1");
         *cmd = shell;
     };
@@ -214,11 +223,16 @@ fn a_read_only_run_directory_is_an_error_and_a_read_only_cache_only_a_warning() 
         .expect("run graft");
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains(&run.display().to_string()) && err.contains("Read-only"), "{err}");
+    assert!(
+        err.contains(&run.display().to_string()) && err.contains("Read-only"),
+        "{err}"
+    );
 
-    let out = ok(train(&data, &root.path().join("run"), &ro.0.join("home"), "head")
-        .output()
-        .expect("run graft"));
+    let out = ok(
+        train(&data, &root.path().join("run"), &ro.0.join("home"), "head")
+            .output()
+            .expect("run graft"),
+    );
     let err = stderr(&out);
     assert_eq!(
         err.matches("cannot write the feature cache").count(),
@@ -233,9 +247,14 @@ fn the_cache_deleted_mid_run_is_made_again_and_the_run_ends_as_usual() {
     let root = tempfile::tempdir().expect("tmp");
     let data = dataset(root.path());
     let reference = root.path().join("reference");
-    ok(train(&data, &reference, &root.path().join("home-ref"), "partial:1")
-        .output()
-        .expect("run graft"));
+    ok(train(
+        &data,
+        &reference,
+        &root.path().join("home-ref"),
+        "partial:1",
+    )
+    .output()
+    .expect("run graft"));
     let home = root.path().join("home");
     let features = home.join("features");
     let run = root.path().join("run");
@@ -253,5 +272,8 @@ fn the_cache_deleted_mid_run_is_made_again_and_the_run_ends_as_usual() {
     let status = child.wait().expect("wait");
     assert!(status.success());
     let model = |d: &Path| std::fs::read(d.join("model.safetensors")).expect("model");
-    assert!(model(&run) == model(&reference), "same model as a run with its cache left alone");
+    assert!(
+        model(&run) == model(&reference),
+        "same model as a run with its cache left alone"
+    );
 }

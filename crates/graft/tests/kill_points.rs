@@ -93,7 +93,10 @@ fn verify_cache(home: &Path) {
         .output()
         .expect("run graft");
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success() && report.contains(" 0 damaged"), "{report}");
+    assert!(
+        out.status.success() && report.contains(" 0 damaged"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -157,12 +160,19 @@ fn seeded_random_kills_during_extraction_training_and_compare_end_as_if_never_ki
             "kill {k}: {scenario:?} at {} of {} ms: {}, then {}: identical",
             at.as_millis(),
             total.as_millis(),
-            if finished { "had finished".to_string() } else { format!("killed in {phase}") },
+            if finished {
+                "had finished".to_string()
+            } else {
+                format!("killed in {phase}")
+            },
             if resumed { "--resume" } else { "rerun" },
         );
     }
     eprintln!("kill points: {points}, landed before the end: {landed}");
-    assert!(landed * 2 >= points, "most kills must land mid-run ({landed} of {points})");
+    assert!(
+        landed * 2 >= points,
+        "most kills must land mid-run ({landed} of {points})"
+    );
 }
 
 /// Where a kill landed, from what the killed process left: epochs saved, else cache entries.
@@ -170,10 +180,14 @@ fn phase(home: &Path, out: &Path) -> String {
     let epochs = |d: &Path| {
         std::fs::read_to_string(d.join("metrics.jsonl")).map_or(0, |t| t.lines().count())
     };
-    let saved: usize = [out.to_path_buf(), out.join("runs/head"), out.join("runs/partial-1")]
-        .iter()
-        .map(|d| epochs(d))
-        .sum();
+    let saved: usize = [
+        out.to_path_buf(),
+        out.join("runs/head"),
+        out.join("runs/partial-1"),
+    ]
+    .iter()
+    .map(|d| epochs(d))
+    .sum();
     if saved > 0 {
         return format!("training ({saved} epochs logged)");
     }
