@@ -15,6 +15,12 @@ pub struct DecodeLimits {
     /// Decoded bytes (PIL's decompression-bomb error fires near 179 Mpixel; 16-bit RGBA needs
     /// 8 bytes a pixel).
     pub max_bytes: u64,
+    /// Above `ratio_floor` decoded bytes, at most this many decoded bytes per byte of file.
+    /// A baseline JPEG spends at least one bit on each 8x8 block, so its RGB pixels are at most
+    /// 1,536 times its size; a header claiming more (a 600-byte file claiming 18,000 px a
+    /// side, which decoders fill with grey for seconds and gigabytes) is forged or truncated.
+    pub max_ratio: u64,
+    pub ratio_floor: u64,
 }
 
 impl Default for DecodeLimits {
@@ -22,6 +28,8 @@ impl Default for DecodeLimits {
         Self {
             max_side: 20_000,
             max_bytes: 1 << 30,
+            max_ratio: 2048,
+            ratio_floor: 64 << 20,
         }
     }
 }
@@ -58,6 +66,24 @@ pub fn decode_rgb_bytes(
     let too_large = width > limits.max_side
         || height > limits.max_side
         || decoder.total_bytes() > limits.max_bytes;
+    let budget = (data.len() as u64)
+        .saturating_mul(limits.max_ratio)
+        .max(limits.ratio_floor);
+    if !too_large && decoder.total_bytes() > budget {
+        return Err(DataError::TooLarge {
+            path: path.into(),
+            width,
+            height,
+            limit: format!(
+                "{} decoded bytes a file byte above {} MiB (this {}-byte file claims {} MiB: a \
+                 forged or truncated header)",
+                limits.max_ratio,
+                limits.ratio_floor >> 20,
+                data.len(),
+                decoder.total_bytes() >> 20
+            ),
+        });
+    }
     if too_large {
         return Err(DataError::TooLarge {
             path: path.into(),

@@ -25,6 +25,18 @@ fn images_claiming_100k_pixels_a_side_are_refused_from_the_header() {
 }
 
 #[test]
+fn a_tiny_jpeg_claiming_18k_pixels_a_side_is_refused_before_decoding() {
+    let err = decode_rgb(&hostile("forged_dims.jpg"), DecodeLimits::default())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("forged_dims.jpg") && err.contains("forged or truncated"),
+        "{err}"
+    );
+}
+
+#[test]
 fn split_csv_lines_that_leave_the_dataset_are_refused() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     for class in ["ants", "bees"] {
