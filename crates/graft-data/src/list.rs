@@ -60,14 +60,11 @@ pub(crate) fn read_rows(path: &Path) -> Result<Vec<Row>, DataError> {
                 detail: format!("expected `path{sep}label`, found {line:?}"),
             });
         }
-        let relative = contained(cols[0]).map_err(|detail| DataError::ListFile {
-            path: path.into(),
-            line: i + 1,
-            detail,
-        })?;
+        // A list names images wherever the user keeps them: relative to its folder, `..` or
+        // absolute, as written (split.csv, which belongs to a dataset folder, may not leave it).
         rows.push(Row {
             line: i + 1,
-            path: base.join(relative),
+            path: base.join(cols[0]),
             cols: cols[1..].iter().map(|c| c.to_string()).collect(),
         });
     }
@@ -75,8 +72,8 @@ pub(crate) fn read_rows(path: &Path) -> Result<Vec<Row>, DataError> {
 }
 
 /// `text` as a path that stays under the folder it is relative to: no root, no drive and no
-/// `..`. Lists travel with their images, and a list from a stranger must not make graft read
-/// `/etc/passwd` or `../../secrets` (symbolic links inside the folder are the user's own).
+/// `..`. A dataset folder travels with its `split.csv`, and one from a stranger must not make
+/// graft read `/etc/passwd` or `../../secrets` (symbolic links inside it are followed).
 pub(crate) fn contained(text: &str) -> Result<&Path, String> {
     use std::path::Component;
     let path = Path::new(text);
@@ -85,8 +82,8 @@ pub(crate) fn contained(text: &str) -> Result<&Path, String> {
         .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
     if text.is_empty() || escapes {
         return Err(format!(
-            "{text:?} is not a path inside the list's folder (absolute paths and `..` are refused: \
-             put the list file in a folder above the images)"
+            "{text:?} is not a path inside the dataset folder (absolute paths and `..` are \
+             refused in split.csv; a list file given as --data may name images anywhere)"
         ));
     }
     Ok(path)
@@ -197,24 +194,12 @@ mod tests {
     }
 
     #[test]
-    fn list_paths_that_leave_the_folder_are_refused_with_the_line() -> Result<(), DataError> {
-        for bad in ["../../etc/passwd", "/etc/passwd", "a/../../b.jpg"] {
-            let dir = tempfile::tempdir().map_err(|source| DataError::Io {
-                path: "tempdir".into(),
-                source,
-            })?;
-            let list = dir.path().join("l.csv");
-            std::fs::write(&list, format!("ok.jpg,1\n{bad},2\n")).map_err(|source| {
-                DataError::Io {
-                    path: list.clone(),
-                    source,
-                }
-            })?;
-            let err = read_list_file(&list).err().map(|e| e.to_string());
-            let err = err.unwrap_or_default();
-            assert!(err.contains("l.csv:2") && err.contains("refused"), "{err}");
+    fn list_paths_are_resolved_as_written_and_split_paths_must_stay_inside() {
+        assert!(contained("ants/0.jpg").is_ok() && contained("./ants/0.jpg").is_ok());
+        for bad in ["../../etc/passwd", "/etc/passwd", "a/../../b.jpg", ""] {
+            let err = contained(bad).err().unwrap_or_default();
+            assert!(err.contains("refused"), "{bad}: {err}");
         }
-        Ok(())
     }
 
     #[test]
