@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use burn_store::pytorch::PytorchReader;
 use safetensors::SafeTensors;
 
 use crate::{WeightFormat, WeightsError, detect_format};
@@ -29,8 +28,7 @@ pub fn inspect(path: &Path) -> Result<Vec<TensorInfo>, WeightsError> {
     };
     let mut out = match format {
         WeightFormat::PytorchZip | WeightFormat::PytorchLegacy => {
-            crate::pickle::check_pytorch(path, format)?;
-            let reader = PytorchReader::new(path).map_err(|e| read_err(e.to_string()))?;
+            let reader = crate::pickle::check_pytorch(path, format)?;
             let mut out = Vec::with_capacity(reader.len());
             for (name, tensor) in reader.tensors() {
                 let data = tensor.read().map_err(|e| read_err(e.to_string()))?;

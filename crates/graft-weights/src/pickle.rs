@@ -47,11 +47,14 @@ fn first_refused(value: &PickleValue, at: &str) -> Option<(String, String)> {
     }
 }
 
-/// Checks a PyTorch checkpoint before any tensor is read: its pickle names no code outside the
+/// Opens a PyTorch checkpoint, checked before any tensor is read: its pickle names no code outside the
 /// allow-list, and no tensor is larger than the file. `torch.save` stores tensors
 /// uncompressed, so a tensor larger than its file comes from a compressed entry inflating
 /// past it (a zip bomb) or from a forged header, and reading it would allocate without bound.
-pub(crate) fn check_pytorch(path: &Path, format: WeightFormat) -> Result<(), WeightsError> {
+pub(crate) fn check_pytorch(
+    path: &Path,
+    format: WeightFormat,
+) -> Result<PytorchReader, WeightsError> {
     let refuse = |detail: String| WeightsError::Read {
         path: path.to_path_buf(),
         format: format.name(),
@@ -93,5 +96,5 @@ pub(crate) fn check_pytorch(path: &Path, format: WeightFormat) -> Result<(), Wei
             )));
         }
     }
-    Ok(())
+    Ok(reader)
 }
