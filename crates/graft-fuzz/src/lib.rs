@@ -11,8 +11,11 @@ use std::sync::OnceLock;
 use graft_data::{DecodeLimits, SplitOptions, decode_rgb_bytes, open_dataset, read_list_file};
 use graft_spec::files::{MetricsLine, ModelCard, Prediction, RunConfig, RunResult};
 
+/// A target's body: any bytes in, nothing out.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name its corpus folder and cargo-fuzz binary have.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("pth_zip", weights),
     ("pth_legacy", weights),
     ("safetensors", weights),

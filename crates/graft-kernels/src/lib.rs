@@ -38,5 +38,6 @@ mod winograd;
 pub use activation::{relu, relu6};
 pub use autodiff::{conv2d, conv2d_relu};
 pub use batch_norm::{BatchNormTrain, batch_norm_train};
+pub use matmul::{Mat, matmul_into};
 pub use memory::keep_freed_memory;
 pub use pool::max_pool2d;

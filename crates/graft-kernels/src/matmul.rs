@@ -6,7 +6,7 @@
 
 /// A strided matrix inside `data`: entry (r, c) is `data[r * row_stride + c * col_stride]`.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Mat<'a> {
+pub struct Mat<'a> {
     pub data: &'a [f32],
     pub rows: usize,
     pub cols: usize,
@@ -51,14 +51,8 @@ impl<'a> Mat<'a> {
 /// products).
 ///
 /// Panics if the shapes disagree or a matrix does not fit in its slice: these are programming
-/// errors in this crate, never caused by user data.
-pub(crate) fn matmul_into(
-    dst: &mut [f32],
-    dst_stride: usize,
-    lhs: Mat,
-    rhs: Mat,
-    accumulate: bool,
-) {
+/// errors in the caller, never caused by user data.
+pub fn matmul_into(dst: &mut [f32], dst_stride: usize, lhs: Mat, rhs: Mat, accumulate: bool) {
     assert_eq!(lhs.cols, rhs.rows, "matmul_into: inner dimensions");
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     assert!(

@@ -10,6 +10,8 @@ pub mod features;
 pub mod finetune;
 pub mod fit;
 pub mod head;
+pub mod lbfgs;
+pub mod logistic;
 pub mod metrics;
 pub mod schedule;
 pub mod train;

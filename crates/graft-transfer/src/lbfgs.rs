@@ -1,0 +1,197 @@
+//! Limited-memory BFGS (Nocedal, "Updating quasi-Newton matrices with limited storage", Math.
+//! Comp. 1980; the two-loop recursion of Nocedal & Wright, Numerical Optimization, alg. 7.4)
+//! with a backtracking Armijo line search: enough for the smooth convex objectives graft
+//! minimises full-batch (a linear head on cached features).
+
+/// When to stop.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Options {
+    /// Correction pairs kept.
+    pub memory: usize,
+    pub max_iterations: usize,
+    /// Converged when the largest gradient entry is below this (scikit-learn's `tol`)...
+    pub gradient_tolerance: f64,
+    /// ...or when a step lowers the value by less than this, relative: about where an f32
+    /// objective's rounding hides the decrease, past which a line search only backtracks.
+    pub value_tolerance: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            memory: 10,
+            max_iterations: 500,
+            gradient_tolerance: 1e-4,
+            value_tolerance: 1e-7,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Report {
+    pub iterations: usize,
+    pub evaluations: usize,
+    pub value: f64,
+    pub converged: bool,
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum()
+}
+
+fn max_abs(a: &[f32]) -> f64 {
+    a.iter().fold(0.0, |m, v| m.max(f64::from(v.abs())))
+}
+
+/// Minimises `f` from `x` (left at the minimiser). `f(x, grad)` returns the value at `x` and
+/// writes the gradient into `grad`.
+pub fn minimize(
+    x: &mut [f32],
+    f: &mut dyn FnMut(&[f32], &mut [f32]) -> f64,
+    options: Options,
+) -> Report {
+    let n = x.len();
+    let mut grad = vec![0f32; n];
+    let mut value = f(x, &mut grad);
+    let mut report = Report {
+        evaluations: 1,
+        value,
+        ..Report::default()
+    };
+    let mut pairs: std::collections::VecDeque<(Vec<f32>, Vec<f32>, f64)> = Default::default();
+    let (mut trial, mut trial_grad) = (vec![0f32; n], vec![0f32; n]);
+    let mut direction = vec![0f32; n];
+    let mut stalled = 0;
+    while report.iterations < options.max_iterations {
+        if max_abs(&grad) < options.gradient_tolerance {
+            report.converged = true;
+            break;
+        }
+        two_loop(&grad, &pairs, &mut direction);
+        let mut slope = dot(&grad, &direction);
+        if slope >= 0.0 {
+            // Not a descent direction (lost curvature): restart from steepest descent.
+            pairs.clear();
+            direction.iter_mut().zip(&grad).for_each(|(d, g)| *d = -g);
+            slope = -dot(&grad, &grad);
+        }
+        // The first step has no curvature to scale it: keep it short.
+        let mut step = if pairs.is_empty() {
+            (1.0 / max_abs(&grad)).min(1.0)
+        } else {
+            1.0
+        };
+        let mut accepted = false;
+        let before = value;
+        for _ in 0..30 {
+            for ((t, xi), d) in trial.iter_mut().zip(x.iter()).zip(&direction) {
+                *t = xi + (step * f64::from(*d)) as f32;
+            }
+            let v = f(&trial, &mut trial_grad);
+            report.evaluations += 1;
+            if v <= value + 1e-4 * step * slope {
+                accepted = true;
+                let s: Vec<f32> = trial.iter().zip(x.iter()).map(|(a, b)| a - b).collect();
+                let y: Vec<f32> = trial_grad.iter().zip(&grad).map(|(a, b)| a - b).collect();
+                let sy = dot(&s, &y);
+                if sy > 1e-12 {
+                    if pairs.len() == options.memory {
+                        pairs.pop_front();
+                    }
+                    pairs.push_back((s, y, sy));
+                }
+                x.copy_from_slice(&trial);
+                grad.copy_from_slice(&trial_grad);
+                value = v;
+                break;
+            }
+            step *= 0.5;
+        }
+        report.iterations += 1;
+        // Three small steps in a row, not one: a single short step happens far from the end.
+        if before - value <= options.value_tolerance * before.abs().max(1.0) {
+            stalled += 1;
+        } else {
+            stalled = 0;
+        }
+        if !accepted || stalled == 3 {
+            // No (visible) decrease along the best direction available: as close as f32 gets.
+            report.converged = true;
+            break;
+        }
+    }
+    report.value = value;
+    report
+}
+
+/// `direction = -H grad`, H the inverse Hessian estimate from `pairs` (s, y, s.y).
+fn two_loop(
+    grad: &[f32],
+    pairs: &std::collections::VecDeque<(Vec<f32>, Vec<f32>, f64)>,
+    direction: &mut [f32],
+) {
+    let mut q: Vec<f64> = grad.iter().map(|g| f64::from(*g)).collect();
+    let mut alphas = Vec::with_capacity(pairs.len());
+    for (s, y, sy) in pairs.iter().rev() {
+        let a = s
+            .iter()
+            .zip(&q)
+            .map(|(s, q)| f64::from(*s) * q)
+            .sum::<f64>()
+            / sy;
+        q.iter_mut()
+            .zip(y)
+            .for_each(|(q, y)| *q -= a * f64::from(*y));
+        alphas.push(a);
+    }
+    if let Some((_, y, sy)) = pairs.back() {
+        let gamma = sy / dot(y, y);
+        q.iter_mut().for_each(|q| *q *= gamma);
+    }
+    for ((s, y, sy), a) in pairs.iter().zip(alphas.iter().rev()) {
+        let b = y
+            .iter()
+            .zip(&q)
+            .map(|(y, q)| f64::from(*y) * q)
+            .sum::<f64>()
+            / sy;
+        q.iter_mut()
+            .zip(s)
+            .for_each(|(q, s)| *q += (a - b) * f64::from(*s));
+    }
+    direction
+        .iter_mut()
+        .zip(&q)
+        .for_each(|(d, q)| *d = -(*q as f32));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_minimum_of_an_ill_conditioned_quadratic() {
+        let scales = [1.0f32, 10.0, 100.0, 1000.0];
+        let mut x = vec![1.0f32; 4];
+        let report = minimize(
+            &mut x,
+            &mut |x, g| {
+                let mut v = 0.0;
+                for i in 0..4 {
+                    let d = x[i] - i as f32;
+                    v += 0.5 * f64::from(scales[i] * d * d);
+                    g[i] = scales[i] * d;
+                }
+                v
+            },
+            Options::default(),
+        );
+        assert!(report.converged, "{report:?}");
+        for (i, v) in x.iter().enumerate() {
+            assert!((v - i as f32).abs() < 1e-4, "{x:?}");
+        }
+    }
+}
