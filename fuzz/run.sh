@@ -3,7 +3,7 @@
 # figures line for RELIABILITY.md. New interesting inputs go to fuzz/work/TARGET (not
 # committed); findings go to fuzz/artifacts/TARGET: minimise one, fix it, then copy it to
 # fuzz/regressions/TARGET so the stable replay test keeps it fixed.
-#   fuzz/run.sh TARGET SECONDS
+#   fuzz/run.sh TARGET SECONDS        (TIMEOUT=N: libFuzzer's per-input limit, default 2 s)
 set -uo pipefail
 cd "$(dirname "$0")"
 target=${1:?usage: fuzz/run.sh TARGET SECONDS}
@@ -14,10 +14,12 @@ mkdir -p "work/$target" "artifacts/$target" logs
 # for throughput on a small machine. An input that makes graft allocate more than 2 GiB is a
 # finding, and so is one that takes over 2 s. -fork=1 keeps fuzzing after a timeout: libFuzzer
 # times inputs by the wall clock, so on a loaded machine a starved input times out too; each
-# timeout is timed again alone below, and only one that is slow alone is a finding.
+# timeout is timed again alone below, and only one that is slow alone is a finding. Without a
+# sanitizer, libFuzzer's timeout handler can deadlock in malloc (it writes the input from a
+# signal handler): on a loaded machine, raise TIMEOUT and judge inputs by the re-timing.
 cargo +nightly fuzz run -s none --release "$target" "work/$target" "corpus/$target" -- \
   -fork=1 -ignore_timeouts=1 -ignore_ooms=0 -ignore_crashes=0 \
-  -max_total_time="$seconds" -timeout=2 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
+  -max_total_time="$seconds" -timeout="${TIMEOUT:-2}" -rss_limit_mb=2048 -malloc_limit_mb=2048 \
   -max_len=65536 -artifact_prefix="artifacts/$target/" \
   > "logs/$target.log" 2>&1
 status=$?
