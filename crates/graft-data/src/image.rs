@@ -63,37 +63,12 @@ pub fn decode_rgb_bytes(
     let is_jpeg = format == image::ImageFormat::Jpeg;
     let mut decoder = reader.into_decoder().map_err(|e| classify(path, e))?;
     let (width, height) = decoder.dimensions();
-    let too_large = width > limits.max_side
-        || height > limits.max_side
-        || decoder.total_bytes() > limits.max_bytes;
-    let budget = (data.len() as u64)
-        .saturating_mul(limits.max_ratio)
-        .max(limits.ratio_floor);
-    if !too_large && decoder.total_bytes() > budget {
+    if let Some(limit) = over_limit(width, height, decoder.total_bytes(), data.len(), limits) {
         return Err(DataError::TooLarge {
             path: path.into(),
             width,
             height,
-            limit: format!(
-                "{} decoded bytes a file byte above {} MiB (this {}-byte file claims {} MiB: a \
-                 forged or truncated header)",
-                limits.max_ratio,
-                limits.ratio_floor >> 20,
-                data.len(),
-                decoder.total_bytes() >> 20
-            ),
-        });
-    }
-    if too_large {
-        return Err(DataError::TooLarge {
-            path: path.into(),
-            width,
-            height,
-            limit: format!(
-                "{} px a side or {} MiB decoded",
-                limits.max_side,
-                limits.max_bytes >> 20
-            ),
+            limit,
         });
     }
     // Only the header has been read so far; the orientation tag is in it.
@@ -126,6 +101,36 @@ pub fn decode_rgb_bytes(
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| classify(path, e))?;
     img.apply_orientation(orientation);
     Ok(img.into_rgb8())
+}
+
+/// Which limit a header claiming `width` x `height` (`decoded` bytes) from a `file_len`-byte
+/// file breaks, said as the limit; `None` when it breaks none.
+fn over_limit(
+    width: u32,
+    height: u32,
+    decoded: u64,
+    file_len: usize,
+    limits: DecodeLimits,
+) -> Option<String> {
+    if width > limits.max_side || height > limits.max_side || decoded > limits.max_bytes {
+        return Some(format!(
+            "{} px a side or {} MiB decoded",
+            limits.max_side,
+            limits.max_bytes >> 20
+        ));
+    }
+    let budget = (file_len as u64)
+        .saturating_mul(limits.max_ratio)
+        .max(limits.ratio_floor);
+    (decoded > budget).then(|| {
+        format!(
+            "{} decoded bytes a file byte above {} MiB (this {file_len}-byte file claims {} MiB: \
+             a forged or truncated header)",
+            limits.max_ratio,
+            limits.ratio_floor >> 20,
+            decoded >> 20
+        )
+    })
 }
 
 fn classify(path: &Path, e: image::ImageError) -> DataError {
