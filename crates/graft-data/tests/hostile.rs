@@ -36,8 +36,8 @@ fn a_tiny_jpeg_claiming_18k_pixels_a_side_is_refused_before_decoding() {
     );
 }
 
-#[test]
-fn split_csv_lines_that_leave_the_dataset_are_refused() -> Result<(), Box<dyn std::error::Error>> {
+/// A dataset folder with classes `ants` and `bees`, three (empty) images each.
+fn two_classes() -> std::io::Result<tempfile::TempDir> {
     let dir = tempfile::tempdir()?;
     for class in ["ants", "bees"] {
         std::fs::create_dir(dir.path().join(class))?;
@@ -45,6 +45,12 @@ fn split_csv_lines_that_leave_the_dataset_are_refused() -> Result<(), Box<dyn st
             std::fs::write(dir.path().join(format!("{class}/{i}.jpg")), b"x")?;
         }
     }
+    Ok(dir)
+}
+
+#[test]
+fn split_csv_lines_that_leave_the_dataset_are_refused() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = two_classes()?;
     for bad in [
         "ants/../../../etc/passwd",
         "/etc/passwd",
@@ -68,13 +74,7 @@ fn split_csv_lines_that_leave_the_dataset_are_refused() -> Result<(), Box<dyn st
 
 #[test]
 fn a_symlink_loop_inside_a_class_folder_is_an_error() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = tempfile::tempdir()?;
-    for class in ["ants", "bees"] {
-        std::fs::create_dir(dir.path().join(class))?;
-        for i in 0..3 {
-            std::fs::write(dir.path().join(format!("{class}/{i}.jpg")), b"x")?;
-        }
-    }
+    let dir = two_classes()?;
     let sub = dir.path().join("ants/more");
     std::fs::create_dir(&sub)?;
     std::os::unix::fs::symlink(dir.path().join("ants"), sub.join("loop"))?;
