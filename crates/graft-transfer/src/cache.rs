@@ -157,6 +157,14 @@ fn decode(bytes: &[u8], description: &str) -> Option<Vec<f32>> {
     )
 }
 
+/// The model an entry was stored for, from its first bytes (the first line of its stored
+/// key) without the rest or its checksum: what `graft cache du` groups by.
+pub(crate) fn stored_model(head: &[u8]) -> Option<String> {
+    let key = head.strip_prefix(MAGIC)?.get(8..)?;
+    let text = String::from_utf8_lossy(key);
+    Some(text.lines().next()?.strip_prefix("model=")?.to_string())
+}
+
 /// The parts of an entry whose checksum and lengths are right.
 pub(crate) struct Entry<'a> {
     /// The key it was stored under, as [`CacheKey::describe`] wrote it.

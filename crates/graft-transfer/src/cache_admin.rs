@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use graft_spec::FileError;
 
-use crate::cache::parse;
+use crate::cache::{parse, stored_model};
 
 /// A temporary file older than this was left by a process that died mid-write: a live writer
 /// holds one for milliseconds.
@@ -102,20 +102,14 @@ fn remove(path: &Path) -> Result<(), FileError> {
     }
 }
 
-/// The model an entry was stored for, from the first line of its stored key.
+/// The model an entry was stored for (its key's first line is well within 256 bytes).
 fn model_of(path: &Path) -> Result<String, FileError> {
     let mut head = Vec::with_capacity(256);
     let file = std::fs::File::open(path).map_err(FileError::io(path))?;
     file.take(256)
         .read_to_end(&mut head)
         .map_err(FileError::io(path))?;
-    let text = String::from_utf8_lossy(head.get(16..).unwrap_or_default()).into_owned();
-    Ok(text
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("model="))
-        .unwrap_or("(unreadable)")
-        .to_string())
+    Ok(stored_model(&head).unwrap_or_else(|| "(unreadable)".to_string()))
 }
 
 pub fn usage(dir: &Path) -> Result<CacheUsage, FileError> {
