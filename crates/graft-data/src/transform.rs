@@ -224,8 +224,7 @@ mod tests {
 /// cached augmented view can be recomputed exactly.
 pub fn random_resized_crop_flip(img: &RgbImage, size: u32, seed: u64) -> RgbImage {
     let mut rng = graft_spec::SplitMix64(seed);
-    let mut uniform =
-        |lo: f64, hi: f64| lo + (hi - lo) * ((rng.next() >> 11) as f64 / (1u64 << 53) as f64);
+    let mut uniform = |lo: f64, hi: f64| lo + (hi - lo) * rng.unit();
     let (w, h) = (img.width() as f64, img.height() as f64);
     let area = w * h;
     let mut region = None;

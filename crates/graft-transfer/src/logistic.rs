@@ -279,7 +279,7 @@ mod tests {
     /// Two Gaussian blobs per class in `d` dimensions, with some overlap.
     fn blobs(n_per: usize, k: usize, d: usize, seed: u64) -> (Vec<f32>, Vec<usize>) {
         let mut rng = SplitMix64(seed);
-        let mut uniform = || (rng.next() >> 11) as f32 / (1u64 << 53) as f32;
+        let mut uniform = || rng.unit() as f32;
         let mut x = Vec::new();
         let mut y = Vec::new();
         for class in 0..k {
@@ -307,7 +307,7 @@ mod tests {
         };
         let mut rng = SplitMix64(7);
         let theta: Vec<f32> = (0..k * d + k)
-            .map(|_| ((rng.next() >> 11) as f32 / (1u64 << 53) as f32 - 0.5) * 0.4)
+            .map(|_| (rng.unit() as f32 - 0.5) * 0.4)
             .collect();
         let mut z = vec![0f32; f.n * k];
         let mut grad = vec![0f32; theta.len()];

@@ -122,7 +122,7 @@ fn seeded_random_kills_during_extraction_training_and_compare_end_as_if_never_ki
         let scenario = [Scenario::Train, Scenario::Compare][k % 2];
         let reference = root.path().join(format!("reference-{scenario:?}"));
         let total = durations[k % 2];
-        let at = total.mul_f64((rng.next() >> 11) as f64 / (1u64 << 53) as f64);
+        let at = total.mul_f64(rng.unit());
         let home = root.path().join(format!("home-{k}"));
         let out = root.path().join(format!("run-{k}"));
         let args = args(scenario, &data, &out);
