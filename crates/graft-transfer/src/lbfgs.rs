@@ -61,7 +61,7 @@ pub fn minimize(
         value,
         ..Report::default()
     };
-    let mut pairs: std::collections::VecDeque<(Vec<f32>, Vec<f32>, f64)> = Default::default();
+    let mut pairs = Pairs::new();
     let (mut trial, mut trial_grad) = (vec![0f32; n], vec![0f32; n]);
     let mut direction = vec![0f32; n];
     let mut stalled = 0;
@@ -127,24 +127,28 @@ pub fn minimize(
     report
 }
 
-/// `direction = -H grad`, H the inverse Hessian estimate from `pairs` (s, y, s.y).
-fn two_loop(
-    grad: &[f32],
-    pairs: &std::collections::VecDeque<(Vec<f32>, Vec<f32>, f64)>,
-    direction: &mut [f32],
-) {
+/// Correction pairs (s, y, s.y), oldest first.
+type Pairs = std::collections::VecDeque<(Vec<f32>, Vec<f32>, f64)>;
+
+/// `v . q`, in f64.
+fn dot_q(v: &[f32], q: &[f64]) -> f64 {
+    v.iter().zip(q).map(|(v, q)| f64::from(*v) * q).sum()
+}
+
+/// `q += a v`.
+fn add_scaled(q: &mut [f64], a: f64, v: &[f32]) {
+    q.iter_mut()
+        .zip(v)
+        .for_each(|(q, v)| *q += a * f64::from(*v));
+}
+
+/// `direction = -H grad`, H the inverse Hessian estimate from `pairs`.
+fn two_loop(grad: &[f32], pairs: &Pairs, direction: &mut [f32]) {
     let mut q: Vec<f64> = grad.iter().map(|g| f64::from(*g)).collect();
     let mut alphas = Vec::with_capacity(pairs.len());
     for (s, y, sy) in pairs.iter().rev() {
-        let a = s
-            .iter()
-            .zip(&q)
-            .map(|(s, q)| f64::from(*s) * q)
-            .sum::<f64>()
-            / sy;
-        q.iter_mut()
-            .zip(y)
-            .for_each(|(q, y)| *q -= a * f64::from(*y));
+        let a = dot_q(s, &q) / sy;
+        add_scaled(&mut q, -a, y);
         alphas.push(a);
     }
     if let Some((_, y, sy)) = pairs.back() {
@@ -152,15 +156,8 @@ fn two_loop(
         q.iter_mut().for_each(|q| *q *= gamma);
     }
     for ((s, y, sy), a) in pairs.iter().zip(alphas.iter().rev()) {
-        let b = y
-            .iter()
-            .zip(&q)
-            .map(|(y, q)| f64::from(*y) * q)
-            .sum::<f64>()
-            / sy;
-        q.iter_mut()
-            .zip(s)
-            .for_each(|(q, s)| *q += (a - b) * f64::from(*s));
+        let b = dot_q(y, &q) / sy;
+        add_scaled(&mut q, a - b, s);
     }
     direction
         .iter_mut()
