@@ -52,22 +52,9 @@ fn main() -> anyhow::Result<()> {
         )?;
     }
     let started = Instant::now();
-    let cv = fit_cv(
-        Features {
-            x: &xt,
-            n: train.y.len(),
-            d,
-        },
-        &train.y,
-        k,
-        &CvOptions::default(),
-    );
+    let cv = fit_cv(Features { x: &xt, d }, &train.y, k, &CvOptions::default());
     let seconds = started.elapsed().as_secs_f64();
-    let predicted = cv.model.predict(Features {
-        x: &xh,
-        n: test.y.len(),
-        d,
-    });
+    let predicted = cv.model.predict(Features { x: &xh, d });
     let right = predicted
         .iter()
         .zip(&test.y)

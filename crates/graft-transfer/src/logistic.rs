@@ -11,12 +11,18 @@ use rayon::prelude::*;
 
 use crate::lbfgs::{self, Options, Report};
 
-/// Row-major features: `n` rows of `d`.
+/// Row-major features: rows of `d`.
 #[derive(Clone, Copy, Debug)]
 pub struct Features<'a> {
     pub x: &'a [f32],
-    pub n: usize,
     pub d: usize,
+}
+
+impl Features<'_> {
+    /// The number of rows.
+    pub fn n(&self) -> usize {
+        self.x.len() / self.d.max(1)
+    }
 }
 
 /// A fitted linear classifier: `w` is `k x d` row-major, `b` has `k` entries.
@@ -40,7 +46,7 @@ impl Linear {
 
     /// `n x k` scores.
     pub fn logits(&self, f: Features<'_>) -> Vec<f32> {
-        let mut z = vec![0f32; f.n * self.k];
+        let mut z = vec![0f32; f.n() * self.k];
         scores(&self.w, &self.b, f, self.k, &mut z);
         z
     }
@@ -61,7 +67,7 @@ impl Linear {
 }
 
 fn scores(w: &[f32], b: &[f32], f: Features<'_>, k: usize, z: &mut [f32]) {
-    let x = Mat::rows(f.x, f.n, f.d);
+    let x = Mat::rows(f.x, f.n(), f.d);
     matmul_into(z, k, x, Mat::rows(w, k, f.d).t(), false);
     for row in z.chunks_exact_mut(k) {
         row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
@@ -81,7 +87,7 @@ fn objective(
 ) -> f64 {
     let (w, b) = theta.split_at(k * f.d);
     scores(w, b, f, k, z);
-    let inv_n = 1.0 / f.n as f32;
+    let inv_n = 1.0 / f.n() as f32;
     let mut loss = 0.0f64;
     for (row, &label) in z.chunks_exact_mut(k).zip(y) {
         let max = row.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
@@ -97,8 +103,8 @@ fn objective(
     }
     // z now holds d(loss)/d(scores): grad_w = z^T x, grad_b = column sums of z.
     let (gw, gb) = grad.split_at_mut(k * f.d);
-    let x = Mat::rows(f.x, f.n, f.d);
-    matmul_into(gw, f.d, Mat::rows(z, f.n, k).t(), x, false);
+    let x = Mat::rows(f.x, f.n(), f.d);
+    matmul_into(gw, f.d, Mat::rows(z, f.n(), k).t(), x, false);
     gb.fill(0.0);
     for row in z.chunks_exact(k) {
         gb.iter_mut().zip(row).for_each(|(g, v)| *g += v);
@@ -108,7 +114,7 @@ fn objective(
         *g += penalty * v;
         norm += f64::from(*v) * f64::from(*v);
     }
-    loss / f.n as f64 + 0.5 * f64::from(penalty) * norm
+    loss / f.n() as f64 + 0.5 * f64::from(penalty) * norm
 }
 
 /// Fits at scikit-learn's `c`, starting from `init` (a warm start) or zeros.
@@ -125,8 +131,8 @@ pub fn fit(
         theta[..k * f.d].copy_from_slice(&init.w);
         theta[k * f.d..].copy_from_slice(&init.b);
     }
-    let penalty = (1.0 / (c * f.n as f64)) as f32;
-    let mut z = vec![0f32; f.n * k];
+    let penalty = (1.0 / (c * f.n() as f64)) as f32;
+    let mut z = vec![0f32; f.n() * k];
     let report = lbfgs::minimize(
         &mut theta,
         &mut |t, g| objective(t, g, f, y, k, penalty, &mut z),
@@ -208,7 +214,7 @@ pub fn fit_cv(f: Features<'_>, y: &[usize], k: usize, options: &CvOptions) -> Cv
         .into_par_iter()
         .map(|fold| {
             let (train_rows, held_rows): (Vec<usize>, Vec<usize>) =
-                (0..f.n).partition(|&i| fold_of[i] != fold);
+                (0..f.n()).partition(|&i| fold_of[i] != fold);
             let mut correct = vec![0usize; options.grid.len()];
             let (mut iterations, mut evaluations) = (0, 0);
             if held_rows.is_empty() || train_rows.is_empty() {
@@ -216,16 +222,8 @@ pub fn fit_cv(f: Features<'_>, y: &[usize], k: usize, options: &CvOptions) -> Cv
             }
             let (xt, yt) = take(f, y, &train_rows);
             let (xh, yh) = take(f, y, &held_rows);
-            let train = Features {
-                x: &xt,
-                n: train_rows.len(),
-                d: f.d,
-            };
-            let held = Features {
-                x: &xh,
-                n: held_rows.len(),
-                d: f.d,
-            };
+            let train = Features { x: &xt, d: f.d };
+            let held = Features { x: &xh, d: f.d };
             let mut warm: Option<Linear> = None;
             for (g, &c) in options.grid.iter().enumerate() {
                 let (model, report) = fit(train, &yt, k, c, warm.as_ref(), options.solver);
@@ -253,7 +251,7 @@ pub fn fit_cv(f: Features<'_>, y: &[usize], k: usize, options: &CvOptions) -> Cv
         .grid
         .iter()
         .zip(&correct)
-        .map(|(&c, &n)| (c, n as f64 / f.n.max(1) as f64))
+        .map(|(&c, &n)| (c, n as f64 / f.n().max(1) as f64))
         .collect();
     let (c, _) =
         scores
@@ -300,16 +298,12 @@ mod tests {
     fn the_gradient_matches_finite_differences() {
         let (k, d) = (3, 5);
         let (x, y) = blobs(4, k, d, 1);
-        let f = Features {
-            x: &x,
-            n: y.len(),
-            d,
-        };
+        let f = Features { x: &x, d };
         let mut rng = SplitMix64(7);
         let theta: Vec<f32> = (0..k * d + k)
             .map(|_| (rng.unit() as f32 - 0.5) * 0.4)
             .collect();
-        let mut z = vec![0f32; f.n * k];
+        let mut z = vec![0f32; f.n() * k];
         let mut grad = vec![0f32; theta.len()];
         objective(&theta, &mut grad, f, &y, k, 0.3, &mut z);
         let mut scratch = vec![0f32; theta.len()];
@@ -333,11 +327,7 @@ mod tests {
     fn a_fit_converges_and_separates_the_classes() {
         let (k, d) = (4, 16);
         let (x, y) = blobs(30, k, d, 2);
-        let f = Features {
-            x: &x,
-            n: y.len(),
-            d,
-        };
+        let f = Features { x: &x, d };
         let (model, report) = fit(f, &y, k, 1.0, None, Options::default());
         assert!(report.converged, "{report:?}");
         let right = model
@@ -357,11 +347,7 @@ mod tests {
     fn cross_validation_is_deterministic_and_picks_from_the_grid() {
         let (k, d) = (3, 12);
         let (x, y) = blobs(25, k, d, 3);
-        let f = Features {
-            x: &x,
-            n: y.len(),
-            d,
-        };
+        let f = Features { x: &x, d };
         let a = fit_cv(f, &y, k, &CvOptions::default());
         let b = fit_cv(f, &y, k, &CvOptions::default());
         assert_eq!(a, b);
