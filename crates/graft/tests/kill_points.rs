@@ -7,11 +7,14 @@
 
 #[path = "../../../tests/common/data.rs"]
 mod data;
+#[path = "../../../tests/common/graft.rs"]
+mod graft;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use graft::{assert_cache_verifies_clean, outcome};
 use graft_spec::SplitMix64;
 
 const SEED: u64 = 20_261_130;
@@ -22,13 +25,9 @@ enum Scenario {
     Compare,
 }
 
-fn graft(args: &[String], home: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_graft"));
-    cmd.args(args)
-        .env("GRAFT_HOME", home)
-        .env("GRAFT_OFFLINE", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+fn run(args: &[String], home: &Path) -> Command {
+    let mut cmd = graft::graft(home);
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
     cmd
 }
 
@@ -71,34 +70,6 @@ fn run_dirs(scenario: Scenario, out: &Path) -> Vec<PathBuf> {
     }
 }
 
-/// Metrics without wall-clock seconds, and the model and predictions bytes.
-fn outcome(dir: &Path) -> (Vec<serde_json::Value>, Vec<u8>, Vec<u8>) {
-    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).expect("json");
-            v.as_object_mut().map(|o| o.remove("seconds"));
-            v
-        })
-        .collect();
-    let read = |f: &str| std::fs::read(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
-    (metrics, read("model.safetensors"), read("predictions.csv"))
-}
-
-fn verify_cache(home: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_graft"))
-        .args(["cache", "verify"])
-        .env("GRAFT_HOME", home)
-        .output()
-        .expect("run graft");
-    let report = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success() && report.contains(" 0 damaged"),
-        "{report}"
-    );
-}
-
 #[test]
 fn seeded_random_kills_during_extraction_training_and_compare_end_as_if_never_killed() {
     let points: usize = std::env::var("GRAFT_KILL_POINTS")
@@ -113,7 +84,7 @@ fn seeded_random_kills_during_extraction_training_and_compare_end_as_if_never_ki
         let out = root.path().join(format!("reference-{scenario:?}"));
         let home = root.path().join(format!("home-reference-{scenario:?}"));
         let started = Instant::now();
-        run_ok(&mut graft(&args(scenario, &data, &out), &home), "reference");
+        run_ok(&mut run(&args(scenario, &data, &out), &home), "reference");
         durations.push(started.elapsed());
     }
     let mut rng = SplitMix64(SEED);
@@ -126,7 +97,7 @@ fn seeded_random_kills_during_extraction_training_and_compare_end_as_if_never_ki
         let home = root.path().join(format!("home-{k}"));
         let out = root.path().join(format!("run-{k}"));
         let args = args(scenario, &data, &out);
-        let mut child = graft(&args, &home).spawn().expect("spawn graft");
+        let mut child = run(&args, &home).spawn().expect("spawn graft");
         std::thread::sleep(at);
         let finished = matches!(child.try_wait(), Ok(Some(_)));
         if !finished {
@@ -135,7 +106,7 @@ fn seeded_random_kills_during_extraction_training_and_compare_end_as_if_never_ki
         }
         child.wait().expect("reap");
         let phase = phase(&home, &out);
-        verify_cache(&home);
+        assert_cache_verifies_clean(&home);
         let resumable = out.join("resume/state.json").is_file();
         let resumed = matches!(scenario, Scenario::Train) && resumable;
         let next: Vec<String> = match scenario {
@@ -145,7 +116,7 @@ fn seeded_random_kills_during_extraction_training_and_compare_end_as_if_never_ki
                 .collect(),
             _ => args.clone(),
         };
-        run_ok(&mut graft(&next, &home), &format!("after kill {k}"));
+        run_ok(&mut run(&next, &home), &format!("after kill {k}"));
         for (a, b) in run_dirs(scenario, &reference)
             .iter()
             .zip(run_dirs(scenario, &out))

@@ -38,17 +38,7 @@ fn run_dir() -> &'static (PathBuf, PathBuf, Vec<PathBuf>) {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut images: Vec<PathBuf> = ["ants", "bees"]
-            .iter()
-            .flat_map(|c| {
-                std::fs::read_dir(data_dir.join("val").join(c))
-                    .expect("ls")
-                    .flatten()
-                    .map(|e| e.path())
-            })
-            .collect();
-        images.sort();
-        (run, home, images)
+        (run, home, data::cut_images(&data_dir, "val"))
     })
 }
 
@@ -148,6 +138,25 @@ fn post_image(s: &Server, path: &Path, query: &str) -> (u16, String) {
         Some(&bytes),
     );
     (status, body)
+}
+
+/// `n` clients posting `image` to `url` at once; each one's (status, body, Retry-After).
+fn clients(
+    url: &str,
+    image: &[u8],
+    n: usize,
+) -> Vec<std::thread::JoinHandle<(u16, String, Option<String>)>> {
+    (0..n)
+        .map(|_| {
+            let (url, image) = (url.to_string(), image.to_vec());
+            std::thread::spawn(move || {
+                call(
+                    ureq::post(&url).set("Content-Type", "image/jpeg"),
+                    Some(&image),
+                )
+            })
+        })
+        .collect()
 }
 
 fn multipart(files: &[(&str, &[u8])], boundary: &str) -> Vec<u8> {
@@ -437,20 +446,9 @@ fn concurrent_requests_are_batched_and_a_full_queue_answers_429() {
     let s = Server::start(&["--max-delay-ms", "200", "--max-batch", "8"]);
     let url = s.url("/v1/predict");
     let before = metric(&s, "graft_batch_size_count");
-    let threads: Vec<_> = (0..8)
-        .map(|_| {
-            let (url, image) = (url.clone(), image.clone());
-            std::thread::spawn(move || {
-                call(
-                    ureq::post(&url).set("Content-Type", "image/jpeg"),
-                    Some(&image),
-                )
-                .0
-            })
-        })
-        .collect();
+    let threads = clients(&url, &image, 8);
     for t in threads {
-        assert_eq!(t.join().expect("thread"), 200);
+        assert_eq!(t.join().expect("thread").0, 200);
     }
     let batches = metric(&s, "graft_batch_size_count") - before;
     assert!(
@@ -469,18 +467,7 @@ fn concurrent_requests_are_batched_and_a_full_queue_answers_429() {
         "0",
     ]);
     let url = s.url("/v1/predict");
-    let threads: Vec<_> = (0..24)
-        .map(|_| {
-            let (url, image) = (url.clone(), image.clone());
-            std::thread::spawn(move || {
-                call(
-                    ureq::post(&url).set("Content-Type", "image/jpeg"),
-                    Some(&image),
-                )
-            })
-        })
-        .collect();
-    let results: Vec<_> = threads
+    let results: Vec<_> = clients(&url, &image, 24)
         .into_iter()
         .map(|t| t.join().expect("thread"))
         .collect();
@@ -505,24 +492,13 @@ fn sigterm_finishes_requests_in_flight_then_exits_zero() {
     let image = std::fs::read(&images[0]).expect("image");
     let mut s = Server::start(&["--max-delay-ms", "1000"]);
     let url = s.url("/v1/predict");
-    let threads: Vec<_> = (0..4)
-        .map(|_| {
-            let (url, image) = (url.clone(), image.clone());
-            std::thread::spawn(move || {
-                call(
-                    ureq::post(&url).set("Content-Type", "image/jpeg"),
-                    Some(&image),
-                )
-                .0
-            })
-        })
-        .collect();
+    let threads = clients(&url, &image, 4);
     // The requests are in (waiting out the batching delay) when the signal comes.
     std::thread::sleep(Duration::from_millis(400));
     let status = s.terminate();
     for t in threads {
         assert_eq!(
-            t.join().expect("thread"),
+            t.join().expect("thread").0,
             200,
             "a request in flight was answered"
         );

@@ -1,0 +1,57 @@
+//! Running the `graft` binary in the test crates of the `graft` package (included with
+//! `#[path]`): one home per test, never the network, and what a finished run is compared by.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Command;
+
+/// The binary under test with `home` as `$GRAFT_HOME` and downloads off.
+pub fn graft(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_graft"));
+    cmd.env("GRAFT_HOME", home).env("GRAFT_OFFLINE", "1");
+    cmd
+}
+
+/// A run's epochs (without wall-clock seconds), and its model and predictions bytes: what two
+/// runs that must agree are compared by.
+pub fn outcome(dir: &Path) -> (Vec<serde_json::Value>, Vec<u8>, Vec<u8>) {
+    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).expect("json");
+            v.as_object_mut().map(|o| o.remove("seconds"));
+            v
+        })
+        .collect();
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    (metrics, read("model.safetensors"), read("predictions.csv"))
+}
+
+/// `graft cache verify` on `home` finds every entry sound.
+pub fn assert_cache_verifies_clean(home: &Path) {
+    let out = graft(home)
+        .args(["cache", "verify"])
+        .output()
+        .expect("run graft");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && report.contains(" 0 damaged"),
+        "{report}"
+    );
+}
+
+/// `graft train` of EfficientNet-Lite0 with `strategy` for 3 epochs, JSON on stdout (needs the
+/// `data` module beside this one).
+pub fn train_lite0(strategy: &str, data: &Path, out: &Path, home: &Path) -> Command {
+    let mut cmd = graft(home);
+    cmd.args(["-q", "train", "--json", "--force", "--epochs", "3"])
+        .args(["--strategy", strategy])
+        .arg("--weights")
+        .arg(super::data::lite0_weights())
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(out);
+    cmd
+}
