@@ -5,6 +5,8 @@
 
 #[path = "../../../tests/common/data.rs"]
 mod data;
+#[path = "../../../tests/common/graft.rs"]
+mod graft;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -22,15 +24,7 @@ fn run_dir() -> &'static (PathBuf, PathBuf, Vec<PathBuf>) {
         data::hymenoptera_cut(&data_dir, 8, 4);
         let run = root.join("run");
         let home = root.join("home");
-        let out = Command::new(env!("CARGO_BIN_EXE_graft"))
-            .args(["-q", "train", "--epochs", "3", "--weights"])
-            .arg(data::lite0_weights())
-            .arg("--data")
-            .arg(&data_dir)
-            .arg("--out")
-            .arg(&run)
-            .env("GRAFT_HOME", &home)
-            .env("GRAFT_OFFLINE", "1")
+        let out = graft::train_lite0("head", &data_dir, &run, &home)
             .output()
             .expect("train");
         assert!(
@@ -50,13 +44,11 @@ struct Server {
 impl Server {
     fn start(extra: &[&str]) -> Self {
         let (run, home, _) = run_dir();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_graft"))
+        let mut child = graft::graft(home)
             .args(["-q", "serve"])
             .arg(run)
             .args(["--port", "0"])
             .args(extra)
-            .env("GRAFT_HOME", home)
-            .env("GRAFT_OFFLINE", "1")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -212,12 +204,7 @@ fn every_endpoint_answers_and_predictions_equal_graft_predict() {
         run.display().to_string(),
     ];
     args.extend(images.iter().map(|p| p.display().to_string()));
-    let out = Command::new(env!("CARGO_BIN_EXE_graft"))
-        .args(&args)
-        .env("GRAFT_HOME", home)
-        .env("GRAFT_OFFLINE", "1")
-        .output()
-        .expect("predict");
+    let out = graft::graft(home).args(&args).output().expect("predict");
     let predicted = json(
         String::from_utf8_lossy(&out.stdout)
             .lines()
