@@ -608,6 +608,7 @@ struct Browser {
     driver: Child,
     base: String,
     session: String,
+    profile: PathBuf,
 }
 
 impl Browser {
@@ -650,6 +651,7 @@ impl Browser {
             driver,
             base,
             session,
+            profile,
         }
     }
 
@@ -690,6 +692,8 @@ impl Drop for Browser {
         let _ = ureq::delete(&format!("{}/session/{}", self.base, self.session)).call();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        // Best effort: a profile left behind costs only disk in the temp folder.
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
