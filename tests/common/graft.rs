@@ -3,13 +3,25 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// The binary under test with `home` as `$GRAFT_HOME` and downloads off.
 pub fn graft(home: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_graft"));
     cmd.env("GRAFT_HOME", home).env("GRAFT_OFFLINE", "1");
     cmd
+}
+
+/// The last stdout line of a successful `--json` command, parsed (its stderr if it failed).
+pub fn ok_json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
 /// A run's epochs (without wall-clock seconds), and its model and predictions bytes: what two

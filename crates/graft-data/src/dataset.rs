@@ -4,6 +4,8 @@
 //! 3. a list file `path,label[,split]`, paths relative to the file;
 //!
 //! and, where no split is given, a stratified split made with a seed (saved by the caller).
+//! A dataset that gives three splits (train, val and test) keeps val as its selection split
+//! and reports on test; see [`crate::selection`] for the two-split case.
 //! Class names are sorted so that labels are deterministic.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,10 +40,16 @@ pub struct Dataset {
     pub root: PathBuf,
     pub classes: Vec<String>,
     pub train: Vec<Sample>,
+    /// The held-out split results are reported on.
     pub val: Vec<Sample>,
     /// `val` or `test`, as the dataset names its held-out split.
     pub val_name: String,
     pub split: SplitSource,
+    /// The split decisions are taken on (epoch, regularisation, strategy): given by a
+    /// three-split dataset, or carved from `train` by [`Dataset::with_selection`]; empty until
+    /// then.
+    pub select: Vec<Sample>,
+    pub selection: crate::selection::Selection,
     /// Non-fatal findings (e.g. files skipped by extension), for the caller to print.
     pub warnings: Vec<String>,
 }
@@ -111,12 +119,20 @@ pub fn open_dataset(path: &Path, options: SplitOptions) -> Result<Dataset, DataE
         ));
     }
     let subs = subdirs(path)?;
-    let val_dir = ["val", "test"]
-        .into_iter()
-        .find(|v| subs.iter().any(|s| s == v));
-    if subs.iter().any(|s| s == "train") {
-        let val_dir = val_dir.ok_or_else(|| err(path, "has train/ but no val/ or test/ folder"))?;
-        return open_split_folders(path, val_dir);
+    let has = |name: &str| subs.iter().any(|s| s == name);
+    if has("train") {
+        return match (has("val"), has("test")) {
+            (true, true) => {
+                let mut ds = open_split_folders(path, "test")?;
+                let val = open_split_folders(path, "val")?;
+                ds.select = val.val;
+                ds.selection = crate::selection::Selection::Given;
+                Ok(ds)
+            }
+            (true, false) => open_split_folders(path, "val"),
+            (false, true) => open_split_folders(path, "test"),
+            (false, false) => Err(err(path, "has train/ but no val/ or test/ folder")),
+        };
     }
     let split_file = path.join("split.csv");
     if split_file.is_file() {
@@ -189,10 +205,20 @@ fn open_split_folders(root: &Path, val_dir: &str) -> Result<Dataset, DataError> 
     Ok(ds)
 }
 
-fn split_name(path: &Path, line: usize, s: &str) -> Result<bool, DataError> {
+/// Which split a row of a split file or list names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    Train,
+    Val,
+    Test,
+}
+
+fn split_name(path: &Path, line: usize, s: &str) -> Result<Part, DataError> {
     match s.trim().to_ascii_lowercase().as_str() {
-        "train" => Ok(false),
-        "val" | "valid" | "validation" | "test" => Ok(true),
+        // `select`: a run's split.csv names the images it carved from train that way.
+        "train" | "select" => Ok(Part::Train),
+        "val" | "valid" | "validation" => Ok(Part::Val),
+        "test" => Ok(Part::Test),
         other => Err(DataError::ListFile {
             path: path.into(),
             line,
@@ -207,9 +233,7 @@ fn open_split_csv(root: &Path, split_file: &Path) -> Result<Dataset, DataError> 
         path: split_file.into(),
         source,
     })?;
-    let mut train = Vec::new();
-    let mut val = Vec::new();
-    let mut val_name = "val".to_string();
+    let mut parts = Parts::default();
     let mut missing = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');
@@ -221,15 +245,12 @@ fn open_split_csv(root: &Path, split_file: &Path) -> Result<Dataset, DataError> 
             line: i + 1,
             detail: format!("expected `path,split`, found {line:?}"),
         })?;
-        let is_val = split_name(split_file, i + 1, split)?;
+        let part = split_name(split_file, i + 1, split)?;
         let file = crate::list::contained(file).map_err(|detail| DataError::ListFile {
             path: split_file.into(),
             line: i + 1,
             detail,
         })?;
-        if is_val && split.trim().eq_ignore_ascii_case("test") {
-            val_name = "test".into();
-        }
         let path = root.join(file);
         let class_name = file
             .components()
@@ -246,8 +267,7 @@ fn open_split_csv(root: &Path, split_file: &Path) -> Result<Dataset, DataError> 
             missing.push(file.display().to_string());
             continue;
         }
-        let s = Sample { path, class };
-        if is_val { val.push(s) } else { train.push(s) }
+        parts.push(part, Sample { path, class });
     }
     if !missing.is_empty() {
         let shown: Vec<_> = missing.iter().take(5).cloned().collect();
@@ -260,21 +280,50 @@ fn open_split_csv(root: &Path, split_file: &Path) -> Result<Dataset, DataError> 
             ),
         ));
     }
-    let ds = finish(
-        root,
-        classes,
-        train,
-        val,
-        &val_name,
-        SplitSource::SplitFile(split_file.into()),
-        Vec::new(),
-    )?;
-    check_splits(&ds)?;
-    Ok(ds)
+    parts.into_dataset(root, classes, SplitSource::SplitFile(split_file.into()))
+}
+
+/// The rows of a split file or list, by the split they name.
+#[derive(Default)]
+struct Parts {
+    train: Vec<Sample>,
+    val: Vec<Sample>,
+    test: Vec<Sample>,
+}
+
+impl Parts {
+    fn push(&mut self, part: Part, s: Sample) {
+        match part {
+            Part::Train => self.train.push(s),
+            Part::Val => self.val.push(s),
+            Part::Test => self.test.push(s),
+        }
+    }
+
+    /// Reported on test when there is one; val is then the selection split.
+    fn into_dataset(
+        self,
+        root: &Path,
+        classes: Vec<String>,
+        source: SplitSource,
+    ) -> Result<Dataset, DataError> {
+        let (report, name, select) = match (self.val.is_empty(), self.test.is_empty()) {
+            (false, false) => (self.test, "test", self.val),
+            (true, false) => (self.test, "test", Vec::new()),
+            _ => (self.val, "val", Vec::new()),
+        };
+        let mut ds = finish(root, classes, self.train, report, name, source, Vec::new())?;
+        if !select.is_empty() {
+            ds.select = select;
+            ds.selection = crate::selection::Selection::Given;
+        }
+        check_splits(&ds)?;
+        Ok(ds)
+    }
 }
 
 fn open_list(path: &Path, options: SplitOptions) -> Result<Dataset, DataError> {
-    let mut rows: Vec<(PathBuf, String, Option<bool>)> = Vec::new();
+    let mut rows: Vec<(PathBuf, String, Option<Part>)> = Vec::new();
     for row in crate::list::read_rows(path)? {
         let split = row
             .cols
@@ -292,8 +341,7 @@ fn open_list(path: &Path, options: SplitOptions) -> Result<Dataset, DataError> {
         .collect();
     let class_of = |name: &str| classes.iter().position(|c| c == name).unwrap_or(0);
     let has_split = rows.iter().any(|r| r.2.is_some());
-    let mut train = Vec::new();
-    let mut val = Vec::new();
+    let mut parts = Parts::default();
     for (p, label, split) in &rows {
         let s = Sample {
             path: p.clone(),
@@ -306,24 +354,28 @@ fn open_list(path: &Path, options: SplitOptions) -> Result<Dataset, DataError> {
                     format!("{} has no split while other rows do", p.display()),
                 ));
             }
-            (true, Some(true)) => val.push(s),
-            _ => train.push(s),
+            (_, part) => parts.push(part.unwrap_or(Part::Train), s),
         }
     }
-    let source = if has_split {
-        SplitSource::ListColumn
-    } else {
-        SplitSource::Generated {
-            seed: options.seed,
-            val_fraction: options.val_fraction,
-        }
+    if has_split {
+        return parts.into_dataset(path, classes, SplitSource::ListColumn);
+    }
+    let source = SplitSource::Generated {
+        seed: options.seed,
+        val_fraction: options.val_fraction,
     };
-    let mut ds = finish(path, classes, train, val, "val", source, Vec::new())?;
-    if !has_split {
-        let (t, v) = stratified_split(&ds.train, ds.classes.len(), options)?;
-        ds.train = t;
-        ds.val = v;
-    }
+    let mut ds = finish(
+        path,
+        classes,
+        parts.train,
+        Vec::new(),
+        "val",
+        source,
+        Vec::new(),
+    )?;
+    let (t, v) = stratified_split(&ds.train, ds.classes.len(), options)?;
+    ds.train = t;
+    ds.val = v;
     check_splits(&ds)?;
     Ok(ds)
 }
@@ -354,6 +406,8 @@ fn finish(
         val,
         val_name: val_name.into(),
         split,
+        select: Vec::new(),
+        selection: crate::selection::Selection::None,
         warnings,
     };
     let mut counts = vec![0usize; ds.classes.len()];

@@ -7,10 +7,12 @@ mod error;
 pub mod image;
 mod jpeg;
 pub mod list;
+pub mod selection;
 pub mod transform;
 
 pub use dataset::{Dataset, Sample, SplitOptions, SplitSource, open_dataset};
 pub use error::DataError;
 pub use image::{DecodeLimits, decode_rgb, decode_rgb_bytes};
 pub use list::{LabeledImage, find_images, read_list_file};
+pub use selection::{Protocol, Selection};
 pub use transform::Preprocess;

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use graft_data::{DataError, SplitOptions, SplitSource, open_dataset};
+use graft_data::{DataError, Selection, SplitOptions, SplitSource, open_dataset};
 
 fn shared(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -88,8 +88,30 @@ fn list_file_with_split_column_is_taken_as_written() {
     let ds = open_dataset(&list, SplitOptions::default()).expect("open");
     assert_eq!(ds.classes, vec!["ant", "zebra"]);
     assert_eq!(ds.train.len(), 2);
-    assert_eq!(ds.val[0].path, dir.path().join("c.jpg"));
-    assert_eq!(ds.val[0].class, 1);
+    // Three splits: decisions on val, the figure on test.
+    assert_eq!(ds.select[0].path, dir.path().join("c.jpg"));
+    assert_eq!(ds.select[0].class, 1);
+    assert_eq!(ds.selection, Selection::Given);
+    assert_eq!(
+        (ds.val[0].path.clone(), ds.val_name.as_str()),
+        (dir.path().join("d.jpg"), "test")
+    );
+}
+
+#[test]
+fn train_val_test_folders_select_on_val_and_report_on_test() {
+    let dir = tempfile::tempdir().expect("tmp");
+    for split in ["train", "val", "test"] {
+        for c in ["cat", "dog"] {
+            touch(&dir.path().join(split).join(c).join(format!("{split}.jpg")));
+        }
+    }
+    let ds = open_dataset(dir.path(), SplitOptions::default()).expect("open");
+    assert_eq!(ds.val_name, "test");
+    assert!(ds.val.iter().all(|s| s.path.ends_with("test.jpg")));
+    assert!(ds.select.iter().all(|s| s.path.ends_with("val.jpg")));
+    assert_eq!((ds.train.len(), ds.select.len(), ds.val.len()), (2, 2, 2));
+    assert_eq!(ds.select_name(), "val");
 }
 
 #[test]

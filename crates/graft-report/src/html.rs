@@ -119,7 +119,7 @@ pub fn plots(r: &Results) -> Vec<(String, String)> {
             plot::scatter(
                 "Accuracy against time",
                 "seconds (log scale)",
-                "validation accuracy (%)",
+                "accuracy on the reported split (%)",
                 &points,
                 true,
             ),
@@ -190,7 +190,7 @@ fn strategy_row(h: &mut String, r: &Results, row: &crate::Row, top5: bool) {
             h,
             "<tr{class}><td>{}</td><td colspan=\"{}\">{}: {}</td></tr>",
             escape(&row.strategy),
-            if top5 { 8 } else { 7 },
+            if top5 { 9 } else { 8 },
             if row.status == Status::Failed {
                 "failed"
             } else {
@@ -202,11 +202,12 @@ fn strategy_row(h: &mut String, r: &Results, row: &crate::Row, top5: bool) {
     }
     let _ = write!(
         h,
-        "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td>{}<td>{:.3}</td><td>{} ({})</td><td>{}</td></tr>",
+        "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td>{}<td>{:.3}</td><td>{} ({})</td><td>{}</td></tr>",
         escape(&row.strategy),
         row.trainable_params,
         seconds(row.seconds),
         row.images_per_s,
+        row.select_accuracy.map(pct).unwrap_or_default(),
         pct(row.val_accuracy),
         if top5 {
             format!("<td>{}</td>", row.val_top5.map(pct).unwrap_or_default())
@@ -237,7 +238,7 @@ pub fn compare(dir: &Path, r: &Results, plots: &[(String, String)]) -> String {
         "</div><h2>Strategies</h2><p>Same data, same split, seed {}; each strategy trains at most {} epochs{}, stopping early after no improvement on validation. \
          Times are wall-clock in this run, including the frozen features each strategy had to compute; strategies share the cache, \
          so one that starts from activations another already computed is faster here than it would be alone.</p>\
-         <table id=\"strategies\"><tr><th>strategy</th><th>trainable parameters</th><th>time</th><th>training images/s</th><th>best val accuracy</th>{}<th>macro-F1</th><th>epochs run (best, from 1)</th><th>notes</th></tr>",
+         <table id=\"strategies\"><tr><th>strategy</th><th>trainable parameters</th><th>time</th><th>training images/s</th><th>accuracy on the selection split (ranks)</th><th>accuracy on the reported split</th>{}<th>macro-F1</th><th>epochs run (best, from 1)</th><th>notes</th></tr>",
         b.seed,
         b.max_epochs,
         b.seconds_per_strategy

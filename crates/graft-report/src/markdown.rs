@@ -9,7 +9,7 @@ use crate::read::Results;
 fn strategy_row(row: &crate::Row) -> String {
     if row.status != Status::Ok {
         return format!(
-            "| {} | | | | | | | | {}: {} |",
+            "| {} | | | | | | | | | {}: {} |",
             row.strategy,
             if row.status == Status::Failed {
                 "failed"
@@ -20,11 +20,14 @@ fn strategy_row(row: &crate::Row) -> String {
         );
     }
     format!(
-        "| {} | {} | {} | {:.1} | {:.1}% | {} | {:.3} | {} ({}) | {} |",
+        "| {} | {} | {} | {:.1} | {} | {:.1}% | {} | {:.3} | {} ({}) | {} |",
         row.strategy,
         row.trainable_params,
         seconds(row.seconds),
         row.images_per_s,
+        row.select_accuracy
+            .map(|a| format!("{:.1}%", 100.0 * a))
+            .unwrap_or_default(),
         100.0 * row.val_accuracy,
         row.val_top5
             .map(|t| format!("{:.1}%", 100.0 * t))
@@ -59,7 +62,7 @@ pub fn compare(r: &Results, plots: &[(String, String)]) -> String {
     }
     let _ = write!(
         s,
-        "\n## Strategies\n\nSeed {}, at most {} epochs{} per strategy. Times are wall-clock in this run, frozen features included; strategies share the feature cache.\n\n| strategy | trainable parameters | time | training images/s | best val accuracy | top-5 | macro-F1 | epochs run (best, from 1) | notes |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        "\n## Strategies\n\nSeed {}, at most {} epochs{} per strategy. Times are wall-clock in this run, frozen features included; strategies share the feature cache.\n\n| strategy | trainable parameters | time | training images/s | accuracy on the selection split (ranks) | accuracy on the reported split | top-5 | macro-F1 | epochs run (best, from 1) | notes |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
         m.budget.seed,
         m.budget.max_epochs,
         m.budget

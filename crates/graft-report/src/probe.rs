@@ -18,7 +18,10 @@ pub struct ProbeReport {
     pub model: String,
     pub data: PathBuf,
     pub train_images: usize,
-    pub val_images: usize,
+    /// The split the probe's accuracies are measured on: the selection split, so that probe
+    /// (and auto, which reads it) never decides on the reported split.
+    pub split: String,
+    pub split_images: usize,
     pub seed: u64,
     pub groups: Vec<ProbeGroup>,
     pub recommendation: Option<Recommendation>,
@@ -34,7 +37,7 @@ pub fn write_probe(dir: &Path, r: &ProbeReport) -> Result<(), ReportError> {
         .collect();
     let svg = plot::bars(
         &format!("Linear probe accuracy by depth ({})", r.model),
-        "validation accuracy (%)",
+        &format!("accuracy on {} (%)", r.split),
         &items,
         100.0,
     );
@@ -52,12 +55,14 @@ pub fn write_probe(dir: &Path, r: &ProbeReport) -> Result<(), ReportError> {
         })
         .unwrap_or_default();
     let mut md = format!(
-        "# Linear probe of {} on {}\n\n{} training and {} validation images, seed {}.\n\n**{advice}**\n\n| group | features | val accuracy |\n|---|---:|---:|\n",
+        "# Linear probe of {} on {}\n\n{} training images; accuracies on the {} split ({} images), seed {}.\n\n**{advice}**\n\n| group | features | accuracy on {} |\n|---|---:|---:|\n",
         r.model,
         r.data.display(),
         r.train_images,
-        r.val_images,
-        r.seed
+        r.split,
+        r.split_images,
+        r.seed,
+        r.split
     );
     let mut rows = String::new();
     for g in &r.groups {
@@ -80,7 +85,8 @@ pub fn write_probe(dir: &Path, r: &ProbeReport) -> Result<(), ReportError> {
     write_atomic(&dir.join("probe.md"), md.as_bytes())?;
     let html = format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>graft probe: {m}</title><style>{STYLE}</style></head><body>\
-         <h1>Linear probe of {m} on {d}</h1><p class=\"conclusion\">{a}</p><table id=\"probe\"><tr><th>group</th><th>features</th><th>val accuracy</th></tr>{rows}</table><figure>{svg}</figure></body></html>\n",
+         <h1>Linear probe of {m} on {d}</h1><p class=\"conclusion\">{a}</p><table id=\"probe\"><tr><th>group</th><th>features</th><th>accuracy on {s}</th></tr>{rows}</table><figure>{svg}</figure></body></html>\n",
+        s = escape(&r.split),
         m = escape(&r.model),
         d = escape(&r.data.display().to_string()),
         a = escape(&advice)

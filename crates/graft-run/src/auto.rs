@@ -59,8 +59,8 @@ pub struct Auto {
     pub dir: PathBuf,
 }
 
-/// A short fine-tuning trial ([`TRIAL`], [`TRIAL_EPOCHS`]) in `RUN_DIR/trial/`: its best
-/// validation accuracy.
+/// A short fine-tuning trial ([`TRIAL`], [`TRIAL_EPOCHS`]) in `RUN_DIR/trial/`: its accuracy
+/// on the selection split.
 fn run_trial(study: &Study, obs: &mut dyn Observer) -> Result<(Strategy, f64)> {
     obs.log(format!(
         "auto: a short trial of {TRIAL} ({TRIAL_EPOCHS} epochs)"
@@ -73,7 +73,12 @@ fn run_trial(study: &Study, obs: &mut dyn Observer) -> Result<(Strategy, f64)> {
     let label = format!("auto trial {TRIAL}: ");
     let run = strategy_spec(study, TRIAL, study.dir.join("trial"), fit, label);
     let done = train_with(&run, study.model.clone(), obs)?;
-    Ok((TRIAL, done.result.val_accuracy))
+    // Evidence for a decision: the selection split's figure, never the reported one's.
+    let r = &done.result;
+    Ok((
+        TRIAL,
+        r.selection.as_ref().map_or(r.val_accuracy, |s| s.accuracy),
+    ))
 }
 
 /// `auto.md`: the choice, its explanation and the evidence.
@@ -106,7 +111,7 @@ pub fn auto(spec: &AutoSpec, obs: &mut dyn Observer) -> Result<Auto> {
         _ => 0,
     };
     let head_accuracy = probe.groups.last().map_or(0.0, |g| g.val_accuracy);
-    let (train_images, classes) = (study.ds.train.len(), study.ds.classes.len());
+    let (train_images, classes) = (study.ds.all_train().len(), study.ds.classes.len());
     let trial = if wants_trial(train_images, classes, head_accuracy) {
         Some(run_trial(&study, obs)?)
     } else {
@@ -131,8 +136,10 @@ pub fn auto(spec: &AutoSpec, obs: &mut dyn Observer) -> Result<Auto> {
     let run = strategy_spec(&study, decision.strategy, dir.clone(), fit, label);
     let done = train_with(&run, study.model.clone(), obs)?;
     let explanation = format!(
-        "{} Result: {} reaches {:.1}% on the {} images ({}).",
+        "{} The evidence is measured on the {} split; the result on {}, which no decision read: {} reaches {:.1}% on the {} images ({}).",
         decision.explanation,
+        study.ds.select_name(),
+        study.ds.val_name,
         decision.strategy,
         100.0 * done.result.val_accuracy,
         study.ds.val_name,

@@ -86,6 +86,8 @@ pub fn strategy_spec(
         out: Some(out),
         force: true,
         val_fraction: study.val_fraction,
+        select_fraction: study.protocol.select_fraction,
+        select_on_eval: study.protocol.select_on_eval,
         label,
         fit: FitConfig {
             seed: study.seed,
@@ -130,7 +132,12 @@ pub fn run_order(strategies: &[Strategy], groups: usize) -> Vec<(usize, Option<u
 }
 
 fn counts(ds: &Dataset) -> Vec<SplitCount> {
-    [("train", &ds.train), (ds.val_name.as_str(), &ds.val)]
+    let mut splits = vec![("train", &ds.train)];
+    if ds.selection != graft_data::Selection::Report {
+        splits.push((ds.select_name(), &ds.select));
+    }
+    splits.push((ds.val_name.as_str(), &ds.val));
+    splits
         .into_iter()
         .map(|(name, samples)| {
             let mut per_class = vec![0; ds.classes.len()];
@@ -271,11 +278,16 @@ pub fn compare(spec: &CompareSpec, obs: &mut dyn Observer) -> Result<Compared> {
         match train_with(&run, study.model.clone(), obs) {
             Ok(done) => {
                 entry.status = Status::Ok;
+                let r = &done.result;
+                let select = r.selection.as_ref().map_or(String::new(), |s| {
+                    format!("{:.1}% on {} (ranks), ", 100.0 * s.accuracy, s.split)
+                });
                 obs.log(format!(
-                    "[{}/{n}] {strategy}: {:.1}% in {:.1} s",
+                    "[{}/{n}] {strategy}: {select}{:.1}% on {} in {:.1} s",
                     k + 1,
-                    100.0 * done.result.val_accuracy,
-                    done.result.seconds
+                    100.0 * r.val_accuracy,
+                    r.val_split,
+                    r.seconds
                 ));
             }
             Err(e) => {

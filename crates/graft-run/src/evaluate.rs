@@ -169,7 +169,14 @@ pub fn evaluate_trained(
     let samples: Vec<Sample> = match split {
         EvalSplit::Train => ds.train.clone(),
         EvalSplit::Val => ds.val.clone(),
-        EvalSplit::All => ds.train.iter().chain(&ds.val).cloned().collect(),
+        // A three-split dataset's val (its selection split) is in `select`.
+        EvalSplit::All => ds
+            .train
+            .iter()
+            .chain(&ds.select)
+            .chain(&ds.val)
+            .cloned()
+            .collect(),
     };
     let model = trained.as_loaded(choice);
     let cache = feature_cache(&model.home);

@@ -40,7 +40,8 @@ fn columns(rows: &[Vec<f32>], from: usize, width: usize) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// The linear probe's validation accuracy on `train`/`val` features (the `head` recipe).
+/// The linear probe's accuracy on the `select` features, trained on `train` (the `head`
+/// recipe, its epoch chosen on `select`).
 fn fit(
     train: (&[Vec<f32>], &[usize]),
     val: (&[Vec<f32>], &[usize]),
@@ -70,12 +71,17 @@ fn split_features(
     obs: &mut dyn Observer,
 ) -> (SplitFeatures, SplitFeatures) {
     let train = features(ex, &ds.train, &format!("probe {what} (train)"), obs);
-    let val = features(ex, &ds.val, &format!("probe {what} ({})", ds.val_name), obs);
-    (train, val)
+    let select = features(
+        ex,
+        &ds.select,
+        &format!("probe {what} ({})", ds.select_name()),
+        obs,
+    );
+    (train, select)
 }
 
-/// The probe curve: one accuracy per block group, the last being `head`'s; and how many
-/// images could not be read.
+/// The probe curve: one accuracy per block group on the selection split (the reported split is
+/// never read), the last being `head`'s; and how many images could not be read.
 pub fn probe(
     model: &LoadedModel,
     ds: &Dataset,
@@ -145,7 +151,8 @@ pub fn probe_into(
         model: study.model.spec.name.to_string(),
         data: study.data.clone(),
         train_images: study.ds.train.len(),
-        val_images: study.ds.val.len(),
+        split: study.ds.select_name().to_string(),
+        split_images: study.ds.select.len(),
         seed: study.seed,
         recommendation: recommend(&groups),
         groups,

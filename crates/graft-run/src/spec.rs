@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use graft_spec::{FitConfig, RunConfig, Strategy, defaults};
+use graft_spec::{FitConfig, Protocol, RunConfig, Strategy, defaults};
 use serde::{Deserialize, Serialize};
 
 /// Which pretrained model, from which weights file (`None`: the cache, downloading on first
@@ -60,6 +60,9 @@ pub struct RunSpec {
     pub fit: FitConfig,
     pub train_batch_size: Option<usize>,
     pub val_fraction: f64,
+    /// Which split decisions are taken on (the epoch, here).
+    pub select_fraction: f64,
+    pub select_on_eval: bool,
     /// Augmented training views cached per image (`None`: 0 for head, 2 otherwise).
     pub cached_views: Option<usize>,
     /// `pretrained`: a `class,imagenet` file mapping the user's classes.
@@ -88,6 +91,8 @@ impl RunSpec {
             fit: FitConfig::default(),
             train_batch_size: None,
             val_fraction: defaults::VAL_FRACTION,
+            select_fraction: defaults::SELECT_FRACTION,
+            select_on_eval: false,
             cached_views: None,
             class_map: None,
             strict: false,
@@ -101,6 +106,12 @@ impl RunSpec {
     /// and `strict` may differ, since they do not change the result.
     pub fn resuming(dir: PathBuf, config: &RunConfig, model: ModelChoice, strict: bool) -> Self {
         let fit = config.fit.clone().unwrap_or_default();
+        // A run from before the protocol chose its epoch on the reported split.
+        let protocol = config.protocol.unwrap_or(Protocol {
+            select_fraction: defaults::SELECT_FRACTION,
+            seed: fit.seed,
+            select_on_eval: true,
+        });
         Self {
             model: ModelChoice {
                 name: config.model.clone(),
@@ -115,11 +126,22 @@ impl RunSpec {
             train_batch_size: Some(fit.batch_size),
             fit,
             val_fraction: config.val_fraction,
+            select_fraction: protocol.select_fraction,
+            select_on_eval: protocol.select_on_eval,
             cached_views: Some(config.cached_views),
             class_map: None,
             strict,
             label: String::new(),
             reuse_from: None,
+        }
+    }
+
+    /// How this run's selection split is made.
+    pub fn protocol(&self) -> Protocol {
+        Protocol {
+            select_fraction: self.select_fraction,
+            seed: self.fit.seed,
+            select_on_eval: self.select_on_eval,
         }
     }
 

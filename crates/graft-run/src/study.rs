@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use graft_data::{Dataset, SplitOptions, open_dataset};
-use graft_spec::defaults;
+use graft_spec::{Protocol, defaults};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -20,6 +20,9 @@ pub struct StudySpec {
     pub data: PathBuf,
     pub seed: u64,
     pub val_fraction: f64,
+    /// Which split decisions are taken on (see graft-data's `selection`).
+    pub select_fraction: f64,
+    pub select_on_eval: bool,
     /// The output folder (`None`: `runs/<dataset>-<model>-<what>`).
     pub out: Option<PathBuf>,
     /// Write into an existing, non-empty `out`.
@@ -33,6 +36,8 @@ impl StudySpec {
             data: data.into(),
             seed: defaults::SEED,
             val_fraction: defaults::VAL_FRACTION,
+            select_fraction: defaults::SELECT_FRACTION,
+            select_on_eval: false,
             out: None,
             force: false,
         }
@@ -46,9 +51,11 @@ pub struct Study {
     pub data: PathBuf,
     pub seed: u64,
     pub val_fraction: f64,
+    pub protocol: Protocol,
 }
 
-/// Splits the dataset (checked before anything is loaded or written), loads the model, runs
+/// Splits the dataset and sets its selection split apart (checked before anything is loaded or
+/// written), loads the model, runs
 /// `check` on both (nothing is written if it fails) and creates the output folder (`what`
 /// names it when `out` is not given).
 pub fn open(
@@ -57,13 +64,19 @@ pub fn open(
     check: &dyn Fn(&Dataset, &LoadedModel) -> Result<()>,
     obs: &mut dyn Observer,
 ) -> Result<Study> {
+    let protocol = Protocol {
+        select_fraction: spec.select_fraction,
+        seed: spec.seed,
+        select_on_eval: spec.select_on_eval,
+    };
     let ds = open_dataset(
         &spec.data,
         SplitOptions {
             val_fraction: spec.val_fraction,
             seed: spec.seed,
         },
-    )?;
+    )?
+    .with_selection(protocol)?;
     let model = load_pretrained(&spec.model, obs)?;
     check(&ds, &model)?;
     let stem = data_stem(&spec.data);
@@ -79,5 +92,6 @@ pub fn open(
         data: spec.data.clone(),
         seed: spec.seed,
         val_fraction: spec.val_fraction,
+        protocol,
     })
 }

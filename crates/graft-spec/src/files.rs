@@ -5,10 +5,10 @@
 //! ```text
 //! RUN_DIR/config.json        RunConfig: every resolved setting, the classes, the split
 //! RUN_DIR/classes.json       the class names, in label order
-//! RUN_DIR/split.csv          path,label,split of every image used
+//! RUN_DIR/split.csv          path,label,split of every image used (train, select, val/test)
 //! RUN_DIR/metrics.jsonl      one MetricsLine per epoch
 //! RUN_DIR/result.json        RunResult: the figures reports read
-//! RUN_DIR/predictions.csv    one Prediction per validation image
+//! RUN_DIR/predictions.csv    one Prediction per image of the reported split
 //! RUN_DIR/model.safetensors  the trained network and head, under the original checkpoint's names
 //! RUN_DIR/model.json         ModelCard: what is needed to use model.safetensors
 //! RUN_DIR/resume/            the last epoch's state, for --resume
@@ -73,6 +73,10 @@ pub struct RunConfig {
     pub classes: Vec<String>,
     /// `pretrained` only: the ImageNet classes each user class stands for.
     pub class_map: Option<Vec<ClassMapping>>,
+    /// How the selection split was made (`None`: a run from before the protocol, which
+    /// selected on the reported split).
+    #[serde(default)]
+    pub protocol: Option<crate::Protocol>,
 }
 
 impl RunConfig {
@@ -187,6 +191,9 @@ pub struct RunResult {
     pub classes: Vec<String>,
     pub per_class: Vec<ClassResult>,
     pub confusion: Vec<Vec<usize>>,
+    /// Where the run's decisions were taken (`None`: a run from before the protocol).
+    #[serde(default)]
+    pub selection: Option<crate::Selected>,
 }
 
 impl RunResult {

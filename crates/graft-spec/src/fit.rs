@@ -23,6 +23,9 @@ pub mod defaults {
     pub const SEED: u64 = 0;
     /// Share of a dataset held out for validation when it has no split of its own.
     pub const VAL_FRACTION: f64 = 0.2;
+    /// Share of the training images set apart to take decisions on (epoch, regularisation,
+    /// strategy) when the dataset gives no selection split of its own.
+    pub const SELECT_FRACTION: f64 = 0.15;
     /// Pretrained backbone groups learn at this fraction of the head's rate.
     pub const BACKBONE_LR_SCALE: f64 = 0.1;
     /// Hidden width of `--head mlp` when none is given.
@@ -79,6 +82,34 @@ impl HeadKind {
     }
 }
 
+/// How the head strategy fits a linear classifier on pooled features.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadSolver {
+    /// Epochs of AdamW with the schedule, the epoch chosen on the selection split.
+    #[default]
+    Adamw,
+    /// Full-batch L-BFGS logistic regression, `C` chosen by cross-validation (or on a given
+    /// selection split): no epochs.
+    Lbfgs,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown head solver {0:?}: use adamw or lbfgs")]
+pub struct HeadSolverError(pub String);
+
+impl FromStr for HeadSolver {
+    type Err = HeadSolverError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "adamw" => Ok(Self::Adamw),
+            "lbfgs" | "l-bfgs" => Ok(Self::Lbfgs),
+            _ => Err(HeadSolverError(text.to_string())),
+        }
+    }
+}
+
 /// Settings of one fit loop (head, partial or scratch).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,6 +127,9 @@ pub struct FitConfig {
     pub class_balanced: bool,
     /// Seconds of training (epochs, not feature extraction) after which no new epoch starts.
     pub time_budget_s: Option<f64>,
+    /// `head` with a linear classifier only (`None` in runs from before it: AdamW).
+    #[serde(default)]
+    pub solver: HeadSolver,
 }
 
 impl Default for FitConfig {
@@ -112,6 +146,7 @@ impl Default for FitConfig {
             head: HeadKind::Linear,
             class_balanced: false,
             time_budget_s: None,
+            solver: HeadSolver::default(),
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod csv;
 pub mod files;
 pub mod fit;
 pub mod io;
+pub mod protocol;
 pub mod rng;
 pub mod size;
 pub mod strategy;
@@ -15,8 +16,9 @@ pub use files::{
     ModelCard, Prediction, Preprocessing, ProbeGroup, Recommendation, RunConfig, RunResult,
     Stopped, Unreadable,
 };
-pub use fit::{FitConfig, HeadKind, HeadKindError, defaults};
+pub use fit::{FitConfig, HeadKind, HeadKindError, HeadSolver, HeadSolverError, defaults};
 pub use io::{FileError, write_atomic};
+pub use protocol::{Protocol, Selected, Selection};
 pub use rng::SplitMix64;
 pub use size::parse_size;
 pub use strategy::{FreezePlan, Strategy, StrategyError};

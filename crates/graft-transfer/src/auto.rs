@@ -107,7 +107,7 @@ pub fn decide(e: &Evidence) -> Decision {
     let per_class = e.train_images / e.classes.max(1);
     let facts = format!(
         "Your dataset has {} training images in {} classes (about {per_class} per class). \
-         A new classifier on the frozen pretrained network reached {:.1}% on the validation images.",
+         A new classifier on the frozen pretrained network reached {:.1}% on the images set apart to decide on.",
         e.train_images,
         e.classes,
         100.0 * e.head_accuracy

@@ -11,6 +11,7 @@ pub mod finetune;
 pub mod fit;
 pub mod head;
 pub mod lbfgs;
+pub mod linear_head;
 pub mod logistic;
 pub mod metrics;
 pub mod schedule;

@@ -35,6 +35,11 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// All-zero weights: every class equally likely.
+    pub fn zeros(k: usize, d: usize) -> Self {
+        Self::from_params(&vec![0f32; k * d + k], k, d)
+    }
+
     fn from_params(theta: &[f32], k: usize, d: usize) -> Self {
         Self {
             w: theta[..k * d].to_vec(),

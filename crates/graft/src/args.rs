@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use graft_run::evaluate::EvalSplit;
 use graft_run::export::Format;
-use graft_spec::{HeadKind, Strategy, defaults};
+use graft_spec::{HeadKind, HeadSolver, Strategy, defaults};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -75,6 +75,21 @@ pub enum CacheCommand {
     },
 }
 
+/// Which images decisions are taken on (the epoch, the strategy): never the reported split,
+/// unless asked.
+#[derive(Args, Debug, Clone)]
+pub struct ProtocolArgs {
+    /// Share of each class's training images set apart to take decisions on (epoch, strategy)
+    /// when the dataset gives no selection split (train/ val/ test/ gives one: val).
+    #[arg(long, default_value_t = defaults::SELECT_FRACTION, value_name = "FRACTION")]
+    pub select_fraction: f64,
+
+    /// Take decisions on the reported split itself, as tutorials do: the figure is then
+    /// optimistic, and every output says so.
+    #[arg(long)]
+    pub select_on_eval: bool,
+}
+
 /// What `probe`, `compare` and `auto` share: the dataset and the seed.
 #[derive(Args, Debug, Clone)]
 pub struct DataArgs {
@@ -90,6 +105,9 @@ pub struct DataArgs {
     /// Fraction held out for validation when the dataset gives no split.
     #[arg(long, default_value_t = defaults::VAL_FRACTION)]
     pub val_fraction: f64,
+
+    #[command(flatten)]
+    pub protocol: ProtocolArgs,
 
     /// Write into the output directory even if it exists (graft replaces only its own files).
     #[arg(long)]
@@ -329,6 +347,12 @@ pub struct TrainArgs {
     #[arg(long, default_value = "linear", value_name = "KIND")]
     pub head: HeadKind,
 
+    /// How `head` fits a linear classifier: adamw (epochs, the best chosen on the selection
+    /// split) or lbfgs (logistic regression in one go, its L2 strength chosen by 5-fold
+    /// cross-validation on the training images; no epochs).
+    #[arg(long, default_value = "adamw", value_name = "SOLVER")]
+    pub head_solver: HeadSolver,
+
     /// Weight the loss by inverse class frequency (for imbalanced datasets).
     #[arg(long)]
     pub class_balanced: bool,
@@ -338,13 +362,16 @@ pub struct TrainArgs {
     #[arg(long, value_name = "K")]
     pub cached_views: Option<usize>,
 
-    /// Stop after this many epochs without a better validation accuracy.
+    /// Stop after this many epochs without a better accuracy on the selection split.
     #[arg(long, default_value_t = defaults::PATIENCE)]
     pub patience: usize,
 
     /// Fraction held out for validation when the dataset gives no split.
     #[arg(long, default_value_t = defaults::VAL_FRACTION)]
     pub val_fraction: f64,
+
+    #[command(flatten)]
+    pub protocol: ProtocolArgs,
 
     /// Refuse the dataset if any image cannot be read (default: report and skip).
     #[arg(long)]

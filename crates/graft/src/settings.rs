@@ -26,6 +26,8 @@ pub fn study(
         data: data.data.clone(),
         seed: data.seed,
         val_fraction: data.val_fraction,
+        select_fraction: data.protocol.select_fraction,
+        select_on_eval: data.protocol.select_on_eval,
         out,
         force: data.force,
     }
@@ -60,10 +62,13 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<RunSpec> {
             head: args.head,
             class_balanced: args.class_balanced,
             time_budget_s: args.time_budget,
+            solver: args.head_solver,
             ..FitConfig::default()
         },
         train_batch_size: args.model.batch_size,
         val_fraction: args.val_fraction,
+        select_fraction: args.protocol.select_fraction,
+        select_on_eval: args.protocol.select_on_eval,
         cached_views: args.cached_views,
         class_map: args.class_map.clone(),
         strict: args.strict,

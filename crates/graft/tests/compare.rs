@@ -9,6 +9,9 @@ use std::process::{Command, Output};
 #[path = "../../../tests/common/data.rs"]
 mod data;
 use data::shared;
+#[path = "../../../tests/common/graft.rs"]
+mod graft;
+use graft::ok_json;
 
 fn graft(args: &[&str], home: &Path) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_graft"));
@@ -19,17 +22,6 @@ fn graft(args: &[&str], home: &Path) -> Output {
         .env("GRAFT_HOME", home)
         .env("GRAFT_OFFLINE", "1");
     cmd.output().expect("run graft")
-}
-
-fn ok_json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
 fn read_json(path: &Path) -> serde_json::Value {
@@ -202,7 +194,9 @@ fn compare_on_hymenoptera_writes_a_report_that_renders_and_agrees_with_train_and
     ));
     let groups = probe["groups"].as_array().expect("groups");
     assert_eq!(groups.len(), 9, "{probe}");
-    assert_eq!(groups[8]["val_accuracy"], train["val_accuracy"]);
+    // Both measured where decisions are taken: the carved selection split.
+    assert_eq!(groups[8]["val_accuracy"], train["selection"]["accuracy"]);
+    assert_eq!(probe["split"], "select");
     assert!(groups[0]["val_accuracy"].as_f64() < groups[8]["val_accuracy"].as_f64());
     assert!(tmp.path().join("p/probe.html").is_file());
 
@@ -246,8 +240,10 @@ fn probe_on_caltech_gives_one_accuracy_per_group_and_its_last_is_heads() {
     ));
     assert_eq!(
         (head["train_images"].as_u64(), head["val_images"].as_u64()),
-        (Some(1249), Some(626))
+        (Some(1059), Some(626)),
+        "1249 training images, 190 of them (15% of each class) set apart to select on"
     );
+    assert_eq!(head["selection"]["images"], 190);
     assert_eq!(head["val_split"], "test");
     let acc = head["val_accuracy"].as_f64().unwrap_or(0.0);
     assert!(acc >= 0.985, "test accuracy {acc}");
@@ -265,7 +261,7 @@ fn probe_on_caltech_gives_one_accuracy_per_group_and_its_last_is_heads() {
     ));
     let groups = probe["groups"].as_array().expect("groups");
     assert_eq!(groups.len(), 9, "{probe}");
-    assert_eq!(groups[8]["val_accuracy"], head["val_accuracy"]);
+    assert_eq!(groups[8]["val_accuracy"], head["selection"]["accuracy"]);
     assert_eq!(groups[8]["dim"], 1280);
     assert!(probe["recommendation"]["strategy"].is_string());
 }

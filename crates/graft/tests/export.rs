@@ -4,8 +4,11 @@
 
 #[path = "../../../tests/common/data.rs"]
 mod data;
+#[path = "../../../tests/common/graft.rs"]
+mod graft;
 #[path = "../../../tests/common/tract.rs"]
 mod tract;
+use graft::ok_json;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -22,17 +25,6 @@ fn graft(args: &[&str], home: &Path) -> Output {
         .env("GRAFT_OFFLINE", "1")
         .output()
         .expect("run graft")
-}
-
-fn ok_json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
 fn s(p: &Path) -> &str {

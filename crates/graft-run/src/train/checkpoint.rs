@@ -30,9 +30,21 @@ pub(crate) fn write_run_files(dir: &Path, config: &RunConfig, ds: &Dataset) -> R
     Ok(())
 }
 
+/// Every image with the split it was used in: `train`, the selection split (`select`, or the
+/// dataset's `val`) and the reported one. Under --select-on-eval the two are the same images,
+/// written once.
 fn split_csv(ds: &Dataset) -> String {
     let mut s = String::from("path,label,split\n");
-    for (samples, name) in [(&ds.train, "train"), (&ds.val, ds.val_name.as_str())] {
+    let select: &[graft_data::Sample] = if ds.selection == graft_data::Selection::Report {
+        &[]
+    } else {
+        &ds.select
+    };
+    for (samples, name) in [
+        (&ds.train[..], "train"),
+        (select, ds.select_name()),
+        (&ds.val[..], ds.val_name.as_str()),
+    ] {
         for x in samples.iter() {
             s += &format!("{},{},{name}\n", x.path.display(), ds.classes[x.class]);
         }

@@ -14,6 +14,7 @@ use crate::observer::{Event, Observer, ObserverExt};
 use crate::pretrained::LoadedModel;
 
 /// Cached inputs of one split, with the images that could not be read.
+#[derive(Clone)]
 pub struct SplitFeatures {
     /// The images that were read, in the order of `x` and `y`.
     pub paths: Vec<PathBuf>,

@@ -6,13 +6,13 @@ use std::time::Instant;
 
 use burn::module::Module;
 use graft_models::Network;
-use graft_spec::{FitConfig, RunConfig, defaults};
+use graft_spec::{FitConfig, HeadSolver, RunConfig, defaults};
 use graft_transfer::CacheKey;
 use graft_transfer::FeatureCache;
 use graft_transfer::features::{Base, Extractor, Output};
-use graft_transfer::finetune::{Activations, FinetuneConfig, finetune};
+use graft_transfer::finetune::{Activations, FinetuneConfig, evaluate, finetune};
 use graft_transfer::head::{BuildHead, Head};
-use graft_transfer::train::{Fitted, Split, train_head};
+use graft_transfer::train::{Evaluation, Fitted, Split, evaluate_head, train_head};
 
 use super::checkpoint::{
     best_backbone, best_head, keep_metrics_before, resume_finetune, resume_head, save_best,
@@ -30,6 +30,12 @@ pub struct FitDone {
     /// The best epoch's head, and its backbone when the run trained one.
     pub head: Head,
     pub net: Option<Network>,
+    /// The chosen model on the reported split: evaluated once, after every decision.
+    pub report: Evaluation,
+    /// What was chosen where, when it is not an epoch on the selection split (L-BFGS).
+    pub selected: Option<graft_spec::Selected>,
+    /// Images the model was fitted on.
+    pub trained_on: usize,
     pub trainable_params: usize,
     /// Seconds in the training loop (the rest went to frozen features and saving).
     pub train_seconds: f64,
@@ -84,6 +90,7 @@ fn run_config(x: &Extracted, fit: &FitConfig, backbone_lr_scale: f64) -> RunConf
         strategy: run.spec.strategy,
         seed: fit.seed,
         val_fraction: run.spec.val_fraction,
+        protocol: Some(run.spec.protocol()),
         frozen_groups: run.plan.frozen.clone(),
         trained_groups: run.plan.trainable.clone(),
         fit: Some(fit.clone()),
@@ -110,6 +117,24 @@ pub fn fit(x: Extracted, obs: &mut dyn Observer) -> Result<FitDone> {
     };
     let config = run_config(&x, &cfg, lr_scale);
     write_run_files(&run.dir, &config, &run.ds)?;
+    let lbfgs = x.upto.is_none() && cfg.solver == HeadSolver::Lbfgs;
+    if lbfgs {
+        // No epochs: nothing to resume, the fit is redone (it takes about a second).
+        let fit_start = Instant::now();
+        let done = super::lbfgs::fit_lbfgs(&x, &cfg)?;
+        return Ok(FitDone {
+            train_seconds: fit_start.elapsed().as_secs_f64(),
+            trainable_params: done.head.num_params(),
+            config,
+            outcome: done.fitted,
+            head: done.head,
+            net: None,
+            report: done.report,
+            selected: Some(done.selected),
+            trained_on: done.trained_on,
+            data: x,
+        });
+    }
     let resumed = run
         .spec
         .resume
@@ -132,7 +157,7 @@ pub fn fit(x: Extracted, obs: &mut dyn Observer) -> Result<FitDone> {
     }
     let train_start = Instant::now();
     let elapsed = || clock + run.start.elapsed().as_secs_f64();
-    let (outcome, head, net) = match x.upto {
+    let (outcome, head, net, report) = match x.upto {
         None => fit_head(&x, &cfg, resumed, &elapsed, obs)?,
         Some(p) => fit_groups(&x, p, &cfg, lr_scale, resumed, &elapsed, obs)?,
     };
@@ -154,12 +179,16 @@ pub fn fit(x: Extracted, obs: &mut dyn Observer) -> Result<FitDone> {
         outcome,
         head,
         net,
+        report,
+        selected: None,
+        trained_on: x.train_views[0].x.len(),
         data: x,
     })
 }
 
 type Resumed = Option<(graft_transfer::schedule::LoopState, PathBuf)>;
-type Outcome = (Fitted, Head, Option<Network>);
+/// The fit, the chosen head (and backbone), and the chosen model on the reported split.
+type Outcome = (Fitted, Head, Option<Network>, Evaluation);
 
 fn fit_head(
     x: &Extracted,
@@ -189,13 +218,14 @@ fn fit_head(
             )
         })
         .transpose()?;
-    let val = Split {
-        x: &x.val.x,
-        y: &x.val.y,
+    // Epochs are chosen on the selection split; the reported split is not seen until the end.
+    let select = Split {
+        x: &x.select.x,
+        y: &x.select.y,
     };
     let o = train_head(
         &views,
-        &val,
+        &select,
         classes,
         cfg,
         &model.device,
@@ -214,7 +244,13 @@ fn fit_head(
         },
     )
     .context(|| format!("training in {}", dir.display()))?;
-    Ok((o.fit, o.head, None))
+    let report = Split {
+        x: &x.val.x,
+        y: &x.val.y,
+    };
+    let report = evaluate_head(&o.head, &report, classes, &model.device)
+        .context(|| format!("evaluating on {}", run.ds.val_name))?;
+    Ok((o.fit, o.head, None, report))
 }
 
 fn fit_groups(
@@ -239,9 +275,9 @@ fn fit_groups(
             shape,
         })
         .collect();
-    let val = Activations {
-        x: &x.val.x,
-        y: &x.val.y,
+    let select = Activations {
+        x: &x.select.x,
+        y: &x.select.y,
         shape,
     };
     let resume = resumed
@@ -255,7 +291,7 @@ fn fit_groups(
         model.net.clone(),
         freeze_point,
         &views,
-        &val,
+        &select,
         classes,
         &ft,
         &model.device,
@@ -280,5 +316,20 @@ fn fit_groups(
         },
     )
     .context(|| format!("training in {}", dir.display()))?;
-    Ok((o.fit, o.head, Some(o.net)))
+    let report = Activations {
+        x: &x.val.x,
+        y: &x.val.y,
+        shape,
+    };
+    let report = evaluate(
+        &o.net,
+        &o.head,
+        freeze_point,
+        &report,
+        classes,
+        cfg.batch_size,
+        &model.device,
+    )
+    .context(|| format!("evaluating on {}", run.ds.val_name))?;
+    Ok((o.fit, o.head, Some(o.net), report))
 }

@@ -1,14 +1,14 @@
 //! Strategy 1 on the user's classes: the ImageNet classifier as it is, each user class scored by
 //! the summed probability of the ImageNet classes mapped onto it; no training.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use graft_models::imagenet;
 use graft_spec::{ClassMapping, ImagenetClass, RunConfig};
 use graft_transfer::Confusion;
 use graft_transfer::class_map::{self, map_classes};
-use graft_transfer::train::{Fitted, Stopped};
+use graft_transfer::train::{Evaluation, Fitted, Stopped};
 
 use super::checkpoint::write_run_files;
 use super::summary::{RunFacts, Trained, summarise};
@@ -102,8 +102,13 @@ pub(super) fn run(run: Prepared, obs: &mut dyn Observer) -> Result<Trained> {
     let extractor = embed_extractor(model, &cache, &model.weights_sha256);
     let what = format!("{}pretrained ({})", run.spec.label, ds.val_name);
     let val = features(&extractor, &ds.val, &what, obs);
-    extract::report_unreadable(&val.failed, obs);
-    let (confusion, val_probs) = score(model, &val, &map, ds.classes.len())?;
+    // Nothing is chosen, but compare ranks strategies on the selection split, this one too.
+    let what = format!("{}pretrained ({})", run.spec.label, ds.select_name());
+    let select = features(&extractor, &ds.select, &what, obs);
+    let failed: Vec<(PathBuf, String)> = val.failed.iter().chain(&select.failed).cloned().collect();
+    extract::report_unreadable(&failed, obs);
+    let (select_confusion, _) = score(model, &select, &map, ds.classes.len())?;
+    let (confusion, probs) = score(model, &val, &map, ds.classes.len())?;
     let config = RunConfig {
         format: graft_spec::FORMAT,
         graft_version: graft_spec::VERSION.to_string(),
@@ -114,6 +119,7 @@ pub(super) fn run(run: Prepared, obs: &mut dyn Observer) -> Result<Trained> {
         strategy: run.spec.strategy,
         seed: run.spec.fit.seed,
         val_fraction: run.spec.val_fraction,
+        protocol: Some(run.spec.protocol()),
         frozen_groups: run.plan.frozen.clone(),
         trained_groups: Vec::new(),
         fit: None,
@@ -127,11 +133,16 @@ pub(super) fn run(run: Prepared, obs: &mut dyn Observer) -> Result<Trained> {
     write_run_files(&run.dir, &config, ds)?;
     let outcome = Fitted {
         best_epoch: 0,
-        best_val_accuracy: confusion.accuracy(),
+        best_val_accuracy: select_confusion.accuracy(),
         history: Vec::new(),
-        confusion,
-        val_probs,
+        confusion: select_confusion,
+        val_probs: Vec::new(),
         stopped: Stopped::Completed,
+    };
+    let report = Evaluation {
+        loss: 0.0,
+        confusion,
+        probs,
     };
     let (hits, computed, rebuilt) = cache.stats.snapshot();
     summarise(
@@ -143,9 +154,11 @@ pub(super) fn run(run: Prepared, obs: &mut dyn Observer) -> Result<Trained> {
             ds,
             dir: &run.dir,
             n_train: 0,
+            n_select: select.y.len(),
+            selected: None,
             val_paths: &val.paths,
             val_y: &val.y,
-            failed: &val.failed,
+            failed: &failed,
             cache: graft_spec::CacheCounts {
                 hits,
                 computed,
@@ -157,5 +170,6 @@ pub(super) fn run(run: Prepared, obs: &mut dyn Observer) -> Result<Trained> {
             start: run.start,
         },
         &outcome,
+        &report,
     )
 }

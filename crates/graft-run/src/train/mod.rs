@@ -8,13 +8,14 @@ pub mod checkpoint;
 pub mod extract;
 mod fit;
 mod imagenet;
+mod lbfgs;
 pub mod resume;
 mod summary;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use graft_data::{Dataset, SplitOptions, open_dataset};
+use graft_data::{Dataset, Selection, SplitOptions, open_dataset};
 use graft_spec::{CacheCounts, FreezePlan, Strategy};
 
 use crate::error::Result;
@@ -37,12 +38,14 @@ pub struct Prepared {
     pub start: Instant,
 }
 
-/// A run's frozen part computed: the training views and validation features.
+/// A run's frozen part computed: the training views, and the features of the selection split
+/// (decisions) and of the reported split (the figure).
 pub struct Extracted {
     pub run: Prepared,
     /// Groups `0..p` cached as activations (`None`: pooled features, for `head`).
     pub upto: Option<usize>,
     pub train_views: Vec<SplitFeatures>,
+    pub select: SplitFeatures,
     pub val: SplitFeatures,
     pub failed: Vec<(PathBuf, String)>,
     pub cache: CacheCounts,
@@ -85,7 +88,8 @@ pub fn prepare(spec: &RunSpec, mut model: LoadedModel, obs: &mut dyn Observer) -
             val_fraction: spec.val_fraction,
             seed: spec.fit.seed,
         },
-    )?;
+    )?
+    .with_selection(spec.protocol())?;
     for w in &ds.warnings {
         obs.warn(w);
     }
@@ -146,12 +150,21 @@ pub fn extract(run: Prepared, obs: &mut dyn Observer) -> Result<Extracted> {
     let ex = fit::extractor(&run, &cache, upto, 0);
     let what = format!("{label}frozen part ({})", run.ds.val_name);
     let val = features(&ex, &run.ds.val, &what, obs);
-    let failed: Vec<(PathBuf, String)> = train_views[0]
+    let select = if run.ds.selection == Selection::Report {
+        val.clone()
+    } else {
+        let what = format!("{label}frozen part ({})", run.ds.select_name());
+        features(&ex, &run.ds.select, &what, obs)
+    };
+    let mut failed: Vec<(PathBuf, String)> = train_views[0]
         .failed
         .iter()
         .chain(&val.failed)
         .cloned()
         .collect();
+    if run.ds.selection != Selection::Report {
+        failed.extend(select.failed.iter().cloned());
+    }
     extract::report_unreadable(&failed, obs);
     ensure!(
         failed.is_empty() || !run.spec.strict,
@@ -166,6 +179,7 @@ pub fn extract(run: Prepared, obs: &mut dyn Observer) -> Result<Extracted> {
         run,
         upto,
         train_views,
+        select,
         val,
         failed,
         cache: CacheCounts {

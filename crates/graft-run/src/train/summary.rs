@@ -1,5 +1,6 @@
-//! The finish step: `result.json` (the numbers reports read), `predictions.csv` (the best
-//! model's answer for every validation image), the trained model, and a text summary.
+//! The finish step: `result.json` (the numbers reports read), `predictions.csv` (the chosen
+//! model's answer for every image of the reported split), the trained model, and a text
+//! summary that says which split chose what and which split the figure comes from.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -7,10 +8,10 @@ use std::time::Instant;
 use graft_data::Dataset;
 use graft_spec::files::PREDICTIONS;
 use graft_spec::{
-    CacheCounts, ClassResult, FreezePlan, Prediction, RunResult, Strategy, Unreadable,
+    CacheCounts, ClassResult, FreezePlan, Prediction, RunResult, Selected, Strategy, Unreadable,
 };
 use graft_transfer::metrics::top_k_accuracy;
-use graft_transfer::train::Fitted;
+use graft_transfer::train::{Evaluation, Fitted};
 
 use super::FitDone;
 use crate::artifact;
@@ -35,7 +36,11 @@ pub(crate) struct RunFacts<'a> {
     pub ds: &'a Dataset,
     pub dir: &'a Path,
     pub n_train: usize,
-    /// The validation images that were read, in the order of `Fitted::val_probs`.
+    /// The selection split's images that were read.
+    pub n_select: usize,
+    /// What was chosen where, when the fit says so itself (L-BFGS's cross-validated `C`).
+    pub selected: Option<Selected>,
+    /// The reported split's images that were read, in the order of the report's `probs`.
     pub val_paths: &'a [PathBuf],
     pub val_y: &'a [usize],
     pub failed: &'a [(PathBuf, String)],
@@ -73,12 +78,33 @@ fn predictions(f: &RunFacts<'_>, probs: &[Vec<f32>]) -> Vec<Prediction> {
         .collect()
 }
 
-/// Writes `result.json` and `predictions.csv` into the run directory.
-pub(crate) fn summarise(f: &RunFacts<'_>, outcome: &Fitted) -> Result<Trained> {
+/// What the run chose on its selection split, and how the chosen model did there.
+fn selected(f: &RunFacts<'_>, fit: &Fitted) -> Selected {
+    Selected {
+        split: f.ds.select_name().to_string(),
+        source: f.ds.selection.clone(),
+        images: f.n_select,
+        accuracy: fit.best_val_accuracy,
+        chose: if fit.history.is_empty() {
+            "nothing (no training)".into()
+        } else {
+            format!("epoch {}", fit.best_epoch)
+        },
+    }
+}
+
+/// Writes `result.json` and `predictions.csv` into the run directory: the figures are the
+/// chosen model's on the reported split (`report`), the decisions `outcome`'s.
+pub(crate) fn summarise(
+    f: &RunFacts<'_>,
+    outcome: &Fitted,
+    report: &Evaluation,
+) -> Result<Trained> {
     let seconds = f.start.elapsed().as_secs_f64();
     let classes = &f.ds.classes;
     let epochs_run = outcome.history.len();
-    let c = &outcome.confusion;
+    let c = &report.confusion;
+    let selection = f.selected.clone().unwrap_or_else(|| selected(f, outcome));
     let result = RunResult {
         format: graft_spec::FORMAT,
         strategy: f.strategy,
@@ -89,8 +115,8 @@ pub(crate) fn summarise(f: &RunFacts<'_>, outcome: &Fitted) -> Result<Trained> {
         train_images: f.n_train,
         val_images: f.val_y.len(),
         val_split: f.ds.val_name.clone(),
-        val_accuracy: outcome.best_val_accuracy,
-        val_top5: (classes.len() > 5).then(|| top_k_accuracy(&outcome.val_probs, f.val_y, 5)),
+        val_accuracy: c.accuracy(),
+        val_top5: (classes.len() > 5).then(|| top_k_accuracy(&report.probs, f.val_y, 5)),
         macro_f1: c.macro_f1(),
         best_epoch: outcome.best_epoch,
         epochs_run,
@@ -123,21 +149,19 @@ pub(crate) fn summarise(f: &RunFacts<'_>, outcome: &Fitted) -> Result<Trained> {
             })
             .collect(),
         confusion: c.matrix.clone(),
+        selection: Some(selection.clone()),
     };
-    Prediction::write_all(
-        &f.dir.join(PREDICTIONS),
-        &predictions(f, &outcome.val_probs),
-    )?;
+    Prediction::write_all(&f.dir.join(PREDICTIONS), &predictions(f, &report.probs))?;
     result.write(f.dir)?;
     let text = format!(
-        "{} {} on {}: {} accuracy {:.2}% ({} images) at epoch {}, {} training images, {:.1} s\n\n{}",
+        "{} {} on {}: {} accuracy {:.2}% ({} images); {}; {} training images, {:.1} s\n\n{}",
         f.model,
         f.strategy,
         f.data.display(),
         f.ds.val_name,
-        100.0 * outcome.best_val_accuracy,
+        100.0 * result.val_accuracy,
         f.val_y.len(),
-        outcome.best_epoch,
+        selection.describe(),
         f.n_train,
         seconds,
         c.render(classes)
@@ -161,7 +185,7 @@ pub fn finish(done: FitDone, _obs: &mut dyn Observer) -> Result<Trained> {
         net,
         &done.head,
         &done.config,
-        Some(done.outcome.best_val_accuracy),
+        Some(done.report.confusion.accuracy()),
     )?;
     summarise(
         &RunFacts {
@@ -171,7 +195,9 @@ pub fn finish(done: FitDone, _obs: &mut dyn Observer) -> Result<Trained> {
             plan: &run.plan,
             ds: &run.ds,
             dir: &run.dir,
-            n_train: x.train_views[0].x.len(),
+            n_train: done.trained_on,
+            n_select: x.select.y.len(),
+            selected: done.selected.clone(),
             val_paths: &x.val.paths,
             val_y: &x.val.y,
             failed: &x.failed,
@@ -182,5 +208,6 @@ pub fn finish(done: FitDone, _obs: &mut dyn Observer) -> Result<Trained> {
             start: run.start,
         },
         &done.outcome,
+        &done.report,
     )
 }
