@@ -87,7 +87,9 @@ fn corrupting_the_reported_split_changes_no_decision() {
 
     // The L-BFGS head: its L2 strength by 5-fold CV on every training image.
     let lbfgs = ["--head-solver", "lbfgs"];
-    let la = run(home.path(), "train", &clean, &out("la"), &lbfgs);
+    // Into the AdamW run's folder (--force): its epochs must not stay behind as this run's.
+    let la = run(home.path(), "train", &clean, &out("a"), &lbfgs);
+    assert!(epochs(&out("a")).is_empty());
     let lb = run(home.path(), "train", &corrupt, &out("lb"), &lbfgs);
     assert_eq!(la["selection"], lb["selection"]);
     assert_eq!(la["selection"]["split"], "5-fold CV on train");
@@ -97,7 +99,7 @@ fn corrupting_the_reported_split_changes_no_decision() {
     );
     assert_eq!(la["epochs_run"], 0);
     assert_eq!(
-        std::fs::read(out("la/model.safetensors")).expect("model"),
+        std::fs::read(out("a/model.safetensors")).expect("model"),
         std::fs::read(out("lb/model.safetensors")).expect("model")
     );
 

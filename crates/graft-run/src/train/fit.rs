@@ -119,7 +119,9 @@ pub fn fit(x: Extracted, obs: &mut dyn Observer) -> Result<FitDone> {
     write_run_files(&run.dir, &config, &run.ds)?;
     let lbfgs = x.upto.is_none() && cfg.solver == HeadSolver::Lbfgs;
     if lbfgs {
-        // No epochs: nothing to resume, the fit is redone (it takes about a second).
+        // No epochs: nothing to resume, the fit is redone (it takes about a second), and a
+        // reused run folder's epochs from an earlier fit are not this run's.
+        keep_metrics_before(&run.dir.join(graft_spec::files::METRICS), 0)?;
         let fit_start = Instant::now();
         let done = super::lbfgs::fit_lbfgs(&x, &cfg)?;
         return Ok(FitDone {
