@@ -119,20 +119,15 @@ pub fn open_dataset(path: &Path, options: SplitOptions) -> Result<Dataset, DataE
         ));
     }
     let subs = subdirs(path)?;
-    let has = |name: &str| subs.iter().any(|s| s == name);
-    if has("train") {
-        return match (has("val"), has("test")) {
-            (true, true) => {
-                let mut ds = open_split_folders(path, "test")?;
-                let val = open_split_folders(path, "val")?;
-                ds.select = val.val;
-                ds.selection = crate::selection::Selection::Given;
-                Ok(ds)
-            }
-            (true, false) => open_split_folders(path, "val"),
-            (false, true) => open_split_folders(path, "test"),
-            (false, false) => Err(err(path, "has train/ but no val/ or test/ folder")),
-        };
+    if subs.iter().any(|s| s == "train") {
+        let held: Vec<(&str, Part)> = [("val", Part::Val), ("test", Part::Test)]
+            .into_iter()
+            .filter(|(h, _)| subs.iter().any(|s| s == h))
+            .collect();
+        if held.is_empty() {
+            return Err(err(path, "has train/ but no val/ or test/ folder"));
+        }
+        return open_split_folders(path, &held);
     }
     let split_file = path.join("split.csv");
     if split_file.is_file() {
@@ -165,44 +160,40 @@ pub fn open_dataset(path: &Path, options: SplitOptions) -> Result<Dataset, DataE
     Ok(ds)
 }
 
-fn open_split_folders(root: &Path, val_dir: &str) -> Result<Dataset, DataError> {
-    let mut warnings = Vec::new();
+/// `train/` and the held-out folders `held` (`val`, `test` or both) that exist beside it.
+fn open_split_folders(root: &Path, held: &[(&str, Part)]) -> Result<Dataset, DataError> {
     let classes = subdirs(&root.join("train"))?;
-    let val_classes = subdirs(&root.join(val_dir))?;
-    for c in &val_classes {
-        if !classes.contains(c) {
-            return Err(err(
-                root,
-                format!("class {c:?} is in {val_dir}/ but not in train/"),
-            ));
-        }
-    }
-    let mut train = Vec::new();
-    let mut val = Vec::new();
-    for (i, c) in classes.iter().enumerate() {
-        for p in images_in(&root.join("train").join(c), &mut warnings)? {
-            train.push(Sample { path: p, class: i });
-        }
-        let vdir = root.join(val_dir).join(c);
-        if vdir.is_dir() {
-            for p in images_in(&vdir, &mut warnings)? {
-                val.push(Sample { path: p, class: i });
+    for (dir, _) in held {
+        for c in subdirs(&root.join(dir))? {
+            if !classes.contains(&c) {
+                return Err(err(
+                    root,
+                    format!("class {c:?} is in {dir}/ but not in train/"),
+                ));
             }
         }
     }
-    let ds = finish(
-        root,
-        classes,
-        train,
-        val,
-        val_dir,
-        SplitSource::Folders {
-            val_dir: val_dir.into(),
-        },
-        warnings,
-    )?;
-    check_splits(&ds)?;
-    Ok(ds)
+    let mut parts = Parts::default();
+    for &(_, part) in held {
+        // An existing folder names its split even when it holds no images.
+        parts.name(part);
+    }
+    for (i, c) in classes.iter().enumerate() {
+        for p in images_in(&root.join("train").join(c), &mut parts.warnings)? {
+            parts.push(Part::Train, Sample { path: p, class: i });
+        }
+        for &(dir, part) in held {
+            let cdir = root.join(dir).join(c);
+            if cdir.is_dir() {
+                for p in images_in(&cdir, &mut parts.warnings)? {
+                    parts.push(part, Sample { path: p, class: i });
+                }
+            }
+        }
+    }
+    parts.into_dataset(root, classes, |name| SplitSource::Folders {
+        val_dir: name.into(),
+    })
 }
 
 /// Which split a row of a split file or list names.
@@ -280,40 +271,55 @@ fn open_split_csv(root: &Path, split_file: &Path) -> Result<Dataset, DataError> 
             ),
         ));
     }
-    parts.into_dataset(root, classes, SplitSource::SplitFile(split_file.into()))
+    parts.into_dataset(root, classes, |_| SplitSource::SplitFile(split_file.into()))
 }
 
-/// The rows of a split file or list, by the split they name.
+/// The images of a dataset by the split they belong to; a held-out split is `Some` once it is
+/// named (a row of a split file, an existing folder), even with no images.
 #[derive(Default)]
 struct Parts {
     train: Vec<Sample>,
-    val: Vec<Sample>,
-    test: Vec<Sample>,
+    val: Option<Vec<Sample>>,
+    test: Option<Vec<Sample>>,
+    warnings: Vec<String>,
 }
 
 impl Parts {
-    fn push(&mut self, part: Part, s: Sample) {
+    fn name(&mut self, part: Part) -> &mut Vec<Sample> {
         match part {
-            Part::Train => self.train.push(s),
-            Part::Val => self.val.push(s),
-            Part::Test => self.test.push(s),
+            Part::Train => &mut self.train,
+            Part::Val => self.val.get_or_insert_with(Vec::new),
+            Part::Test => self.test.get_or_insert_with(Vec::new),
         }
     }
 
-    /// Reported on test when there is one; val is then the selection split.
+    fn push(&mut self, part: Part, s: Sample) {
+        self.name(part).push(s);
+    }
+
+    /// Reported on test when there is one; val is then the selection split. `source` is told
+    /// the reported split's name.
     fn into_dataset(
         self,
         root: &Path,
         classes: Vec<String>,
-        source: SplitSource,
+        source: impl FnOnce(&str) -> SplitSource,
     ) -> Result<Dataset, DataError> {
-        let (report, name, select) = match (self.val.is_empty(), self.test.is_empty()) {
-            (false, false) => (self.test, "test", self.val),
-            (true, false) => (self.test, "test", Vec::new()),
-            _ => (self.val, "val", Vec::new()),
+        let (report, name, select) = match (self.val, self.test) {
+            (Some(val), Some(test)) => (test, "test", Some(val)),
+            (None, Some(test)) => (test, "test", None),
+            (val, None) => (val.unwrap_or_default(), "val", None),
         };
-        let mut ds = finish(root, classes, self.train, report, name, source, Vec::new())?;
-        if !select.is_empty() {
+        let mut ds = finish(
+            root,
+            classes,
+            self.train,
+            report,
+            name,
+            source(name),
+            self.warnings,
+        )?;
+        if let Some(select) = select {
             ds.select = select;
             ds.selection = crate::selection::Selection::Given;
         }
@@ -358,7 +364,7 @@ fn open_list(path: &Path, options: SplitOptions) -> Result<Dataset, DataError> {
         }
     }
     if has_split {
-        return parts.into_dataset(path, classes, SplitSource::ListColumn);
+        return parts.into_dataset(path, classes, |_| SplitSource::ListColumn);
     }
     let source = SplitSource::Generated {
         seed: options.seed,
