@@ -73,6 +73,16 @@ impl Dataset {
         }
     }
 
+    /// The selection images that are not also the reported split's (none under
+    /// `--select-on-eval`): what to list or count as a split of its own.
+    pub fn select_apart(&self) -> &[crate::Sample] {
+        if self.selection == Selection::Report {
+            &[]
+        } else {
+            &self.select
+        }
+    }
+
     /// The training images before any were set apart for selection (for a refit, or for
     /// cross-validation on all of them).
     pub fn all_train(&self) -> Vec<crate::Sample> {

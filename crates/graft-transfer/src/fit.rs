@@ -128,7 +128,7 @@ pub fn fit<L: Learner>(
             break;
         }
     }
-    let fitted = epochs.finish(&state, || learner.evaluate(&best))?;
+    let fitted = epochs.finish(&state);
     Ok((best, fitted))
 }
 
@@ -149,7 +149,6 @@ struct Epochs {
     budget_s: Option<f64>,
     started: std::time::Instant,
     history: Vec<EpochRecord>,
-    best_eval: Option<Evaluation>,
     stopped: Stopped,
 }
 
@@ -161,7 +160,6 @@ impl Epochs {
             budget_s: cfg.time_budget_s,
             started: std::time::Instant::now(),
             history: Vec::new(),
-            best_eval: None,
             stopped: Stopped::Completed,
         }
     }
@@ -207,9 +205,6 @@ impl Epochs {
             optim,
         })
         .map_err(TrainError::Callback)?;
-        if improved {
-            self.best_eval = Some(done.eval);
-        }
         self.history.push(record);
         let stop = action == EpochAction::Stop;
         if stop {
@@ -218,25 +213,14 @@ impl Epochs {
         Ok((improved, stop))
     }
 
-    /// The run's summary; `evaluate_best` runs only when the best epoch's evaluation is not in
-    /// memory (it ran before a resume, or no epoch ran).
-    fn finish(
-        self,
-        state: &LoopState,
-        evaluate_best: impl FnOnce() -> Result<Evaluation, TrainError>,
-    ) -> Result<Fitted, TrainError> {
+    /// The run's summary (the chosen model is evaluated on the reported split by the caller).
+    fn finish(self, state: &LoopState) -> Fitted {
         let (best_epoch, best_val_accuracy) = state.best.unwrap_or((0, 0.0));
-        let eval = match self.best_eval {
-            Some(e) => e,
-            None => evaluate_best()?,
-        };
-        Ok(Fitted {
+        Fitted {
             best_epoch,
             best_val_accuracy,
             history: self.history,
-            confusion: eval.confusion,
-            val_probs: eval.probs,
             stopped: self.stopped,
-        })
+        }
     }
 }

@@ -35,16 +35,6 @@ fn flatten(rows: &[Vec<f32>]) -> (Vec<f32>, usize) {
     (rows.iter().flatten().copied().collect(), d)
 }
 
-fn accuracy(model: &Linear, f: Features<'_>, y: &[usize]) -> f64 {
-    let right = model
-        .predict(f)
-        .iter()
-        .zip(y)
-        .filter(|(a, b)| a == b)
-        .count();
-    right as f64 / y.len().max(1) as f64
-}
-
 /// Fits on `train` with `C` chosen by `select` over scikit-learn's grid `logspace(-3, 2, 11)`.
 pub fn fit_linear_head(
     train: &Split<'_>,
@@ -67,19 +57,17 @@ pub fn fit_linear_head(
         SelectOn::Holdout(held) => {
             let (hx, _) = flatten(held.x);
             let h = Features { x: &hx, d };
-            let mut warm: Option<Linear> = None;
             let mut best: Option<(Linear, f64, f64)> = None;
             let mut scores = Vec::new();
-            for &c in &options.grid {
-                let (m, _) = logistic::fit(f, train.y, classes, c, warm.as_ref(), options.solver);
-                let a = accuracy(&m, h, held.y);
+            logistic::along_grid(f, train.y, classes, &options, &mut |g, m, _| {
+                let c = options.grid[g];
+                let a = m.correct(h, held.y) as f64 / held.y.len().max(1) as f64;
                 scores.push((c, a));
                 // Strictly better only: ties keep the smaller C (the stronger penalty).
                 if best.as_ref().is_none_or(|b| a > b.2) {
                     best = Some((m.clone(), c, a));
                 }
-                warm = Some(m);
-            }
+            });
             let (m, c, _) = best.unwrap_or((Linear::zeros(classes, d), 1.0, 0.0));
             (m, c, scores)
         }

@@ -56,6 +56,15 @@ impl Linear {
         z
     }
 
+    /// How many rows of `f` are predicted as their label in `y`.
+    pub fn correct(&self, f: Features<'_>, y: &[usize]) -> usize {
+        self.predict(f)
+            .iter()
+            .zip(y)
+            .filter(|(a, b)| a == b)
+            .count()
+    }
+
     pub fn predict(&self, f: Features<'_>) -> Vec<usize> {
         self.logits(f)
             .chunks_exact(self.k)
@@ -203,6 +212,23 @@ pub fn stratified_folds(y: &[usize], k: usize, folds: usize, seed: u64) -> Vec<u
     fold_of
 }
 
+/// Fits at every `C` of `options.grid`, from the smallest (strongest penalty) up, each fit
+/// warm-started from the previous one's solution; `each(index, model, report)` sees every fit.
+pub fn along_grid(
+    f: Features<'_>,
+    y: &[usize],
+    k: usize,
+    options: &CvOptions,
+    each: &mut dyn FnMut(usize, &Linear, Report),
+) {
+    let mut warm: Option<Linear> = None;
+    for (g, &c) in options.grid.iter().enumerate() {
+        let (model, report) = fit(f, y, k, c, warm.as_ref(), options.solver);
+        each(g, &model, report);
+        warm = Some(model);
+    }
+}
+
 fn take(f: Features<'_>, y: &[usize], rows: &[usize]) -> (Vec<f32>, Vec<usize>) {
     let mut x = Vec::with_capacity(rows.len() * f.d);
     for &r in rows {
@@ -229,19 +255,11 @@ pub fn fit_cv(f: Features<'_>, y: &[usize], k: usize, options: &CvOptions) -> Cv
             let (xh, yh) = take(f, y, &held_rows);
             let train = Features { x: &xt, d: f.d };
             let held = Features { x: &xh, d: f.d };
-            let mut warm: Option<Linear> = None;
-            for (g, &c) in options.grid.iter().enumerate() {
-                let (model, report) = fit(train, &yt, k, c, warm.as_ref(), options.solver);
+            along_grid(train, &yt, k, options, &mut |g, model, report| {
                 iterations += report.iterations;
                 evaluations += report.evaluations;
-                correct[g] = model
-                    .predict(held)
-                    .iter()
-                    .zip(&yh)
-                    .filter(|(a, b)| a == b)
-                    .count();
-                warm = Some(model);
-            }
+                correct[g] = model.correct(held, &yh);
+            });
             (correct, iterations, evaluations)
         })
         .collect();

@@ -72,19 +72,17 @@ pub enum TrainError {
     Backend(String),
 }
 
-/// What every training run reports, whatever it trained.
+/// What every training run reports, whatever it trained: the decisions, taken on the split the
+/// loop evaluates each epoch on (the selection split).
 pub struct Fitted {
     pub best_epoch: usize,
+    /// The best epoch's accuracy on that split.
     pub best_val_accuracy: f64,
     pub history: Vec<EpochRecord>,
-    /// On the validation split, of the best epoch's model.
-    pub confusion: Confusion,
-    /// Class probabilities of the best epoch's model, one row per validation image.
-    pub val_probs: Vec<Vec<f32>>,
     pub stopped: Stopped,
 }
 
-/// A model's result on the validation split.
+/// A model's result on one split (the selection split each epoch, the reported one at the end).
 pub struct Evaluation {
     pub loss: f64,
     pub confusion: Confusion,

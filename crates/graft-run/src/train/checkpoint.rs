@@ -35,14 +35,9 @@ pub(crate) fn write_run_files(dir: &Path, config: &RunConfig, ds: &Dataset) -> R
 /// written once.
 fn split_csv(ds: &Dataset) -> String {
     let mut s = String::from("path,label,split\n");
-    let select: &[graft_data::Sample] = if ds.selection == graft_data::Selection::Report {
-        &[]
-    } else {
-        &ds.select
-    };
     for (samples, name) in [
         (&ds.train[..], "train"),
-        (select, ds.select_name()),
+        (ds.select_apart(), ds.select_name()),
         (&ds.val[..], ds.val_name.as_str()),
     ] {
         for x in samples.iter() {

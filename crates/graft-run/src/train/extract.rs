@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use burn::prelude::*;
-use graft_data::Sample;
+use graft_data::{Dataset, Sample, Selection};
 use graft_transfer::CacheKey;
 use graft_transfer::FeatureCache;
 use graft_transfer::features::{Extractor, Output};
@@ -56,6 +56,26 @@ pub fn features(
         }
     }
     out
+}
+
+/// The selection split's features: its own images through `extractor`, or under
+/// `--select-on-eval` a copy of the reported split's `val` (without its unreadable images,
+/// which `val` already reports).
+pub fn select_features(
+    extractor: &Extractor<'_>,
+    ds: &Dataset,
+    val: &SplitFeatures,
+    label: &str,
+    obs: &mut dyn Observer,
+) -> SplitFeatures {
+    if ds.selection == Selection::Report {
+        return SplitFeatures {
+            failed: Vec::new(),
+            ..val.clone()
+        };
+    }
+    let what = format!("{label}({})", ds.select_name());
+    features(extractor, &ds.select, &what, obs)
 }
 
 /// The cache key of what is cached at `freeze_point` (`None`: the pooled classifier input),

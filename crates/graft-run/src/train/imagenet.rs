@@ -12,7 +12,9 @@ use graft_transfer::train::{Evaluation, Fitted, Stopped};
 
 use super::checkpoint::write_run_files;
 use super::summary::{RunFacts, Trained, summarise};
-use super::{Prepared, SplitFeatures, embed_extractor, extract, feature_cache, features};
+use super::{
+    Prepared, SplitFeatures, embed_extractor, extract, feature_cache, features, select_features,
+};
 use crate::error::{Result, RunError};
 use crate::observer::{Observer, ObserverExt};
 use crate::pretrained::LoadedModel;
@@ -103,8 +105,8 @@ pub(super) fn run(run: Prepared, obs: &mut dyn Observer) -> Result<Trained> {
     let what = format!("{}pretrained ({})", run.spec.label, ds.val_name);
     let val = features(&extractor, &ds.val, &what, obs);
     // Nothing is chosen, but compare ranks strategies on the selection split, this one too.
-    let what = format!("{}pretrained ({})", run.spec.label, ds.select_name());
-    let select = features(&extractor, &ds.select, &what, obs);
+    let what = format!("{}pretrained ", run.spec.label);
+    let select = select_features(&extractor, ds, &val, &what, obs);
     let failed: Vec<(PathBuf, String)> = val.failed.iter().chain(&select.failed).cloned().collect();
     extract::report_unreadable(&failed, obs);
     let (select_confusion, _) = score(model, &select, &map, ds.classes.len())?;
@@ -135,8 +137,6 @@ pub(super) fn run(run: Prepared, obs: &mut dyn Observer) -> Result<Trained> {
         best_epoch: 0,
         best_val_accuracy: select_confusion.accuracy(),
         history: Vec::new(),
-        confusion: select_confusion,
-        val_probs: Vec::new(),
         stopped: Stopped::Completed,
     };
     let report = Evaluation {

@@ -6,7 +6,6 @@
 
 use graft_data::Selection;
 use graft_spec::{FitConfig, HeadKind, Selected};
-use graft_transfer::Confusion;
 use graft_transfer::linear_head::{SelectOn, fit_linear_head};
 use graft_transfer::train::{Fitted, Split, Stopped, evaluate_head};
 
@@ -41,17 +40,21 @@ pub(super) fn fit_lbfgs(x: &Extracted, cfg: &FitConfig) -> Result<LbfgsFit> {
     let train = &x.train_views[0];
     let carved = matches!(ds.selection, Selection::Carved { .. });
     // Carved from train: cross-validate on all of train, the selection images included.
-    let (rows, labels): (Vec<Vec<f32>>, Vec<usize>) = if carved {
-        (
+    let joined: (Vec<Vec<f32>>, Vec<usize>);
+    let rows = if carved {
+        joined = (
             train.x.iter().chain(&x.select.x).cloned().collect(),
             train.y.iter().chain(&x.select.y).copied().collect(),
-        )
+        );
+        Split {
+            x: &joined.0,
+            y: &joined.1,
+        }
     } else {
-        (train.x.clone(), train.y.clone())
-    };
-    let rows_split = Split {
-        x: &rows,
-        y: &labels,
+        Split {
+            x: &train.x,
+            y: &train.y,
+        }
     };
     let select = Split {
         x: &x.select.x,
@@ -61,7 +64,7 @@ pub(super) fn fit_lbfgs(x: &Extracted, cfg: &FitConfig) -> Result<LbfgsFit> {
         (
             SelectOn::CrossValidation { folds: FOLDS },
             format!("{FOLDS}-fold CV on train"),
-            rows.len(),
+            rows.x.len(),
         )
     } else {
         (
@@ -70,7 +73,7 @@ pub(super) fn fit_lbfgs(x: &Extracted, cfg: &FitConfig) -> Result<LbfgsFit> {
             x.select.y.len(),
         )
     };
-    let fit = fit_linear_head(&rows_split, on, classes, cfg.seed, device);
+    let fit = fit_linear_head(&rows, on, classes, cfg.seed, device);
     let report = Split {
         x: &x.val.x,
         y: &x.val.y,
@@ -82,8 +85,6 @@ pub(super) fn fit_lbfgs(x: &Extracted, cfg: &FitConfig) -> Result<LbfgsFit> {
             best_epoch: 0,
             best_val_accuracy: fit.accuracy,
             history: Vec::new(),
-            confusion: Confusion::new(classes),
-            val_probs: Vec::new(),
             stopped: Stopped::Completed,
         },
         head: fit.head,
@@ -95,6 +96,6 @@ pub(super) fn fit_lbfgs(x: &Extracted, cfg: &FitConfig) -> Result<LbfgsFit> {
             accuracy: fit.accuracy,
             chose: format!("L2 strength C = {:.3}", fit.c),
         },
-        trained_on: rows.len(),
+        trained_on: rows.x.len(),
     })
 }

@@ -15,7 +15,7 @@ mod summary;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use graft_data::{Dataset, Selection, SplitOptions, open_dataset};
+use graft_data::{Dataset, SplitOptions, open_dataset};
 use graft_spec::{CacheCounts, FreezePlan, Strategy};
 
 use crate::error::Result;
@@ -23,7 +23,9 @@ use crate::observer::{Observer, ObserverExt};
 use crate::pretrained::{LoadedModel, data_stem, load_pretrained};
 use crate::spec::RunSpec;
 use crate::{ensure, run_dir};
-pub use extract::{SplitFeatures, cache_key, embed_extractor, feature_cache, features, shape_at};
+pub use extract::{
+    SplitFeatures, cache_key, embed_extractor, feature_cache, features, select_features, shape_at,
+};
 pub use fit::{FitDone, fit};
 pub use imagenet::class_mapping;
 pub use summary::{Trained, finish};
@@ -150,21 +152,15 @@ pub fn extract(run: Prepared, obs: &mut dyn Observer) -> Result<Extracted> {
     let ex = fit::extractor(&run, &cache, upto, 0);
     let what = format!("{label}frozen part ({})", run.ds.val_name);
     let val = features(&ex, &run.ds.val, &what, obs);
-    let select = if run.ds.selection == Selection::Report {
-        val.clone()
-    } else {
-        let what = format!("{label}frozen part ({})", run.ds.select_name());
-        features(&ex, &run.ds.select, &what, obs)
-    };
-    let mut failed: Vec<(PathBuf, String)> = train_views[0]
+    let what = format!("{label}frozen part ");
+    let select = select_features(&ex, &run.ds, &val, &what, obs);
+    let failed: Vec<(PathBuf, String)> = train_views[0]
         .failed
         .iter()
         .chain(&val.failed)
+        .chain(&select.failed)
         .cloned()
         .collect();
-    if run.ds.selection != Selection::Report {
-        failed.extend(select.failed.iter().cloned());
-    }
     extract::report_unreadable(&failed, obs);
     ensure!(
         failed.is_empty() || !run.spec.strict,
