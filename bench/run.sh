@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# graft vs PyTorch on this machine, each side with 2 threads (PyTorch: 2 intra-op threads, or 2
-# DataLoader workers for the input pipeline), one process per (implementation, case) so peak RSS
-# (VmHWM) is per case. Sections:
-#   inference  pretrained inference, batch 32, 224x224: efficientnet_lite0, resnet18, resnet50, vgg16
+# graft vs its peers on this machine, each side with 2 threads (PyTorch: 2 intra-op threads, or 2
+# DataLoader workers for the input pipeline; ONNX Runtime: intra_op_num_threads=2), one process per
+# (implementation, case) so peak RSS (VmHWM) is per case. Sections:
+#   inference  pretrained inference, batch 32, 224x224: efficientnet_lite0, resnet18, resnet50, vgg16,
+#              against PyTorch eager and ONNX Runtime (bench/peer_ort.py: torch.onnx.export, opset 17,
+#              ORT_ENABLE_ALL, CPUExecutionProvider)
+#   latency    the same models at batch 1, against ONNX Runtime
 #   train      one training step (forward, loss, backward, SGD momentum 0.9), batch 16:
 #              resnet18 and efficientnet_lite0, full and partial:2
 #   pipeline   decode + resize 256 + crop 224 + normalize: hymenoptera and imagenet-sample
-# Needs: pip install torch torchvision safetensors pillow.
+# Needs: pip install torch torchvision safetensors pillow onnx onnxruntime.
 # Usage: bench/run.sh [ITERS] [SECTION...]   (default: 5, all sections; results in bench/out/)
 # ROUNDS=N runs every (peer, graft) pair N times, alternating, and reports the median of each
 # side (this machine's speed drifts by up to 30% between minutes; one round can land in a slow
@@ -17,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 iters=${1:-5}
 shift || true
-sections=${*:-inference train pipeline}
+sections=${*:-inference latency train pipeline}
 threads=2
 rounds=${ROUNDS:-1}
 out=bench/out
@@ -41,7 +44,17 @@ for section in $sections; do
       echo "== inference $model ($n batches)" >&2
       for _ in $(seq "$rounds"); do
         peer bench/peer_inference.py "$model" "$out/input.safetensors" "$n" $(weights_for $model) | tee -a "$out/$section.jsonl"
+        peer bench/peer_ort.py "$model" "$out/input.safetensors" "$n" $(weights_for $model) | tee -a "$out/$section.jsonl"
         RAYON_NUM_THREADS=$threads target/release/examples/bench_inference "$model" "$out/input.safetensors" "$n" $(weights_for $model) | tee -a "$out/$section.jsonl"
+      done
+    done ;;
+  latency)
+    for model in efficientnet_lite0 resnet18 resnet50 vgg16; do
+      n=$(( iters * 4 )); [ "$model" = vgg16 ] && n=$(( iters * 2 ))
+      echo "== latency $model (batch 1, $n runs)" >&2
+      for _ in $(seq "$rounds"); do
+        BATCH=1 peer bench/peer_ort.py "$model" "$out/input.safetensors" "$n" $(weights_for $model) | tee -a "$out/$section.jsonl"
+        BATCH=1 RAYON_NUM_THREADS=$threads target/release/examples/bench_inference "$model" "$out/input.safetensors" "$n" $(weights_for $model) | tee -a "$out/$section.jsonl"
       done
     done ;;
   train)
@@ -68,26 +81,39 @@ done
 
 python3 - $(for s in $sections; do echo "$out/$s.jsonl"; done) <<'PY'
 import json, statistics, sys
+NAMES = {"pytorch": "PyTorch", "onnxruntime": "ONNX Runtime"}
 for path in sys.argv[1:]:
     rows = [json.loads(l) for l in open(path) if l.strip()]
     by = {}
     for r in rows:
         case = " ".join(str(r[k]) for k in ("model", "mode", "data") if k in r)
+        if "batch" in r and "latency" in path:
+            case += " (batch 1)"
         by.setdefault(case, {}).setdefault(r["impl"], []).append(r)
     def summary(runs):
-        if not runs:
-            return None
         return {"ips": statistics.median(r["images_per_second"] for r in runs),
+                "ms": statistics.median(r.get("ms_per_batch", 0.0) for r in runs),
                 "rss": max(r["peak_rss_mib"] for r in runs), "n": len(runs)}
-    print(f"\n{path} (median of the rounds)\n")
-    print("| case | graft img/s | PyTorch img/s | ratio | graft peak RSS MiB | PyTorch peak RSS MiB | rounds |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    peers = [p for p in NAMES if any(p in d for d in by.values())]
+    latency = "latency" in path
+    unit = "ms" if latency else "img/s"
+    print(f"\n{path} (median of the rounds; the ratio is graft against the best peer)\n")
+    head = ["case", f"graft {unit}"] + [f"{NAMES[p]} {unit}" for p in peers]
+    head += ["graft / best peer", "graft peak RSS MiB"] + [f"{NAMES[p]} peak RSS MiB" for p in peers] + ["rounds"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + " --- |" * len(head))
     for case, d in by.items():
-        g, p = summary(d.get("graft", [])), summary(d.get("pytorch", []))
-        if g and not p:
-            print(f"| {case} | {g['ips']:.2f} | (no peer) | | {g['rss']:.0f} | | {g['n']} |")
-        if not g or not p:
+        if "graft" not in d:
             continue
-        print(f"| {case} | {g['ips']:.2f} | {p['ips']:.2f} | {g['ips'] / p['ips']:.2f}x | "
-              f"{g['rss']:.0f} | {p['rss']:.0f} | {g['n']} |")
+        g = summary(d["graft"])
+        s = {p: summary(d[p]) for p in peers if p in d}
+        val = (lambda x: x["ms"]) if latency else (lambda x: x["ips"])
+        cells = [case, f"{val(g):.2f}"] + [f"{val(s[p]):.2f}" if p in s else "" for p in peers]
+        if s:
+            best = max(x["ips"] for x in s.values())
+            cells.append(f"{g['ips'] / best:.2f}x")
+        else:
+            cells.append("(no peer)")
+        cells += [f"{g['rss']:.0f}"] + [f"{s[p]['rss']:.0f}" if p in s else "" for p in peers] + [str(g["n"])]
+        print("| " + " | ".join(cells) + " |")
 PY

@@ -16,6 +16,7 @@ use burn_backend::TensorMetadata;
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
+use crate::epilogue::Epilogue;
 use crate::flex::{contiguous, values};
 
 /// Elements per rayon task: large enough that scheduling costs nothing.
@@ -58,13 +59,19 @@ fn clamp<const D: usize>(x: Tensor<D>, hi: f32, burns: fn(Tensor<D>) -> Tensor<D
     }
 }
 
-/// relu on a burn-flex primitive: in place when uniquely owned and contiguous (a fresh
-/// convolution output), else burn-flex's op.
-pub(crate) fn relu_primitive(x: FlexTensor) -> FlexTensor {
-    match in_place(x, f32::INFINITY) {
-        Ok(y) => y,
-        Err(x) => <Flex as burn_backend::ops::ActivationOps<Flex>>::relu(x),
-    }
+/// A convolution's epilogue applied after burn-flex's own convolution (the bias is already
+/// added): in place when uniquely owned and contiguous (a fresh convolution output), else a copy.
+pub(crate) fn epilogue_primitive(x: FlexTensor, epilogue: Epilogue) -> FlexTensor {
+    let hi = match epilogue {
+        Epilogue::Bias => return x,
+        Epilogue::BiasRelu => f32::INFINITY,
+        Epilogue::BiasRelu6 => 6.0,
+    };
+    in_place(contiguous(x), hi).unwrap_or_else(|x| {
+        let mut out = values(&x).to_vec();
+        clamp_slice(&mut out, hi);
+        FlexTensor::from_data(TensorData::new(out, x.shape()))
+    })
 }
 
 /// Clamps a uniquely owned, contiguous tensor where it lies; hands it back otherwise.

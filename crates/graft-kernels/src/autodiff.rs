@@ -1,6 +1,6 @@
 //! `conv2d` as a burn autodiff op over burn-flex. The forward pass is graft's
 //! ([`crate::forward`]: Winograd F(4x4, 3x3) for 3x3 stride-1 dense convolutions, im2col and
-//! gemm for the other dense ones; burn-flex's own for depthwise and 1x1), the backward pass
+//! gemm for the other dense ones; [`crate::depthwise`] and [`crate::pointwise`] for depthwise and 1x1), the backward pass
 //! [`crate::grad`] and [`crate::winograd`]. `tests/conv2d.rs` holds values and gradients to
 //! burn's to 1e-4.
 
@@ -17,8 +17,8 @@ use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 use std::sync::Arc;
 
+use crate::epilogue::Epilogue;
 use crate::flex::{contiguous, geometry_of, tensor, values};
-use crate::forward::Epilogue;
 use crate::grad::{self, Geometry};
 use crate::matmul::{Mat, matmul_into};
 use crate::scratch;
@@ -69,10 +69,42 @@ pub fn conv2d_relu(
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
+    fused(x, weight, bias, options, Epilogue::BiasRelu)
+}
+
+/// `relu6(conv2d(x, weight, bias, options))` (MobileNet and EfficientNet-Lite's convolution +
+/// activation), fused the same way.
+pub fn conv2d_relu6(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvOptions<2>,
+) -> Tensor<4> {
+    fused(x, weight, bias, options, Epilogue::BiasRelu6)
+}
+
+/// A convolution and its activation: fused into graft's inference kernel when it applies, else
+/// the convolution followed by the activation op (which has its own backward pass).
+fn fused(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvOptions<2>,
+    epilogue: Epilogue,
+) -> Tensor<4> {
     if x.dtype() != DType::F32 || !supported(&weight.dims(), &options) || x.is_autodiff() {
-        return crate::relu(conv2d(x, weight, bias, options));
+        return activate(conv2d(x, weight, bias, options), epilogue);
     }
-    inference(x, weight, bias, options, Epilogue::BiasRelu)
+    inference(x, weight, bias, options, epilogue)
+}
+
+/// `epilogue`'s activation as its own op, after a convolution that did not fuse it.
+fn activate(y: Tensor<4>, epilogue: Epilogue) -> Tensor<4> {
+    match epilogue {
+        Epilogue::Bias => y,
+        Epilogue::BiasRelu => crate::relu(y),
+        Epilogue::BiasRelu6 => crate::relu6(y),
+    }
 }
 
 /// The forward pass alone, on the plain burn-flex device (graft's dense kernel; see
@@ -95,10 +127,7 @@ fn inference(
         (Ok(x), Ok(w), Ok(b)) => {
             Tensor::from_primitive::<Flex>(crate::forward::conv2d(x, w, b, options, epilogue))
         }
-        _ => match epilogue {
-            Epilogue::Bias => burn_conv2d(x, weight, bias, options),
-            Epilogue::BiasRelu => crate::relu(burn_conv2d(x, weight, bias, options)),
-        },
+        _ => activate(burn_conv2d(x, weight, bias, options), epilogue),
     }
 }
 

@@ -1,5 +1,7 @@
-//! The forward pass of a dense (`groups == 1`) convolution on burn-flex: im2col over a block of
-//! output positions, then one matrix product `W [out, patch] x cols [patch, positions]` per block.
+//! The forward pass of a convolution on burn-flex. Depthwise and 1x1 layers go to their direct
+//! kernels (`depthwise.rs`, `pointwise.rs`), 3x3 stride-1 ones to Winograd (`winograd.rs`); the
+//! other dense (`groups == 1`) ones are im2col over a block of output positions, then one matrix
+//! product `W [out, patch] x cols [patch, positions]` per block.
 //!
 //! burn-flex 0.22 converts the whole input to channels-last on one thread, multiplies per image
 //! in tiles of at most 512 positions (ResNet's last stages have 196 and 49, where gemm runs at
@@ -15,17 +17,10 @@ use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 use std::ops::Range;
 
-use crate::flex::{contiguous, geometry_of, values};
+use crate::epilogue::Epilogue;
+use crate::flex::{contiguous, geometry_of, tensor, values};
 use crate::grad::{self, Geometry};
 use crate::scratch;
-
-/// What is applied to each output value as it is written: the bias, then optionally ReLU (a
-/// convolution + ReLU then costs no extra pass over the activation).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Epilogue {
-    Bias,
-    BiasRelu,
-}
 
 /// burn-flex's `conv2d` with graft's dense forward pass (f32, `groups == 1`); other convolutions
 /// go to burn-flex unchanged (and ReLU, if asked for, follows in place).
@@ -61,17 +56,24 @@ fn convolve(
     keep: bool,
 ) -> (FlexTensor, Option<Vec<f32>>) {
     let g = geometry_of(&x.shape(), &weight.shape(), &options);
-    // A 1x1, stride-1 convolution needs no patches; burn-flex's channels-last product is faster.
-    if options.groups != 1 || x.dtype() != burn::tensor::DType::F32 || g.is_pointwise() {
+    let depthwise = options.groups == g.in_channels && g.out_channels == g.in_channels;
+    if (options.groups != 1 && !depthwise) || x.dtype() != burn::tensor::DType::F32 {
         let y = <Flex as ModuleOps<Flex>>::conv2d(x, weight, bias, options);
-        let y = match epilogue {
-            Epilogue::Bias => y,
-            Epilogue::BiasRelu => crate::activation::relu_primitive(y),
-        };
-        return (y, None);
+        return (crate::activation::epilogue_primitive(y, epilogue), None);
     }
     let (x, weight) = (contiguous(x), contiguous(weight));
     let bias = bias.map(contiguous);
+    let b = bias.as_ref().map(values);
+    let shape = Shape::new([g.batch, g.out_channels, g.out_size[0], g.out_size[1]]);
+    let isa = crate::Isa::detect();
+    if depthwise {
+        let y = crate::depthwise::forward(&g, values(&x), values(&weight), b, epilogue, isa);
+        return (tensor(y, shape), None);
+    }
+    if g.is_pointwise() {
+        let y = crate::pointwise::forward(&g, values(&x), values(&weight), b, epilogue, isa);
+        return (tensor(y, shape), None);
+    }
     if crate::winograd::applies(&g) {
         let w = crate::winograd::Filters::Plain(values(&weight));
         let b = bias.as_ref().map(values);
@@ -151,15 +153,7 @@ fn dense(
                 let (n, c) = (run / g.out_channels, run % g.out_channels);
                 let src = &y[c * width + n * band..][..band];
                 let b = bias.map_or(0.0, |b| b[c]);
-                let dst = plane[rows.start * ow_len..][..band].iter_mut().zip(src);
-                match epilogue {
-                    Epilogue::Bias => dst.for_each(|(d, s)| *d = s + b),
-                    // NaN is kept, as by relu.
-                    Epilogue::BiasRelu => dst.for_each(|(d, s)| {
-                        let v = s + b;
-                        *d = if v > 0.0 || v.is_nan() { v } else { 0.0 };
-                    }),
-                }
+                epilogue.write(&mut plane[rows.start * ow_len..][..band], src, b);
             });
     }
     let shape = Shape::new([g.batch, g.out_channels, g.out_size[0], g.out_size[1]]);

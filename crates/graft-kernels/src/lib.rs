@@ -13,6 +13,12 @@
 //!   gradient is one matrix product `dY x im2col(x)^T`, the input gradient `col2im(W^T x dY)`,
 //!   and both depthwise gradients are direct loops (the im2col/col2im formulation of Caffe and
 //!   PyTorch's `slow_conv2d`; cuDNN/oneDNN use direct kernels).
+//! - [`depthwise`], [`pointwise`]: inference-and-training forward passes of depthwise and 1x1
+//!   convolutions directly over NCHW (burn-flex converts whole batches to channels-last and back
+//!   on one thread): each depthwise tap is one contiguous multiply-add over a padded, phase-split
+//!   plane; each 1x1 layer is one matrix product per image. [`conv2d_relu6`] fuses ReLU6.
+//! - [`Isa`]: graft's own loops are compiled three times (AVX-512, AVX2+FMA, baseline) and
+//!   chosen at run time through `pulp`; tests run every level the CPU has.
 //! - [`batch_norm_train`]: BatchNorm with batch statistics as one op each way (burn composes it
 //!   from ~20 element-wise ops and layout copies).
 //! - [`relu`], [`relu6`]: in place on both threads for inference, one op with a one-pass
@@ -26,18 +32,24 @@
 mod activation;
 mod autodiff;
 mod batch_norm;
+pub mod depthwise;
+mod epilogue;
 mod flex;
 mod forward;
 pub mod grad;
+mod isa;
 mod matmul;
 mod memory;
+pub mod pointwise;
 mod pool;
 mod scratch;
 mod winograd;
 
 pub use activation::{relu, relu6};
-pub use autodiff::{conv2d, conv2d_relu};
+pub use autodiff::{conv2d, conv2d_relu, conv2d_relu6};
 pub use batch_norm::{BatchNormTrain, batch_norm_train};
+pub use epilogue::Epilogue;
+pub use isa::Isa;
 pub use matmul::{Mat, matmul_into};
 pub use memory::keep_freed_memory;
 pub use pool::max_pool2d;

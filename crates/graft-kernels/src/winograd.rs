@@ -16,7 +16,7 @@
 use rayon::prelude::*;
 use std::ops::Range;
 
-use crate::forward::Epilogue;
+use crate::epilogue::Epilogue;
 use crate::grad::Geometry;
 use crate::matmul::{Mat, matmul_into};
 use crate::scratch;
@@ -456,14 +456,7 @@ fn transform_output(
             let m_k = |i: usize, j: usize| &products[((i * t + j) * k_len + k) * p_len..];
             sandwich(mul_at, m_k, s, y.chunks_mut(p_len));
             let b = bias.map_or(0.0, |b| b[k]);
-            let apply = |v: f32| match epilogue {
-                Epilogue::Bias => v + b,
-                // NaN is kept, as by relu.
-                Epilogue::BiasRelu => {
-                    let y = v + b;
-                    if y > 0.0 || y.is_nan() { y } else { 0.0 }
-                }
-            };
+            let apply = |v: f32| epilogue.apply(v + b);
             for (slot, unit) in block.clone().enumerate() {
                 let (n, ty) = (unit / th, unit % th);
                 let plane = &mut planes[n - first_image];

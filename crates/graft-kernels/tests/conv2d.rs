@@ -1,7 +1,7 @@
 //! graft's conv2d backward against burn's, through the real autodiff graph on the burn-flex
 //! device: same forward, and every gradient within 1e-4 (relative to the largest entry).
 
-use burn::tensor::activation::relu as burn_relu;
+use burn::tensor::activation::{relu as burn_relu, relu6 as burn_relu6};
 use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
@@ -290,11 +290,17 @@ fn inference_forward_matches_burns_conv2d() {
         let theirs = burn_conv2d(x.clone(), w.clone(), b.clone(), o());
         assert_close(&format!("inference case {i}"), ours, theirs.clone());
         // The fused ReLU epilogue (the dense kernel's, or in place after burn-flex's conv).
-        let fused = graft_kernels::conv2d_relu(x, w, b, o());
+        let fused = graft_kernels::conv2d_relu(x.clone(), w.clone(), b.clone(), o());
         assert_close(
             &format!("inference case {i} relu"),
             fused,
-            burn_relu(theirs),
+            burn_relu(theirs.clone()),
+        );
+        let fused = graft_kernels::conv2d_relu6(x, w, b, o());
+        assert_close(
+            &format!("inference case {i} relu6"),
+            fused,
+            burn_relu6(theirs),
         );
     }
 }

@@ -1,7 +1,8 @@
 //! graft's side of `bench/run.sh inference`: pretrained inference throughput on a fixed input batch.
 //!
 //! cargo run --release -p graft-models --example bench_inference -- MODEL INPUT.safetensors ITERS [WEIGHTS]
-//! Prints one JSON line: model, batch, images_per_second, peak_rss_mib.
+//! BATCH=N takes the first N images of the batch (BATCH=1: latency).
+//! Prints one JSON line: model, batch, images_per_second, ms_per_batch, peak_rss_mib.
 
 use std::time::Instant;
 
@@ -24,7 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let iters: usize = iters.parse()?;
     let device = default_device();
     let (spec, net) = load_net(model, rest.first(), &device)?;
-    let x = read_input(input, None, &device)?;
+    let take = std::env::var("BATCH").ok().map(|b| b.parse()).transpose()?;
+    let x = read_input(input, take, &device)?;
     let shape = x.dims();
     // Warm-up: first-call allocations and packing.
     let _ = net.forward(x.clone()).into_data();
@@ -34,10 +36,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "{{\"impl\":\"graft\",\"model\":\"{}\",\"batch\":{},\"images_per_second\":{:.3},\"peak_rss_mib\":{:.1}}}",
+        "{{\"impl\":\"graft\",\"model\":\"{}\",\"batch\":{},\"images_per_second\":{:.3},\"ms_per_batch\":{:.3},\"peak_rss_mib\":{:.1}}}",
         spec.name,
         shape[0],
         (shape[0] * iters) as f64 / secs,
+        1000.0 * secs / iters as f64,
         peak_rss_mib()
     );
     Ok(())

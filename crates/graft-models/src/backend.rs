@@ -13,3 +13,8 @@ pub fn default_device() -> Device {
     return Device::wgpu(Default::default());
     Device::flex()
 }
+
+/// Whether `device` is burn-flex, the CPU backend graft's own kernels run under.
+pub fn is_cpu(device: &Device) -> bool {
+    *device == Device::flex()
+}

@@ -9,9 +9,12 @@
 //! eps 1e-3; the PROVENANCE.md beside the weights (`shared/weights/`, next to the checkout)
 //! measures what goes wrong otherwise.
 
+/// The widest activation of a forward pass from the image, in multiples of the image's size:
+/// the first expansion, 96 channels at half resolution: 96 / (3 * 4) (CPU inference runs the batch in chunks sized by it; see `network::micro_batch`).
+pub const WIDEST_ACTIVATION: usize = 8;
+
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use graft_kernels::relu6;
 
 use crate::layers::{ConvBn, ConvBnSpec, global_avg_pool};
 use graft_weights::KeyMap;
@@ -196,9 +199,9 @@ impl MbConv {
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let mut x = input.clone();
         if let Some(expand) = &self.expand {
-            x = relu6(expand.forward(x));
+            x = expand.forward_relu6(x);
         }
-        x = self.project.forward(relu6(self.depthwise.forward(x)));
+        x = self.project.forward(self.depthwise.forward_relu6(x));
         if self.residual { x + input } else { x }
     }
 }
@@ -224,14 +227,14 @@ impl EfficientNetLite {
     pub fn forward_group(&self, g: usize, x: Tensor<4>) -> Tensor<4> {
         let n_stages = self.stage_lengths.len();
         if g == 0 {
-            relu6(self.stem.forward(x))
+            self.stem.forward_relu6(x)
         } else if g <= n_stages {
             let start: usize = self.stage_lengths[..g - 1].iter().sum();
             self.blocks[start..start + self.stage_lengths[g - 1]]
                 .iter()
                 .fold(x, |x, b| b.forward(x))
         } else {
-            relu6(self.head.forward(x))
+            self.head.forward_relu6(x)
         }
     }
 

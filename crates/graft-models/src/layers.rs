@@ -78,6 +78,16 @@ impl ConvBn {
         }
     }
 
+    /// `relu6(self.forward(x))`, MobileNet and EfficientNet-Lite's activation, fused the same
+    /// way for inference.
+    pub fn forward_relu6(&self, x: Tensor<4>) -> Tensor<4> {
+        if x.is_autodiff() {
+            graft_kernels::relu6(self.forward(x))
+        } else {
+            apply(graft_kernels::conv2d_relu6, &self.folded(), x)
+        }
+    }
+
     /// The inference-mode layer as one convolution: BatchNorm on running statistics is the
     /// per-channel affine map `y = s x + (beta - s mean)` with `s = gamma / sqrt(var + eps)`,
     /// so it scales the convolution's output channels (its weights) and adds a bias. Saves a

@@ -4,6 +4,10 @@
 //! implementation and key names: torchvision `models/resnet.py` (v1.5: the bottleneck's stride
 //! sits on its 3x3 conv).
 
+/// The widest activation of a forward pass from the image, in multiples of the image's size:
+/// the stem, 64 channels at half resolution (and ResNet-50's 256 at a quarter): 64 / (3 * 4), rounded up (CPU inference runs the batch in chunks sized by it; see `network::micro_batch`).
+pub const WIDEST_ACTIVATION: usize = 6;
+
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;

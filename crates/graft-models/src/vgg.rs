@@ -6,6 +6,10 @@
 //! Here the flat sequence is split into its five conv blocks so that they can be frozen by name;
 //! the key map restores torchvision's flat indices.
 
+/// The widest activation of a forward pass from the image, in multiples of the image's size:
+/// the first block, 64 channels at full resolution: 64 / 3, rounded up (CPU inference runs the batch in chunks sized by it; see `network::micro_batch`).
+pub const WIDEST_ACTIVATION: usize = 22;
+
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{

@@ -1,5 +1,8 @@
 //! Helpers shared by the integration tests.
 
+#[allow(dead_code)]
+pub mod conv;
+
 /// Deterministic values in [-1, 1) from a seed (an LCG): tests that run in parallel must not
 /// share the device's random generator, whose seed is global.
 pub fn noise(len: usize, seed: u64) -> Vec<f32> {

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Strategy 2 end to end, cold feature cache, EfficientNet-Lite0, 2 threads: `graft train
+# --strategy head` against the recipe a speed-minded Python user builds (bench/peer_ort_head.py:
+# PIL in a 2-process pool, ONNX Runtime features, scikit-learn LogisticRegression), on
+# hymenoptera and caltech101-20. ROUNDS=N alternates the two N times; the table gives medians.
+# graft decides its epoch on a carved selection split (15% of train), the peer trains on all of
+# train with its default C; both report the held-out split (hymenoptera val, caltech101-20 test).
+# Needs: pip install torch torchvision onnx onnxruntime scikit-learn pillow numpy.
+# Usage: bench/head.sh   (results: bench/out/head.jsonl)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${ROUNDS:-1}
+out=bench/out
+mkdir -p "$out"
+cargo build --release -p graft >&2
+export RAYON_NUM_THREADS=2
+w=../shared/weights/efficientnet-lite0-57934424.pth
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+: > "$out/head.jsonl"
+for data in hymenoptera caltech101-20; do
+  for r in $(seq "$rounds"); do
+    echo "== $data round $r: ONNX Runtime + scikit-learn" >&2
+    python3 bench/peer_ort_head.py "../shared/data/$data" "$w" 2 | tee -a "$out/head.jsonl"
+    echo "== $data round $r: graft train --strategy head, cold cache" >&2
+    rm -rf "$tmp/home" "$tmp/run"
+    start=$(date +%s.%N)
+    GRAFT_HOME="$tmp/home" /usr/bin/time -f '%M' -o "$tmp/rss" target/release/graft -q train --json \
+      --strategy head --weights "$w" --data "../shared/data/$data" --out "$tmp/run" > "$tmp/out.json"
+    end=$(date +%s.%N)
+    python3 - "$tmp/out.json" "$data" "$start" "$end" "$tmp/rss" <<'PY' | tee -a "$out/head.jsonl"
+import json, sys
+r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+print(json.dumps({"impl": "graft", "data": sys.argv[2],
+                  "seconds": round(float(sys.argv[4]) - float(sys.argv[3]), 3),
+                  "accuracy": r["val_accuracy"],
+                  "peak_rss_mib": round(int(open(sys.argv[5]).read().split()[-1]) / 1024, 1)}))
+PY
+  done
+done
+python3 - "$out/head.jsonl" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print("\n| dataset | graft s | ORT + sklearn s | speed-up | graft accuracy | peer accuracy | graft RSS MiB | peer RSS MiB |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for data in dict.fromkeys(r["data"] for r in rows):
+    g = [r for r in rows if r["data"] == data and r["impl"] == "graft"]
+    p = [r for r in rows if r["data"] == data and r["impl"] != "graft"]
+    med = lambda rs, k: statistics.median(r[k] for r in rs)
+    print(f"| {data} | {med(g, 'seconds'):.2f} | {med(p, 'seconds'):.2f} | "
+          f"{med(p, 'seconds') / med(g, 'seconds'):.2f}x | {med(g, 'accuracy'):.4f} | "
+          f"{med(p, 'accuracy'):.4f} | {max(r['peak_rss_mib'] for r in g):.0f} | "
+          f"{max(r['peak_rss_mib'] for r in p):.0f} |")
+PY

@@ -1,0 +1,176 @@
+//! The forward pass of a depthwise convolution (one filter per channel, MobileNet and
+//! EfficientNet's spatial layer), directly in NCHW: each output plane is its channel's input
+//! plane convolved with a k x k filter, so no layout change and no patch matrix is needed.
+//!
+//! burn-flex 0.22 accumulates each plane one kernel tap at a time through a generic SIMD
+//! dispatch, over the whole batch at once (an EfficientNet-Lite0 expansion at batch 32 is 150 MB,
+//! so every layer's output is freshly mapped memory). Here each output row is accumulated tap by
+//! plane is padded and split into its stride phases once (see [`Layout`]), after which each
+//! kernel tap is one long contiguous multiply-add that the compiler vectorises (the small maps,
+//! 7x7 and 14x14, would leave rows of 7-14 values mostly to scalar tails). The bias and the
+//! activation are applied as the plane is written out. `tests/conv2d.rs` holds it to burn's conv2d.
+
+use rayon::prelude::*;
+
+use crate::epilogue::Epilogue;
+use crate::grad::Geometry;
+use crate::isa::Isa;
+use crate::scratch;
+
+/// Output planes per rayon task: small planes (7x7) are grouped so scheduling stays cheap.
+const TASK_FLOATS: usize = 1 << 12;
+
+/// `y = epilogue(depthwise(x, w) + bias)` for `x` `[batch, channels, h, w]` and `w`
+/// `[channels, 1, kh, kw]` (`g.in_channels == g.out_channels`), with `isa`'s vectors.
+///
+/// Panics if the slices are shorter than `g` says (a caller's error, not the data's).
+pub fn forward(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    epilogue: Epilogue,
+    isa: Isa,
+) -> Vec<f32> {
+    assert_eq!(
+        g.in_channels, g.out_channels,
+        "depthwise: one filter per channel"
+    );
+    assert!(
+        x.len() >= g.batch * g.in_channels * g.in_len(),
+        "depthwise: x too short"
+    );
+    assert!(
+        w.len() >= g.out_channels * g.taps(),
+        "depthwise: w too short"
+    );
+    let (in_len, out_len, taps) = (g.in_len(), g.out_len(), g.taps());
+    let channels = g.out_channels;
+    let mut out = vec![0.0f32; g.batch * channels * out_len];
+    if out.is_empty() {
+        return out;
+    }
+    let per_task = TASK_FLOATS.div_ceil(out_len).max(1);
+    out.par_chunks_mut(out_len * per_task)
+        .enumerate()
+        .for_each(|(task, planes)| {
+            let mut buffer = scratch::take(phased_len(g));
+            isa.run(
+                #[inline(always)]
+                || {
+                    for (i, plane) in planes.chunks_mut(out_len).enumerate() {
+                        let p = task * per_task + i;
+                        let c = p % channels;
+                        let src = &x[p * in_len..][..in_len];
+                        let b = bias.map_or(0.0, |b| b[c]);
+                        let w = &w[c * taps..][..taps];
+                        plane_forward(g, src, w, b, epilogue, &mut buffer, plane);
+                    }
+                },
+            );
+            scratch::keep(buffer);
+        });
+    out
+}
+
+/// How one plane is laid out for the taps: the input, zero-padded, split into `stride x stride`
+/// phases (phase `(a, b)` holds the padded values at rows `a, a + s, ...` and columns `b, b + s,
+/// ...`), each `rows x cols`. Tap `(ki, kj)` then reads phase `(ki d % s, kj d % s)` shifted by
+/// `(ki d / s, kj d / s)`, and output `(oy, ox)` sits at `oy * cols + ox` in every phase: one
+/// contiguous multiply-add over the whole plane per tap, its length `oh * cols` (the columns past
+/// `ow` are computed and dropped), instead of `oh` short rows.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    rows: usize,
+    cols: usize,
+    /// Floats per phase, with room for the last tap's overrun into the dropped columns.
+    phase: usize,
+}
+
+impl Layout {
+    fn of(g: &Geometry) -> Layout {
+        let reach = |a: usize| {
+            (g.out_size[a].max(1) - 1) * g.stride[a] + (g.kernel[a] - 1) * g.dilation[a] + 1
+        };
+        let rows = reach(0).div_ceil(g.stride[0]);
+        let cols = reach(1).div_ceil(g.stride[1]);
+        let overrun = ((g.kernel[0] - 1) * g.dilation[0] / g.stride[0] + 1) * cols;
+        Layout {
+            rows,
+            cols,
+            phase: rows * cols + overrun,
+        }
+    }
+
+    fn len(&self, g: &Geometry) -> usize {
+        self.phase * g.stride[0] * g.stride[1]
+    }
+}
+
+/// Scratch floats one task needs: the phases and the accumulator.
+fn phased_len(g: &Geometry) -> usize {
+    let l = Layout::of(g);
+    l.len(g) + g.out_size[0] * l.cols
+}
+
+#[inline(always)]
+fn plane_forward(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    b: f32,
+    epilogue: Epilogue,
+    scratch: &mut [f32],
+    y: &mut [f32],
+) {
+    let [h, width] = g.in_size;
+    let [oh_len, ow_len] = g.out_size;
+    let [kh, kw] = g.kernel;
+    let [sh, sw] = g.stride;
+    let [dh, dw] = g.dilation;
+    let [ph, pw] = g.padding;
+    let l = Layout::of(g);
+    let (phases, acc) = scratch.split_at_mut(l.len(g));
+    let acc = &mut acc[..oh_len * l.cols];
+    // Scatter the input into its phases; every value not written is padding.
+    phases.fill(0.0);
+    for (r, row) in x.chunks_exact(width).enumerate().take(h) {
+        let pr = r + ph;
+        if pr >= l.rows * sh {
+            break;
+        }
+        let (a, pr) = (pr % sh, pr / sh);
+        for bq in 0..sw {
+            // Padded column c = i + pw lands in phase c % sw at c / sw.
+            let first = (bq + sw - pw % sw) % sw;
+            if first >= width {
+                continue;
+            }
+            let start = (first + pw) / sw;
+            if start >= l.cols {
+                continue;
+            }
+            let dst = &mut phases[(a * sw + bq) * l.phase + pr * l.cols..][..l.cols];
+            let n = (width - first)
+                .div_ceil(sw)
+                .min(l.cols.saturating_sub(start));
+            dst[start..start + n]
+                .iter_mut()
+                .zip(row[first..].chunks(sw))
+                .for_each(|(d, s)| *d = s[0]);
+        }
+    }
+    acc.fill(b);
+    for ki in 0..kh {
+        for kj in 0..kw {
+            let (ri, ci) = (ki * dh, kj * dw);
+            let phase = &phases[((ri % sh) * sw + ci % sw) * l.phase..][..l.phase];
+            let src = &phase[(ri / sh) * l.cols + ci / sw..][..acc.len()];
+            let wv = w[ki * kw + kj];
+            acc.iter_mut().zip(src).for_each(|(d, s)| *d += wv * s);
+        }
+    }
+    for (dst, src) in y.chunks_exact_mut(ow_len).zip(acc.chunks_exact(l.cols)) {
+        epilogue.write(dst, &src[..ow_len], 0.0);
+    }
+}

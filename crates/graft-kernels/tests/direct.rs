@@ -1,0 +1,164 @@
+//! The direct inference kernels (depthwise, and 1x1 over NCHW) against the definition of a
+//! convolution, at every instruction set level this CPU has, with each fused activation.
+
+mod common;
+
+use common::conv::{forward, geometry};
+use common::noise;
+use graft_kernels::grad::Geometry;
+use graft_kernels::{Epilogue, Isa, depthwise, pointwise};
+
+fn activate(y: &[f32], epilogue: Epilogue) -> Vec<f32> {
+    y.iter()
+        .map(|&v| match epilogue {
+            Epilogue::Bias => v,
+            Epilogue::BiasRelu => v.max(0.0),
+            Epilogue::BiasRelu6 => v.clamp(0.0, 6.0),
+        })
+        .collect()
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-4 * scale,
+            "{what}: value {i} is {a}, want {b} (scale {scale})"
+        );
+    }
+}
+
+const EPILOGUES: [Epilogue; 3] = [Epilogue::Bias, Epilogue::BiasRelu, Epilogue::BiasRelu6];
+
+/// Each case: (batch, channels, size, kernel, stride, begin padding, dilation, end padding).
+type Case = (
+    usize,
+    usize,
+    [usize; 2],
+    usize,
+    usize,
+    [usize; 2],
+    usize,
+    [usize; 2],
+);
+
+#[test]
+fn depthwise_matches_the_definition_at_every_isa() {
+    let cases: [Case; 9] = [
+        // EfficientNet-Lite's: 3x3 and 5x5, stride 1 and 2, TensorFlow "same" padding.
+        (2, 5, [14, 14], 3, 1, [1, 1], 1, [1, 1]),
+        (1, 3, [7, 7], 5, 1, [2, 2], 1, [2, 2]),
+        (3, 4, [16, 16], 3, 2, [0, 0], 1, [1, 1]),
+        (2, 3, [15, 15], 5, 2, [1, 1], 1, [2, 2]),
+        // Odd shapes: non-square, stride 3, dilation 2, padding larger than the kernel reach.
+        (1, 2, [9, 13], 3, 3, [1, 2], 1, [0, 1]),
+        (2, 3, [11, 10], 3, 1, [2, 2], 2, [2, 2]),
+        (1, 2, [5, 6], 3, 2, [3, 1], 1, [3, 2]),
+        // A 1x1 map, and 64 planes of 2x2 in one task.
+        (1, 4, [1, 1], 3, 1, [1, 1], 1, [1, 1]),
+        (4, 16, [2, 2], 3, 1, [1, 1], 1, [1, 1]),
+    ];
+    for (i, &(b, c, size, k, s, p, d, e)) in cases.iter().enumerate() {
+        let g = geometry(b, [c, c], size, [k, k], s, p, d, e);
+        let x = noise(b * c * g.in_len(), 1 + i as u64);
+        let w = noise(c * k * k, 100 + i as u64);
+        let bias = noise(c, 200 + i as u64)
+            .iter()
+            .map(|v| 3.0 * v)
+            .collect::<Vec<_>>();
+        let want = forward(&g, c, &x, &w, Some(&bias));
+        for isa in Isa::available() {
+            for epilogue in EPILOGUES {
+                let got = depthwise::forward(&g, &x, &w, Some(&bias), epilogue, isa);
+                let what = format!("depthwise case {i} {isa:?} {epilogue:?}");
+                assert_close(&what, &got, &activate(&want, epilogue));
+            }
+        }
+    }
+}
+
+fn pointwise_geometry(batch: usize, chans: [usize; 2], size: [usize; 2]) -> Geometry {
+    geometry(batch, chans, size, [1, 1], 1, [0, 0], 1, [0, 0])
+}
+
+#[test]
+fn pointwise_matches_the_definition_at_every_isa() {
+    // Batch 1 (split by bands of output channels, one band shorter), a batch larger than the
+    // threads, and a map wider than one block of columns (1024) with a ragged last block.
+    let cases = [
+        (1, [16, 100], [14, 14]),
+        (5, [8, 24], [7, 7]),
+        (2, [3, 5], [40, 41]),
+    ];
+    for (i, &(b, chans, size)) in cases.iter().enumerate() {
+        let g = pointwise_geometry(b, chans, size);
+        let x = noise(b * chans[0] * g.in_len(), 10 + i as u64);
+        let w = noise(chans[0] * chans[1], 20 + i as u64);
+        let bias = noise(chans[1], 30 + i as u64);
+        let want = forward(&g, 1, &x, &w, Some(&bias));
+        for isa in Isa::available() {
+            for epilogue in EPILOGUES {
+                let got = pointwise::forward(&g, &x, &w, Some(&bias), epilogue, isa);
+                let what = format!("pointwise case {i} {isa:?} {epilogue:?}");
+                assert_close(&what, &got, &activate(&want, epilogue));
+            }
+        }
+        let no_bias = pointwise::forward(&g, &x, &w, None, Epilogue::Bias, Isa::detect());
+        assert_close(
+            &format!("pointwise case {i} no bias"),
+            &no_bias,
+            &forward(&g, 1, &x, &w, None),
+        );
+    }
+}
+
+/// An image's output does not depend on the images beside it in the batch, to the bit: a
+/// resumed run extracts its remaining images in other batches than the uninterrupted run.
+#[test]
+fn an_images_output_does_not_depend_on_its_batch() {
+    let (batch, size) = (5, [14, 14]);
+    let pw = pointwise_geometry(batch, [24, 144], size);
+    let dw = geometry(batch, [24, 24], size, [5, 5], 2, [1, 1], 1, [2, 2]);
+    for (name, g) in [("pointwise", pw), ("depthwise", dw)] {
+        let x = noise(batch * g.in_channels * g.in_len(), 7);
+        let w = noise(
+            g.out_channels * g.in_channels.min(g.out_channels) * g.taps(),
+            8,
+        );
+        let run = |g: &Geometry, x: &[f32]| match name {
+            "pointwise" => pointwise::forward(g, x, &w, None, Epilogue::Bias, Isa::detect()),
+            _ => depthwise::forward(g, x, &w, None, Epilogue::Bias, Isa::detect()),
+        };
+        let all = run(&g, &x);
+        let one = Geometry { batch: 1, ..g };
+        let (in_len, out_len) = (g.in_channels * g.in_len(), g.out_channels * g.out_len());
+        for n in 0..batch {
+            let alone = run(&one, &x[n * in_len..][..in_len]);
+            assert!(alone == all[n * out_len..][..out_len], "{name}: image {n}");
+        }
+    }
+}
+
+/// NaN passes through every activation, as burn's and PyTorch's do.
+#[test]
+fn activations_keep_nan() {
+    let g = geometry(1, [1, 1], [3, 3], [1, 1], 1, [0, 0], 1, [0, 0]);
+    let mut x = vec![1.0f32; 9];
+    x[4] = f32::NAN;
+    for isa in Isa::available() {
+        for epilogue in EPILOGUES {
+            let y = depthwise::forward(&g, &x, &[1.0], None, epilogue, isa);
+            assert!(y[4].is_nan(), "{isa:?} {epilogue:?}");
+            let y = pointwise::forward(&g, &x, &[1.0], None, epilogue, isa);
+            assert!(y[4].is_nan(), "{isa:?} {epilogue:?}");
+        }
+    }
+}
+
+#[test]
+fn this_cpu_reports_its_widest_level_first() {
+    let levels = Isa::available();
+    assert_eq!(levels[0], Isa::detect());
+    assert_eq!(levels.last(), Some(&Isa::Baseline));
+}
