@@ -67,6 +67,12 @@ pub(crate) fn epilogue_primitive(x: FlexTensor, epilogue: Epilogue) -> FlexTenso
         Epilogue::BiasRelu => f32::INFINITY,
         Epilogue::BiasRelu6 => 6.0,
     };
+    clamped(x, hi)
+}
+
+/// `min(max(x, 0), hi)` in place when `x` is uniquely owned (a fresh convolution or BatchNorm
+/// output), else into a copy.
+fn clamped(x: FlexTensor, hi: f32) -> FlexTensor {
     in_place(contiguous(x), hi).unwrap_or_else(|x| {
         let mut out = values(&x).to_vec();
         clamp_slice(&mut out, hi);
@@ -104,14 +110,7 @@ fn clamp_slice(values: &mut [f32], hi: f32) {
 type AdTensor = burn_backend::tensor::FloatTensor<Autodiff<Flex>>;
 
 fn tracked(x: AdTensor, hi: f32) -> AdTensor {
-    // In place when the input is not shared (a fresh convolution or BatchNorm output).
-    let forward = |x: FlexTensor| {
-        in_place(contiguous(x), hi).unwrap_or_else(|x| {
-            let mut out = values(&x).to_vec();
-            clamp_slice(&mut out, hi);
-            FlexTensor::from_data(TensorData::new(out, x.shape()))
-        })
-    };
+    let forward = |x: FlexTensor| clamped(x, hi);
     match Clamp
         .prepare::<NoCheckpointing>([x.node()])
         .compute_bound()

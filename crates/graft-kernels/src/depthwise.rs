@@ -54,7 +54,7 @@ pub fn forward(
     out.par_chunks_mut(out_len * per_task)
         .enumerate()
         .for_each(|(task, planes)| {
-            let mut buffer = scratch::take(phased_len(g));
+            let mut buffer = scratch::take(scratch_len(g));
             isa.run(
                 #[inline(always)]
                 || {
@@ -108,7 +108,7 @@ impl Layout {
 }
 
 /// Scratch floats one task needs: the phases and the accumulator.
-fn phased_len(g: &Geometry) -> usize {
+fn scratch_len(g: &Geometry) -> usize {
     let l = Layout::of(g);
     l.len(g) + g.out_size[0] * l.cols
 }

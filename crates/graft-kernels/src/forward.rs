@@ -10,7 +10,6 @@
 //! one (patches that stay in cache), and each output run is copied back to NCHW contiguously,
 //! with the bias added on the way. `tests/conv2d.rs` holds it to burn's conv2d.
 
-use burn::tensor::TensorData;
 use burn_backend::ops::{ConvOptions, FloatTensorOps, ModuleOps};
 use burn_backend::{Shape, TensorMetadata};
 use burn_flex::{Flex, FlexTensor};
@@ -63,26 +62,26 @@ fn convolve(
     }
     let (x, weight) = (contiguous(x), contiguous(weight));
     let bias = bias.map(contiguous);
-    let b = bias.as_ref().map(values);
-    let shape = Shape::new([g.batch, g.out_channels, g.out_size[0], g.out_size[1]]);
+    let (xs, ws, b) = (values(&x), values(&weight), bias.as_ref().map(values));
     let isa = crate::Isa::detect();
-    if depthwise {
-        let y = crate::depthwise::forward(&g, values(&x), values(&weight), b, epilogue, isa);
-        return (tensor(y, shape), None);
-    }
-    if g.is_pointwise() {
-        let y = crate::pointwise::forward(&g, values(&x), values(&weight), b, epilogue, isa);
-        return (tensor(y, shape), None);
-    }
-    if crate::winograd::applies(&g) {
-        let w = crate::winograd::Filters::Plain(values(&weight));
-        let b = bias.as_ref().map(values);
-        let (y, kept) = crate::winograd::conv2d(&g, values(&x), w, b, epilogue, keep);
-        let shape = Shape::new([g.batch, g.out_channels, g.out_size[0], g.out_size[1]]);
-        return (FlexTensor::from_data(TensorData::new(y, shape)), kept);
-    }
-    let y = dense(&g, &x, &weight, bias.as_ref().map(values), epilogue);
-    (y, None)
+    let (y, kept) = if depthwise {
+        (
+            crate::depthwise::forward(&g, xs, ws, b, epilogue, isa),
+            None,
+        )
+    } else if g.is_pointwise() {
+        (
+            crate::pointwise::forward(&g, xs, ws, b, epilogue, isa),
+            None,
+        )
+    } else if crate::winograd::applies(&g) {
+        let w = crate::winograd::Filters::Plain(ws);
+        crate::winograd::conv2d(&g, xs, w, b, epilogue, keep)
+    } else {
+        (dense(&g, xs, &weight, b, epilogue), None)
+    };
+    let shape = Shape::new([g.batch, g.out_channels, g.out_size[0], g.out_size[1]]);
+    (tensor(y, shape), kept)
 }
 
 /// A band of one image's output rows is sized so that its patch matrix stays under this many
@@ -127,11 +126,11 @@ fn blocks(g: &Geometry) -> Vec<(Range<usize>, Range<usize>)> {
 
 fn dense(
     g: &Geometry,
-    x: &FlexTensor,
+    x: &[f32],
     weight: &FlexTensor,
     bias: Option<&[f32]>,
     epilogue: Epilogue,
-) -> FlexTensor {
+) -> Vec<f32> {
     let w = weight.reshape(Shape::new([g.out_channels, g.patch_len()]));
     let image_len = g.out_channels * g.out_len();
     let ow_len = g.out_size[1];
@@ -140,7 +139,7 @@ fn dense(
         let band = rows.len() * ow_len;
         let width = images.len() * band;
         let mut cols = scratch::take(g.patch_len() * width);
-        grad::im2col(g, values(x), images.clone(), rows.clone(), &mut cols);
+        grad::im2col(g, x, images.clone(), rows.clone(), &mut cols);
         let cols = scratch::matrix(cols, g.patch_len(), width);
         let y = Flex::float_matmul(w.clone(), cols.clone());
         scratch::give_back(cols);
@@ -156,6 +155,5 @@ fn dense(
                 epilogue.write(&mut plane[rows.start * ow_len..][..band], src, b);
             });
     }
-    let shape = Shape::new([g.batch, g.out_channels, g.out_size[0], g.out_size[1]]);
-    FlexTensor::from_data(TensorData::new(out, shape))
+    out
 }

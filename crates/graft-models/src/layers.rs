@@ -71,20 +71,27 @@ impl ConvBn {
     /// `relu(self.forward(x))`; for inference the ReLU is applied as the convolution writes its
     /// output.
     pub fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
-        if x.is_autodiff() {
-            graft_kernels::relu(self.forward(x))
-        } else {
-            conv2d_relu(&self.folded(), x)
-        }
+        self.activated(x, graft_kernels::conv2d_relu, graft_kernels::relu)
     }
 
     /// `relu6(self.forward(x))`, MobileNet and EfficientNet-Lite's activation, fused the same
     /// way for inference.
     pub fn forward_relu6(&self, x: Tensor<4>) -> Tensor<4> {
+        self.activated(x, graft_kernels::conv2d_relu6, graft_kernels::relu6)
+    }
+
+    /// Training: `activation(self.forward(x))` (BatchNorm on batch statistics comes between the
+    /// two); inference: the folded convolution with the activation fused into `kernel`.
+    fn activated(
+        &self,
+        x: Tensor<4>,
+        kernel: ConvFn,
+        activation: fn(Tensor<4>) -> Tensor<4>,
+    ) -> Tensor<4> {
         if x.is_autodiff() {
-            graft_kernels::relu6(self.forward(x))
+            activation(self.forward(x))
         } else {
-            apply(graft_kernels::conv2d_relu6, &self.folded(), x)
+            apply(kernel, &self.folded(), x)
         }
     }
 

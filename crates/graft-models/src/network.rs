@@ -223,6 +223,6 @@ const ACTIVATION_BUDGET: usize = 8 << 20;
 
 /// Images per inference chunk for images of `image_len` values whose widest activation is
 /// `widest` times that: at least one.
-pub fn micro_batch(image_len: usize, widest: usize) -> usize {
+fn micro_batch(image_len: usize, widest: usize) -> usize {
     (ACTIVATION_BUDGET / (image_len * widest).max(1)).max(1)
 }
