@@ -29,6 +29,13 @@ impl Dataset {
             return Ok(self);
         }
         if self.selection == Selection::Given {
+            if self.select.is_empty() {
+                // Epochs and strategies would be chosen on nothing.
+                return Err(DataError::Dataset {
+                    path: self.root.clone(),
+                    detail: "its val split (val/, or the `val` rows of its split list) holds no images to select on: add images to it, remove it (a selection split is then carved from train), or pass --select-on-eval".into(),
+                });
+            }
             return Ok(self);
         }
         let options = SplitOptions {
@@ -177,6 +184,14 @@ mod tests {
         let a = d.clone().with_selection(P).expect("given");
         assert_eq!(a.select, d.select);
         assert_eq!(a.train.len(), 40);
+    }
+
+    #[test]
+    fn an_empty_given_selection_split_is_an_error_naming_val() {
+        let mut d = dataset(20);
+        d.selection = Selection::Given;
+        let e = d.with_selection(P).expect_err("empty val");
+        assert!(e.to_string().contains("val/"), "{e}");
     }
 
     #[test]

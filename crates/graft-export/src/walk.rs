@@ -201,6 +201,7 @@ impl Walk {
                         &ConvBn {
                             conv: c.conv.clone(),
                             bn: bn.clone(),
+                            fold: Default::default(),
                         },
                         Act::Relu,
                     )?,

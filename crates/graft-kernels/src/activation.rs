@@ -34,6 +34,56 @@ pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     clamp(x, f32::INFINITY, burn_relu)
 }
 
+/// `relu(x + shortcut)`, a residual block's join (ResNet). On the burn-flex inference device the
+/// sum is formed in `x`'s buffer as the ReLU is applied (one pass, no new tensor; burn-flex's add
+/// allocates its output and runs on one thread); elsewhere, or when `x` is shared, strided or
+/// shaped unlike `shortcut`, it is `relu(x + shortcut)` as written.
+pub fn add_relu<const D: usize>(x: Tensor<D>, shortcut: Tensor<D>) -> Tensor<D> {
+    if x.dtype() != DType::F32 || shortcut.dtype() != DType::F32 || x.is_autodiff() {
+        return relu(x + shortcut);
+    }
+    let (Ok(p), Ok(s)) = (
+        x.clone().try_into_primitive::<Flex>(),
+        shortcut.clone().try_into_primitive::<Flex>(),
+    ) else {
+        return relu(x + shortcut);
+    };
+    if p.shape() != s.shape() {
+        return relu(x + shortcut);
+    }
+    // Only the primitive may hold x's data for the sum to be formed in it.
+    drop(x);
+    let s = contiguous(s);
+    match joined(p, values(&s)) {
+        Ok(y) => Tensor::from_primitive::<Flex>(y),
+        Err(p) => relu(Tensor::from_primitive::<Flex>(p) + shortcut),
+    }
+}
+
+/// `x = relu(x + s)` where `x` lies, when it is uniquely owned and contiguous.
+fn joined(mut x: FlexTensor, s: &[f32]) -> Result<FlexTensor, FlexTensor> {
+    if x.as_slice::<f32>().is_none() {
+        return Err(x);
+    }
+    let Some(v) = x.try_storage_mut::<f32>() else {
+        return Err(x);
+    };
+    let isa = crate::Isa::detect();
+    v.par_chunks_mut(CHUNK)
+        .zip(s.par_chunks(CHUNK))
+        .for_each(|(v, s)| {
+            isa.run(
+                #[inline(always)]
+                || {
+                    for (v, s) in v.iter_mut().zip(s) {
+                        *v = Epilogue::BiasRelu.apply(*v + s);
+                    }
+                },
+            )
+        });
+    Ok(x)
+}
+
 /// `min(max(x, 0), hi)` with graft's kernels on burn-flex, `burns` (the same function) elsewhere.
 fn clamp<const D: usize>(x: Tensor<D>, hi: f32, burns: fn(Tensor<D>) -> Tensor<D>) -> Tensor<D> {
     if x.dtype() != DType::F32 {

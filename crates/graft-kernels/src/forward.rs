@@ -1,7 +1,8 @@
 //! The forward pass of a convolution on burn-flex. Depthwise and 1x1 layers go to their direct
-//! kernels (`depthwise.rs`, `pointwise.rs`), 3x3 stride-1 ones to Winograd (`winograd.rs`); the
-//! other dense (`groups == 1`) ones are im2col over a block of output positions, then one matrix
-//! product `W [out, patch] x cols [patch, positions]` per block.
+//! kernels (`depthwise.rs`, `pointwise.rs`), 3x3 stride-1 ones to Winograd (`winograd.rs`) when
+//! the batch has enough tiles to pay for the filter transform, else one im2col product per image
+//! banded over output channels; the other dense (`groups == 1`) ones are im2col over a block of
+//! output positions, then one matrix product `W [out, patch] x cols [patch, positions]` per block.
 //!
 //! burn-flex 0.22 converts the whole input to channels-last on one thread, multiplies per image
 //! in tiles of at most 512 positions (ResNet's last stages have 196 and 49, where gemm runs at
@@ -74,6 +75,8 @@ fn convolve(
             crate::pointwise::forward(&g, xs, ws, b, epilogue, isa),
             None,
         )
+    } else if per_image(&g) {
+        (per_image_products(&g, xs, ws, b, epilogue, isa), None)
     } else if crate::winograd::applies(&g) {
         let w = crate::winograd::Filters::Plain(ws);
         crate::winograd::conv2d(&g, xs, w, b, epilogue, keep)
@@ -82,6 +85,37 @@ fn convolve(
     };
     let shape = Shape::new([g.batch, g.out_channels, g.out_size[0], g.out_size[1]]);
     (tensor(y, shape), kept)
+}
+
+/// Winograd's filter transform (4x the weights, written and read back) costs as much as a few
+/// tiles' products save; below this many tiles in the batch (ResNet's 7x7 maps at batch 1-3:
+/// 4 tiles an image) each image's im2col product is faster (layer4 of ResNet-18 at batch 1:
+/// 1.7 ms against 6.2, `examples/conv_forward.rs 1`).
+const WINOGRAD_MIN_TILES: usize = 16;
+
+/// Whether `g` goes to [`per_image_products`] rather than to Winograd.
+fn per_image(g: &Geometry) -> bool {
+    crate::winograd::applies(g) && crate::winograd::tiles(g) < WINOGRAD_MIN_TILES
+}
+
+/// Each image's patches, then one banded product per image ([`crate::pointwise::product`]).
+fn per_image_products(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    epilogue: Epilogue,
+    isa: crate::Isa,
+) -> Vec<f32> {
+    let (image_len, patch) = (g.out_channels * g.out_len(), g.patch_len());
+    let mut out = vec![0.0f32; g.batch * image_len];
+    let mut cols = scratch::take(patch * g.out_len());
+    for (n, image) in out.chunks_mut(image_len.max(1)).enumerate() {
+        grad::im2col(g, x, n..n + 1, 0..g.out_size[0], &mut cols);
+        crate::pointwise::product(image, w, &cols, patch, bias, epilogue, isa);
+    }
+    scratch::keep(cols);
+    out
 }
 
 /// A band of one image's output rows is sized so that its patch matrix stays under this many

@@ -23,9 +23,12 @@
 //!   from ~20 element-wise ops and layout copies).
 //! - [`relu`], [`relu6`]: in place on both threads for inference, one op with a one-pass
 //!   backward for training (burn-flex runs them on one thread; relu6 as clamp_min + clamp_max).
+//!   [`add_relu`]: a residual join, formed in place for inference.
 //! - [`max_pool2d`]: max pooling without the argmax indices burn-flex always computes; on the
 //!   autodiff device the backward pass finds each window's maximum again.
 //! - [`grad`]: the convolution kernels over plain `f32` slices, tested against the definition.
+//! - [`Memo`]: a value derived from tensors (an inference layer's folded weights), kept until one
+//!   of them is replaced.
 //! - [`keep_freed_memory`]: the allocator policy graft's binaries set (freed blocks are reused,
 //!   not unmapped and faulted in again every step).
 
@@ -39,17 +42,19 @@ mod forward;
 pub mod grad;
 mod isa;
 mod matmul;
+mod memo;
 mod memory;
 pub mod pointwise;
 mod pool;
 mod scratch;
 mod winograd;
 
-pub use activation::{relu, relu6};
+pub use activation::{add_relu, relu, relu6};
 pub use autodiff::{conv2d, conv2d_relu, conv2d_relu6};
 pub use batch_norm::{BatchNormTrain, batch_norm_train};
 pub use epilogue::Epilogue;
 pub use isa::Isa;
 pub use matmul::{Mat, matmul_into};
+pub use memo::{Memo, Source};
 pub use memory::keep_freed_memory;
 pub use pool::max_pool2d;

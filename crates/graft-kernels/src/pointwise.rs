@@ -44,41 +44,60 @@ pub fn forward(
     if out.is_empty() {
         return out;
     }
-    // Bands of output channels are a fixed size, not sized to the batch: an image's values must
-    // not depend on which images share its batch (gemm's blocking follows the product's shape),
-    // so that a resumed run extracts the same features as an uninterrupted one.
-    let band = BAND_ROWS.min(cout);
     out.par_chunks_mut(cout * hw)
         .enumerate()
         .for_each(|(n, image)| {
             let x = &x[n * cin * hw..][..cin * hw];
-            image
-                .par_chunks_mut(band * hw)
-                .enumerate()
-                .for_each(|(k, dst)| {
-                    let (c0, rows) = (k * band, dst.len() / hw);
-                    let lhs = Mat::rows(&w[c0 * cin..][..rows * cin], rows, cin);
-                    for col in (0..hw).step_by(COLUMNS) {
-                        let width = COLUMNS.min(hw - col);
-                        let rhs = Mat {
-                            data: &x[col..],
-                            rows: cin,
-                            cols: width,
-                            row_stride: hw,
-                            col_stride: 1,
-                        };
-                        matmul_into(&mut dst[col..], hw, lhs, rhs, false);
-                        isa.run(
-                            #[inline(always)]
-                            || {
-                                for (r, plane) in dst.chunks_mut(hw).enumerate() {
-                                    let b = bias.map_or(0.0, |b| b[c0 + r]);
-                                    epilogue.finish(&mut plane[col..col + width], b);
-                                }
-                            },
-                        );
-                    }
-                });
+            product(image, w, x, cin, bias, epilogue, isa);
         });
     out
+}
+
+/// `dst = epilogue(w cols + bias)` for one image: `w` `[out, k]`, `cols` `[k, hw]`, `dst`
+/// `[out, hw]`, in bands of [`BAND_ROWS`] output channels over the threads, [`COLUMNS`]
+/// columns at a time.
+pub(crate) fn product(
+    dst: &mut [f32],
+    w: &[f32],
+    cols: &[f32],
+    k: usize,
+    bias: Option<&[f32]>,
+    epilogue: Epilogue,
+    isa: Isa,
+) {
+    let hw = cols.len() / k.max(1);
+    let cout = dst.len() / hw.max(1);
+    if cout == 0 || hw == 0 {
+        return;
+    }
+    // Bands of output channels are a fixed size, not sized to the batch: an image's values must
+    // not depend on which images share its batch (gemm's blocking follows the product's shape),
+    // so that a resumed run extracts the same features as an uninterrupted one.
+    let band = BAND_ROWS.min(cout);
+    dst.par_chunks_mut(band * hw)
+        .enumerate()
+        .for_each(|(b, dst)| {
+            let (c0, rows) = (b * band, dst.len() / hw);
+            let lhs = Mat::rows(&w[c0 * k..][..rows * k], rows, k);
+            for col in (0..hw).step_by(COLUMNS) {
+                let width = COLUMNS.min(hw - col);
+                let rhs = Mat {
+                    data: &cols[col..],
+                    rows: k,
+                    cols: width,
+                    row_stride: hw,
+                    col_stride: 1,
+                };
+                matmul_into(&mut dst[col..], hw, lhs, rhs, false);
+                isa.run(
+                    #[inline(always)]
+                    || {
+                        for (r, plane) in dst.chunks_mut(hw).enumerate() {
+                            let b = bias.map_or(0.0, |b| b[c0 + r]);
+                            epilogue.finish(&mut plane[col..col + width], b);
+                        }
+                    },
+                );
+            }
+        });
 }

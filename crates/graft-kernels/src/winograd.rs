@@ -122,6 +122,12 @@ pub(crate) fn applies(g: &Geometry) -> bool {
     g.kernel == [3, 3] && g.stride == [1, 1] && g.dilation == [1, 1] && g.in_channels >= 16
 }
 
+/// The number of output tiles over the whole batch of `g`.
+pub(crate) fn tiles(g: &Geometry) -> usize {
+    let (th, tw) = grid(g, M);
+    g.batch * th * tw
+}
+
 /// `0..units` in consecutive blocks of at most [`BLOCK_BUDGET`] floats (`unit_len` per unit),
 /// of equal size (a short last block would make short, slow products).
 fn blocks(units: usize, unit_len: usize) -> impl Iterator<Item = Range<usize>> {

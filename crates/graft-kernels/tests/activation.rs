@@ -68,3 +68,40 @@ fn relu_and_relu6_keep_nan_clamp_the_edges_and_stop_the_gradient_at_the_kinks() 
         Some(vec![0.0, 1.0, 1.0])
     );
 }
+
+/// `add_relu` (a residual join, formed in place on the inference device) is `relu(x + s)` on
+/// both devices: NaN kept, a shared `x` left as it was, and the same gradient to both inputs.
+#[test]
+fn add_relu_is_relu_of_the_sum() {
+    for device in [Device::flex(), Device::flex().autodiff()] {
+        let x = Tensor::<2>::random([37, 1000], Distribution::Uniform(-3.0, 3.0), &device);
+        let s = Tensor::<2>::random([37, 1000], Distribution::Uniform(-3.0, 3.0), &device);
+        let want = vec(burn_relu(x.clone() + s.clone()));
+        // Uniquely owned: formed in x's buffer.
+        assert_eq!(
+            vec(graft_kernels::add_relu(x.clone() + 0.0, s.clone())),
+            want
+        );
+        // Shared: a copy, x unchanged.
+        let kept = vec(x.clone());
+        assert_eq!(vec(graft_kernels::add_relu(x.clone(), s.clone())), want);
+        assert_eq!(vec(x), kept);
+    }
+    let device = Device::flex();
+    let x = Tensor::<2>::from_floats([[f32::NAN, -1.0, 2.0]], &device);
+    let s = Tensor::<2>::from_floats([[1.0, 0.5, -0.5]], &device);
+    let y = vec(graft_kernels::add_relu(x, s));
+    assert!(y[0].is_nan());
+    assert_eq!(&y[1..], &[0.0, 1.5]);
+    let device = Device::flex().autodiff();
+    let x = Tensor::<2>::random([5, 40], Distribution::Uniform(-3.0, 3.0), &device).require_grad();
+    let s = Tensor::<2>::random([5, 40], Distribution::Uniform(-3.0, 3.0), &device).require_grad();
+    let r = Tensor::<2>::random([5, 40], Distribution::Normal(0.0, 1.0), &device);
+    let grads = |y: Tensor<2>| {
+        let g = (y * r.clone()).sum().backward();
+        (x.grad(&g).map(vec), s.grad(&g).map(vec))
+    };
+    let ours = grads(graft_kernels::add_relu(x.clone(), s.clone()));
+    assert!(ours.0.is_some() && ours.1.is_some());
+    assert_eq!(ours, grads(burn_relu(x.clone() + s.clone())));
+}

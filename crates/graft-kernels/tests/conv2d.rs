@@ -138,7 +138,9 @@ fn cases() -> Vec<Case> {
             ..Case::DENSE
         },
         // Winograd F(4x4, 3x3) (3x3, stride 1, >= 16 input channels, for y and dx): tiles cut
-        // by the map's edge, and asymmetric padding.
+        // by the map's edge, and asymmetric padding. The 7x7 case's batch has 8 tiles, too few
+        // for Winograd's filter transform to pay: its forward pass is one im2col product per
+        // image, its weight gradient still Winograd's (with nothing kept from the forward pass).
         Case {
             batch: 3,
             chans: [16, 24],

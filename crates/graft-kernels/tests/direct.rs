@@ -45,7 +45,7 @@ type Case = (
 
 #[test]
 fn depthwise_matches_the_definition_at_every_isa() {
-    let cases: [Case; 9] = [
+    let cases: [Case; 11] = [
         // EfficientNet-Lite's: 3x3 and 5x5, stride 1 and 2, TensorFlow "same" padding.
         (2, 5, [14, 14], 3, 1, [1, 1], 1, [1, 1]),
         (1, 3, [7, 7], 5, 1, [2, 2], 1, [2, 2]),
@@ -58,6 +58,9 @@ fn depthwise_matches_the_definition_at_every_isa() {
         // A 1x1 map, and 64 planes of 2x2 in one task.
         (1, 4, [1, 1], 3, 1, [1, 1], 1, [1, 1]),
         (4, 16, [2, 2], 3, 1, [1, 1], 1, [1, 1]),
+        // Planes longer than one strip of the accumulator (1024 floats), stride 1 and 2.
+        (1, 2, [40, 41], 3, 1, [1, 1], 1, [1, 1]),
+        (1, 2, [80, 77], 5, 2, [1, 1], 1, [2, 2]),
     ];
     for (i, &(b, c, size, k, s, p, d, e)) in cases.iter().enumerate() {
         let g = geometry(b, [c, c], size, [k, k], s, p, d, e);

@@ -7,6 +7,7 @@ use burn::nn::pool::MaxPool2d;
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::ops::ConvOptions;
+use graft_kernels::{Memo, Source};
 
 /// A bias-free convolution and its BatchNorm; the activation is left to the caller because the
 /// architectures differ in it (ReLU, ReLU6, none before a residual add).
@@ -14,6 +15,9 @@ use burn::tensor::ops::ConvOptions;
 pub struct ConvBn {
     pub conv: Conv2d,
     pub bn: BatchNorm,
+    /// [`ConvBn::folded`], kept while the weights and statistics are the same tensors.
+    #[module(skip)]
+    pub fold: Memo<Conv2d>,
 }
 
 /// How a [`ConvBn`] is shaped; `groups == channels` makes it depthwise.
@@ -52,6 +56,7 @@ impl ConvBnSpec {
             bn: BatchNormConfig::new(self.channels[1])
                 .with_epsilon(self.bn_eps)
                 .init(device),
+            fold: Memo::default(),
         }
     }
 }
@@ -100,6 +105,19 @@ impl ConvBn {
     /// so it scales the convolution's output channels (its weights) and adds a bias. Saves a
     /// pass over every activation.
     pub fn folded(&self) -> Conv2d {
+        let bn = &self.bn;
+        let mut sources = vec![
+            Source::of(&self.conv.weight.val()),
+            Source::of(&bn.gamma.val()),
+            Source::of(&bn.beta.val()),
+            Source::of(&bn.running_mean.value()),
+            Source::of(&bn.running_var.value()),
+        ];
+        sources.extend(self.conv.bias.as_ref().map(|b| Source::of(&b.val())));
+        self.fold.get(sources, || self.fold_now())
+    }
+
+    fn fold_now(&self) -> Conv2d {
         let bn = &self.bn;
         let scale = bn.gamma.val() / (bn.running_var.value() + bn.epsilon).sqrt();
         let mut bias = bn.beta.val() - bn.running_mean.value() * scale.clone();

@@ -11,7 +11,7 @@ pub const WIDEST_ACTIVATION: usize = 6;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use graft_kernels::relu;
+use graft_kernels::add_relu;
 
 use crate::layers::{ConvBn, ConvBnSpec, global_avg_pool, max_pool2d};
 use graft_weights::KeyMap;
@@ -179,7 +179,7 @@ impl ResBlock {
             Some(d) => d.forward(input),
             None => input,
         };
-        relu(x + shortcut)
+        add_relu(x, shortcut)
     }
 }
 
