@@ -54,20 +54,14 @@ pub fn add_relu<const D: usize>(x: Tensor<D>, shortcut: Tensor<D>) -> Tensor<D> 
     // Only the primitive may hold x's data for the sum to be formed in it.
     drop(x);
     let s = contiguous(s);
-    match joined(p, values(&s)) {
+    match in_place(p, |v| join_slice(v, values(&s))) {
         Ok(y) => Tensor::from_primitive::<Flex>(y),
         Err(p) => relu(Tensor::from_primitive::<Flex>(p) + shortcut),
     }
 }
 
-/// `x = relu(x + s)` where `x` lies, when it is uniquely owned and contiguous.
-fn joined(mut x: FlexTensor, s: &[f32]) -> Result<FlexTensor, FlexTensor> {
-    if x.as_slice::<f32>().is_none() {
-        return Err(x);
-    }
-    let Some(v) = x.try_storage_mut::<f32>() else {
-        return Err(x);
-    };
+/// `v = relu(v + s)` element by element, on both threads with `Isa`'s vectors.
+fn join_slice(v: &mut [f32], s: &[f32]) {
     let isa = crate::Isa::detect();
     v.par_chunks_mut(CHUNK)
         .zip(s.par_chunks(CHUNK))
@@ -81,7 +75,6 @@ fn joined(mut x: FlexTensor, s: &[f32]) -> Result<FlexTensor, FlexTensor> {
                 },
             )
         });
-    Ok(x)
 }
 
 /// `min(max(x, 0), hi)` with graft's kernels on burn-flex, `burns` (the same function) elsewhere.
@@ -94,7 +87,7 @@ fn clamp<const D: usize>(x: Tensor<D>, hi: f32, burns: fn(Tensor<D>) -> Tensor<D
             Ok(p) => {
                 // Only the primitive may hold the data for it to be clamped in place.
                 drop(x);
-                match in_place(p, hi) {
+                match in_place(p, |v| clamp_slice(v, hi)) {
                     Ok(y) => Tensor::from_primitive::<Flex>(y),
                     // Shared or strided: burn's op copies as needed.
                     Err(p) => burns(Tensor::from_primitive::<Flex>(p)),
@@ -123,20 +116,21 @@ pub(crate) fn epilogue_primitive(x: FlexTensor, epilogue: Epilogue) -> FlexTenso
 /// `min(max(x, 0), hi)` in place when `x` is uniquely owned (a fresh convolution or BatchNorm
 /// output), else into a copy.
 fn clamped(x: FlexTensor, hi: f32) -> FlexTensor {
-    in_place(contiguous(x), hi).unwrap_or_else(|x| {
+    in_place(contiguous(x), |v| clamp_slice(v, hi)).unwrap_or_else(|x| {
         let mut out = values(&x).to_vec();
         clamp_slice(&mut out, hi);
         FlexTensor::from_data(TensorData::new(out, x.shape()))
     })
 }
 
-/// Clamps a uniquely owned, contiguous tensor where it lies; hands it back otherwise.
-fn in_place(mut x: FlexTensor, hi: f32) -> Result<FlexTensor, FlexTensor> {
+/// Applies `f` to a uniquely owned, contiguous tensor's values where they lie; hands the tensor
+/// back untouched otherwise.
+fn in_place(mut x: FlexTensor, f: impl FnOnce(&mut [f32])) -> Result<FlexTensor, FlexTensor> {
     if x.as_slice::<f32>().is_none() {
         return Err(x);
     }
     match x.try_storage_mut::<f32>() {
-        Some(v) => clamp_slice(v, hi),
+        Some(v) => f(v),
         None => return Err(x),
     }
     Ok(x)
