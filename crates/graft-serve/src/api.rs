@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
-use crate::queue::Job;
+use crate::queue::{Arriving, Flow, Job};
 
 /// What the model is, for the metadata endpoint and the page.
 #[derive(Clone, Debug, Serialize)]
@@ -33,6 +33,7 @@ pub struct ModelInfo {
 
 pub struct Inner {
     pub jobs: mpsc::Sender<Job>,
+    pub flow: Arc<Flow>,
     pub info: ModelInfo,
     pub preprocess: Preprocess,
     pub metrics: Arc<Metrics>,
@@ -92,7 +93,14 @@ async fn decode(state: &AppState, data: Vec<u8>, name: String) -> Result<Vec<f32
 }
 
 /// Queues preprocessed images and waits for their probabilities; a full queue is a 429.
-async fn classify(state: &AppState, images: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>, ApiError> {
+/// `arriving` is the request's mark on the batcher's flow, let go as its images are queued.
+async fn classify(
+    state: &AppState,
+    images: Vec<Vec<f32>>,
+    arriving: Arriving<'_>,
+) -> Result<Vec<Vec<f32>>, ApiError> {
+    // Before the images are sent, so that a batcher seeing them never waits for this request.
+    drop(arriving);
     let mut waiting = Vec::with_capacity(images.len());
     for pixels in images {
         let (reply, answer) = oneshot::channel();
@@ -171,6 +179,7 @@ pub async fn predict(
     Query(q): Query<TopK>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let arriving = state.flow.arriving();
     let k = q.top_k.unwrap_or(5).max(1);
     let content_type = request
         .headers()
@@ -199,7 +208,7 @@ pub async fn predict(
     for (name, data) in images {
         pixels.push(decode(&state, data, name).await?);
     }
-    let probs = classify(&state, pixels).await?;
+    let probs = classify(&state, pixels, arriving).await?;
     let answers: Vec<Vec<Label>> = probs
         .iter()
         .map(|p| labels(&state.info.classes, p, k))
@@ -298,6 +307,7 @@ pub async fn infer(
     axum::extract::Path(name): axum::extract::Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    let arriving = state.flow.arriving();
     if name != state.info.name {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -315,7 +325,7 @@ pub async fn infer(
     }
     let images = v2_images(&state, input).await?;
     let n = images.len();
-    let probs = classify(&state, images).await?;
+    let probs = classify(&state, images, arriving).await?;
     let classes = state.info.classes.len();
     Ok(Json(serde_json::json!({
         "model_name": state.info.name,

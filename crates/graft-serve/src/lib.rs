@@ -36,6 +36,7 @@ pub struct ServeConfig {
     pub addr: SocketAddr,
     pub max_batch: usize,
     pub max_delay: Duration,
+    pub batch_wait: queue::BatchWait,
     pub max_body: usize,
     pub max_queue: usize,
     pub api_key: Option<String>,
@@ -197,20 +198,24 @@ pub async fn serve(
     let preprocess = model.model.preprocess;
     let (jobs, queued) = mpsc::channel(config.max_queue);
     let (to_backend, batches) = mpsc::channel(1);
-    let backend_metrics = metrics.clone();
+    let flow = Arc::new(queue::Flow::default());
+    let (backend_flow, backend_metrics) = (flow.clone(), metrics.clone());
     let backend = std::thread::Builder::new()
         .name("graft-backend".into())
-        .spawn(move || queue::backend(model, batches, backend_metrics))
+        .spawn(move || queue::backend(model, batches, backend_flow, backend_metrics))
         .map_err(ServeError::Io)?;
     let batcher = tokio::spawn(queue::batcher(
         queued,
         to_backend,
         config.max_batch,
         config.max_delay,
+        config.batch_wait,
+        flow.clone(),
         metrics.clone(),
     ));
     let state: AppState = Arc::new(Inner {
         jobs,
+        flow,
         info,
         preprocess,
         metrics,

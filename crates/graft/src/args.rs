@@ -441,9 +441,16 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 32)]
     pub max_batch: usize,
 
-    /// Longest wait for more images once one is queued, in milliseconds.
+    /// Longest wait for more images once one is queued and the model is free, in
+    /// milliseconds.
     #[arg(long, default_value_t = 5)]
     pub max_delay_ms: u64,
+
+    /// When a batch stops waiting: adaptive (a request goes straight to an idle model unless
+    /// other requests' images are being decoded; while the model is busy, batches keep
+    /// gathering) or always (every batch waits out --max-delay-ms or fills, as Triton does).
+    #[arg(long, default_value = "adaptive", value_name = "POLICY")]
+    pub batch_wait: graft_serve::queue::BatchWait,
 
     /// Largest request body (e.g. 10MB, 512KiB).
     #[arg(long, default_value = "10MB", value_parser = graft_spec::parse_size)]

@@ -22,6 +22,7 @@ pub fn run(args: &ServeArgs, quiet: bool) -> anyhow::Result<()> {
         addr: SocketAddr::new(args.host, args.port),
         max_batch: args.max_batch,
         max_delay: Duration::from_millis(args.max_delay_ms),
+        batch_wait: args.batch_wait,
         max_body: args.max_body,
         max_queue: args.max_queue,
         api_key: args.api_key.clone(),

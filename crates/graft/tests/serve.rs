@@ -474,10 +474,27 @@ fn concurrent_requests_are_batched_and_a_full_queue_answers_429() {
 }
 
 #[test]
+fn a_lone_request_goes_straight_to_an_idle_model_unless_told_to_wait() {
+    let (_, _, images) = run_dir();
+    // Adaptive (the default): nothing else is arriving and the model is idle, so the image
+    // does not wait out the 4 s delay (the queue histogram says how long it waited).
+    let s = Server::start(&["--max-delay-ms", "4000"]);
+    assert_eq!(post_image(&s, &images[0], "").0, 200);
+    let waited = metric(&s, "graft_queue_seconds_sum");
+    assert!(waited < 2.0, "a lone image waited {waited} s for company");
+    drop(s);
+    // Always (Triton's policy): every batch waits out the delay.
+    let s = Server::start(&["--max-delay-ms", "1500", "--batch-wait", "always"]);
+    assert_eq!(post_image(&s, &images[0], "").0, 200);
+    let waited = metric(&s, "graft_queue_seconds_sum");
+    assert!(waited >= 1.4, "the image waited only {waited} s");
+}
+
+#[test]
 fn sigterm_finishes_requests_in_flight_then_exits_zero() {
     let (_, _, images) = run_dir();
     let image = std::fs::read(&images[0]).expect("image");
-    let mut s = Server::start(&["--max-delay-ms", "1000"]);
+    let mut s = Server::start(&["--max-delay-ms", "1000", "--batch-wait", "always"]);
     let url = s.url("/v1/predict");
     let threads = clients(&url, &image, 4);
     // The requests are in (waiting out the batching delay) when the signal comes.
@@ -775,7 +792,14 @@ fn base64_decode(text: &str) -> Vec<u8> {
 fn a_request_whose_client_went_away_is_dropped_before_inference() {
     let (_, _, images) = run_dir();
     let image = std::fs::read(&images[0]).expect("image");
-    let s = Server::start(&["--max-delay-ms", "1500", "--max-batch", "64"]);
+    let s = Server::start(&[
+        "--max-delay-ms",
+        "1500",
+        "--max-batch",
+        "64",
+        "--batch-wait",
+        "always",
+    ]);
     let mut gone = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
     write!(gone, "POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n", image.len()).expect("headers");
     gone.write_all(&image).expect("body");
