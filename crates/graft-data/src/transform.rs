@@ -274,7 +274,24 @@ pub fn color_jitter(img: &mut RgbImage, brightness: f32, contrast: f32, saturati
     }
 }
 
+/// Mirrors channel-major images (`[.., width]` rows) left to right, in place: the flipped
+/// test-time view, taken of the preprocessed image as fastai and timm do.
+pub fn mirror_rows(chw: &mut [f32], width: usize) {
+    for row in chw.chunks_exact_mut(width.max(1)) {
+        row.reverse();
+    }
+}
+
 impl Preprocess {
+    /// [`Preprocess::files`], each image mirrored left to right (see [`mirror_rows`]).
+    pub fn mirrored_files(&self, paths: &[&Path]) -> Vec<Result<Vec<f32>, DataError>> {
+        let mut out = self.files(paths);
+        for chw in out.iter_mut().flatten() {
+            mirror_rows(chw, self.crop as usize);
+        }
+        out
+    }
+
     /// An augmented training view of `path` (see [`random_resized_crop_flip`]).
     pub fn augmented_file(&self, path: &Path, seed: u64) -> Result<Vec<f32>, DataError> {
         let img = decode_rgb(path, self.limits)?;
@@ -285,6 +302,16 @@ impl Preprocess {
 #[cfg(test)]
 mod augment_tests {
     use super::*;
+
+    #[test]
+    fn mirror_rows_reverses_every_row_of_every_channel_and_twice_is_identity() {
+        // 2 channels of 2 rows of 3.
+        let mut x: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        mirror_rows(&mut x, 3);
+        assert_eq!(x, [2., 1., 0., 5., 4., 3., 8., 7., 6., 11., 10., 9.]);
+        mirror_rows(&mut x, 3);
+        assert_eq!(x, (0..12).map(|v| v as f32).collect::<Vec<_>>());
+    }
 
     #[test]
     fn color_jitter_with_unit_factors_changes_nothing_and_zero_saturation_is_grey() {

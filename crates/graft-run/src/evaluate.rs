@@ -7,11 +7,14 @@ use std::time::Instant;
 
 use graft_data::{LabeledImage, Sample, SplitOptions, find_images, open_dataset, read_list_file};
 use graft_models::imagenet::parse_label;
-use graft_spec::{RunConfig, defaults};
+use graft_spec::{RunConfig, Tta, defaults};
+use graft_transfer::CacheKey;
 use graft_transfer::Confusion;
-use graft_transfer::train::{Split, evaluate_head};
+use graft_transfer::features::{Extractor, MIRRORED_VIEW};
+use graft_transfer::train::{Split, average_views, evaluate_head};
 
 use crate::artifact::TrainedModel;
+use crate::ensure;
 use crate::error::{Result, RunError};
 use crate::infer::{classify_files, top_k};
 use crate::observer::Observer;
@@ -128,28 +131,33 @@ pub fn evaluate_pretrained(
 pub struct TrainedScore {
     pub classes: Vec<String>,
     pub confusion: Confusion,
+    /// The views each image's probabilities average.
+    pub tta: Tta,
     pub seconds: f64,
     pub failed: Vec<(PathBuf, String)>,
 }
 
 /// Evaluates the trained model in `dir` on `split` of `data` (split as the run split it when
-/// `dir` is a run directory, with its seed and validation fraction).
+/// `dir` is a run directory, with its seed and validation fraction), with the run's own
+/// test-time augmentation unless `tta` says otherwise.
 pub fn evaluate_trained(
     dir: &Path,
     data: &Path,
     split: EvalSplit,
+    tta: Option<Tta>,
     choice: &crate::ModelChoice,
     obs: &mut dyn Observer,
 ) -> Result<TrainedScore> {
     let start = Instant::now();
     let trained = TrainedModel::load(dir)?;
     // A folder holding only the model (no config.json) splits with graft's defaults.
-    let (seed, val_fraction) = if dir.join(graft_spec::files::CONFIG).exists() {
+    let (seed, val_fraction, run_tta) = if dir.join(graft_spec::files::CONFIG).exists() {
         let c = RunConfig::read(dir)?;
-        (c.seed, c.val_fraction)
+        (c.seed, c.val_fraction, c.tta)
     } else {
-        (defaults::SEED, defaults::VAL_FRACTION)
+        (defaults::SEED, defaults::VAL_FRACTION, Tta::None)
     };
+    let tta = tta.unwrap_or(run_tta);
     let ds = open_dataset(data, SplitOptions { val_fraction, seed })?;
     let classes = trained.card.classes.clone();
     // Labels by class name: the dataset's own order need not be the run's.
@@ -184,19 +192,31 @@ pub fn evaluate_trained(
     let feats = features(&extractor, &samples, "evaluate", obs);
     extract::report_unreadable(&feats.failed, obs);
     let labels: Vec<usize> = feats.y.iter().map(|&c| map[c]).collect();
-    let confusion = evaluate_head(
-        &trained.head,
-        &Split {
-            x: &feats.x,
-            y: &labels,
-        },
-        classes.len(),
-        &model.device,
-    )?
-    .confusion;
+    let head_on = |x: &[Vec<f32>]| {
+        let view = Split { x, y: &labels };
+        evaluate_head(&trained.head, &view, classes.len(), &model.device)
+    };
+    let mut evals = vec![head_on(&feats.x)?];
+    if tta == Tta::Flip {
+        let mirrored = Extractor {
+            key: CacheKey {
+                view: MIRRORED_VIEW,
+                ..extractor.key.clone()
+            },
+            ..extractor.clone()
+        };
+        let m = features(&mirrored, &samples, "evaluate (mirrored)", obs);
+        ensure!(
+            m.paths == feats.paths,
+            "the mirrored view did not read the same images as the plain one"
+        );
+        evals.push(head_on(&m.x)?);
+    }
+    let confusion = average_views(evals, &labels, classes.len())?.confusion;
     Ok(TrainedScore {
         classes,
         confusion,
+        tta,
         seconds: start.elapsed().as_secs_f64(),
         failed: feats.failed,
     })

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use graft_spec::{FitConfig, Protocol, RunConfig, Strategy, defaults};
+use graft_spec::{FitConfig, Protocol, RunConfig, Strategy, Tta, defaults};
 use serde::{Deserialize, Serialize};
 
 /// Which pretrained model, from which weights file (`None`: the cache, downloading on first
@@ -65,6 +65,8 @@ pub struct RunSpec {
     pub select_on_eval: bool,
     /// Augmented training views cached per image (`None`: 0 for head, 2 otherwise).
     pub cached_views: Option<usize>,
+    /// Test-time augmentation of the reported split: each image's views averaged.
+    pub tta: Tta,
     /// `pretrained`: a `class,imagenet` file mapping the user's classes.
     pub class_map: Option<PathBuf>,
     /// Refuse the dataset if any image cannot be read.
@@ -94,6 +96,7 @@ impl RunSpec {
             select_fraction: defaults::SELECT_FRACTION,
             select_on_eval: false,
             cached_views: None,
+            tta: defaults::TTA,
             class_map: None,
             strict: false,
             label: String::new(),
@@ -129,6 +132,7 @@ impl RunSpec {
             select_fraction: protocol.select_fraction,
             select_on_eval: protocol.select_on_eval,
             cached_views: Some(config.cached_views),
+            tta: config.tta,
             class_map: None,
             strict,
             label: String::new(),

@@ -77,6 +77,9 @@ pub struct RunConfig {
     /// selected on the reported split).
     #[serde(default)]
     pub protocol: Option<crate::Protocol>,
+    /// Test-time augmentation of the reported split (absent in runs from before it: none).
+    #[serde(default)]
+    pub tta: crate::Tta,
 }
 
 impl RunConfig {
@@ -194,6 +197,9 @@ pub struct RunResult {
     /// Where the run's decisions were taken (`None`: a run from before the protocol).
     #[serde(default)]
     pub selection: Option<crate::Selected>,
+    /// The views `val_accuracy` averages (absent in runs from before it: none).
+    #[serde(default)]
+    pub tta: crate::Tta,
 }
 
 impl RunResult {

@@ -62,3 +62,51 @@ impl Selected {
         s
     }
 }
+
+/// Test-time augmentation: the reported split's predictions averaged over views of each image
+/// (class probabilities, as fastai's `tta` and timm's validation do). Views come through the
+/// feature cache like every other image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tta {
+    /// The evaluation view only.
+    #[default]
+    None,
+    /// The evaluation view and its mirror image (left-right).
+    Flip,
+}
+
+impl Tta {
+    /// How many views of each image are evaluated.
+    pub fn views(self) -> usize {
+        match self {
+            Tta::None => 1,
+            Tta::Flip => 2,
+        }
+    }
+}
+
+impl std::fmt::Display for Tta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Tta::None => "none",
+            Tta::Flip => "flip",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown test-time augmentation {0:?}: use none or flip")]
+pub struct TtaError(pub String);
+
+impl std::str::FromStr for Tta {
+    type Err = TtaError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "none" | "off" => Ok(Tta::None),
+            "flip" => Ok(Tta::Flip),
+            _ => Err(TtaError(text.to_string())),
+        }
+    }
+}

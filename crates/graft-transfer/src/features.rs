@@ -10,6 +10,10 @@ use rayon::prelude::*;
 
 use crate::cache::{CacheKey, FeatureCache, sha256_hex};
 
+/// The cache view id of the evaluation view mirrored left to right (test-time augmentation).
+/// Training views count up from 1, so the top id cannot collide with them.
+pub const MIRRORED_VIEW: u32 = u32::MAX;
+
 #[derive(Clone)]
 pub struct Extractor<'a> {
     pub net: &'a Network,
@@ -213,17 +217,20 @@ impl Extractor<'_> {
         rest
     }
 
-    /// The images of `chunk` decoded and preprocessed: the evaluation view, or an augmented
-    /// view seeded by the image content and the view number.
+    /// The images of `chunk` decoded and preprocessed: the evaluation view (or its mirror
+    /// image), or an augmented view seeded by the image content and the view number.
     fn decode(
         &self,
         chunk: &[usize],
         paths: &[PathBuf],
         hashes: &[Option<String>],
     ) -> Vec<Result<Vec<f32>, graft_data::DataError>> {
-        if self.key.view == 0 {
-            let refs: Vec<&std::path::Path> = chunk.iter().map(|&i| paths[i].as_path()).collect();
-            return self.preprocess.files(&refs);
+        let refs =
+            || -> Vec<&std::path::Path> { chunk.iter().map(|&i| paths[i].as_path()).collect() };
+        match self.key.view {
+            0 => return self.preprocess.files(&refs()),
+            MIRRORED_VIEW => return self.preprocess.mirrored_files(&refs()),
+            _ => {}
         }
         chunk
             .par_iter()

@@ -70,6 +70,8 @@ pub enum TrainError {
     Callback(CallbackError),
     #[error("{0}")]
     Backend(String),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// What every training run reports, whatever it trained: the decisions, taken on the split the
@@ -90,6 +92,13 @@ pub struct Evaluation {
     pub probs: Vec<Vec<f32>>,
 }
 
+/// The index of the largest value (the first of equals).
+fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
+}
+
 /// Softmax rows and the confusion of their arg-max against `y`, read back from the device.
 pub(crate) fn tally(
     logits: Tensor<2>,
@@ -103,11 +112,7 @@ pub(crate) fn tally(
         .try_to_vec::<f32>()
         .map_err(|e| TrainError::Backend(format!("cannot read probabilities: {e:?}")))?;
     for (row, &truth) in p.chunks_exact(classes.max(1)).zip(y) {
-        let predicted = row
-            .iter()
-            .enumerate()
-            .fold(0, |best, (i, &v)| if v > row[best] { i } else { best });
-        confusion.add(truth, predicted);
+        confusion.add(truth, argmax(row));
         probs.push(row.to_vec());
     }
     Ok(())
@@ -153,6 +158,46 @@ pub fn evaluate_head(
     tally(logits, val.y, classes, &mut confusion, &mut probs)?;
     Ok(Evaluation {
         loss,
+        confusion,
+        probs,
+    })
+}
+
+/// One evaluation of several views of the same images (`evals[v]` rows in the same order):
+/// class probabilities averaged over the views, the confusion of their arg-max, and the mean
+/// negative log-likelihood of the averaged probabilities. One view is returned as it is.
+pub fn average_views(
+    mut evals: Vec<Evaluation>,
+    y: &[usize],
+    classes: usize,
+) -> Result<Evaluation, TrainError> {
+    if evals.len() <= 1 {
+        return evals
+            .pop()
+            .ok_or_else(|| TrainError::Invalid("no view to evaluate".into()));
+    }
+    if evals.iter().any(|e| e.probs.len() != y.len()) {
+        return Err(TrainError::Invalid(
+            "the views of the evaluated images do not line up".into(),
+        ));
+    }
+    let share = 1.0 / evals.len() as f32;
+    let mut confusion = Confusion::new(classes);
+    let mut probs = Vec::with_capacity(y.len());
+    let mut nll = 0.0;
+    for (i, &truth) in y.iter().enumerate() {
+        let mut p = vec![0.0f32; classes];
+        for e in &evals {
+            for (a, b) in p.iter_mut().zip(&e.probs[i]) {
+                *a += b * share;
+            }
+        }
+        confusion.add(truth, argmax(&p));
+        nll -= f64::from(p.get(truth).copied().unwrap_or(0.0).max(1e-12)).ln();
+        probs.push(p);
+    }
+    Ok(Evaluation {
+        loss: nll / y.len().max(1) as f64,
         confusion,
         probs,
     })
@@ -268,4 +313,45 @@ pub fn train_head(
     };
     let (head, fit) = fit(&learner, classes, cfg, device, resume, on_epoch)?;
     Ok(HeadOutcome { head, fit })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(probs: Vec<Vec<f32>>) -> Evaluation {
+        Evaluation {
+            loss: 0.0,
+            confusion: Confusion::new(2),
+            probs,
+        }
+    }
+
+    #[test]
+    fn views_are_averaged_in_probability_and_scored_again() {
+        let y = [0, 1];
+        // Image 0: the views disagree and the mean favours class 0; image 1: both say 1.
+        let plain = eval(vec![vec![0.4, 0.6], vec![0.2, 0.8]]);
+        let mirrored = eval(vec![vec![0.9, 0.1], vec![0.4, 0.6]]);
+        let e = average_views(vec![plain, mirrored], &y, 2).expect("average");
+        let want = [[0.65, 0.35], [0.3, 0.7]];
+        for (row, want) in e.probs.iter().zip(want) {
+            for (a, b) in row.iter().zip(want) {
+                assert!((a - b).abs() < 1e-6, "{:?}", e.probs);
+            }
+        }
+        assert_eq!(e.confusion.matrix, vec![vec![1, 0], vec![0, 1]]);
+        let nll = -(0.65f64.ln() + 0.7f64.ln()) / 2.0;
+        assert!((e.loss - nll).abs() < 1e-6, "{} vs {nll}", e.loss);
+    }
+
+    #[test]
+    fn one_view_is_kept_and_misaligned_views_are_an_error() {
+        let e = average_views(vec![eval(vec![vec![1.0, 0.0]])], &[0], 2).expect("one");
+        assert_eq!(e.probs, vec![vec![1.0, 0.0]]);
+        let short = eval(vec![vec![1.0, 0.0]]);
+        let long = eval(vec![vec![1.0, 0.0], vec![0.0, 1.0]]);
+        assert!(average_views(vec![short, long], &[0], 2).is_err());
+        assert!(average_views(Vec::new(), &[], 2).is_err());
+    }
 }

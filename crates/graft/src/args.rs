@@ -267,6 +267,10 @@ pub struct EvaluateArgs {
     #[arg(long, default_value = "val")]
     pub split: EvalSplit,
 
+    /// With --run: test-time augmentation (none or flip); default: the run's own.
+    #[arg(long, value_name = "VIEWS")]
+    pub tta: Option<graft_spec::Tta>,
+
     /// Without --run: a list file (.csv/.tsv with `path,label`, paths relative to the file) or a
     /// folder with one subfolder per class, labels being ImageNet wnids (n01440764) or class
     /// indices (0..999).
@@ -361,6 +365,11 @@ pub struct TrainArgs {
     /// image and cached; epochs use them in turn. Default: 0 for head, 2 for partial/scratch.
     #[arg(long, value_name = "K")]
     pub cached_views: Option<usize>,
+
+    /// Test-time augmentation of the reported split: none, or flip (each image and its mirror
+    /// image, their class probabilities averaged; the mirrored features are cached too).
+    #[arg(long, default_value_t = defaults::TTA, value_name = "VIEWS")]
+    pub tta: graft_spec::Tta,
 
     /// Stop after this many epochs without a better accuracy on the selection split.
     #[arg(long, default_value_t = defaults::PATIENCE)]

@@ -69,6 +69,7 @@ fn run_trained(dir: &Path, args: &EvaluateArgs, quiet: bool) -> anyhow::Result<u
         dir,
         &args.data,
         args.split,
+        args.tta,
         &choice,
         &mut Terminal::new(quiet),
     )?;
@@ -78,7 +79,7 @@ fn run_trained(dir: &Path, args: &EvaluateArgs, quiet: bool) -> anyhow::Result<u
             "{}",
             json!({
                 "run_dir": dir, "data": args.data, "split": args.split.to_string(),
-                "n": c.total(), "top1": c.accuracy(), "accuracy": c.accuracy(), "seconds": s.seconds,
+                "n": c.total(), "top1": c.accuracy(), "accuracy": c.accuracy(), "tta": s.tta, "seconds": s.seconds,
                 "per_class": s.classes.iter().enumerate().map(|(i, name)| json!({
                     "class": name, "precision": c.precision(i), "recall": c.recall(i),
                 })).collect::<Vec<_>>(),
@@ -94,7 +95,11 @@ fn run_trained(dir: &Path, args: &EvaluateArgs, quiet: bool) -> anyhow::Result<u
             args.split,
             c.total()
         );
-        println!("accuracy: {:.2}%\n", 100.0 * c.accuracy());
+        println!(
+            "accuracy: {:.2}% (test-time augmentation: {})\n",
+            100.0 * c.accuracy(),
+            s.tta
+        );
         print!("{}", c.render(&s.classes));
     }
     Ok(s.failed.len())

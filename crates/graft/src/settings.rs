@@ -70,6 +70,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<RunSpec> {
         select_fraction: args.protocol.select_fraction,
         select_on_eval: args.protocol.select_on_eval,
         cached_views: args.cached_views,
+        tta: args.tta,
         class_map: args.class_map.clone(),
         strict: args.strict,
         ..RunSpec::new(data.clone(), args.strategy)

@@ -33,6 +33,9 @@ fn train(strategy: &str, weights: &Path, data: &Path, out: &Path, home: &Path) -
             "--force",
             "--epochs",
             "2",
+            // The counts below are of one view per image (the mirrored one is train.rs's).
+            "--tta",
+            "none",
             "--strategy",
             strategy,
         ])

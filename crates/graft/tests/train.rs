@@ -79,7 +79,10 @@ fn head_on_hymenoptera_reaches_the_pytorch_reference_and_reuses_its_cache() {
         "val accuracy {acc} (PyTorch, same recipe: 0.948)"
     );
     assert_eq!(first["val_images"], 153);
-    assert_eq!(first["cache"]["computed"], 398);
+    // 208 training, 37 selection and 153 reported images, and the reported ones mirrored
+    // (test-time augmentation, on by default).
+    assert_eq!(first["tta"], "flip");
+    assert_eq!(first["cache"]["computed"], 208 + 37 + 2 * 153);
     for f in [
         "config.json",
         "classes.json",
@@ -110,7 +113,7 @@ fn head_on_hymenoptera_reaches_the_pytorch_reference_and_reuses_its_cache() {
         "warm run took {:?}",
         t.elapsed()
     );
-    assert_eq!(second["cache"]["hits"], 398);
+    assert_eq!(second["cache"]["hits"], 208 + 37 + 2 * 153);
     assert_eq!(second["cache"]["computed"], 0);
     // Same seed, same data: the same result, epoch by epoch (all but the wall-clock seconds).
     let metrics = |d: &str| -> Vec<serde_json::Value> {
@@ -296,8 +299,8 @@ fn cached_augmented_views_are_computed_once_and_reused() {
         &args,
     ));
     // Two augmented views of the 208 training images, the evaluation view of the 37 set apart
-    // to select on and of the 153 reported on.
-    assert_eq!(first["cache"]["computed"], 2 * 208 + 37 + 153);
+    // to select on, and the 153 reported on with their mirror images.
+    assert_eq!(first["cache"]["computed"], 2 * 208 + 37 + 2 * 153);
     assert!(
         first["val_accuracy"].as_f64().unwrap_or(0.0) > 0.9,
         "{first}"
@@ -313,4 +316,43 @@ fn cached_augmented_views_are_computed_once_and_reused() {
         second["val_accuracy"], first["val_accuracy"],
         "augmentation is seeded: same views, same result"
     );
+}
+
+#[test]
+fn tta_flip_averages_each_reported_image_with_its_mirror_and_none_does_not() {
+    let home = tempfile::tempdir().expect("tmp");
+    let runs = tempfile::tempdir().expect("tmp");
+    let run = |name: &str, tta: &str| {
+        let out = runs.path().join(name);
+        let s = summary(&train(
+            "data/hymenoptera",
+            &out,
+            home.path(),
+            &["--head-solver", "lbfgs", "--tta", tta],
+        ));
+        let predictions = std::fs::read_to_string(out.join("predictions.csv")).expect("csv");
+        (s, predictions)
+    };
+    let (plain, plain_rows) = run("none", "none");
+    assert_eq!(plain["tta"], "none");
+    assert_eq!(plain["cache"]["computed"], 245 + 153);
+    let (flip, flip_rows) = run("flip", "flip");
+    assert_eq!(flip["tta"], "flip");
+    // Only the mirrored view of the reported images is new.
+    assert_eq!(flip["cache"]["computed"], 153);
+    assert_eq!(
+        flip["selection"], plain["selection"],
+        "TTA takes no decision"
+    );
+    assert_ne!(
+        plain_rows, flip_rows,
+        "the mirrored view changed no reported probability"
+    );
+    // The plain view is the same model's: averaging moves each image's confidence by at most
+    // half the distance to the mirrored view's, so the figures stay close.
+    let (a, b) = (
+        plain["val_accuracy"].as_f64().unwrap_or(0.0),
+        flip["val_accuracy"].as_f64().unwrap_or(0.0),
+    );
+    assert!(a > 0.9 && b > 0.9, "{a} {b}");
 }

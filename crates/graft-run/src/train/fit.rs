@@ -12,13 +12,15 @@ use graft_transfer::FeatureCache;
 use graft_transfer::features::{Base, Extractor, Output};
 use graft_transfer::finetune::{Activations, FinetuneConfig, evaluate, finetune};
 use graft_transfer::head::{BuildHead, Head};
-use graft_transfer::train::{Evaluation, Fitted, Split, evaluate_head, train_head};
+use graft_transfer::train::{
+    Evaluation, Fitted, Split, TrainError, average_views, evaluate_head, train_head,
+};
 
 use super::checkpoint::{
     best_backbone, best_head, keep_metrics_before, resume_finetune, resume_head, save_best,
     save_epoch, write_run_files,
 };
-use super::{Extracted, Prepared, cache_key, resume, shape_at};
+use super::{Extracted, Prepared, SplitFeatures, cache_key, resume, shape_at};
 use crate::error::{Context, Result};
 use crate::observer::{Event, Observer, ObserverExt};
 
@@ -78,6 +80,22 @@ pub(super) fn extractor<'a>(
     }
 }
 
+/// The chosen model on the reported split, once per evaluated view (`--tta`), the views'
+/// probabilities averaged.
+pub(super) fn on_report(
+    x: &Extracted,
+    classes: usize,
+    evaluate: impl Fn(&SplitFeatures) -> std::result::Result<Evaluation, TrainError>,
+) -> Result<Evaluation> {
+    let views = std::iter::once(&x.val).chain(&x.val_mirrored);
+    let evals = views
+        .map(evaluate)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .and_then(|evals| average_views(evals, &x.val.y, classes))
+        .context(|| format!("evaluating on {}", x.run.ds.val_name))?;
+    Ok(evals)
+}
+
 fn run_config(x: &Extracted, fit: &FitConfig, backbone_lr_scale: f64) -> RunConfig {
     let run = &x.run;
     RunConfig {
@@ -100,6 +118,7 @@ fn run_config(x: &Extracted, fit: &FitConfig, backbone_lr_scale: f64) -> RunConf
         preprocess: format!("{:?}", run.model.preprocess),
         classes: run.ds.classes.clone(),
         class_map: None,
+        tta: run.spec.tta,
     }
 }
 
@@ -246,12 +265,9 @@ fn fit_head(
         },
     )
     .context(|| format!("training in {}", dir.display()))?;
-    let report = Split {
-        x: &x.val.x,
-        y: &x.val.y,
-    };
-    let report = evaluate_head(&o.head, &report, classes, &model.device)
-        .context(|| format!("evaluating on {}", run.ds.val_name))?;
+    let report = on_report(x, classes, |v| {
+        evaluate_head(&o.head, &Split { x: &v.x, y: &v.y }, classes, &model.device)
+    })?;
     Ok((o.fit, o.head, None, report))
 }
 
@@ -318,20 +334,21 @@ fn fit_groups(
         },
     )
     .context(|| format!("training in {}", dir.display()))?;
-    let report = Activations {
-        x: &x.val.x,
-        y: &x.val.y,
-        shape,
-    };
-    let report = evaluate(
-        &o.net,
-        &o.head,
-        freeze_point,
-        &report,
-        classes,
-        cfg.batch_size,
-        &model.device,
-    )
-    .context(|| format!("evaluating on {}", run.ds.val_name))?;
+    let report = on_report(x, classes, |v| {
+        let view = Activations {
+            x: &v.x,
+            y: &v.y,
+            shape,
+        };
+        evaluate(
+            &o.net,
+            &o.head,
+            freeze_point,
+            &view,
+            classes,
+            cfg.batch_size,
+            &model.device,
+        )
+    })?;
     Ok((o.fit, o.head, Some(o.net), report))
 }

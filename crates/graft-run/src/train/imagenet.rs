@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use graft_models::imagenet;
-use graft_spec::{ClassMapping, ImagenetClass, RunConfig};
+use graft_spec::{ClassMapping, ImagenetClass, RunConfig, Tta};
 use graft_transfer::Confusion;
 use graft_transfer::class_map::{self, map_classes};
 use graft_transfer::train::{Evaluation, Fitted, Stopped};
@@ -131,6 +131,8 @@ pub(super) fn run(run: Prepared, obs: &mut dyn Observer) -> Result<Trained> {
         preprocess: format!("{:?}", model.preprocess),
         classes: ds.classes.clone(),
         class_map: Some(mapping_file(&ds.classes, &map)),
+        // The ImageNet classifier is scored on the evaluation view only.
+        tta: Tta::None,
     };
     write_run_files(&run.dir, &config, ds)?;
     let outcome = Fitted {
@@ -158,6 +160,7 @@ pub(super) fn run(run: Prepared, obs: &mut dyn Observer) -> Result<Trained> {
             selected: None,
             val_paths: &val.paths,
             val_y: &val.y,
+            tta: Tta::None,
             failed: &failed,
             cache: graft_spec::CacheCounts {
                 hits,

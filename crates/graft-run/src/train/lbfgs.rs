@@ -11,7 +11,7 @@ use graft_transfer::train::{Fitted, Split, Stopped, evaluate_head};
 
 use super::Extracted;
 use crate::ensure;
-use crate::error::{Context, Result};
+use crate::error::Result;
 
 /// What the L-BFGS fit gives the finish step.
 pub(super) struct LbfgsFit {
@@ -74,12 +74,9 @@ pub(super) fn fit_lbfgs(x: &Extracted, cfg: &FitConfig) -> Result<LbfgsFit> {
         )
     };
     let fit = fit_linear_head(&rows, on, classes, cfg.seed, device);
-    let report = Split {
-        x: &x.val.x,
-        y: &x.val.y,
-    };
-    let report = evaluate_head(&fit.head, &report, classes, device)
-        .context(|| format!("evaluating on {}", ds.val_name))?;
+    let report = super::fit::on_report(x, classes, |v| {
+        evaluate_head(&fit.head, &Split { x: &v.x, y: &v.y }, classes, device)
+    })?;
     Ok(LbfgsFit {
         fitted: Fitted {
             best_epoch: 0,

@@ -16,7 +16,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use graft_data::{Dataset, SplitOptions, open_dataset};
-use graft_spec::{CacheCounts, FreezePlan, Strategy};
+use graft_spec::{CacheCounts, FreezePlan, Strategy, Tta};
+use graft_transfer::features::MIRRORED_VIEW;
 
 use crate::error::Result;
 use crate::observer::{Observer, ObserverExt};
@@ -49,6 +50,8 @@ pub struct Extracted {
     pub train_views: Vec<SplitFeatures>,
     pub select: SplitFeatures,
     pub val: SplitFeatures,
+    /// The reported split's images mirrored (`--tta flip`), in `val`'s order.
+    pub val_mirrored: Option<SplitFeatures>,
     pub failed: Vec<(PathBuf, String)>,
     pub cache: CacheCounts,
 }
@@ -152,6 +155,21 @@ pub fn extract(run: Prepared, obs: &mut dyn Observer) -> Result<Extracted> {
     let ex = fit::extractor(&run, &cache, upto, 0);
     let what = format!("{label}frozen part ({})", run.ds.val_name);
     let val = features(&ex, &run.ds.val, &what, obs);
+    let val_mirrored = match run.spec.tta {
+        Tta::None => None,
+        Tta::Flip => {
+            let ex = fit::extractor(&run, &cache, upto, MIRRORED_VIEW);
+            let what = format!("{label}frozen part ({}, mirrored)", run.ds.val_name);
+            let mirrored = features(&ex, &run.ds.val, &what, obs);
+            // Both views are decoded from the same files: they fail or not together.
+            ensure!(
+                mirrored.paths == val.paths,
+                "the mirrored view of {} did not read the same images as the plain one",
+                run.ds.val_name
+            );
+            Some(mirrored)
+        }
+    };
     let what = format!("{label}frozen part ");
     let select = select_features(&ex, &run.ds, &val, &what, obs);
     let failed: Vec<(PathBuf, String)> = train_views[0]
@@ -177,6 +195,7 @@ pub fn extract(run: Prepared, obs: &mut dyn Observer) -> Result<Extracted> {
         train_views,
         select,
         val,
+        val_mirrored,
         failed,
         cache: CacheCounts {
             hits,

@@ -8,7 +8,8 @@ use std::time::Instant;
 use graft_data::Dataset;
 use graft_spec::files::PREDICTIONS;
 use graft_spec::{
-    CacheCounts, ClassResult, FreezePlan, Prediction, RunResult, Selected, Strategy, Unreadable,
+    CacheCounts, ClassResult, FreezePlan, Prediction, RunResult, Selected, Strategy, Tta,
+    Unreadable,
 };
 use graft_transfer::metrics::top_k_accuracy;
 use graft_transfer::train::{Evaluation, Fitted};
@@ -43,6 +44,8 @@ pub(crate) struct RunFacts<'a> {
     /// The reported split's images that were read, in the order of the report's `probs`.
     pub val_paths: &'a [PathBuf],
     pub val_y: &'a [usize],
+    /// The views each reported image's probabilities average.
+    pub tta: Tta,
     pub failed: &'a [(PathBuf, String)],
     pub cache: CacheCounts,
     pub trainable_params: usize,
@@ -150,11 +153,16 @@ pub(crate) fn summarise(
             .collect(),
         confusion: c.matrix.clone(),
         selection: Some(selection.clone()),
+        tta: f.tta,
     };
     Prediction::write_all(&f.dir.join(PREDICTIONS), &predictions(f, &report.probs))?;
     result.write(f.dir)?;
+    let tta = match f.tta {
+        Tta::None => String::new(),
+        t => format!(" (test-time augmentation: {t})"),
+    };
     let text = format!(
-        "{} {} on {}: {} accuracy {:.2}% ({} images); {}; {} training images, {:.1} s\n\n{}",
+        "{} {} on {}: {} accuracy {:.2}%{tta} ({} images); {}; {} training images, {:.1} s\n\n{}",
         f.model,
         f.strategy,
         f.data.display(),
@@ -200,6 +208,7 @@ pub fn finish(done: FitDone, _obs: &mut dyn Observer) -> Result<Trained> {
             selected: done.selected.clone(),
             val_paths: &x.val.paths,
             val_y: &x.val.y,
+            tta: run.spec.tta,
             failed: &x.failed,
             cache: x.cache,
             trainable_params: done.trainable_params,
