@@ -8,18 +8,15 @@ use std::time::Instant;
 use graft_data::{LabeledImage, Sample, SplitOptions, find_images, open_dataset, read_list_file};
 use graft_models::imagenet::parse_label;
 use graft_spec::{RunConfig, Tta, defaults};
-use graft_transfer::CacheKey;
 use graft_transfer::Confusion;
-use graft_transfer::features::{Extractor, MIRRORED_VIEW};
 use graft_transfer::train::{Split, average_views, evaluate_head};
 
 use crate::artifact::TrainedModel;
-use crate::ensure;
 use crate::error::{Result, RunError};
 use crate::infer::{classify_files, top_k};
 use crate::observer::Observer;
 use crate::pretrained::LoadedModel;
-use crate::train::{embed_extractor, extract, feature_cache, features};
+use crate::train::{embed_extractor, extract, feature_cache, features, mirrored_features};
 
 /// Which images of a dataset to evaluate on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,18 +195,7 @@ pub fn evaluate_trained(
     };
     let mut evals = vec![head_on(&feats.x)?];
     if tta == Tta::Flip {
-        let mirrored = Extractor {
-            key: CacheKey {
-                view: MIRRORED_VIEW,
-                ..extractor.key.clone()
-            },
-            ..extractor.clone()
-        };
-        let m = features(&mirrored, &samples, "evaluate (mirrored)", obs);
-        ensure!(
-            m.paths == feats.paths,
-            "the mirrored view did not read the same images as the plain one"
-        );
+        let m = mirrored_features(&extractor, &samples, &feats, "evaluate (mirrored)", obs)?;
         evals.push(head_on(&m.x)?);
     }
     let confusion = average_views(evals, &labels, classes.len())?.confusion;

@@ -123,7 +123,9 @@ pub async fn batcher(
             if dispatch_now(wait, idle, flow.nothing_arriving(), passed) {
                 break;
             }
-            // Adaptive waits past the deadline only while the model is busy, for it.
+            // Adaptive waits past the deadline only while the model is busy, for it. The timer
+            // still wakes the loop then: a backend that died never signals `finished`, and is
+            // only seen (closed) when the loop looks again.
             let until = if passed {
                 tokio::time::Instant::now() + max_delay.max(Duration::from_millis(1))
             } else {

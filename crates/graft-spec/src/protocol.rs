@@ -76,16 +76,6 @@ pub enum Tta {
     Flip,
 }
 
-impl Tta {
-    /// How many views of each image are evaluated.
-    pub fn views(self) -> usize {
-        match self {
-            Tta::None => 1,
-            Tta::Flip => 2,
-        }
-    }
-}
-
 impl std::fmt::Display for Tta {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

@@ -87,6 +87,16 @@ enum Slot {
 }
 
 impl Extractor<'_> {
+    /// The same extractor for another view of the images (its base too).
+    pub fn viewing(&self, view: u32) -> Self {
+        let mut ex = self.clone();
+        ex.key.view = view;
+        if let Some(base) = &mut ex.base {
+            base.key.view = view;
+        }
+        ex
+    }
+
     /// The base, when this extractor's output lies above it.
     fn usable_base(&self) -> Option<&Base> {
         let base = self.base.as_ref()?;

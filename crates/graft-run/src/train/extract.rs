@@ -8,8 +8,10 @@ use burn::prelude::*;
 use graft_data::{Dataset, Sample, Selection};
 use graft_transfer::CacheKey;
 use graft_transfer::FeatureCache;
-use graft_transfer::features::{Extractor, Output};
+use graft_transfer::features::{Extractor, MIRRORED_VIEW, Output};
 
+use crate::ensure;
+use crate::error::Result;
 use crate::observer::{Event, Observer, ObserverExt};
 use crate::pretrained::LoadedModel;
 
@@ -56,6 +58,24 @@ pub fn features(
         }
     }
     out
+}
+
+/// `plain`'s samples again through `extractor`, mirrored left to right (`--tta flip`): in
+/// `plain`'s order, or an error if they did not read the same images (both views are decoded
+/// from the same files, so they fail or not together).
+pub fn mirrored_features(
+    extractor: &Extractor<'_>,
+    samples: &[Sample],
+    plain: &SplitFeatures,
+    label: &str,
+    obs: &mut dyn Observer,
+) -> Result<SplitFeatures> {
+    let mirrored = features(&extractor.viewing(MIRRORED_VIEW), samples, label, obs);
+    ensure!(
+        mirrored.paths == plain.paths,
+        "{label}: the mirrored view did not read the same images as the plain one"
+    );
+    Ok(mirrored)
 }
 
 /// The selection split's features: its own images through `extractor`, or under

@@ -88,12 +88,11 @@ pub(super) fn on_report(
     evaluate: impl Fn(&SplitFeatures) -> std::result::Result<Evaluation, TrainError>,
 ) -> Result<Evaluation> {
     let views = std::iter::once(&x.val).chain(&x.val_mirrored);
-    let evals = views
+    views
         .map(evaluate)
         .collect::<std::result::Result<Vec<_>, _>>()
         .and_then(|evals| average_views(evals, &x.val.y, classes))
-        .context(|| format!("evaluating on {}", x.run.ds.val_name))?;
-    Ok(evals)
+        .context(|| format!("evaluating on {}", x.run.ds.val_name))
 }
 
 fn run_config(x: &Extracted, fit: &FitConfig, backbone_lr_scale: f64) -> RunConfig {

@@ -17,7 +17,6 @@ use std::time::Instant;
 
 use graft_data::{Dataset, SplitOptions, open_dataset};
 use graft_spec::{CacheCounts, FreezePlan, Strategy, Tta};
-use graft_transfer::features::MIRRORED_VIEW;
 
 use crate::error::Result;
 use crate::observer::{Observer, ObserverExt};
@@ -25,7 +24,8 @@ use crate::pretrained::{LoadedModel, data_stem, load_pretrained};
 use crate::spec::RunSpec;
 use crate::{ensure, run_dir};
 pub use extract::{
-    SplitFeatures, cache_key, embed_extractor, feature_cache, features, select_features, shape_at,
+    SplitFeatures, cache_key, embed_extractor, feature_cache, features, mirrored_features,
+    select_features, shape_at,
 };
 pub use fit::{FitDone, fit};
 pub use imagenet::class_mapping;
@@ -158,16 +158,8 @@ pub fn extract(run: Prepared, obs: &mut dyn Observer) -> Result<Extracted> {
     let val_mirrored = match run.spec.tta {
         Tta::None => None,
         Tta::Flip => {
-            let ex = fit::extractor(&run, &cache, upto, MIRRORED_VIEW);
             let what = format!("{label}frozen part ({}, mirrored)", run.ds.val_name);
-            let mirrored = features(&ex, &run.ds.val, &what, obs);
-            // Both views are decoded from the same files: they fail or not together.
-            ensure!(
-                mirrored.paths == val.paths,
-                "the mirrored view of {} did not read the same images as the plain one",
-                run.ds.val_name
-            );
-            Some(mirrored)
+            Some(mirrored_features(&ex, &run.ds.val, &val, &what, obs)?)
         }
     };
     let what = format!("{label}frozen part ");
