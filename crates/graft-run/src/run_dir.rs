@@ -57,3 +57,25 @@ pub fn save_module<M: Module + ModuleSnapshot>(module: &M, path: &Path) -> Resul
             .map_err(|e| RunError::Backend(format!("cannot save {}: {e}", path.display())))
     })
 }
+
+/// Makes the finished run in `from` the run in `to` as well (`auto` keeps the candidate it
+/// trained in full rather than training it twice). Each of the run's files is copied
+/// atomically and `result.json` goes last, pointing at `to`, so `to` holds a complete run only
+/// once it is written; `from` stays as it was. Only top-level files are a finished run:
+/// `resume/` is an unfinished one's state.
+pub fn adopt(from: &Path, to: &Path) -> Result<graft_spec::RunResult> {
+    let mut result = graft_spec::RunResult::read(from)?;
+    let entries = std::fs::read_dir(from).map_err(RunError::io(from))?;
+    for entry in entries {
+        let entry = entry.map_err(RunError::io(from))?;
+        let path = entry.path();
+        if !path.is_file() || entry.file_name() == graft_spec::files::RESULT {
+            continue;
+        }
+        let bytes = std::fs::read(&path).map_err(RunError::io(&path))?;
+        graft_spec::io::write_atomic(&to.join(entry.file_name()), &bytes)?;
+    }
+    result.run_dir = to.to_path_buf();
+    result.write(to)?;
+    Ok(result)
+}

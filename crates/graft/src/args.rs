@@ -48,7 +48,7 @@ pub enum Command {
     Compare(CompareArgs),
     /// Linear-probe accuracy of every block group (transferability by depth); suggests a freeze point.
     Probe(ProbeArgs),
-    /// Choose a strategy from the data, the probe and a short trial, train it and explain why.
+    /// Choose a strategy from the data, the probe and a fine-tuning candidate, train it and explain why.
     Auto(AutoArgs),
     /// Write a trained run's model (or a pretrained model as it is) as ONNX or safetensors.
     Export(ExportArgs),
@@ -184,7 +184,8 @@ pub struct AutoArgs {
     #[arg(long, value_name = "RUN_DIR")]
     pub out: Option<PathBuf>,
 
-    /// Most epochs of the chosen strategy's training.
+    /// Most epochs of the chosen strategy's training (and of the fine-tuning candidate's, which
+    /// is kept when chosen).
     #[arg(long, default_value_t = defaults::EPOCHS)]
     pub epochs: usize,
 }

@@ -323,6 +323,15 @@ fn compare_refuses_bad_input_before_writing_anything() {
     // after an epoch): crates/graft-run/tests/compare_failure.rs.
 }
 
+/// `graft auto --json` on `data` into `run`; its JSON.
+fn auto(data: &Path, run: &Path, epochs: &str, home: &Path) -> serde_json::Value {
+    let (data, run) = (data.to_str().expect("utf-8"), run.to_str().expect("utf-8"));
+    let args = [
+        "auto", "--json", "--data", data, "--out", run, "--epochs", epochs,
+    ];
+    ok_json(&graft(&args, home))
+}
+
 #[test]
 fn auto_chooses_from_the_evidence_trains_and_explains() {
     let home = tempfile::tempdir().expect("tmp");
@@ -330,19 +339,7 @@ fn auto_chooses_from_the_evidence_trains_and_explains() {
     let data = tmp.path().join("data");
     small_dataset(&data);
     let run = tmp.path().join("auto");
-    let out = ok_json(&graft(
-        &[
-            "auto",
-            "--json",
-            "--data",
-            data.to_str().expect("utf-8"),
-            "--out",
-            run.to_str().expect("utf-8"),
-            "--epochs",
-            "5",
-        ],
-        home.path(),
-    ));
+    let out = auto(&data, &run, "5", home.path());
     // 8 images per class: too few to fine-tune (and a head already scores well on them).
     assert_eq!(out["strategy"], "head");
     assert!(
@@ -365,6 +362,52 @@ fn auto_chooses_from_the_evidence_trains_and_explains() {
         "probe/probe.json",
     ] {
         assert!(run.join(f).is_file(), "{f} missing");
+    }
+}
+
+/// With enough images per class and a head far from perfect (two classes that each hold ants
+/// and bees alike, so nothing separates them), auto trains a fine-tuning candidate in full;
+/// the head is not clearly better on 18 selection images, so the candidate is kept: copied
+/// into the run directory, not trained a second time.
+#[test]
+fn auto_keeps_the_fine_tuning_candidate_it_trained_instead_of_training_it_twice() {
+    let home = tempfile::tempdir().expect("tmp");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cut = tmp.path().join("cut");
+    data::hymenoptera_cut(&cut, 60, 4);
+    let data = tmp.path().join("data");
+    for split in ["train", "val"] {
+        for (i, image) in data::cut_images(&cut, split).iter().enumerate() {
+            let class = data.join(split).join(["a", "b"][i % 2]);
+            std::fs::create_dir_all(&class).expect("mkdir");
+            std::fs::copy(image, class.join(format!("{i}.jpg"))).expect("copy");
+        }
+    }
+    let run = tmp.path().join("auto");
+    let out = auto(&data, &run, "1", home.path());
+    assert_eq!(out["rule"], "fine_tune_measured", "{out}");
+    assert_eq!(out["evidence"]["trial"]["strategy"], out["strategy"]);
+    assert_eq!(out["evidence"]["select_images"], 18);
+    assert_eq!(out["result"]["run_dir"], run.to_str().expect("utf-8"));
+    let trial = run.join("trial");
+    let (kept, trained) = (
+        read_json(&run.join("result.json")),
+        read_json(&trial.join("result.json")),
+    );
+    assert_eq!(kept["run_dir"], run.to_str().expect("utf-8"));
+    // Trained once: a second training would have its own wall-clock figures.
+    for key in ["val_accuracy", "seconds", "train_seconds"] {
+        assert_eq!(kept[key], trained[key], "{key}");
+    }
+    let bytes = |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    for f in [
+        "model.safetensors",
+        "model.json",
+        "config.json",
+        "predictions.csv",
+        "metrics.jsonl",
+    ] {
+        assert!(bytes(&run.join(f)) == bytes(&trial.join(f)), "{f} differs");
     }
 }
 
