@@ -36,6 +36,9 @@ pub struct Row {
     pub select_accuracy: Option<f64>,
     #[serde(default)]
     pub select_split: Option<String>,
+    /// How many images the selection split has (their noise).
+    #[serde(default)]
+    pub select_images: Option<usize>,
     /// The name of the split `val_accuracy` is measured on.
     #[serde(default)]
     pub val_split: String,
@@ -59,6 +62,7 @@ impl Row {
             stopped: String::new(),
             select_accuracy: None,
             select_split: None,
+            select_images: None,
             val_split: String::new(),
         }
     }
@@ -90,6 +94,7 @@ impl Row {
                 .unwrap_or_default(),
             select_accuracy: v.selection.as_ref().map(|s| s.accuracy),
             select_split: v.selection.as_ref().map(|s| s.split.clone()),
+            select_images: v.selection.as_ref().map(|s| s.images),
             val_split: v.val_split.clone(),
         }
     }
@@ -217,6 +222,35 @@ fn asides(ok: &[&Row], best: &Row) -> Vec<String> {
     out
 }
 
+/// Which strategies the selection split cannot tell from the best: within one standard error
+/// of the difference (`graft_spec::selection_noise`) on its images.
+fn level_with_best(ok: &[&Row], best: &Row) -> Option<String> {
+    let n = best.select_images?;
+    let split = best.select_split.as_deref()?;
+    let level: Vec<(&str, f64)> = ok
+        .iter()
+        .filter(|r| r.strategy != best.strategy)
+        .map(|r| {
+            let noise = graft_spec::selection_noise(best.chosen_on(), r.chosen_on(), n);
+            (r, noise)
+        })
+        .filter(|(r, noise)| best.chosen_on() - r.chosen_on() < *noise)
+        .map(|(r, noise)| (r.strategy.as_str(), noise))
+        .collect();
+    if level.is_empty() {
+        return None;
+    }
+    let widest = level.iter().map(|l| l.1).fold(0.0, f64::max);
+    let names: Vec<&str> = level.iter().map(|l| l.0).collect();
+    Some(format!(
+        "On the {n} {split} images a difference under {:.1} points is noise, so {} {} level with {}: the ranking among them is not conclusive.",
+        100.0 * widest,
+        names.join(", "),
+        if names.len() == 1 { "is" } else { "are" },
+        best.strategy
+    ))
+}
+
 /// Where the figures above come from, and the chosen strategies' figures on the reported
 /// split, which no decision read.
 fn held_out(best: &Row, reference: &Row) -> Option<String> {
@@ -301,6 +335,7 @@ pub fn conclusion(rows: &[Row]) -> String {
         .unwrap_or(reference);
     let mut out = vec![headline(&ok, reference, best_trained)];
     out.extend(asides(&ok, best));
+    out.extend(level_with_best(&ok, best));
     out.extend(held_out(best, reference));
     if !failed.is_empty() {
         out.push(format!("{}.", failed.join("; ")));
@@ -402,6 +437,31 @@ mod tests {
             c.contains("These figures are on select, where the choice is made; on test, which no decision read, head gets 90.0%."),
             "{c}"
         );
+    }
+
+    #[test]
+    fn strategies_within_the_selection_splits_noise_of_the_best_are_called_level() {
+        let on = |strategy: &str, select: f64, n: usize| Row {
+            select_accuracy: Some(select),
+            select_split: Some("select".into()),
+            select_images: Some(n),
+            val_split: "val".into(),
+            ..row(strategy, 0.9, 10.0)
+        };
+        // hymenoptera's 37 selection images: 97.3% against 94.6% is one image each way of noise.
+        let rows = vec![
+            on("head", 0.946, 37),
+            on("partial:1", 0.973, 37),
+            on("scratch", 0.622, 37),
+        ];
+        let c = conclusion(&rows);
+        assert!(
+            c.contains("On the 37 select images a difference under 4.6 points is noise, so head is level with partial:1: the ranking among them is not conclusive."),
+            "{c}"
+        );
+        // 1000 images tell 97.3% from 94.6% apart.
+        let rows = vec![on("head", 0.946, 1000), on("partial:1", 0.973, 1000)];
+        assert!(!conclusion(&rows).contains("noise"));
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub use files::{
 };
 pub use fit::{FitConfig, HeadKind, HeadKindError, HeadSolver, HeadSolverError, defaults};
 pub use io::{FileError, write_atomic};
-pub use protocol::{Protocol, Selected, Selection, Tta, TtaError};
+pub use protocol::{Protocol, Selected, Selection, Tta, TtaError, selection_noise};
 pub use rng::SplitMix64;
 pub use size::parse_size;
 pub use strategy::{FreezePlan, Strategy, StrategyError};

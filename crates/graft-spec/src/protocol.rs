@@ -30,6 +30,14 @@ pub enum Selection {
     Report,
 }
 
+/// The standard error of the difference between two accuracies measured on the same `n`
+/// selection images, treated as independent (an upper bound: two models mostly agree), and never
+/// below one image: a difference inside it is not evidence either way.
+pub fn selection_noise(a: f64, b: f64, n: usize) -> f64 {
+    let n = n.max(1) as f64;
+    ((a * (1.0 - a) + b * (1.0 - b)) / n).sqrt().max(1.0 / n)
+}
+
 /// What a run decided, on which images, and how the chosen model did there. The reported
 /// figure (`val_accuracy`) is on other images unless `source` is `Report`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

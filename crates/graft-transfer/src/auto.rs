@@ -3,7 +3,7 @@
 //! et al. 2014): little data -> keep the pretrained features; features that fit -> train a head;
 //! features whose top groups lose accuracy, or plenty of data -> fine-tune the top groups.
 
-use graft_spec::{ProbeGroup, Recommendation, Strategy};
+use graft_spec::{ProbeGroup, Recommendation, Strategy, selection_noise as noise};
 
 /// The probe's suggestion from its curve (accuracy of a linear classifier on each group's
 /// pooled output, Yosinski et al. 2014).
@@ -94,14 +94,6 @@ pub const FEW_PER_CLASS: usize = 50;
 pub const MANY_PER_CLASS: usize = 1000;
 /// A head this accurate leaves little for fine-tuning to win.
 pub const GOOD_ENOUGH: f64 = 0.97;
-
-/// The standard error of the difference between two accuracies measured on the same `n`
-/// images, treated as independent (an upper bound: the two models mostly agree), and never
-/// below one image: a difference inside it is not evidence either way.
-pub fn noise(a: f64, b: f64, n: usize) -> f64 {
-    let n = n.max(1) as f64;
-    ((a * (1.0 - a) + b * (1.0 - b)) / n).sqrt().max(1.0 / n)
-}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decision {
