@@ -230,12 +230,10 @@ fn level_with_best(ok: &[&Row], best: &Row) -> Option<String> {
     let level: Vec<(&str, f64)> = ok
         .iter()
         .filter(|r| r.strategy != best.strategy)
-        .map(|r| {
+        .filter_map(|r| {
             let noise = graft_spec::selection_noise(best.chosen_on(), r.chosen_on(), n);
-            (r, noise)
+            (best.chosen_on() - r.chosen_on() < noise).then_some((r.strategy.as_str(), noise))
         })
-        .filter(|(r, noise)| best.chosen_on() - r.chosen_on() < *noise)
-        .map(|(r, noise)| (r.strategy.as_str(), noise))
         .collect();
     if level.is_empty() {
         return None;
