@@ -11,7 +11,7 @@
 //! one (patches that stay in cache), and each output run is copied back to NCHW contiguously,
 //! with the bias added on the way. `tests/conv2d.rs` holds it to burn's conv2d.
 
-use burn_backend::ops::{ConvOptions, FloatTensorOps, ModuleOps};
+use burn_backend::ops::{ConvOptions, ModuleOps};
 use burn_backend::{Shape, TensorMetadata};
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
@@ -81,7 +81,7 @@ fn convolve(
         let w = crate::winograd::Filters::Plain(ws);
         crate::winograd::conv2d(&g, xs, w, b, epilogue, keep)
     } else {
-        (dense(&g, xs, &weight, b, epilogue), None)
+        (dense(&g, xs, ws, b, epilogue, isa), None)
     };
     let shape = Shape::new([g.batch, g.out_channels, g.out_size[0], g.out_size[1]]);
     (tensor(y, shape), kept)
@@ -93,12 +93,26 @@ fn convolve(
 /// 1.7 ms against 6.2, `examples/conv_forward.rs 1`).
 const WINOGRAD_MIN_TILES: usize = 16;
 
-/// Whether `g` goes to [`per_image_products`] rather than to Winograd.
+/// Output positions an image needs for [`per_image_products`] to multiply it alone: a product
+/// this wide runs gemm at full speed, and the images then run on separate threads with no
+/// gathering of outputs (ResNet's 7x7/2 stem at batch 32: 208 ms -> see BENCHMARKS.md).
+/// Narrower maps are gathered several images to a product by [`dense`].
+const BY_IMAGE_MIN_LEN: usize = 784;
+
+/// Whether `g` goes to [`per_image_products`]: a 3x3 layer with too few tiles for Winograd, or
+/// a large enough map of any other dense layer (a stem, a strided 3x3 or 1x1).
 fn per_image(g: &Geometry) -> bool {
-    crate::winograd::applies(g) && crate::winograd::tiles(g) < WINOGRAD_MIN_TILES
+    if crate::winograd::applies(g) {
+        crate::winograd::tiles(g) < WINOGRAD_MIN_TILES
+    } else {
+        g.out_len() >= BY_IMAGE_MIN_LEN
+    }
 }
 
-/// Each image's patches, then one banded product per image ([`crate::pointwise::product`]).
+/// Each image on its own task: its patches a band of output rows at a time (kept under
+/// [`BAND_BUDGET`]), each band multiplied straight into the image's NCHW planes, with the bias
+/// and activation applied while the band is in cache ([`crate::pointwise::product`]). An
+/// image's values do not depend on the rest of the batch.
 fn per_image_products(
     g: &Geometry,
     x: &[f32],
@@ -107,14 +121,20 @@ fn per_image_products(
     epilogue: Epilogue,
     isa: crate::Isa,
 ) -> Vec<f32> {
-    let (image_len, patch) = (g.out_channels * g.out_len(), g.patch_len());
+    let (image_len, patch, ow_len) = (g.out_channels * g.out_len(), g.patch_len(), g.out_size[1]);
     let mut out = vec![0.0f32; g.batch * image_len];
-    let mut cols = scratch::take(patch * g.out_len());
-    for (n, image) in out.chunks_mut(image_len.max(1)).enumerate() {
-        grad::im2col(g, x, n..n + 1, 0..g.out_size[0], &mut cols);
-        crate::pointwise::product(image, w, &cols, patch, bias, epilogue, isa);
-    }
-    scratch::keep(cols);
+    let bands = row_bands(g);
+    out.par_chunks_mut(image_len.max(1))
+        .enumerate()
+        .for_each(|(n, image)| {
+            for rows in &bands {
+                let mut cols = scratch::take(patch * rows.len() * ow_len);
+                grad::im2col(g, x, n..n + 1, rows.clone(), &mut cols);
+                let dst = &mut image[rows.start * ow_len..];
+                crate::pointwise::product(dst, g.out_len(), w, &cols, patch, bias, epilogue, isa);
+                scratch::keep(cols);
+            }
+        });
     out
 }
 
@@ -127,12 +147,27 @@ const MIN_WIDTH: usize = 2048;
 /// this many floats of patches (32 MiB).
 const CHUNK_BUDGET: usize = 8 << 20;
 
-/// Which output positions each matrix product covers, as (images, output rows): several whole
-/// images when one image's patches fit in [`BAND_BUDGET`], else bands of rows of one image.
-fn blocks(g: &Geometry) -> Vec<(Range<usize>, Range<usize>)> {
+/// One image's output rows in bands whose patches fit [`BAND_BUDGET`] (at least [`MIN_WIDTH`]
+/// columns, so that a deep layer's long patches still make a product gemm runs well).
+fn row_bands(g: &Geometry) -> Vec<Range<usize>> {
     let [oh_len, ow_len] = g.out_size;
     let row_len = (g.patch_len() * ow_len).max(1);
-    let per_image = row_len * oh_len;
+    let band = (BAND_BUDGET / row_len)
+        .max(MIN_WIDTH.div_ceil(ow_len.max(1)))
+        .min(CHUNK_BUDGET / row_len)
+        .max(1);
+    (0..oh_len)
+        .step_by(band)
+        .map(|r| r..(r + band).min(oh_len))
+        .collect()
+}
+
+/// Which output positions each matrix product of [`dense`] covers, as (images, output rows):
+/// several whole images when one image's patches fit in [`BAND_BUDGET`], else bands of rows of
+/// one image.
+fn blocks(g: &Geometry) -> Vec<(Range<usize>, Range<usize>)> {
+    let oh_len = g.out_size[0];
+    let per_image = g.patch_len() * g.out_len();
     if per_image <= BAND_BUDGET {
         let wanted = MIN_WIDTH.div_ceil(g.out_len().max(1));
         let chunk = wanted
@@ -143,29 +178,23 @@ fn blocks(g: &Geometry) -> Vec<(Range<usize>, Range<usize>)> {
             .map(|s| (s..(s + chunk).min(g.batch), 0..oh_len))
             .collect();
     }
-    // A band holds at least MIN_WIDTH columns, so a deep layer (long patches) still gets a
-    // product gemm runs efficiently.
-    let band = (BAND_BUDGET / row_len)
-        .max(MIN_WIDTH.div_ceil(ow_len.max(1)))
-        .min(CHUNK_BUDGET / row_len)
-        .max(1);
+    let bands = row_bands(g);
     (0..g.batch)
-        .flat_map(|n| {
-            (0..oh_len)
-                .step_by(band)
-                .map(move |r| (n..n + 1, r..(r + band).min(oh_len)))
-        })
+        .flat_map(|n| bands.iter().map(move |rows| (n..n + 1, rows.clone())))
         .collect()
 }
 
+/// Small maps: the patches of several images side by side, one product over them all (bands
+/// of output channels over the threads, into a reused buffer), then each image's runs copied
+/// home.
 fn dense(
     g: &Geometry,
     x: &[f32],
-    weight: &FlexTensor,
+    w: &[f32],
     bias: Option<&[f32]>,
     epilogue: Epilogue,
+    isa: crate::Isa,
 ) -> Vec<f32> {
-    let w = weight.reshape(Shape::new([g.out_channels, g.patch_len()]));
     let image_len = g.out_channels * g.out_len();
     let ow_len = g.out_size[1];
     let mut out = vec![0.0f32; g.batch * image_len];
@@ -174,10 +203,9 @@ fn dense(
         let width = images.len() * band;
         let mut cols = scratch::take(g.patch_len() * width);
         grad::im2col(g, x, images.clone(), rows.clone(), &mut cols);
-        let cols = scratch::matrix(cols, g.patch_len(), width);
-        let y = Flex::float_matmul(w.clone(), cols.clone());
-        scratch::give_back(cols);
-        let y = values(&y);
+        let mut y = scratch::take(g.out_channels * width);
+        let patch = g.patch_len();
+        crate::pointwise::product(&mut y, width, w, &cols, patch, bias, epilogue, isa);
         let dst = &mut out[images.start * image_len..images.end * image_len];
         // y is [out, images * band]; each (image, channel) run of positions goes home.
         dst.par_chunks_mut(g.out_len().max(1))
@@ -185,9 +213,10 @@ fn dense(
             .for_each(|(run, plane)| {
                 let (n, c) = (run / g.out_channels, run % g.out_channels);
                 let src = &y[c * width + n * band..][..band];
-                let b = bias.map_or(0.0, |b| b[c]);
-                epilogue.write(&mut plane[rows.start * ow_len..][..band], src, b);
+                plane[rows.start * ow_len..][..band].copy_from_slice(src);
             });
+        scratch::keep(cols);
+        scratch::keep(y);
     }
     out
 }

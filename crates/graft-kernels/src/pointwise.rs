@@ -48,16 +48,19 @@ pub fn forward(
         .enumerate()
         .for_each(|(n, image)| {
             let x = &x[n * cin * hw..][..cin * hw];
-            product(image, w, x, cin, bias, epilogue, isa);
+            product(image, hw, w, x, cin, bias, epilogue, isa);
         });
     out
 }
 
-/// `dst = epilogue(w cols + bias)` for one image: `w` `[out, k]`, `cols` `[k, hw]`, `dst`
-/// `[out, hw]`, in bands of [`BAND_ROWS`] output channels over the threads, [`COLUMNS`]
-/// columns at a time.
+/// `dst = epilogue(w cols + bias)` for one image: `w` `[out, k]`, `cols` `[k, n]`, `dst`
+/// `[out, n]` with `dst_stride` floats between its rows (a band of output rows inside NCHW
+/// planes has the plane's length), in bands of [`BAND_ROWS`] output channels over the threads,
+/// [`COLUMNS`] columns at a time. `dst` holds as many output channels as fit in it.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn product(
     dst: &mut [f32],
+    dst_stride: usize,
     w: &[f32],
     cols: &[f32],
     k: usize,
@@ -65,36 +68,38 @@ pub(crate) fn product(
     epilogue: Epilogue,
     isa: Isa,
 ) {
-    let hw = cols.len() / k.max(1);
-    let cout = dst.len() / hw.max(1);
-    if cout == 0 || hw == 0 {
+    let n = cols.len() / k.max(1);
+    if n == 0 || dst.len() < n {
         return;
     }
+    assert!(n <= dst_stride, "product: rows of dst overlap");
     // Bands of output channels are a fixed size, not sized to the batch: an image's values must
     // not depend on which images share its batch (gemm's blocking follows the product's shape),
     // so that a resumed run extracts the same features as an uninterrupted one.
+    let cout = (dst.len() - n) / dst_stride + 1;
     let band = BAND_ROWS.min(cout);
-    dst.par_chunks_mut(band * hw)
+    dst.par_chunks_mut(band * dst_stride)
         .enumerate()
         .for_each(|(b, dst)| {
-            let (c0, rows) = (b * band, dst.len() / hw);
+            let c0 = b * band;
+            let rows = band.min(cout - c0);
             let lhs = Mat::rows(&w[c0 * k..][..rows * k], rows, k);
-            for col in (0..hw).step_by(COLUMNS) {
-                let width = COLUMNS.min(hw - col);
+            for col in (0..n).step_by(COLUMNS) {
+                let width = COLUMNS.min(n - col);
                 let rhs = Mat {
                     data: &cols[col..],
                     rows: k,
                     cols: width,
-                    row_stride: hw,
+                    row_stride: n,
                     col_stride: 1,
                 };
-                matmul_into(&mut dst[col..], hw, lhs, rhs, false);
+                matmul_into(&mut dst[col..], dst_stride, lhs, rhs, false);
                 isa.run(
                     #[inline(always)]
                     || {
-                        for (r, plane) in dst.chunks_mut(hw).enumerate() {
+                        for r in 0..rows {
                             let b = bias.map_or(0.0, |b| b[c0 + r]);
-                            epilogue.finish(&mut plane[col..col + width], b);
+                            epilogue.finish(&mut dst[r * dst_stride + col..][..width], b);
                         }
                     },
                 );

@@ -5,9 +5,6 @@
 
 use std::cell::RefCell;
 
-use burn::tensor::TensorData;
-use burn_flex::FlexTensor;
-
 /// Buffers kept per thread (a kernel holds at most this many at once).
 const POOL: usize = 3;
 
@@ -34,16 +31,4 @@ pub(crate) fn keep(v: Vec<f32>) {
             b.remove(0);
         }
     });
-}
-
-/// Returns a tensor's storage to the pool when it is the sole owner (else it is just dropped).
-pub(crate) fn give_back(t: FlexTensor) {
-    if let Ok(v) = t.into_data().try_into_vec::<f32>() {
-        keep(v);
-    }
-}
-
-/// A `[rows, cols]` tensor over `values`.
-pub(crate) fn matrix(values: Vec<f32>, rows: usize, cols: usize) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, [rows, cols]))
 }

@@ -278,7 +278,18 @@ fn inference_forward_matches_burns_conv2d() {
         track_x: false,
         ..Case::DENSE
     };
-    let extra = [&banded, &paired, &winograd_blocks];
+    // Each image on its own: several bands of output rows, and 80 output channels (a band of
+    // 64 and one of 16) written into the image's planes at the plane's stride.
+    let strided_bands = Case {
+        batch: 2,
+        chans: [40, 80],
+        size: [180, 180],
+        stride: 2,
+        bias: true,
+        track_x: false,
+        ..Case::DENSE
+    };
+    let extra = [&banded, &paired, &winograd_blocks, &strided_bands];
     for (i, case) in cases().iter().chain(extra).enumerate() {
         let [cin, cout] = case.chans;
         let x = tensor(vec![case.batch, cin, case.size[0], case.size[1]], 1);
