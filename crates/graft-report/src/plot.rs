@@ -112,12 +112,18 @@ fn axes(svg: &mut String, f: &Frame, x_label: &str, y_label: &str) {
     };
     for t in xt {
         let x = f.px(t);
+        // Decades below 0.01 (a learning-rate axis) would all print as 0.00.
+        let text = if f.log_x && t < 0.01 {
+            format!("1e{}", t.log10().round())
+        } else {
+            label(t)
+        };
         let _ = write!(
             svg,
             "<line x1=\"{x:.1}\" y1=\"{y1}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#444\"/><text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
             y1 + 5.0,
             y1 + 18.0,
-            label(t)
+            text
         );
     }
     let _ = write!(
@@ -327,6 +333,58 @@ pub fn heatmap(title: &str, labels: &[String], matrix: &[Vec<usize>]) -> String 
         ox + size * n as f64 / 2.0,
         oy + size * n as f64 + 18.0
     );
+    svg + "</svg>"
+}
+
+/// `lr_find.svg`: the range test's losses against the rate (log scale), raw and smoothed, with
+/// the suggested rate and the steepest fall marked.
+pub fn lr_curve(test: &graft_spec::lr_find::LrFind) -> String {
+    let smoothed: Vec<(f64, f64)> = test.points.iter().map(|p| (p.lr, p.smoothed)).collect();
+    let raw: Vec<(f64, f64)> = test.points.iter().map(|p| (p.lr, p.loss)).collect();
+    let (x0, x1) = range(smoothed.iter().map(|p| p.0));
+    // The axis follows the smoothed curve: a raw batch loss may jump far above it.
+    let (y0, y1) = range(smoothed.iter().map(|p| p.1));
+    let f = Frame {
+        x: (x0, x1.max(x0 * 10.0)),
+        y: (y0.min(y1 - 1e-6), y1),
+        log_x: true,
+    };
+    let title = format!("Learning-rate range test: {} {}", test.model, test.strategy);
+    let mut svg = open(&title);
+    axes(&mut svg, &f, "learning rate (log scale)", "training loss");
+    let path = |pts: &[(f64, f64)]| {
+        pts.iter()
+            .map(|(x, y)| format!("{:.1},{:.1}", f.px(*x), f.py(y.clamp(f.y.0, f.y.1))))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let _ = write!(
+        svg,
+        "<polyline fill=\"none\" stroke=\"{}\" stroke-opacity=\"0.35\" points=\"{}\"/>\
+         <polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>",
+        PALETTE[0],
+        path(&raw),
+        PALETTE[0],
+        path(&smoothed)
+    );
+    let mut names = vec![("loss (smoothed)", 0)];
+    if let Some(s) = &test.suggestion {
+        let marks = [(Some(s.suggested), 3usize), (s.steepest, 2usize)];
+        for (lr, color) in marks.iter().filter_map(|(lr, c)| lr.map(|lr| (lr, *c))) {
+            let x = f.px(lr);
+            let _ = write!(
+                svg,
+                "<line x1=\"{x:.1}\" y1=\"{TOP}\" x2=\"{x:.1}\" y2=\"{:.1}\" stroke=\"{}\" stroke-dasharray=\"5 3\"/>",
+                H - BOTTOM,
+                PALETTE[color]
+            );
+        }
+        names.push(("suggested lr", 3));
+        if s.steepest.is_some() {
+            names.push(("steepest fall", 2));
+        }
+    }
+    legend(&mut svg, &names);
     svg + "</svg>"
 }
 

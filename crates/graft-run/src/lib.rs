@@ -43,6 +43,7 @@ mod error;
 pub mod evaluate;
 pub mod export;
 pub mod infer;
+pub mod lr_find;
 pub mod observer;
 pub mod pretrained;
 pub mod probe;

@@ -6,6 +6,7 @@ pub mod csv;
 pub mod files;
 pub mod fit;
 pub mod io;
+pub mod lr_find;
 pub mod protocol;
 pub mod rng;
 pub mod size;

@@ -205,3 +205,33 @@ pub fn finetune(
     let ((net, head), fit) = fit(&learner, classes, &cfg.head, device, resume, on_epoch)?;
     Ok(FinetuneOutcome { net, head, fit })
 }
+
+/// The learning-rate range test of groups `freeze_point..` of `net` and a fresh head, on
+/// activations cached at the freeze point (see [`crate::lr_find`]): the rate swept is the head's,
+/// the backbone's is `backbone_lr_scale` times it, as in [`finetune`].
+#[allow(clippy::too_many_arguments)]
+pub fn groups_lr_find(
+    net: Network,
+    freeze_point: usize,
+    train_views: &[Activations<'_>],
+    classes: usize,
+    cfg: &FinetuneConfig,
+    range: graft_spec::lr_find::LrRange,
+    device: &Device,
+    on_step: &mut dyn FnMut(usize),
+) -> Result<crate::lr_find::LrCurve, TrainError> {
+    let Some(first) = train_views.first() else {
+        return Err(TrainError::Backend("no training data".into()));
+    };
+    // The test never evaluates: the training view stands in for the unused validation split.
+    let learner = GroupsLearner {
+        net,
+        freeze_point,
+        views: train_views,
+        val: first,
+        classes,
+        cfg,
+        device,
+    };
+    crate::lr_find::range_test(&learner, classes, &cfg.head, range, device, on_step)
+}

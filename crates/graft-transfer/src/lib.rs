@@ -13,6 +13,7 @@ pub mod head;
 pub mod lbfgs;
 pub mod linear_head;
 pub mod logistic;
+pub mod lr_find;
 pub mod metrics;
 pub mod schedule;
 pub mod train;

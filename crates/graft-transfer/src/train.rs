@@ -315,6 +315,29 @@ pub fn train_head(
     Ok(HeadOutcome { head, fit })
 }
 
+/// The learning-rate range test of a new head on pooled features (see [`crate::lr_find`]).
+pub fn head_lr_find(
+    train_views: &[Split<'_>],
+    classes: usize,
+    cfg: &HeadConfig,
+    range: graft_spec::lr_find::LrRange,
+    device: &Device,
+    on_step: &mut dyn FnMut(usize),
+) -> Result<crate::lr_find::LrCurve, TrainError> {
+    let Some(first) = train_views.first() else {
+        return Err(TrainError::Backend("no training data".into()));
+    };
+    // The test never evaluates: the training view stands in for the unused validation split.
+    let learner = HeadLearner {
+        views: train_views,
+        val: first,
+        classes,
+        cfg,
+        device,
+    };
+    crate::lr_find::range_test(&learner, classes, cfg, range, device, on_step)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,6 +50,9 @@ pub enum Command {
     Probe(ProbeArgs),
     /// Choose a strategy from the data, the probe and a fine-tuning candidate, train it and explain why.
     Auto(AutoArgs),
+    /// Learning-rate range test: train briefly at rates rising from --start-lr to --end-lr,
+    /// plot the loss, suggest a --lr.
+    LrFind(LrFindArgs),
     /// Write a trained run's model (or a pretrained model as it is) as ONNX or safetensors.
     Export(ExportArgs),
     /// Serve a trained run's model (or a pretrained model) over HTTP, with a web page.
@@ -116,6 +119,74 @@ pub struct DataArgs {
     /// Print one JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "The test (Smith 2017; fastai's lr_find) trains the strategy's trainable part from its fresh state \
+for --steps mini-batches of the training images, the rate growing geometrically, with the batch, views, loss and \
+optimizer `graft train` uses; it stops when the smoothed loss passes 4x its lowest. The suggestion is a tenth of the \
+rate at the lowest smoothed loss; the steepest fall is shown too. Writes lr_find.json and lr_find.svg; the selection \
+and reported splits are not read. Then: graft train --lr <suggested> ..."
+)]
+pub struct LrFindArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub data: DataArgs,
+
+    /// head | partial:N | scratch.
+    #[arg(long, default_value = "head")]
+    pub strategy: Strategy,
+
+    /// Output directory (default: runs/<dataset>-<model>-<strategy>-lr-find, numbered if taken).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// The lowest rate tried.
+    #[arg(long, default_value_t = 1e-7, value_name = "LR")]
+    pub start_lr: f64,
+
+    /// The highest rate tried.
+    #[arg(long, default_value_t = 10.0, value_name = "LR")]
+    pub end_lr: f64,
+
+    /// Mini-batches (one rate each).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub steps: usize,
+
+    #[command(flatten)]
+    pub learn: LearnArgs,
+
+    /// Refuse the dataset if any training image cannot be read (default: report and skip).
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// How the trainable part learns: what `train` and `lr-find` share.
+#[derive(Args, Debug, Clone)]
+pub struct LearnArgs {
+    #[arg(long, default_value_t = defaults::WEIGHT_DECAY)]
+    pub weight_decay: f32,
+
+    /// Label smoothing for the cross-entropy loss (e.g. 0.1).
+    #[arg(long, value_name = "EPS")]
+    pub label_smoothing: Option<f32>,
+
+    /// The new classifier: linear, or VGG-style mlp[:HIDDEN] (two hidden layers with ReLU and
+    /// dropout 0.5; hidden width 512 unless given).
+    #[arg(long, default_value = "linear", value_name = "KIND")]
+    pub head: HeadKind,
+
+    /// Weight the loss by inverse class frequency (for imbalanced datasets).
+    #[arg(long)]
+    pub class_balanced: bool,
+
+    /// Augmented training views (random resized crop, flip, colour jitter) computed once per
+    /// image and cached; epochs use them in turn. Default: 0 for head, 2 for partial/scratch.
+    #[arg(long, value_name = "K")]
+    pub cached_views: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -340,32 +411,14 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = defaults::LR)]
     pub lr: f64,
 
-    #[arg(long, default_value_t = defaults::WEIGHT_DECAY)]
-    pub weight_decay: f32,
-
-    /// Label smoothing for the cross-entropy loss (e.g. 0.1).
-    #[arg(long, value_name = "EPS")]
-    pub label_smoothing: Option<f32>,
-
-    /// The new classifier: linear, or VGG-style mlp[:HIDDEN] (two hidden layers with ReLU and
-    /// dropout 0.5; hidden width 512 unless given).
-    #[arg(long, default_value = "linear", value_name = "KIND")]
-    pub head: HeadKind,
+    #[command(flatten)]
+    pub learn: LearnArgs,
 
     /// How `head` fits a linear classifier: adamw (epochs, the best chosen on the selection
     /// split) or lbfgs (logistic regression in one go, its L2 strength chosen by 5-fold
     /// cross-validation on the training images; no epochs).
     #[arg(long, default_value = "adamw", value_name = "SOLVER")]
     pub head_solver: HeadSolver,
-
-    /// Weight the loss by inverse class frequency (for imbalanced datasets).
-    #[arg(long)]
-    pub class_balanced: bool,
-
-    /// Augmented training views (random resized crop, flip, colour jitter) computed once per
-    /// image and cached; epochs use them in turn. Default: 0 for head, 2 for partial/scratch.
-    #[arg(long, value_name = "K")]
-    pub cached_views: Option<usize>,
 
     /// Test-time augmentation of the reported split: none, or flip (each image and its mirror
     /// image, their class probabilities averaged; the mirrored features are cached too).

@@ -7,6 +7,7 @@ mod args;
 mod cmd_cache;
 mod cmd_evaluate;
 mod cmd_export;
+mod cmd_lr_find;
 mod cmd_predict;
 mod cmd_serve;
 mod cmd_study;
@@ -41,6 +42,7 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
         Command::Compare(args) => cmd_study::compare_cmd(args, cli.quiet),
         Command::Probe(args) => cmd_study::probe_cmd(args, cli.quiet),
         Command::Auto(args) => cmd_study::auto_cmd(args, cli.quiet),
+        Command::LrFind(args) => cmd_lr_find::run(args, cli.quiet).map(|_| 0),
         Command::Export(args) => cmd_export::run(args, cli.quiet).map(|_| 0),
         Command::Serve(args) => cmd_serve::run(args, cli.quiet).map(|_| 0),
         Command::Cache(command) => cmd_cache::run(command, cli.quiet),

@@ -5,7 +5,7 @@ use graft_run::study::StudySpec;
 use graft_run::{ModelChoice, RunConfig, RunSpec};
 use graft_spec::{FitConfig, defaults};
 
-use crate::args::{DataArgs, ModelArgs, TrainArgs};
+use crate::args::{DataArgs, LearnArgs, LrFindArgs, ModelArgs, TrainArgs};
 
 pub fn model(args: &ModelArgs) -> ModelChoice {
     ModelChoice {
@@ -55,24 +55,58 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<RunSpec> {
         fit: FitConfig {
             epochs: args.epochs,
             lr: args.lr,
-            weight_decay: args.weight_decay,
-            label_smoothing: args.label_smoothing,
             patience: args.patience,
             seed: args.seed,
-            head: args.head,
-            class_balanced: args.class_balanced,
             time_budget_s: args.time_budget,
             solver: args.head_solver,
-            ..FitConfig::default()
+            ..learn(&args.learn)
         },
         train_batch_size: args.model.batch_size,
         val_fraction: args.val_fraction,
         select_fraction: args.protocol.select_fraction,
         select_on_eval: args.protocol.select_on_eval,
-        cached_views: args.cached_views,
+        cached_views: args.learn.cached_views,
         tta: args.tta,
         class_map: args.class_map.clone(),
         strict: args.strict,
         ..RunSpec::new(data.clone(), args.strategy)
     })
+}
+
+/// `graft lr-find`'s settings: the run it would train, and the rates to try.
+pub fn lr_find(args: &LrFindArgs) -> (RunSpec, graft_spec::lr_find::LrRange) {
+    let data = &args.data;
+    let spec = RunSpec {
+        model: model(&args.model),
+        out: args.out.clone(),
+        force: data.force,
+        fit: FitConfig {
+            seed: data.seed,
+            ..learn(&args.learn)
+        },
+        train_batch_size: args.model.batch_size,
+        val_fraction: data.val_fraction,
+        select_fraction: data.protocol.select_fraction,
+        select_on_eval: data.protocol.select_on_eval,
+        cached_views: args.learn.cached_views,
+        strict: args.strict,
+        ..RunSpec::new(data.data.clone(), args.strategy)
+    };
+    let range = graft_spec::lr_find::LrRange {
+        start: args.start_lr,
+        end: args.end_lr,
+        steps: args.steps,
+    };
+    (spec, range)
+}
+
+/// The fit settings `train` and `lr-find` share, the rest graft's defaults.
+fn learn(args: &LearnArgs) -> FitConfig {
+    FitConfig {
+        weight_decay: args.weight_decay,
+        label_smoothing: args.label_smoothing,
+        head: args.head,
+        class_balanced: args.class_balanced,
+        ..FitConfig::default()
+    }
 }

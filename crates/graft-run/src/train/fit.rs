@@ -45,7 +45,7 @@ pub struct FitDone {
 
 /// The extractor of `view` at freeze point `upto` (`None`: pooled features), starting from a
 /// lower freeze point's cached activations where `compare` said one exists.
-pub(super) fn extractor<'a>(
+pub(crate) fn extractor<'a>(
     run: &'a Prepared,
     cache: &'a FeatureCache,
     upto: Option<usize>,
@@ -206,6 +206,18 @@ pub fn fit(x: Extracted, obs: &mut dyn Observer) -> Result<FitDone> {
     })
 }
 
+/// Cached activations of `views`, each row a `shape` map.
+pub(crate) fn activations(views: &[SplitFeatures], shape: [usize; 3]) -> Vec<Activations<'_>> {
+    views
+        .iter()
+        .map(|t| Activations {
+            x: &t.x,
+            y: &t.y,
+            shape,
+        })
+        .collect()
+}
+
 type Resumed = Option<(graft_transfer::schedule::LoopState, PathBuf)>;
 /// The fit, the chosen head (and backbone), and the chosen model on the reported split.
 type Outcome = (Fitted, Head, Option<Network>, Evaluation);
@@ -283,15 +295,7 @@ fn fit_groups(
     let model = &run.model;
     let classes = run.ds.classes.len();
     let shape = shape_at(model, freeze_point);
-    let views: Vec<Activations<'_>> = x
-        .train_views
-        .iter()
-        .map(|t| Activations {
-            x: &t.x,
-            y: &t.y,
-            shape,
-        })
-        .collect();
+    let views = activations(&x.train_views, shape);
     let select = Activations {
         x: &x.select.x,
         y: &x.select.y,

@@ -6,7 +6,7 @@
 
 pub mod checkpoint;
 pub mod extract;
-mod fit;
+pub(crate) mod fit;
 mod imagenet;
 mod lbfgs;
 pub mod resume;
@@ -74,7 +74,19 @@ pub fn train_with(spec: &RunSpec, model: LoadedModel, obs: &mut dyn Observer) ->
 }
 
 /// Checks the settings, opens the dataset, plans the strategy and creates the run directory.
-pub fn prepare(spec: &RunSpec, mut model: LoadedModel, obs: &mut dyn Observer) -> Result<Prepared> {
+pub fn prepare(spec: &RunSpec, model: LoadedModel, obs: &mut dyn Observer) -> Result<Prepared> {
+    let what = spec.strategy.to_string();
+    prepare_as(spec, model, &what, obs)
+}
+
+/// [`prepare`], the directory named `runs/<dataset>-<model>-<what>` when `spec.out` is not
+/// given (`lr-find` names its own).
+pub fn prepare_as(
+    spec: &RunSpec,
+    mut model: LoadedModel,
+    what: &str,
+    obs: &mut dyn Observer,
+) -> Result<Prepared> {
     let start = Instant::now();
     ensure!(spec.fit.epochs > 0, "--epochs must be at least 1");
     if let Some(b) = spec.fit.time_budget_s {
@@ -106,12 +118,7 @@ pub fn prepare(spec: &RunSpec, mut model: LoadedModel, obs: &mut dyn Observer) -
     }
     let dir = run_dir::create(
         spec.out.as_deref(),
-        &format!(
-            "{}-{}-{}",
-            data_stem(&spec.data),
-            model.spec.name,
-            spec.strategy
-        ),
+        &format!("{}-{}-{what}", data_stem(&spec.data), model.spec.name),
         spec.force,
     )?;
     Ok(Prepared {
