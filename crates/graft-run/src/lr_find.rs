@@ -88,6 +88,7 @@ pub fn lr_find(spec: &RunSpec, range: LrRange, obs: &mut dyn Observer) -> Result
             let ft = FinetuneConfig {
                 head: cfg.clone(),
                 backbone_lr_scale,
+                head_init: None,
             };
             let net = model.net.clone();
             groups_lr_find(net, p, &acts, classes, &ft, range, &model.device, &mut step)

@@ -134,6 +134,11 @@ pub struct FitConfig {
     /// `head` with a linear classifier only (`None` in runs from before it: AdamW).
     #[serde(default)]
     pub solver: HeadSolver,
+    /// partial:N: start the new head from the L-BFGS linear probe of the pretrained network's
+    /// features instead of from random weights (linear probing, then fine-tuning: Kumar et al.
+    /// 2022; fastai's `fine_tune` trains the head first for the same reason).
+    #[serde(default)]
+    pub head_first: bool,
 }
 
 impl Default for FitConfig {
@@ -151,6 +156,7 @@ impl Default for FitConfig {
             class_balanced: false,
             time_budget_s: None,
             solver: HeadSolver::default(),
+            head_first: false,
         }
     }
 }

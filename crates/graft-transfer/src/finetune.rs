@@ -38,11 +38,13 @@ impl Activations<'_> {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct FinetuneConfig {
     pub head: HeadConfig,
     /// The trained backbone groups learn at `lr * backbone_lr_scale` (the new head at `lr`).
     pub backbone_lr_scale: f64,
+    /// The head to start from (a linear probe's, for `head_first`); `None`: a fresh one.
+    pub head_init: Option<Head>,
 }
 
 pub struct FinetuneOutcome {
@@ -116,7 +118,10 @@ impl Learner for GroupsLearner<'_> {
         // Loaded on the inference device: `train` re-enables gradients and training flags.
         let net = self.net.clone().fork(ad).train();
         let hc = &self.cfg.head;
-        let head = hc.head.init(net.embed_dim(), self.classes, hc.seed, ad);
+        let head = match &self.cfg.head_init {
+            Some(h) => h.clone().fork(ad).train(),
+            None => hc.head.init(net.embed_dim(), self.classes, hc.seed, ad),
+        };
         (net, head)
     }
 

@@ -72,6 +72,7 @@ fn partial_training_leaves_frozen_groups_bit_identical_and_changes_the_trained_o
             ..HeadConfig::default()
         },
         backbone_lr_scale: 0.1,
+        head_init: None,
     };
     let out = finetune(
         net,

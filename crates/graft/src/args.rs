@@ -414,6 +414,11 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub learn: LearnArgs,
 
+    /// partial:N: start the new head from a linear probe of the pretrained network (L-BFGS on
+    /// the pooled features of the training images) instead of random weights.
+    #[arg(long)]
+    pub head_first: bool,
+
     /// How `head` fits a linear classifier: adamw (epochs, the best chosen on the selection
     /// split) or lbfgs (logistic regression in one go, its L2 strength chosen by 5-fold
     /// cross-validation on the training images; no epochs).

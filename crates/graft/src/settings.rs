@@ -59,6 +59,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<RunSpec> {
             seed: args.seed,
             time_budget_s: args.time_budget,
             solver: args.head_solver,
+            head_first: args.head_first,
             ..learn(&args.learn)
         },
         train_batch_size: args.model.batch_size,

@@ -206,6 +206,45 @@ pub fn fit(x: Extracted, obs: &mut dyn Observer) -> Result<FitDone> {
     })
 }
 
+/// `--head-first`: the linear probe of the pretrained network's pooled features of the training
+/// images (their evaluation view, through the cache `head` uses), by L-BFGS with its L2 strength
+/// chosen by 5-fold cross-validation on them: the selection split is left to choose the epoch.
+fn probe_head(x: &Extracted, cfg: &FitConfig, obs: &mut dyn Observer) -> Result<Head> {
+    let run = &x.run;
+    crate::ensure!(
+        cfg.head == graft_spec::HeadKind::Linear,
+        "--head-first starts from a linear probe; --head mlp starts from random weights"
+    );
+    let cache = super::feature_cache(&run.model.home);
+    let ex = extractor(run, &cache, None, 0);
+    let pooled = super::features(
+        &ex,
+        &run.ds.train,
+        "frozen network (train, for --head-first)",
+        obs,
+    );
+    let rows = Split {
+        x: &pooled.x,
+        y: &pooled.y,
+    };
+    let on = graft_transfer::linear_head::SelectOn::CrossValidation { folds: 5 };
+    let device = &run.model.device;
+    let fit = graft_transfer::linear_head::fit_linear_head(
+        &rows,
+        on,
+        run.ds.classes.len(),
+        cfg.seed,
+        device,
+    );
+    obs.log(format!(
+        "--head-first: linear probe C = {:.3}, {:.1}% in 5-fold CV on {} training images",
+        fit.c,
+        100.0 * fit.accuracy,
+        rows.x.len()
+    ));
+    Ok(fit.head)
+}
+
 /// Cached activations of `views`, each row a `shape` map.
 pub(crate) fn activations(views: &[SplitFeatures], shape: [usize; 3]) -> Vec<Activations<'_>> {
     views
@@ -304,9 +343,15 @@ fn fit_groups(
     let resume = resumed
         .map(|(state, sub)| resume_finetune(dir, &sub, state, model, classes, cfg))
         .transpose()?;
+    // A resumed run's head comes from its checkpoint.
+    let head_init = match (&resume, cfg.head_first) {
+        (None, true) => Some(probe_head(x, cfg, obs)?),
+        _ => None,
+    };
     let ft = FinetuneConfig {
         head: cfg.clone(),
         backbone_lr_scale,
+        head_init,
     };
     let o = finetune(
         model.net.clone(),
