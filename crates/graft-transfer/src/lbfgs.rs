@@ -35,11 +35,35 @@ pub struct Report {
     pub converged: bool,
 }
 
+/// Independent partial sums of a reduction: a float sum is one dependency chain the compiler
+/// may not reorder, so one accumulator runs at one add per latency (4 cycles); eight in turn
+/// let it vectorise. The two-loop recursion's dot products over every parameter were 19% of
+/// the cross-validated head's time with one.
+const LANES: usize = 8;
+
+/// `sum a[i] * b[i]` in f64, over [`LANES`] partial sums.
+#[inline(always)]
+fn lane_dot<A: Copy + Into<f64>, B: Copy + Into<f64>>(a: &[A], b: &[B]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f64; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| (*x).into() * (*y).into())
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] += x[l].into() * y[l].into();
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
 fn dot(a: &[f32], b: &[f32]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum()
+    lane_dot(a, b)
 }
 
 fn max_abs(a: &[f32]) -> f64 {
@@ -132,7 +156,7 @@ type Pairs = std::collections::VecDeque<(Vec<f32>, Vec<f32>, f64)>;
 
 /// `v . q`, in f64.
 fn dot_q(v: &[f32], q: &[f64]) -> f64 {
-    v.iter().zip(q).map(|(v, q)| f64::from(*v) * q).sum()
+    lane_dot(v, q)
 }
 
 /// `q += a v`.

@@ -378,7 +378,10 @@ fn head_first_starts_partial_from_the_linear_probe() {
     assert!(config.contains("\"head_first\": true"), "{config}");
     // A head that already separates the classes starts the fine-tuning far lower (0.27 against
     // 0.65 at epoch 1 on hymenoptera's partial:2).
-    assert!(probed < 0.75 * random, "first-epoch loss {probed} vs {random}");
+    assert!(
+        probed < 0.75 * random,
+        "first-epoch loss {probed} vs {random}"
+    );
 
     let out = train(
         "data/hymenoptera",
@@ -387,5 +390,8 @@ fn head_first_starts_partial_from_the_linear_probe() {
         &["--strategy", "partial:1", "--head-first", "--head", "mlp"],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("--head-first"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("--head-first"),
+        "{stderr}"
+    );
 }
