@@ -34,6 +34,10 @@ pub fn lr_find(spec: &RunSpec, range: LrRange, obs: &mut dyn Observer) -> Result
         "lr-find needs a strategy that trains (head, partial:N or scratch), not pretrained"
     );
     range.check().map_err(crate::RunError::Invalid)?;
+    ensure!(
+        !spec.select_on_eval,
+        "lr-find takes no decision on any split (it reads only the training images), so --select-on-eval has nothing to change"
+    );
     let started = Instant::now();
     let model = load_pretrained(&spec.model, obs)?;
     let what = format!("{}-lr-find", spec.strategy);

@@ -159,6 +159,7 @@ fn bad_settings_are_refused_before_anything_runs() {
             "positive and increasing",
         ),
         (&["--steps", "3"][..], "at least"),
+        (&["--select-on-eval"][..], "no decision"),
     ] {
         let out = lr_find(&data, &tmp.path().join("x"), home.path(), extra);
         let stderr = String::from_utf8_lossy(&out.stderr);
