@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use graft_spec::lr_find::{self, LrFind, LrRange};
-use graft_spec::{HeadSolver, Strategy, defaults};
+use graft_spec::{HeadSolver, Strategy};
 use graft_transfer::finetune::{FinetuneConfig, groups_lr_find};
 use graft_transfer::train::{Split, head_lr_find};
 
@@ -15,7 +15,7 @@ use crate::error::{Context, Result};
 use crate::observer::{Event, Observer, ObserverExt};
 use crate::pretrained::load_pretrained;
 use crate::spec::RunSpec;
-use crate::train::{self, features, shape_at};
+use crate::train::{self, shape_at};
 use crate::{ensure, train::feature_cache};
 
 /// What the test found, and where it was written.
@@ -43,37 +43,22 @@ pub fn lr_find(spec: &RunSpec, range: LrRange, obs: &mut dyn Observer) -> Result
     let what = format!("{}-lr-find", spec.strategy);
     let run = train::prepare_as(spec, model, &what, obs)?;
     let cache = feature_cache(&run.model.home);
-    let upto = (run.spec.strategy != Strategy::Head).then_some(run.plan.freeze_point);
-    let views = run.spec.views();
-    let view_ids: Vec<u32> = if views == 0 {
-        vec![0]
-    } else {
-        (1..=views as u32).collect()
-    };
+    let upto = run.cached_upto();
     // The training views only, under the keys `graft train` uses: its run then starts warm.
-    let mut train_views = Vec::new();
-    for view in view_ids {
-        let ex = train::fit::extractor(&run, &cache, upto, view);
-        let label = format!("frozen part (train, view {}/{})", view.max(1), views.max(1));
-        train_views.push(features(&ex, &run.ds.train, &label, obs));
-    }
-    if let Some(first) = train_views.first() {
-        train::extract::report_unreadable(&first.failed, obs);
-    }
-    let failed = train_views.first().map_or(0, |v| v.failed.len());
+    let train_views = train::train_features(&run, &cache, upto, obs);
+    let first = train_views.first();
+    let failed = first.map_or(&[][..], |v| &v.failed[..]);
+    train::extract::report_unreadable(failed, obs);
     ensure!(
-        failed == 0 || !run.spec.strict,
-        "{failed} training images could not be read and --strict is set"
+        failed.is_empty() || !run.spec.strict,
+        "{} training images could not be read and --strict is set",
+        failed.len()
     );
     let cfg = graft_spec::FitConfig {
         batch_size: run.spec.train_batch(upto.is_some()),
         ..run.spec.fit.clone()
     };
-    let backbone_lr_scale = if run.plan.fresh_weights {
-        1.0
-    } else {
-        defaults::BACKBONE_LR_SCALE
-    };
+    let backbone_lr_scale = run.backbone_lr_scale();
     let classes = run.ds.classes.len();
     let model = &run.model;
     obs.begin("lr-find", range.steps as u64, "steps");
@@ -113,7 +98,7 @@ pub fn lr_find(spec: &RunSpec, range: LrRange, obs: &mut dyn Observer) -> Result
         },
         range,
         batch_size: cfg.batch_size,
-        train_images: train_views.first().map_or(0, |v| v.x.len()),
+        train_images: first.map_or(0, |v| v.x.len()),
         stopped: curve.stopped,
         suggestion: lr_find::suggest(&curve.points),
         points: curve.points,

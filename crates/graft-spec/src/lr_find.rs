@@ -35,13 +35,17 @@ pub struct LrRange {
     pub steps: usize,
 }
 
+/// fastai's range: the CLI's defaults read these.
+pub const START: f64 = 1e-7;
+pub const END: f64 = 10.0;
+pub const STEPS: usize = 100;
+
 impl Default for LrRange {
-    /// fastai's defaults.
     fn default() -> Self {
         LrRange {
-            start: 1e-7,
-            end: 10.0,
-            steps: 100,
+            start: START,
+            end: END,
+            steps: STEPS,
         }
     }
 }

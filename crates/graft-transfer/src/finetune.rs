@@ -225,15 +225,17 @@ pub fn groups_lr_find(
     device: &Device,
     on_step: &mut dyn FnMut(usize),
 ) -> Result<crate::lr_find::LrCurve, TrainError> {
-    let Some(first) = train_views.first() else {
-        return Err(TrainError::Backend("no training data".into()));
-    };
-    // The test never evaluates: the training view stands in for the unused validation split.
+    // The test never evaluates: an empty split stands in for the validation split.
+    let shape = train_views.first().map_or([0; 3], |v| v.shape);
     let learner = GroupsLearner {
         net,
         freeze_point,
         views: train_views,
-        val: first,
+        val: &Activations {
+            x: &[],
+            y: &[],
+            shape,
+        },
         classes,
         cfg,
         device,

@@ -43,7 +43,7 @@ const LANES: usize = 8;
 
 /// `sum a[i] * b[i]` in f64, over [`LANES`] partial sums.
 #[inline(always)]
-fn lane_dot<A: Copy + Into<f64>, B: Copy + Into<f64>>(a: &[A], b: &[B]) -> f64 {
+fn dot<A: Copy + Into<f64>, B: Copy + Into<f64>>(a: &[A], b: &[B]) -> f64 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0f64; LANES];
@@ -60,10 +60,6 @@ fn lane_dot<A: Copy + Into<f64>, B: Copy + Into<f64>>(a: &[A], b: &[B]) -> f64 {
         }
     }
     acc.iter().sum::<f64>() + tail
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f64 {
-    lane_dot(a, b)
 }
 
 fn max_abs(a: &[f32]) -> f64 {
@@ -154,11 +150,6 @@ pub fn minimize(
 /// Correction pairs (s, y, s.y), oldest first.
 type Pairs = std::collections::VecDeque<(Vec<f32>, Vec<f32>, f64)>;
 
-/// `v . q`, in f64.
-fn dot_q(v: &[f32], q: &[f64]) -> f64 {
-    lane_dot(v, q)
-}
-
 /// `q += a v`.
 fn add_scaled(q: &mut [f64], a: f64, v: &[f32]) {
     q.iter_mut()
@@ -171,7 +162,7 @@ fn two_loop(grad: &[f32], pairs: &Pairs, direction: &mut [f32]) {
     let mut q: Vec<f64> = grad.iter().map(|g| f64::from(*g)).collect();
     let mut alphas = Vec::with_capacity(pairs.len());
     for (s, y, sy) in pairs.iter().rev() {
-        let a = dot_q(s, &q) / sy;
+        let a = dot(s, &q) / sy;
         add_scaled(&mut q, -a, y);
         alphas.push(a);
     }
@@ -180,7 +171,7 @@ fn two_loop(grad: &[f32], pairs: &Pairs, direction: &mut [f32]) {
         q.iter_mut().for_each(|q| *q *= gamma);
     }
     for ((s, y, sy), a) in pairs.iter().zip(alphas.iter().rev()) {
-        let b = dot_q(y, &q) / sy;
+        let b = dot(y, &q) / sy;
         add_scaled(&mut q, a - b, s);
     }
     direction

@@ -145,15 +145,15 @@ pub struct LrFindArgs {
     pub out: Option<PathBuf>,
 
     /// The lowest rate tried.
-    #[arg(long, default_value_t = 1e-7, value_name = "LR")]
+    #[arg(long, default_value_t = graft_spec::lr_find::START, value_name = "LR")]
     pub start_lr: f64,
 
     /// The highest rate tried.
-    #[arg(long, default_value_t = 10.0, value_name = "LR")]
+    #[arg(long, default_value_t = graft_spec::lr_find::END, value_name = "LR")]
     pub end_lr: f64,
 
     /// Mini-batches (one rate each).
-    #[arg(long, default_value_t = 100, value_name = "N")]
+    #[arg(long, default_value_t = graft_spec::lr_find::STEPS, value_name = "N")]
     pub steps: usize,
 
     #[command(flatten)]

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use graft_models::Network;
-use graft_spec::{FitConfig, HeadSolver, RunConfig, defaults};
+use graft_spec::{FitConfig, HeadSolver, RunConfig};
 use graft_transfer::CacheKey;
 use graft_transfer::FeatureCache;
 use graft_transfer::features::{Base, Extractor, Output};
@@ -128,11 +128,7 @@ pub fn fit(x: Extracted, obs: &mut dyn Observer) -> Result<FitDone> {
         batch_size: run.spec.train_batch(x.upto.is_some()),
         ..run.spec.fit.clone()
     };
-    let lr_scale = if run.plan.fresh_weights {
-        1.0
-    } else {
-        defaults::BACKBONE_LR_SCALE
-    };
+    let lr_scale = run.backbone_lr_scale();
     let config = run_config(&x, &cfg, lr_scale);
     write_run_files(&run.dir, &config, &run.ds)?;
     let lbfgs = x.upto.is_none() && cfg.solver == HeadSolver::Lbfgs;

@@ -131,17 +131,32 @@ pub fn prepare_as(
     })
 }
 
-/// Computes (or reads from the cache) the frozen part's output for every image: one view of
-/// the validation images, and the training views (the evaluation view, or K augmented ones).
-pub fn extract(run: Prepared, obs: &mut dyn Observer) -> Result<Extracted> {
-    let cache = feature_cache(&run.model.home);
-    let upto = (run.spec.strategy != Strategy::Head).then_some(run.plan.freeze_point);
-    obs.log(format!(
-        "run directory: {} (frozen: {:?}, trained: {:?} + new head)",
-        run.dir.display(),
-        run.plan.frozen,
-        run.plan.trainable
-    ));
+impl Prepared {
+    /// The freeze point whose activations the run caches and trains on (`None`: `head`, which
+    /// trains on pooled features).
+    pub fn cached_upto(&self) -> Option<usize> {
+        (self.spec.strategy != Strategy::Head).then_some(self.plan.freeze_point)
+    }
+
+    /// The rate of the trained backbone groups relative to the head's: pretrained groups learn
+    /// slower; fresh weights (scratch) at the same rate.
+    pub fn backbone_lr_scale(&self) -> f64 {
+        if self.plan.fresh_weights {
+            1.0
+        } else {
+            graft_spec::defaults::BACKBONE_LR_SCALE
+        }
+    }
+}
+
+/// The frozen part's output for every training image, one entry per training view (the
+/// evaluation view, or the K augmented ones), under the cache keys every run shares.
+pub(crate) fn train_features(
+    run: &Prepared,
+    cache: &graft_transfer::FeatureCache,
+    upto: Option<usize>,
+    obs: &mut dyn Observer,
+) -> Vec<SplitFeatures> {
     let views = run.spec.views();
     let view_ids: Vec<u32> = if views == 0 {
         vec![0]
@@ -149,16 +164,33 @@ pub fn extract(run: Prepared, obs: &mut dyn Observer) -> Result<Extracted> {
         (1..=views as u32).collect()
     };
     let label = &run.spec.label;
-    let mut train_views = Vec::new();
-    for view in view_ids {
-        let ex = fit::extractor(&run, &cache, upto, view);
-        let what = if view == 0 {
-            format!("{label}frozen part (train)")
-        } else {
-            format!("{label}frozen part (train, view {view}/{views})")
-        };
-        train_views.push(features(&ex, &run.ds.train, &what, obs));
-    }
+    view_ids
+        .into_iter()
+        .map(|view| {
+            let ex = fit::extractor(run, cache, upto, view);
+            let what = if view == 0 {
+                format!("{label}frozen part (train)")
+            } else {
+                format!("{label}frozen part (train, view {view}/{views})")
+            };
+            features(&ex, &run.ds.train, &what, obs)
+        })
+        .collect()
+}
+
+/// Computes (or reads from the cache) the frozen part's output for every image: one view of
+/// the validation images, and the training views (the evaluation view, or K augmented ones).
+pub fn extract(run: Prepared, obs: &mut dyn Observer) -> Result<Extracted> {
+    let cache = feature_cache(&run.model.home);
+    let upto = run.cached_upto();
+    obs.log(format!(
+        "run directory: {} (frozen: {:?}, trained: {:?} + new head)",
+        run.dir.display(),
+        run.plan.frozen,
+        run.plan.trainable
+    ));
+    let train_views = train_features(&run, &cache, upto, obs);
+    let label = &run.spec.label;
     let ex = fit::extractor(&run, &cache, upto, 0);
     let what = format!("{label}frozen part ({})", run.ds.val_name);
     let val = features(&ex, &run.ds.val, &what, obs);
