@@ -24,6 +24,9 @@ pub struct LrFound {
     pub dir: PathBuf,
     /// The head's solver has no learning rate (L-BFGS): the curve is the AdamW head's.
     pub solver_note: Option<String>,
+    /// Training images that could not be read (each reported to the observer); the curve was
+    /// run without them, and the CLI exits 1, as `graft train` does.
+    pub unreadable: usize,
 }
 
 /// Runs the range test for `spec`'s strategy into `spec.out` (default:
@@ -54,6 +57,7 @@ pub fn lr_find(spec: &RunSpec, range: LrRange, obs: &mut dyn Observer) -> Result
         "{} training images could not be read and --strict is set",
         failed.len()
     );
+    let unreadable = failed.len();
     let cfg = graft_spec::FitConfig {
         batch_size: run.spec.train_batch(upto.is_some()),
         ..run.spec.fit.clone()
@@ -116,5 +120,6 @@ pub fn lr_find(spec: &RunSpec, range: LrRange, obs: &mut dyn Observer) -> Result
         file,
         dir,
         solver_note,
+        unreadable,
     })
 }

@@ -6,7 +6,8 @@ use crate::args::LrFindArgs;
 use crate::progress::Terminal;
 use crate::settings;
 
-pub fn run(args: &LrFindArgs, quiet: bool) -> anyhow::Result<()> {
+/// Returns the number of training images that could not be read.
+pub fn run(args: &LrFindArgs, quiet: bool) -> anyhow::Result<usize> {
     let (spec, range) = settings::lr_find(args);
     let mut obs = Terminal::new(quiet);
     let found = graft_run::lr_find::lr_find(&spec, range, &mut obs)?;
@@ -18,7 +19,7 @@ pub fn run(args: &LrFindArgs, quiet: bool) -> anyhow::Result<()> {
         let mut value = serde_json::to_value(t)?;
         value["dir"] = serde_json::Value::String(found.dir.display().to_string());
         println!("{value}");
-        return Ok(());
+        return Ok(found.unreadable);
     }
     let stopped = match t.stopped {
         LrStop::Completed => "every step ran".to_string(),
@@ -65,5 +66,11 @@ pub fn run(args: &LrFindArgs, quiet: bool) -> anyhow::Result<()> {
         ),
     }
     println!("curve: {}", found.dir.join(lr_find::PLOT).display());
-    Ok(())
+    if found.unreadable > 0 {
+        eprintln!(
+            "{} training images could not be read (listed above); the curve was run without them",
+            found.unreadable
+        );
+    }
+    Ok(found.unreadable)
 }

@@ -42,7 +42,7 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
         Command::Compare(args) => cmd_study::compare_cmd(args, cli.quiet),
         Command::Probe(args) => cmd_study::probe_cmd(args, cli.quiet),
         Command::Auto(args) => cmd_study::auto_cmd(args, cli.quiet),
-        Command::LrFind(args) => cmd_lr_find::run(args, cli.quiet).map(|_| 0),
+        Command::LrFind(args) => cmd_lr_find::run(args, cli.quiet),
         Command::Export(args) => cmd_export::run(args, cli.quiet).map(|_| 0),
         Command::Serve(args) => cmd_serve::run(args, cli.quiet).map(|_| 0),
         Command::Cache(command) => cmd_cache::run(command, cli.quiet),

@@ -108,6 +108,38 @@ fn head_curve_is_written_plotted_and_does_not_read_the_reported_split() {
     assert!(!stderr.contains("unreadable"), "{stderr}");
 }
 
+#[test]
+fn an_unreadable_training_image_is_named_and_the_exit_status_is_1() {
+    let home = tempfile::tempdir().expect("tmp");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    symlink_dir(&shared("data/hymenoptera/val"), &data.join("val"));
+    for class in ["ants", "bees"] {
+        let dst = data.join("train").join(class);
+        std::fs::create_dir_all(&dst).expect("mkdir");
+        let src = shared("data/hymenoptera/train").join(class);
+        for entry in std::fs::read_dir(src).expect("train").flatten() {
+            std::os::unix::fs::symlink(entry.path(), dst.join(entry.file_name())).expect("link");
+        }
+    }
+    std::fs::write(data.join("train/ants/zz-broken.jpg"), b"not an image").expect("write");
+    let out = lr_find(
+        &data,
+        &tmp.path().join("o"),
+        home.path(),
+        &["--steps", "20"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("zz-broken.jpg"), "{stderr}");
+    // The curve of the readable images is still printed and written.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json on stdout");
+    assert_eq!(points(&v).len(), 20, "{v}");
+    assert!(tmp.path().join("o/lr_find.json").is_file());
+}
+
 #[cfg(unix)]
 fn symlink_dir(src: &Path, dst: &Path) {
     std::os::unix::fs::symlink(src, dst).expect("symlink");
