@@ -14,6 +14,8 @@ use burn_autodiff::{Autodiff, NodeId};
 use burn_backend::ops::{ConvOptions, FloatTensorOps};
 use burn_backend::{Shape, TensorMetadata};
 use burn_flex::{Flex, FlexTensor};
+
+use crate::forward::Prepared;
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -41,7 +43,7 @@ pub fn conv2d(
         return burn_conv2d(x, weight, bias, options);
     }
     if !x.is_autodiff() {
-        return inference(x, weight, bias, options, Epilogue::Bias);
+        return inference(x, weight, bias, options, Epilogue::Bias, None);
     }
     let primitives = (
         x.clone().try_into_primitive::<Ad>(),
@@ -95,7 +97,24 @@ fn fused(
     if x.dtype() != DType::F32 || !supported(&weight.dims(), &options) || x.is_autodiff() {
         return activate(conv2d(x, weight, bias, options), epilogue);
     }
-    inference(x, weight, bias, options, epilogue)
+    inference(x, weight, bias, options, epilogue, None)
+}
+
+/// `epilogue(conv2d(x, weight, bias, options))` for a layer whose weights stay the same from
+/// call to call, keeping in `prepared` what can be derived from them once (see [`Prepared`]);
+/// on the autodiff device it is [`conv2d`] and the activation, and `prepared` is not used.
+pub fn conv2d_prepared(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvOptions<2>,
+    epilogue: Epilogue,
+    prepared: &Prepared,
+) -> Tensor<4> {
+    if x.dtype() != DType::F32 || !supported(&weight.dims(), &options) || x.is_autodiff() {
+        return activate(conv2d(x, weight, bias, options), epilogue);
+    }
+    inference(x, weight, bias, options, epilogue, Some(prepared))
 }
 
 /// `epilogue`'s activation as its own op, after a convolution that did not fuse it.
@@ -115,6 +134,7 @@ fn inference(
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
     epilogue: Epilogue,
+    prepared: Option<&Prepared>,
 ) -> Tensor<4> {
     let primitives = (
         x.clone().try_into_primitive::<Flex>(),
@@ -125,7 +145,8 @@ fn inference(
     );
     match primitives {
         (Ok(x), Ok(w), Ok(b)) => {
-            Tensor::from_primitive::<Flex>(crate::forward::conv2d(x, w, b, options, epilogue))
+            let y = crate::forward::conv2d(x, w, b, options, epilogue, prepared);
+            Tensor::from_primitive::<Flex>(y)
         }
         _ => activate(burn_conv2d(x, weight, bias, options), epilogue),
     }
@@ -391,12 +412,19 @@ fn input_grad(
         if crate::winograd::applies(&gd) {
             // Winograd reads the kernel flipped and transposed where it lies.
             let filters = crate::winograd::Filters::FlippedTransposed(values(w));
-            let (dx, _) =
-                crate::winograd::conv2d(&gd, values(dy), filters, None, Epilogue::Bias, false);
+            let (dx, _) = crate::winograd::conv2d(
+                &gd,
+                values(dy),
+                filters,
+                None,
+                None,
+                Epilogue::Bias,
+                false,
+            );
             return tensor(dx, x.shape());
         }
         let kernel = Flex::float_swap_dims(Flex::float_flip(w.clone(), &[2, 3]), 0, 1);
-        return crate::forward::conv2d(dy.clone(), kernel, None, o, Epilogue::Bias);
+        return crate::forward::conv2d(dy.clone(), kernel, None, o, Epilogue::Bias, None);
     }
     // Strided: dx = col2im(W^T x dY), a chunk of images at a time. The product runs by bands
     // of input channels in parallel (one single-threaded product each, into reused buffers),

@@ -16,6 +16,7 @@ use burn_backend::{Shape, TensorMetadata};
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use crate::epilogue::Epilogue;
 use crate::flex::{contiguous, geometry_of, tensor, values};
@@ -30,8 +31,19 @@ pub(crate) fn conv2d(
     bias: Option<FlexTensor>,
     options: ConvOptions<2>,
     epilogue: Epilogue,
+    prepared: Option<&Prepared>,
 ) -> FlexTensor {
-    convolve(x, weight, bias, options, epilogue, false).0
+    convolve(x, weight, bias, options, epilogue, false, prepared).0
+}
+
+/// What an inference-mode layer can keep of its weights between calls, derived on first use:
+/// Winograd's transformed filters (4x the 3x3 weights), which otherwise are transformed again
+/// on every call. Only a convolution that always runs with the same weights may be given one
+/// (the holder keeps it with the weights it was derived from, as `graft-models`' `ConvBn`
+/// keeps its folded layer in a [`crate::Memo`]).
+#[derive(Debug, Default)]
+pub struct Prepared {
+    winograd: OnceLock<Vec<f32>>,
 }
 
 /// As [`conv2d`] (with the bias, no epilogue) for a training forward pass: a Winograd
@@ -44,7 +56,7 @@ pub(crate) fn conv2d_keeping(
     options: ConvOptions<2>,
     keep: bool,
 ) -> (FlexTensor, Option<Vec<f32>>) {
-    convolve(x, weight, bias, options, Epilogue::Bias, keep)
+    convolve(x, weight, bias, options, Epilogue::Bias, keep, None)
 }
 
 fn convolve(
@@ -54,6 +66,7 @@ fn convolve(
     options: ConvOptions<2>,
     epilogue: Epilogue,
     keep: bool,
+    prepared: Option<&Prepared>,
 ) -> (FlexTensor, Option<Vec<f32>>) {
     let g = geometry_of(&x.shape(), &weight.shape(), &options);
     let depthwise = options.groups == g.in_channels && g.out_channels == g.in_channels;
@@ -78,8 +91,16 @@ fn convolve(
     } else if per_image(&g) {
         (per_image_products(&g, xs, ws, b, epilogue, isa), None)
     } else if crate::winograd::applies(&g) {
+        let (k_len, c_len) = (g.out_channels, g.in_channels);
+        let u = prepared
+            .map(|p| {
+                p.winograd
+                    .get_or_init(|| crate::winograd::transformed(ws, k_len, c_len))
+                    .as_slice()
+            })
+            .filter(|u| crate::winograd::fits(u, k_len, c_len));
         let w = crate::winograd::Filters::Plain(ws);
-        crate::winograd::conv2d(&g, xs, w, b, epilogue, keep)
+        crate::winograd::conv2d(&g, xs, w, u, b, epilogue, keep)
     } else {
         (dense(&g, xs, ws, b, epilogue, isa), None)
     };

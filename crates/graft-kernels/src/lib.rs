@@ -50,9 +50,10 @@ mod scratch;
 mod winograd;
 
 pub use activation::{add_relu, relu, relu6};
-pub use autodiff::{conv2d, conv2d_relu, conv2d_relu6};
+pub use autodiff::{conv2d, conv2d_prepared, conv2d_relu, conv2d_relu6};
 pub use batch_norm::{BatchNormTrain, batch_norm_train};
 pub use epilogue::Epilogue;
+pub use forward::Prepared;
 pub use isa::Isa;
 pub use matmul::{Mat, matmul_into};
 pub use memo::{Memo, Source};

@@ -153,14 +153,29 @@ pub(crate) enum Filters<'a> {
     FlippedTransposed(&'a [f32]),
 }
 
+/// `U = G w G^T` of `Plain` filters `w` `[out, in, 3, 3]`, laid out as [`conv2d`] reads it.
+pub(crate) fn transformed(w: &[f32], k_len: usize, c_len: usize) -> Vec<f32> {
+    let mut u = transform_weights(Filters::Plain(w), k_len, c_len);
+    // Kept for the layer's lifetime: not with the capacity of the scratch buffer it came from.
+    u.shrink_to_fit();
+    u
+}
+
+/// Whether `u` has the length [`transformed`] gives for `k_len` filters of `c_len` channels.
+pub(crate) fn fits(u: &[f32], k_len: usize, c_len: usize) -> bool {
+    u.len() == T * T * k_len * c_len
+}
+
 /// The convolution of `x` (NCHW) with `w`, plus `bias` and `epilogue`; the output is NCHW.
 /// With `keep`, also the transformed input `V` of every block, for [`weight_grad`] to reuse: a
 /// training step then transforms each input once, not twice (2.25-3x the input's size, held
-/// until the backward pass).
+/// until the backward pass). `transformed` is `w` already through [`transformed`], if the
+/// caller keeps it (a frozen layer's, see [`crate::Prepared`]).
 pub(crate) fn conv2d(
     g: &Geometry,
     x: &[f32],
     w: Filters,
+    transformed: Option<&[f32]>,
     bias: Option<&[f32]>,
     epilogue: Epilogue,
     keep: bool,
@@ -169,7 +184,14 @@ pub(crate) fn conv2d(
     let (k_len, c_len) = (g.out_channels, g.in_channels);
     let (th, tw) = grid(g, M);
     let mut kept = keep.then(|| vec![0.0f32; t2 * c_len * g.batch * th * tw]);
-    let u = transform_weights(w, k_len, c_len);
+    let mut own_u = Vec::new();
+    let u: &[f32] = match transformed {
+        Some(u) => u,
+        None => {
+            own_u = transform_weights(w, k_len, c_len);
+            &own_u
+        }
+    };
     let plane = g.out_len();
     let mut out = vec![0.0f32; g.batch * k_len * plane];
     for block in forward_blocks(g) {
@@ -203,7 +225,9 @@ pub(crate) fn conv2d(
         transform_output(g, &products, &block, images.start, bias, epilogue, dst);
         scratch::keep(products);
     }
-    scratch::keep(u);
+    if own_u.capacity() > 0 {
+        scratch::keep(own_u);
+    }
     (out, kept)
 }
 

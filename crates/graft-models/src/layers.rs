@@ -7,7 +7,8 @@ use burn::nn::pool::MaxPool2d;
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::ops::ConvOptions;
-use graft_kernels::{Memo, Source};
+use graft_kernels::{Epilogue, Memo, Prepared, Source};
+use std::sync::Arc;
 
 /// A bias-free convolution and its BatchNorm; the activation is left to the caller because the
 /// architectures differ in it (ReLU, ReLU6, none before a residual add).
@@ -15,9 +16,18 @@ use graft_kernels::{Memo, Source};
 pub struct ConvBn {
     pub conv: Conv2d,
     pub bn: BatchNorm,
-    /// [`ConvBn::folded`], kept while the weights and statistics are the same tensors.
+    /// [`ConvBn::folded`] and what the kernel derives from its weights, kept while the
+    /// weights and statistics are the same tensors.
     #[module(skip)]
-    pub fold: Memo<Conv2d>,
+    pub fold: Memo<Folded>,
+}
+
+/// An inference-mode [`ConvBn`] as one convolution, with what graft-kernels keeps of its
+/// weights between calls (Winograd's transformed filters).
+#[derive(Clone, Debug)]
+pub struct Folded {
+    pub conv: Conv2d,
+    pub prepared: Arc<Prepared>,
 }
 
 /// How a [`ConvBn`] is shaped; `groups == channels` makes it depthwise.
@@ -69,35 +79,44 @@ impl ConvBn {
         if x.is_autodiff() {
             batch_norm(&self.bn, conv2d(&self.conv, x))
         } else {
-            conv2d(&self.folded(), x)
+            self.inference(x, Epilogue::Bias)
         }
     }
 
     /// `relu(self.forward(x))`; for inference the ReLU is applied as the convolution writes its
     /// output.
     pub fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
-        self.activated(x, graft_kernels::conv2d_relu, graft_kernels::relu)
+        self.activated(x, Epilogue::BiasRelu, graft_kernels::relu)
     }
 
     /// `relu6(self.forward(x))`, MobileNet and EfficientNet-Lite's activation, fused the same
     /// way for inference.
     pub fn forward_relu6(&self, x: Tensor<4>) -> Tensor<4> {
-        self.activated(x, graft_kernels::conv2d_relu6, graft_kernels::relu6)
+        self.activated(x, Epilogue::BiasRelu6, graft_kernels::relu6)
     }
 
     /// Training: `activation(self.forward(x))` (BatchNorm on batch statistics comes between the
-    /// two); inference: the folded convolution with the activation fused into `kernel`.
+    /// two); inference: the folded convolution with the activation fused as `epilogue`.
     fn activated(
         &self,
         x: Tensor<4>,
-        kernel: ConvFn,
+        epilogue: Epilogue,
         activation: fn(Tensor<4>) -> Tensor<4>,
     ) -> Tensor<4> {
         if x.is_autodiff() {
             activation(self.forward(x))
         } else {
-            apply(kernel, &self.folded(), x)
+            self.inference(x, epilogue)
         }
+    }
+
+    /// The folded convolution with `epilogue`, its kernel keeping what it derives from the
+    /// weights.
+    fn inference(&self, x: Tensor<4>, epilogue: Epilogue) -> Tensor<4> {
+        let Folded { conv, prepared } = self.folded_prepared();
+        let options = options(&conv, &x);
+        let bias = conv.bias.as_ref().map(|b| b.val());
+        graft_kernels::conv2d_prepared(x, conv.weight.val(), bias, options, epilogue, &prepared)
     }
 
     /// The inference-mode layer as one convolution: BatchNorm on running statistics is the
@@ -105,6 +124,12 @@ impl ConvBn {
     /// so it scales the convolution's output channels (its weights) and adds a bias. Saves a
     /// pass over every activation.
     pub fn folded(&self) -> Conv2d {
+        self.folded_prepared().conv
+    }
+
+    /// [`ConvBn::folded`] with its kernel's kept values, derived again when a weight or
+    /// statistic is replaced.
+    pub fn folded_prepared(&self) -> Folded {
         let bn = &self.bn;
         let mut sources = vec![
             Source::of(&self.conv.weight.val()),
@@ -114,7 +139,10 @@ impl ConvBn {
             Source::of(&bn.running_var.value()),
         ];
         sources.extend(self.conv.bias.as_ref().map(|b| Source::of(&b.val())));
-        self.fold.get(sources, || self.fold_now())
+        self.fold.get(sources, || Folded {
+            conv: self.fold_now(),
+            prepared: Arc::default(),
+        })
     }
 
     fn fold_now(&self) -> Conv2d {
@@ -150,11 +178,16 @@ type ConvFn = fn(Tensor<4>, Tensor<4>, Option<Tensor<1>>, ConvOptions<2>) -> Ten
 
 /// Calls a graft-kernels convolution with `conv`'s weights and the options its padding gives.
 fn apply(kernel: ConvFn, conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let [_, _, h, w] = x.dims();
-    let pairs = padding_pairs(&conv.padding, conv.kernel_size, conv.stride, [h, w]);
-    let options = ConvOptions::new_with_padding(conv.stride, pairs, conv.dilation, conv.groups);
+    let options = options(conv, &x);
     let bias = conv.bias.as_ref().map(|b| b.val());
     kernel(x, conv.weight.val(), bias, options)
+}
+
+/// The options `conv`'s padding gives for the input `x`.
+fn options(conv: &Conv2d, x: &Tensor<4>) -> ConvOptions<2> {
+    let [_, _, h, w] = x.dims();
+    let pairs = padding_pairs(&conv.padding, conv.kernel_size, conv.stride, [h, w]);
+    ConvOptions::new_with_padding(conv.stride, pairs, conv.dilation, conv.groups)
 }
 
 /// `pool.forward(x)` through graft-kernels' max pool (burn-flex computes the argmax indices of

@@ -1,5 +1,6 @@
 //! The inference fast path computes what the plain ops compute: BatchNorm folded into its
-//! convolution (kept across calls, replaced when the parameters change), against burn's
+//! convolution and Winograd's transformed filters (both kept across calls, replaced when the
+//! parameters change), against burn's
 //! convolution then BatchNorm, to 1e-4 relative.
 
 use burn::module::{Param, RunningState};
@@ -29,6 +30,8 @@ fn batchnorm_folded_into_the_convolution_matches_conv_then_batchnorm() {
     let device = default_device();
     let specs = [
         ConvBnSpec::torch([8, 16], 3, 2),
+        // 3x3, stride 1, 16 channels in: Winograd, its transformed filters kept by the layer.
+        ConvBnSpec::torch([16, 24], 3, 1),
         // Depthwise with TF "same" padding, as in EfficientNet-Lite.
         ConvBnSpec {
             groups: 16,
@@ -45,6 +48,11 @@ fn batchnorm_folded_into_the_convolution_matches_conv_then_batchnorm() {
             &device,
         );
         // The fold of the initial statistics is kept by the layer (and shared by its clone)...
+        assert_close(
+            cb.forward(x.clone()),
+            cb.bn.forward(cb.conv.forward(x.clone())),
+        );
+        // (the second call runs with what the first one kept)
         assert_close(
             cb.forward(x.clone()),
             cb.bn.forward(cb.conv.forward(x.clone())),
