@@ -6,6 +6,9 @@
 # graft decides its epoch on a carved selection split (15% of train), the peer trains on all of
 # train with its default C; both report the held-out split (hymenoptera val, caltech101-20 test).
 # Needs: pip install torch torchvision onnx onnxruntime scikit-learn pillow numpy.
+# GRAFT_ARGS adds options to graft's command (GRAFT_ARGS="--tta none": the peer evaluates each
+# image once; graft's default also evaluates its mirror image).
+# DATASETS limits the datasets (default: hymenoptera caltech101-20).
 # Usage: bench/head.sh   (results: bench/out/head.jsonl)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +21,7 @@ w=../shared/weights/efficientnet-lite0-57934424.pth
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 : > "$out/head.jsonl"
-for data in hymenoptera caltech101-20; do
+for data in ${DATASETS:-hymenoptera caltech101-20}; do
   for r in $(seq "$rounds"); do
     echo "== $data round $r: ONNX Runtime + scikit-learn" >&2
     python3 bench/peer_ort_head.py "../shared/data/$data" "$w" 2 | tee -a "$out/head.jsonl"
@@ -26,7 +29,7 @@ for data in hymenoptera caltech101-20; do
     rm -rf "$tmp/home" "$tmp/run"
     start=$(date +%s.%N)
     GRAFT_HOME="$tmp/home" /usr/bin/time -f '%M' -o "$tmp/rss" target/release/graft -q train --json \
-      --strategy head --weights "$w" --data "../shared/data/$data" --out "$tmp/run" > "$tmp/out.json"
+      --strategy head --weights "$w" --data "../shared/data/$data" --out "$tmp/run" ${GRAFT_ARGS:-} > "$tmp/out.json"
     end=$(date +%s.%N)
     python3 - "$tmp/out.json" "$data" "$start" "$end" "$tmp/rss" <<'PY' | tee -a "$out/head.jsonl"
 import json, sys
