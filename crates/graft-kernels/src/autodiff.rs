@@ -71,7 +71,7 @@ pub fn conv2d_relu(
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
-    fused(x, weight, bias, options, Epilogue::BiasRelu)
+    fused(x, weight, bias, options, Epilogue::BiasRelu, None)
 }
 
 /// `relu6(conv2d(x, weight, bias, options))` (MobileNet and EfficientNet-Lite's convolution +
@@ -82,22 +82,24 @@ pub fn conv2d_relu6(
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
-    fused(x, weight, bias, options, Epilogue::BiasRelu6)
+    fused(x, weight, bias, options, Epilogue::BiasRelu6, None)
 }
 
-/// A convolution and its activation: fused into graft's inference kernel when it applies, else
-/// the convolution followed by the activation op (which has its own backward pass).
+/// A convolution and its activation: fused into graft's inference kernel when it applies (with
+/// what `prepared` keeps of the weights, if given), else the convolution followed by the
+/// activation op (which has its own backward pass).
 fn fused(
     x: Tensor<4>,
     weight: Tensor<4>,
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
     epilogue: Epilogue,
+    prepared: Option<&Prepared>,
 ) -> Tensor<4> {
     if x.dtype() != DType::F32 || !supported(&weight.dims(), &options) || x.is_autodiff() {
         return activate(conv2d(x, weight, bias, options), epilogue);
     }
-    inference(x, weight, bias, options, epilogue, None)
+    inference(x, weight, bias, options, epilogue, prepared)
 }
 
 /// `epilogue(conv2d(x, weight, bias, options))` for a layer whose weights stay the same from
@@ -111,10 +113,7 @@ pub fn conv2d_prepared(
     epilogue: Epilogue,
     prepared: &Prepared,
 ) -> Tensor<4> {
-    if x.dtype() != DType::F32 || !supported(&weight.dims(), &options) || x.is_autodiff() {
-        return activate(conv2d(x, weight, bias, options), epilogue);
-    }
-    inference(x, weight, bias, options, epilogue, Some(prepared))
+    fused(x, weight, bias, options, epilogue, Some(prepared))
 }
 
 /// `epilogue`'s activation as its own op, after a convolution that did not fuse it.
