@@ -3,6 +3,8 @@
 //! with a backtracking Armijo line search: enough for the smooth convex objectives graft
 //! minimises full-batch (a linear head on cached features).
 
+use graft_kernels::Isa;
+
 /// When to stop.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Options {
@@ -62,13 +64,31 @@ fn dot<A: Copy + Into<f64>, B: Copy + Into<f64>>(a: &[A], b: &[B]) -> f64 {
     acc.iter().sum::<f64>() + tail
 }
 
+#[inline(always)]
 fn max_abs(a: &[f32]) -> f64 {
     a.iter().fold(0.0, |m, v| m.max(f64::from(v.abs())))
 }
 
 /// Minimises `f` from `x` (left at the minimiser). `f(x, grad)` returns the value at `x` and
 /// writes the gradient into `grad`.
+///
+/// The recursion's and the line search's loops over every parameter run with the CPU's widest
+/// vectors ([`Isa`]): built for the baseline (two f64 a vector) they were 14% of the
+/// cross-validated head's time (`perf`), against 77% for the objective's products.
 pub fn minimize(
+    x: &mut [f32],
+    f: &mut dyn FnMut(&[f32], &mut [f32]) -> f64,
+    options: Options,
+) -> Report {
+    Isa::detect().run(
+        #[inline(always)]
+        || minimize_here(x, f, options),
+    )
+}
+
+/// [`minimize`], compiled into its caller's instruction set.
+#[inline(always)]
+fn minimize_here(
     x: &mut [f32],
     f: &mut dyn FnMut(&[f32], &mut [f32]) -> f64,
     options: Options,
@@ -151,6 +171,7 @@ pub fn minimize(
 type Pairs = std::collections::VecDeque<(Vec<f32>, Vec<f32>, f64)>;
 
 /// `q += a v`.
+#[inline(always)]
 fn add_scaled(q: &mut [f64], a: f64, v: &[f32]) {
     q.iter_mut()
         .zip(v)
@@ -158,6 +179,7 @@ fn add_scaled(q: &mut [f64], a: f64, v: &[f32]) {
 }
 
 /// `direction = -H grad`, H the inverse Hessian estimate from `pairs`.
+#[inline(always)]
 fn two_loop(grad: &[f32], pairs: &Pairs, direction: &mut [f32]) {
     let mut q: Vec<f64> = grad.iter().map(|g| f64::from(*g)).collect();
     let mut alphas = Vec::with_capacity(pairs.len());
