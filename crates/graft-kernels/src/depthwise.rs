@@ -83,15 +83,15 @@ pub fn forward(
 /// contiguous multiply-add over the whole plane per tap, its length `oh * cols` (the columns past
 /// `ow` are computed and dropped), instead of `oh` short rows.
 #[derive(Clone, Copy, Debug)]
-struct Layout {
-    rows: usize,
-    cols: usize,
+pub(crate) struct Layout {
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
     /// Floats per phase, with room for the last tap's overrun into the dropped columns.
-    phase: usize,
+    pub(crate) phase: usize,
 }
 
 impl Layout {
-    fn of(g: &Geometry) -> Layout {
+    pub(crate) fn of(g: &Geometry) -> Layout {
         let reach = |a: usize| {
             (g.out_size[a].max(1) - 1) * g.stride[a] + (g.kernel[a] - 1) * g.dilation[a] + 1
         };
@@ -105,8 +105,17 @@ impl Layout {
         }
     }
 
-    fn len(&self, g: &Geometry) -> usize {
+    pub(crate) fn len(&self, g: &Geometry) -> usize {
         self.phase * g.stride[0] * g.stride[1]
+    }
+
+    /// The same layout with `extra` more floats at the end of each phase (for readers that run
+    /// past the last output position in whole vectors).
+    pub(crate) fn with_slack(self, extra: usize) -> Layout {
+        Layout {
+            phase: self.phase + extra,
+            ..self
+        }
     }
 }
 
@@ -126,16 +135,41 @@ fn plane_forward(
     scratch: &mut [f32],
     y: &mut [f32],
 ) {
-    let [h, width] = g.in_size;
     let [oh_len, ow_len] = g.out_size;
     let [kh, kw] = g.kernel;
     let [sh, sw] = g.stride;
     let [dh, dw] = g.dilation;
-    let [ph, pw] = g.padding;
     let l = Layout::of(g);
     let (phases, acc) = scratch.split_at_mut(l.len(g));
     let acc = &mut acc[..oh_len * l.cols];
-    // Scatter the input into its phases; every value not written is padding.
+    scatter(g, x, &l, phases);
+    acc.fill(b);
+    // Every tap over one strip of the plane before the next strip, so the strip stays in L1
+    // (a 112x112 plane's accumulator is 50 KB: tap by tap over all of it ran from L2).
+    for (n, strip) in acc.chunks_mut(STRIP).enumerate() {
+        let at = n * STRIP;
+        for ki in 0..kh {
+            for kj in 0..kw {
+                let (ri, ci) = (ki * dh, kj * dw);
+                let phase = &phases[((ri % sh) * sw + ci % sw) * l.phase..][..l.phase];
+                let src = &phase[(ri / sh) * l.cols + ci / sw + at..][..strip.len()];
+                let wv = w[ki * kw + kj];
+                strip.iter_mut().zip(src).for_each(|(d, s)| *d += wv * s);
+            }
+        }
+    }
+    for (dst, src) in y.chunks_exact_mut(ow_len).zip(acc.chunks_exact(l.cols)) {
+        epilogue.write(dst, &src[..ow_len], 0.0);
+    }
+}
+
+/// Writes plane `x` (`g.in_size`) into `phases` as `l` lays it out; every value not written is
+/// padding (zero).
+#[inline(always)]
+pub(crate) fn scatter(g: &Geometry, x: &[f32], l: &Layout, phases: &mut [f32]) {
+    let [h, width] = g.in_size;
+    let [sh, sw] = g.stride;
+    let [ph, pw] = g.padding;
     phases.fill(0.0);
     for (r, row) in x.chunks_exact(width).enumerate().take(h) {
         let pr = r + ph;
@@ -162,23 +196,5 @@ fn plane_forward(
                 .zip(row[first..].chunks(sw))
                 .for_each(|(d, s)| *d = s[0]);
         }
-    }
-    acc.fill(b);
-    // Every tap over one strip of the plane before the next strip, so the strip stays in L1
-    // (a 112x112 plane's accumulator is 50 KB: tap by tap over all of it ran from L2).
-    for (n, strip) in acc.chunks_mut(STRIP).enumerate() {
-        let at = n * STRIP;
-        for ki in 0..kh {
-            for kj in 0..kw {
-                let (ri, ci) = (ki * dh, kj * dw);
-                let phase = &phases[((ri % sh) * sw + ci % sw) * l.phase..][..l.phase];
-                let src = &phase[(ri / sh) * l.cols + ci / sw + at..][..strip.len()];
-                let wv = w[ki * kw + kj];
-                strip.iter_mut().zip(src).for_each(|(d, s)| *d += wv * s);
-            }
-        }
-    }
-    for (dst, src) in y.chunks_exact_mut(ow_len).zip(acc.chunks_exact(l.cols)) {
-        epilogue.write(dst, &src[..ow_len], 0.0);
     }
 }

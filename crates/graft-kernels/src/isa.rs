@@ -61,4 +61,26 @@ impl Isa {
         }
         f()
     }
+
+    /// Runs `op` with this level's vectors (`pulp`'s [`pulp::Simd`]): for kernels written with
+    /// explicit vectors rather than loops for the compiler (which left a tile's accumulators
+    /// on the stack). A level the CPU lacks falls back to the scalar one.
+    #[inline(always)]
+    pub fn dispatch<Op: pulp::WithSimd>(self, op: Op) -> Op::Output {
+        #[cfg(target_arch = "x86_64")]
+        match self {
+            Isa::Avx512 => {
+                if let Some(simd) = pulp::x86::V4::try_new() {
+                    return pulp::Simd::vectorize(simd, op);
+                }
+            }
+            Isa::Avx2 => {
+                if let Some(simd) = pulp::x86::V3::try_new() {
+                    return pulp::Simd::vectorize(simd, op);
+                }
+            }
+            Isa::Baseline => {}
+        }
+        pulp::Simd::vectorize(pulp::Scalar::new(), op)
+    }
 }

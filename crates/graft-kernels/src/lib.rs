@@ -17,6 +17,8 @@
 //!   convolutions directly over NCHW (burn-flex converts whole batches to channels-last and back
 //!   on one thread): each depthwise tap is one contiguous multiply-add over a padded, phase-split
 //!   plane; each 1x1 layer is one matrix product per image. [`conv2d_relu6`] fuses ReLU6.
+//!   [`stem`]: dense convolutions with few input channels (RGB stems) directly over NCHW, on the
+//!   same phase-split planes, in register tiles of output channels by positions.
 //! - [`Isa`]: graft's own loops are compiled three times (AVX-512, AVX2+FMA, baseline) and
 //!   chosen at run time through `pulp`; tests run every level the CPU has.
 //! - [`batch_norm_train`]: BatchNorm with batch statistics as one op each way (burn composes it
@@ -47,6 +49,7 @@ mod memory;
 pub mod pointwise;
 mod pool;
 mod scratch;
+pub mod stem;
 mod winograd;
 
 pub use activation::{add_relu, relu, relu6};

@@ -1,12 +1,13 @@
-//! The direct inference kernels (depthwise, and 1x1 over NCHW) against the definition of a
-//! convolution, at every instruction set level this CPU has, with each fused activation.
+//! The direct inference kernels (depthwise, 1x1 over NCHW, and stems with few input channels)
+//! against the definition of a convolution, at every instruction set level this CPU has, with
+//! each fused activation.
 
 mod common;
 
 use common::conv::{forward, geometry};
 use common::noise;
 use graft_kernels::grad::Geometry;
-use graft_kernels::{Epilogue, Isa, depthwise, pointwise};
+use graft_kernels::{Epilogue, Isa, depthwise, pointwise, stem};
 
 fn activate(y: &[f32], epilogue: Epilogue) -> Vec<f32> {
     y.iter()
@@ -81,6 +82,56 @@ fn depthwise_matches_the_definition_at_every_isa() {
     }
 }
 
+/// Each case: (batch, [in, out] channels, size, kernel, stride, begin padding, dilation, end
+/// padding).
+type StemCase = (
+    usize,
+    [usize; 2],
+    [usize; 2],
+    usize,
+    usize,
+    [usize; 2],
+    usize,
+    [usize; 2],
+);
+
+#[test]
+fn stems_match_the_definition_at_every_isa() {
+    let cases: [StemCase; 6] = [
+        // ResNet's 7x7/2 (64 channels: 10 blocks of 6 and one of 4), on a small map.
+        (2, [3, 64], [29, 31], 7, 2, [3, 3], 1, [3, 3]),
+        // EfficientNet-Lite's 3x3/2 with TensorFlow "same" padding, VGG's 3x3/1.
+        (1, [3, 32], [30, 30], 3, 2, [0, 0], 1, [1, 1]),
+        (3, [3, 8], [12, 13], 3, 1, [1, 1], 1, [1, 1]),
+        // One or four input channels, an output channel count under one block, stride 3,
+        // dilation 2, and a map whose positions are fewer than one tile.
+        (1, [1, 5], [17, 9], 5, 3, [2, 1], 1, [0, 2]),
+        (2, [4, 7], [16, 15], 3, 1, [2, 2], 2, [2, 2]),
+        (1, [2, 6], [3, 4], 3, 1, [1, 1], 1, [1, 1]),
+    ];
+    for (i, &(b, chans, size, k, s, p, d, e)) in cases.iter().enumerate() {
+        let g = geometry(b, chans, size, [k, k], s, p, d, e);
+        assert!(stem::applies(&g), "case {i}");
+        let x = noise(b * chans[0] * g.in_len(), 30 + i as u64);
+        let w = noise(chans[1] * chans[0] * k * k, 40 + i as u64);
+        let bias = noise(chans[1], 50 + i as u64);
+        let want = forward(&g, 1, &x, &w, Some(&bias));
+        for isa in Isa::available() {
+            for epilogue in EPILOGUES {
+                let got = stem::forward(&g, &x, &w, Some(&bias), epilogue, isa);
+                let what = format!("stem case {i} {isa:?} {epilogue:?}");
+                assert_close(&what, &got, &activate(&want, epilogue));
+            }
+        }
+        let no_bias = stem::forward(&g, &x, &w, None, Epilogue::Bias, Isa::detect());
+        assert_close(
+            &format!("stem case {i} no bias"),
+            &no_bias,
+            &forward(&g, 1, &x, &w, None),
+        );
+    }
+}
+
 fn pointwise_geometry(batch: usize, chans: [usize; 2], size: [usize; 2]) -> Geometry {
     geometry(batch, chans, size, [1, 1], 1, [0, 0], 1, [0, 0])
 }
@@ -123,7 +174,8 @@ fn an_images_output_does_not_depend_on_its_batch() {
     let (batch, size) = (5, [14, 14]);
     let pw = pointwise_geometry(batch, [24, 144], size);
     let dw = geometry(batch, [24, 24], size, [5, 5], 2, [1, 1], 1, [2, 2]);
-    for (name, g) in [("pointwise", pw), ("depthwise", dw)] {
+    let st = geometry(batch, [3, 16], size, [3, 3], 2, [0, 0], 1, [1, 1]);
+    for (name, g) in [("pointwise", pw), ("depthwise", dw), ("stem", st)] {
         let x = noise(batch * g.in_channels * g.in_len(), 7);
         let w = noise(
             g.out_channels * g.in_channels.min(g.out_channels) * g.taps(),
@@ -131,6 +183,7 @@ fn an_images_output_does_not_depend_on_its_batch() {
         );
         let run = |g: &Geometry, x: &[f32]| match name {
             "pointwise" => pointwise::forward(g, x, &w, None, Epilogue::Bias, Isa::detect()),
+            "stem" => stem::forward(g, x, &w, None, Epilogue::Bias, Isa::detect()),
             _ => depthwise::forward(g, x, &w, None, Epilogue::Bias, Isa::detect()),
         };
         let all = run(&g, &x);
