@@ -3,7 +3,7 @@
 //!
 //! As im2col and a matrix product, a stem's patch matrix is 27-147 rows by every output
 //! position: written and read back for a product whose inner dimension is too short for the
-//! matrix kernel's blocking (ResNet's stem ran at 70 GFLOP/s in the network, ORT's direct
+//! matrix kernel's blocking (ResNet's stem ran at about 70 GFLOP/s in the network, ORT's direct
 //! kernel at 161). Here each input plane is padded and split into its stride phases once, as
 //! the depthwise kernel does (`depthwise::Layout`), so that every kernel tap reads a contiguous
 //! run of inputs for a run of output positions. A tile of [`COUTS`] output channels by 4
