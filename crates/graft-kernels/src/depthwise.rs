@@ -163,38 +163,43 @@ fn plane_forward(
     }
 }
 
-/// Writes plane `x` (`g.in_size`) into `phases` as `l` lays it out; every value not written is
-/// padding (zero).
+/// Writes plane `x` (`g.in_size`) into `phases` as `l` lays it out, and zero everywhere else
+/// (the padding, and the overrun past each phase): each float once, rather than zeroing the
+/// whole buffer first (`memset` was 5% of Lite0 at batch 1).
 #[inline(always)]
 pub(crate) fn scatter(g: &Geometry, x: &[f32], l: &Layout, phases: &mut [f32]) {
     let [h, width] = g.in_size;
     let [sh, sw] = g.stride;
     let [ph, pw] = g.padding;
-    phases.fill(0.0);
-    for (r, row) in x.chunks_exact(width).enumerate().take(h) {
-        let pr = r + ph;
-        if pr >= l.rows * sh {
-            break;
-        }
-        let (a, pr) = (pr % sh, pr / sh);
+    for a in 0..sh {
         for bq in 0..sw {
-            // Padded column c = i + pw lands in phase c % sw at c / sw.
+            let phase = &mut phases[(a * sw + bq) * l.phase..][..l.phase];
+            let (body, overrun) = phase.split_at_mut(l.rows * l.cols);
+            overrun.fill(0.0);
+            // Input column i sits at padded column i + pw, in phase (i + pw) % sw at (i + pw) / sw:
+            // this phase's first is `first`, at `start`, then every sw-th, `n` of them.
             let first = (bq + sw - pw % sw) % sw;
-            if first >= width {
-                continue;
-            }
             let start = (first + pw) / sw;
-            if start >= l.cols {
-                continue;
+            let n = if first < width && start < l.cols {
+                (width - first).div_ceil(sw).min(l.cols - start)
+            } else {
+                0
+            };
+            for (pr, dst) in body.chunks_exact_mut(l.cols.max(1)).enumerate() {
+                let row = (pr * sh + a).checked_sub(ph).filter(|&r| r < h);
+                match row {
+                    Some(r) if n > 0 => {
+                        let src = &x[r * width + first..];
+                        dst[..start].fill(0.0);
+                        dst[start..start + n]
+                            .iter_mut()
+                            .zip(src.iter().step_by(sw))
+                            .for_each(|(d, s)| *d = *s);
+                        dst[start + n..].fill(0.0);
+                    }
+                    _ => dst.fill(0.0),
+                }
             }
-            let dst = &mut phases[(a * sw + bq) * l.phase + pr * l.cols..][..l.cols];
-            let n = (width - first)
-                .div_ceil(sw)
-                .min(l.cols.saturating_sub(start));
-            dst[start..start + n]
-                .iter_mut()
-                .zip(row[first..].chunks(sw))
-                .for_each(|(d, s)| *d = s[0]);
         }
     }
 }
