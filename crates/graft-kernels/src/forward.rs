@@ -1,6 +1,7 @@
 //! The forward pass of a convolution on burn-flex. Depthwise and 1x1 layers go to their direct
-//! kernels (`depthwise.rs`, `pointwise.rs`), stems (few input channels) to theirs (`stem.rs`), 3x3 stride-1 ones to Winograd (`winograd.rs`) when
-//! the batch has enough tiles to pay for the filter transform, else one im2col product per image
+//! kernels (`depthwise.rs`, `pointwise.rs`), stems (few input channels) to theirs (`stem.rs`),
+//! 3x3 stride-1 ones to Winograd (`winograd.rs`) when the batch has enough tiles to pay for the
+//! filter transform, else one im2col product per image
 //! banded over output channels; the other dense (`groups == 1`) ones are im2col over a block of
 //! output positions, then one matrix product `W [out, patch] x cols [patch, positions]` per block.
 //!

@@ -45,21 +45,7 @@ impl Isa {
     /// `f` and what it calls should be `#[inline(always)]` so they are compiled in that context.
     #[inline(always)]
     pub fn run<R>(self, f: impl FnOnce() -> R) -> R {
-        #[cfg(target_arch = "x86_64")]
-        match self {
-            Isa::Avx512 => {
-                if let Some(simd) = pulp::x86::V4::try_new() {
-                    return simd.vectorize(f);
-                }
-            }
-            Isa::Avx2 => {
-                if let Some(simd) = pulp::x86::V3::try_new() {
-                    return simd.vectorize(f);
-                }
-            }
-            Isa::Baseline => {}
-        }
-        f()
+        self.dispatch(Call(f))
     }
 
     /// Runs `op` with this level's vectors (`pulp`'s [`pulp::Simd`]): for kernels written with
@@ -82,5 +68,18 @@ impl Isa {
             Isa::Baseline => {}
         }
         pulp::Simd::vectorize(pulp::Scalar::new(), op)
+    }
+}
+
+/// A closure as a [`pulp::WithSimd`] op that ignores the vectors it is given: [`Isa::run`]'s
+/// kernels are plain loops the compiler vectorises in the op's context.
+struct Call<F>(F);
+
+impl<R, F: FnOnce() -> R> pulp::WithSimd for Call<F> {
+    type Output = R;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> R {
+        (self.0)()
     }
 }

@@ -70,6 +70,7 @@ pub fn forward(
             packed[((co / COUTS) * cin * taps + t) * COUTS + co % COUTS] = w[co * cin * taps + t];
         }
     }
+    let starts = tap_starts(g, &l);
     out.par_chunks_mut(cout * out_len)
         .enumerate()
         .for_each(|(n, image)| {
@@ -85,8 +86,7 @@ pub fn forward(
                 .for_each(|(b, dst)| {
                     let mut sums = scratch::take(COUTS * flat);
                     isa.dispatch(Block {
-                        g,
-                        l: &l,
+                        starts: &starts,
                         phases,
                         weights: &packed[b * cin * taps * COUTS..][..cin * taps * COUTS],
                         flat,
@@ -113,11 +113,30 @@ pub fn forward(
     out
 }
 
+/// Where each tap's run of inputs starts in an image's phase-split planes (`l` per input
+/// channel, one after another), input channel by input channel, in the weights' tap order.
+fn tap_starts(g: &Geometry, l: &Layout) -> Vec<usize> {
+    let [kh, kw] = g.kernel;
+    let [sh, sw] = g.stride;
+    let [dh, dw] = g.dilation;
+    let len = l.len(g);
+    (0..g.in_channels)
+        .flat_map(|c| {
+            (0..kh).flat_map(move |ki| {
+                (0..kw).map(move |kj| {
+                    let (ri, ci) = (ki * dh, kj * dw);
+                    c * len + ((ri % sh) * sw + ci % sw) * l.phase + (ri / sh) * l.cols + ci / sw
+                })
+            })
+        })
+        .collect()
+}
+
 /// One block of [`COUTS`] output channels over one image: `sums[q * flat + p]` for channel `q`
 /// and flat position `p` (`oy * l.cols + ox`).
 struct Block<'a> {
-    g: &'a Geometry,
-    l: &'a Layout,
+    /// [`tap_starts`].
+    starts: &'a [usize],
     phases: &'a [f32],
     /// `[cin * taps][COUTS]`.
     weights: &'a [f32],
@@ -129,31 +148,12 @@ impl Block<'_> {
     #[inline(always)]
     fn run<S: Simd, const V: usize>(self, simd: S) {
         let Block {
-            g,
-            l,
+            starts,
             phases,
             weights,
             flat,
             sums,
         } = self;
-        let [kh, kw] = g.kernel;
-        let [sh, sw] = g.stride;
-        let [dh, dw] = g.dilation;
-        let len = l.len(g);
-        // Where each tap's run starts, input channel by input channel, in tap order.
-        let starts: Vec<usize> = (0..g.in_channels)
-            .flat_map(|c| {
-                (0..kh).flat_map(move |ki| {
-                    (0..kw).map(move |kj| {
-                        let (ri, ci) = (ki * dh, kj * dw);
-                        c * len
-                            + ((ri % sh) * sw + ci % sw) * l.phase
-                            + (ri / sh) * l.cols
-                            + ci / sw
-                    })
-                })
-            })
-            .collect();
         let wide = V * S::F32_LANES;
         for p0 in (0..flat).step_by(wide) {
             let mut acc = [[simd.splat_f32s(0.0); V]; COUTS];

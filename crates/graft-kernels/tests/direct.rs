@@ -32,6 +32,35 @@ fn assert_close(what: &str, got: &[f32], want: &[f32]) {
 
 const EPILOGUES: [Epilogue; 3] = [Epilogue::Bias, Epilogue::BiasRelu, Epilogue::BiasRelu6];
 
+/// The direct kernels' common signature.
+type Kernel = fn(&Geometry, &[f32], &[f32], Option<&[f32]>, Epilogue, Isa) -> Vec<f32>;
+
+/// `kernel` against the definition of a convolution with `groups` groups: with `bias` at every
+/// level and activation, and without a bias.
+fn assert_matches(
+    what: &str,
+    kernel: Kernel,
+    (g, groups): (&Geometry, usize),
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+) {
+    let want = forward(g, groups, x, w, Some(bias));
+    for isa in Isa::available() {
+        for epilogue in EPILOGUES {
+            let got = kernel(g, x, w, Some(bias), epilogue, isa);
+            let what = format!("{what} {isa:?} {epilogue:?}");
+            assert_close(&what, &got, &activate(&want, epilogue));
+        }
+    }
+    let no_bias = kernel(g, x, w, None, Epilogue::Bias, Isa::detect());
+    assert_close(
+        &format!("{what} no bias"),
+        &no_bias,
+        &forward(g, groups, x, w, None),
+    );
+}
+
 /// Each case: (batch, channels, size, kernel, stride, begin padding, dilation, end padding).
 type Case = (
     usize,
@@ -71,14 +100,8 @@ fn depthwise_matches_the_definition_at_every_isa() {
             .iter()
             .map(|v| 3.0 * v)
             .collect::<Vec<_>>();
-        let want = forward(&g, c, &x, &w, Some(&bias));
-        for isa in Isa::available() {
-            for epilogue in EPILOGUES {
-                let got = depthwise::forward(&g, &x, &w, Some(&bias), epilogue, isa);
-                let what = format!("depthwise case {i} {isa:?} {epilogue:?}");
-                assert_close(&what, &got, &activate(&want, epilogue));
-            }
-        }
+        let what = format!("depthwise case {i}");
+        assert_matches(&what, depthwise::forward, (&g, c), &x, &w, &bias);
     }
 }
 
@@ -115,19 +138,13 @@ fn stems_match_the_definition_at_every_isa() {
         let x = noise(b * chans[0] * g.in_len(), 30 + i as u64);
         let w = noise(chans[1] * chans[0] * k * k, 40 + i as u64);
         let bias = noise(chans[1], 50 + i as u64);
-        let want = forward(&g, 1, &x, &w, Some(&bias));
-        for isa in Isa::available() {
-            for epilogue in EPILOGUES {
-                let got = stem::forward(&g, &x, &w, Some(&bias), epilogue, isa);
-                let what = format!("stem case {i} {isa:?} {epilogue:?}");
-                assert_close(&what, &got, &activate(&want, epilogue));
-            }
-        }
-        let no_bias = stem::forward(&g, &x, &w, None, Epilogue::Bias, Isa::detect());
-        assert_close(
-            &format!("stem case {i} no bias"),
-            &no_bias,
-            &forward(&g, 1, &x, &w, None),
+        assert_matches(
+            &format!("stem case {i}"),
+            stem::forward,
+            (&g, 1),
+            &x,
+            &w,
+            &bias,
         );
     }
 }
@@ -150,20 +167,8 @@ fn pointwise_matches_the_definition_at_every_isa() {
         let x = noise(b * chans[0] * g.in_len(), 10 + i as u64);
         let w = noise(chans[0] * chans[1], 20 + i as u64);
         let bias = noise(chans[1], 30 + i as u64);
-        let want = forward(&g, 1, &x, &w, Some(&bias));
-        for isa in Isa::available() {
-            for epilogue in EPILOGUES {
-                let got = pointwise::forward(&g, &x, &w, Some(&bias), epilogue, isa);
-                let what = format!("pointwise case {i} {isa:?} {epilogue:?}");
-                assert_close(&what, &got, &activate(&want, epilogue));
-            }
-        }
-        let no_bias = pointwise::forward(&g, &x, &w, None, Epilogue::Bias, Isa::detect());
-        assert_close(
-            &format!("pointwise case {i} no bias"),
-            &no_bias,
-            &forward(&g, 1, &x, &w, None),
-        );
+        let what = format!("pointwise case {i}");
+        assert_matches(&what, pointwise::forward, (&g, 1), &x, &w, &bias);
     }
 }
 
