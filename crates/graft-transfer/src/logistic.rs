@@ -4,12 +4,22 @@
 //! Transferable Visual Models From Natural Language Supervision", 2021, appendix A.3), and what
 //! scikit-learn's `GridSearchCV(LogisticRegression(solver="lbfgs"))` computes. Deterministic:
 //! no epochs, no learning rate, no sampling.
+//!
+//! The path along the grid is where the time goes (5 folds x 11 values of `C`), and four
+//! things shorten it without changing what is minimised or when a fit counts as converged
+//! (scikit-learn's `tol`, on the largest gradient entry). On caltech101-20's Lite0 features
+//! they took the search from 896 objective evaluations to 254 (BENCHMARKS.md):
+//! - the features are centred ([`Centred`]);
+//! - L-BFGS starts from a diagonal estimate of the inverse Hessian ([`inverse_diagonal`]);
+//! - its correction pairs carry from one `C` to the next ([`lbfgs::Curvature::add_penalty`]);
+//! - each fit starts where the path's last two solutions point ([`predict_start`]), not at
+//!   the last one.
 
 use graft_kernels::{Mat, matmul_into};
 use graft_spec::SplitMix64;
 use rayon::prelude::*;
 
-use crate::lbfgs::{self, Options, Report};
+use crate::lbfgs::{self, Curvature, Options, Report};
 
 /// Row-major features: rows of `d`.
 #[derive(Clone, Copy, Debug)]
@@ -131,28 +141,117 @@ fn objective(
     loss / f.n() as f64 + 0.5 * f64::from(penalty) * norm
 }
 
-/// Fits at scikit-learn's `c`, starting from `init` (a warm start) or zeros.
-pub fn fit(
-    f: Features<'_>,
-    y: &[usize],
-    k: usize,
-    c: f64,
-    init: Option<&Linear>,
-    options: Options,
-) -> (Linear, Report) {
-    let mut theta = vec![0f32; k * f.d + k];
-    if let Some(init) = init {
-        theta[..k * f.d].copy_from_slice(&init.w);
-        theta[k * f.d..].copy_from_slice(&init.b);
+/// Fits at scikit-learn's `c` from zeros: a path of one value.
+pub fn fit(f: Features<'_>, y: &[usize], k: usize, c: f64, options: Options) -> (Linear, Report) {
+    let mut out = None;
+    let grid = CvOptions {
+        grid: vec![c],
+        solver: options,
+        ..CvOptions::default()
+    };
+    along_grid(f, y, k, &grid, &mut |_, model, report| {
+        out = Some((model.clone(), report));
+    });
+    out.unwrap_or_else(|| (Linear::zeros(k, f.d), Report::default()))
+}
+
+/// The L2 penalty of scikit-learn's `c` on `n` rows (see [`objective`]).
+fn penalty(c: f64, n: usize) -> f64 {
+    1.0 / (c * n.max(1) as f64)
+}
+
+/// The inverse of the objective's Hessian diagonal where every class is equally likely (the
+/// start of the path): `1 / (p (1 - p) mean(x_j^2) + penalty)` for each weight of feature
+/// `j`, `1 / (p (1 - p))` for each bias, `p = 1 / k`. Lite0's feature variances span four
+/// orders of magnitude, which a multiple of the identity cannot follow.
+fn inverse_diagonal(square_means: &[f64], k: usize, penalty: f64) -> Vec<f32> {
+    let p = 1.0 / k.max(1) as f64;
+    let curvature = p * (1.0 - p);
+    let mut h = Vec::with_capacity(k * square_means.len() + k);
+    for _ in 0..k {
+        h.extend(
+            square_means
+                .iter()
+                .map(|m| (1.0 / (curvature * m + penalty)) as f32),
+        );
     }
-    let penalty = (1.0 / (c * f.n() as f64)) as f32;
-    let mut z = vec![0f32; f.n() * k];
-    let report = lbfgs::minimize(
-        &mut theta,
-        &mut |t, g| objective(t, g, f, y, k, penalty, &mut z),
-        options,
-    );
-    (Linear::from_params(&theta, k, f.d), report)
+    h.extend(std::iter::repeat_n((1.0 / curvature) as f32, k));
+    h
+}
+
+/// The start for the next `C`: the last solution moved on along the line through the last
+/// two, in proportion to the step in `log C` (the path is smooth in `log C`). Past the first
+/// values, where the fits move least, this start often already meets the tolerance.
+fn predict_start(last: &[f32], before: Option<(&[f32], f64)>, ratio: f64) -> Vec<f32> {
+    match before {
+        Some((before, previous_ratio)) if previous_ratio > 0.0 => {
+            let t = (ratio.ln() / previous_ratio.ln()) as f32;
+            last.iter()
+                .zip(before)
+                .map(|(a, b)| a + t * (a - b))
+                .collect()
+        }
+        _ => last.to_vec(),
+    }
+}
+
+/// Features less their column means. The bias is not penalised, so the optimum is the same
+/// model with its bias less `w . mean` ([`Centred::restore`]); but a common offset in every
+/// row couples the bias with the weights. On Lite0's features the mean direction's curvature
+/// is 7x the next one's, and L-BFGS needed a third more evaluations without this.
+struct Centred {
+    x: Vec<f32>,
+    mean: Vec<f32>,
+    /// Each column's mean square after centring (its variance).
+    square_means: Vec<f64>,
+}
+
+impl Centred {
+    fn new(f: Features<'_>) -> Self {
+        let n = f.n().max(1) as f64;
+        let mut sum = vec![0f64; f.d];
+        for row in f.x.chunks_exact(f.d) {
+            sum.iter_mut()
+                .zip(row)
+                .for_each(|(s, v)| *s += f64::from(*v));
+        }
+        let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
+        let mut x = f.x.to_vec();
+        let mut squares = vec![0f64; f.d];
+        for row in x.chunks_exact_mut(f.d) {
+            for ((v, m), q) in row.iter_mut().zip(&mean).zip(&mut squares) {
+                *v -= m;
+                *q += f64::from(*v) * f64::from(*v);
+            }
+        }
+        let square_means = squares.iter().map(|q| q / n).collect();
+        Self {
+            x,
+            mean,
+            square_means,
+        }
+    }
+
+    fn features(&self) -> Features<'_> {
+        Features {
+            x: &self.x,
+            d: self.mean.len(),
+        }
+    }
+
+    /// The model on uncentred rows: the same scores as `theta` on centred ones.
+    fn restore(&self, theta: &[f32], k: usize) -> Linear {
+        let mut out = Linear::from_params(theta, k, self.mean.len());
+        for (b, w) in out.b.iter_mut().zip(out.w.chunks_exact(out.d)) {
+            let shift: f64 = w
+                .iter()
+                .zip(&self.mean)
+                .map(|(w, m)| f64::from(*w) * f64::from(*m))
+                .sum();
+            *b -= shift as f32;
+        }
+        out
+    }
 }
 
 /// scikit-learn's grid for `C`: `logspace(-3, 2, 11)`.
@@ -213,7 +312,7 @@ pub fn stratified_folds(y: &[usize], k: usize, folds: usize, seed: u64) -> Vec<u
 }
 
 /// Fits at every `C` of `options.grid`, from the smallest (strongest penalty) up, each fit
-/// warm-started from the previous one's solution; `each(index, model, report)` sees every fit.
+/// warm-started from the path so far; `each(index, model, report)` sees every fit.
 pub fn along_grid(
     f: Features<'_>,
     y: &[usize],
@@ -221,11 +320,36 @@ pub fn along_grid(
     options: &CvOptions,
     each: &mut dyn FnMut(usize, &Linear, Report),
 ) {
-    let mut warm: Option<Linear> = None;
+    let centred = Centred::new(f);
+    let cf = centred.features();
+    let weights = 0..k * f.d;
+    let mut theta = vec![0f32; k * f.d + k];
+    // The solution before the last, and the ratio of the last step's C to its.
+    let mut before: Option<(Vec<f32>, f64)> = None;
+    let mut curvature = Curvature::default();
+    let mut z = vec![0f32; cf.n() * k];
+    let mut last: Option<(f64, f64)> = None;
     for (g, &c) in options.grid.iter().enumerate() {
-        let (model, report) = fit(f, y, k, c, warm.as_ref(), options.solver);
-        each(g, &model, report);
-        warm = Some(model);
+        let strength = penalty(c, cf.n());
+        if let Some((last_c, last_strength)) = last {
+            curvature.add_penalty((strength - last_strength) as f32, weights.clone());
+            let start = predict_start(
+                &theta,
+                before.as_ref().map(|(b, r)| (b.as_slice(), *r)),
+                c / last_c,
+            );
+            before = Some((std::mem::replace(&mut theta, start), c / last_c));
+        }
+        let scale = inverse_diagonal(&centred.square_means, k, strength);
+        let report = lbfgs::minimize(
+            &mut theta,
+            &mut |t, grad| objective(t, grad, cf, y, k, strength as f32, &mut z),
+            Some(&scale),
+            &mut curvature,
+            options.solver,
+        );
+        each(g, &centred.restore(&theta, k), report);
+        last = Some((c, strength));
     }
 }
 
@@ -308,7 +432,7 @@ pub fn fit_cv(f: Features<'_>, y: &[usize], k: usize, options: &CvOptions) -> Cv
         Some(model) => model,
         // An empty grid: one fit at the default strength.
         None => {
-            let (model, report) = fit(f, y, k, c, None, options.solver);
+            let (model, report) = fit(f, y, k, c, options.solver);
             iterations += report.iterations;
             evaluations += report.evaluations;
             model
@@ -397,7 +521,7 @@ mod tests {
         let (k, d) = (4, 16);
         let (x, y) = blobs(30, k, d, 2);
         let f = Features { x: &x, d };
-        let (model, report) = fit(f, &y, k, 1.0, None, Options::default());
+        let (model, report) = fit(f, &y, k, 1.0, Options::default());
         assert!(report.converged, "{report:?}");
         let right = model
             .predict(f)
@@ -434,5 +558,63 @@ mod tests {
             let ones = (0..50).filter(|&i| folds[i] == fold && y[i] == 1).count();
             assert_eq!(ones, 2, "fold {fold}");
         }
+    }
+
+    #[test]
+    fn centring_changes_no_score() {
+        let (k, d) = (3, 6);
+        let (x, _) = blobs(5, k, d, 4);
+        let f = Features { x: &x, d };
+        let centred = Centred::new(f);
+        let mut rng = SplitMix64(9);
+        let theta: Vec<f32> = (0..k * d + k).map(|_| rng.unit() as f32 - 0.5).collect();
+        let on_centred = Linear::from_params(&theta, k, d).logits(centred.features());
+        let restored = centred.restore(&theta, k).logits(f);
+        for (a, b) in on_centred.iter().zip(&restored) {
+            assert!((a - b).abs() < 1e-4, "{a} against {b}");
+        }
+    }
+
+    /// The objective of `model` (on uncentred rows) at scikit-learn's `c`.
+    fn value(model: &Linear, f: Features<'_>, y: &[usize], c: f64) -> f64 {
+        let mut theta = model.w.clone();
+        theta.extend_from_slice(&model.b);
+        let mut grad = vec![0f32; theta.len()];
+        let mut z = vec![0f32; f.n() * model.k];
+        let strength = penalty(c, f.n()) as f32;
+        objective(&theta, &mut grad, f, y, model.k, strength, &mut z)
+    }
+
+    #[test]
+    fn the_warm_path_reaches_what_cold_tight_fits_reach() {
+        let (k, d) = (4, 24);
+        let (x, y) = blobs(20, k, d, 5);
+        let f = Features { x: &x, d };
+        let options = CvOptions::default();
+        let tight = Options {
+            gradient_tolerance: 1e-6,
+            value_tolerance: 0.0,
+            max_iterations: 5000,
+            ..Options::default()
+        };
+        let mut seen = 0;
+        along_grid(f, &y, k, &options, &mut |g, model, report| {
+            let c = options.grid[g];
+            assert!(report.converged, "C={c}: {report:?}");
+            let (reference, _) = fit(f, &y, k, c, tight);
+            let (path, best) = (value(model, f, &y, c), value(&reference, f, &y, c));
+            // The objective is `penalty`-strongly convex in the weights (the data curve it in
+            // the biases), so a gradient below the tolerance in every entry bounds the gap:
+            // f - f* <= |g|^2 / (2 penalty).
+            let entries = (k * d) as f64;
+            let bound =
+                entries * options.solver.gradient_tolerance.powi(2) / (2.0 * penalty(c, f.n()));
+            assert!(
+                path - best <= bound,
+                "C={c}: the path's objective {path} against {best} (bound {bound:e})"
+            );
+            seen += 1;
+        });
+        assert_eq!(seen, options.grid.len());
     }
 }
