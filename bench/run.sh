@@ -26,7 +26,7 @@ rounds=${ROUNDS:-1}
 out=bench/out
 mkdir -p "$out"
 if [ "${SAME_MALLOC:-0}" = 1 ]; then
-  export PEER_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=2147483647
+  export PEER_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=2147483647:glibc.malloc.arena_max=1
 fi
 peer() { GLIBC_TUNABLES=${PEER_TUNABLES:-} BENCH_THREADS=$threads python3 "$@"; }
 cargo build --release -p graft-models --example bench_inference -p graft-transfer --example bench_train \

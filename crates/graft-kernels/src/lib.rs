@@ -31,6 +31,8 @@
 //! - [`grad`]: the convolution kernels over plain `f32` slices, tested against the definition.
 //! - [`Memo`]: a value derived from tensors (an inference layer's folded weights), kept until one
 //!   of them is replaced.
+//! - [`on_workers`]: a whole pass run on rayon's workers, so its many short parallel loops do
+//!   not each put the calling thread to sleep and wake it.
 //! - [`keep_freed_memory`]: the allocator policy graft's binaries set (freed blocks are reused,
 //!   not unmapped and faulted in again every step).
 
@@ -51,6 +53,7 @@ mod pool;
 mod scratch;
 pub mod stem;
 mod winograd;
+mod workers;
 
 pub use activation::{add_relu, relu, relu6};
 pub use autodiff::{conv2d, conv2d_prepared, conv2d_relu, conv2d_relu6};
@@ -62,3 +65,4 @@ pub use matmul::{Mat, matmul_into};
 pub use memo::{Memo, Source};
 pub use memory::keep_freed_memory;
 pub use pool::max_pool2d;
+pub use workers::on_workers;

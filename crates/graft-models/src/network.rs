@@ -150,10 +150,15 @@ impl Network {
         let run = |x: Tensor<4>| range.clone().fold(x, |x, g| self.forward_group(g, x));
         let [batch, c, h, w] = x.dims();
         let images = micro_batch(c * h * w, self.widest_activation());
-        if x.is_autodiff() || !crate::backend::is_cpu(&x.device()) || images >= batch {
+        if x.is_autodiff() || !crate::backend::is_cpu(&x.device()) {
             return run(x);
         }
-        Tensor::cat(x.split(images, 0).into_iter().map(run).collect(), 0)
+        graft_kernels::on_workers(|| {
+            if images >= batch {
+                return run(x);
+            }
+            Tensor::cat(x.split(images, 0).into_iter().map(run).collect(), 0)
+        })
     }
 
     /// The widest activation of a forward pass from the image, in multiples of the image's size
@@ -207,7 +212,14 @@ impl Network {
     /// Images `[batch, 3, h, w]`, normalised as the registry says, to logits.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let n = self.group_names().len();
-        self.classify(self.embed(self.forward_groups(0..n, images)))
+        let on_cpu = !images.is_autodiff() && crate::backend::is_cpu(&images.device());
+        let pass = || self.classify(self.embed(self.forward_groups(0..n, images)));
+        // On the workers as a whole, pooling and classifier too (see `forward_groups`).
+        if on_cpu {
+            graft_kernels::on_workers(pass)
+        } else {
+            pass()
+        }
     }
 
     pub fn probabilities(&self, images: Tensor<4>) -> Tensor<2> {
