@@ -7,6 +7,8 @@
 # and graft's offline batch-32 throughput for the same model (batching's ceiling).
 # SOAK=SECONDS also runs graft alone at concurrency 32 that long, sampling RSS every 10 s.
 # Needs: apt-get install wrk; pip install fastapi uvicorn onnx onnxruntime numpy pillow.
+# GRAFT_SERVE_ARGS adds options to `graft serve` (e.g. "--max-batch 8"); IMPLS="graft" skips the
+# peer.
 # Usage: bench/serve.sh [MODEL...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,10 +36,10 @@ for model in $models; do
   target/release/graft -q export --model "$model" --weights "$weights" --out "$out/$model.onnx"
   offline=$(RAYON_NUM_THREADS=2 target/release/examples/bench_inference "$model" "$out/input.safetensors" 3 "$weights" | tail -1)
   echo "{\"model\": \"$model\", \"impl\": \"graft-offline-batch32\", \"result\": $offline}" | tee -a "$out/serve.jsonl"
-  for impl in graft peer; do
+  for impl in ${IMPLS:-graft peer}; do
     port=$(free_port)
     if [ $impl = graft ]; then
-      RAYON_NUM_THREADS=2 target/release/graft -q serve --model "$model" --weights "$weights" --port "$port" 2>/dev/null &
+      RAYON_NUM_THREADS=2 target/release/graft -q serve --model "$model" --weights "$weights" --port "$port" ${GRAFT_SERVE_ARGS:-} 2>/dev/null &
       url=http://127.0.0.1:$port/v1/predict
     else
       python3 bench/peer_serve.py "$out/$model.onnx" "$port" &
