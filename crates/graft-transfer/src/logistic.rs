@@ -181,11 +181,14 @@ fn inverse_diagonal(square_means: &[f64], k: usize, penalty: f64) -> Vec<f32> {
 
 /// The start for the next `C`: the last solution moved on along the line through the last
 /// two, in proportion to the step in `log C` (the path is smooth in `log C`). Past the first
-/// values, where the fits move least, this start often already meets the tolerance.
+/// values, where the fits move least, this start often already meets the tolerance. A grid
+/// that repeats a value or turns back starts from the last solution; an uneven one moves on
+/// at most twice the last step.
 fn predict_start(last: &[f32], before: Option<(&[f32], f64)>, ratio: f64) -> Vec<f32> {
+    let t = before.map_or(0.0, |(_, previous_ratio)| ratio.ln() / previous_ratio.ln());
     match before {
-        Some((before, previous_ratio)) if previous_ratio > 0.0 => {
-            let t = (ratio.ln() / previous_ratio.ln()) as f32;
+        Some((before, _)) if t.is_finite() && t > 0.0 => {
+            let t = t.min(2.0) as f32;
             last.iter()
                 .zip(before)
                 .map(|(a, b)| a + t * (a - b))
@@ -616,5 +619,25 @@ mod tests {
             seen += 1;
         });
         assert_eq!(seen, options.grid.len());
+    }
+
+    #[test]
+    fn a_grid_that_repeats_or_turns_back_still_converges() {
+        let (k, d) = (3, 8);
+        let (x, y) = blobs(10, k, d, 6);
+        let f = Features { x: &x, d };
+        for grid in [vec![1.0, 1.0, 1.0], vec![0.1, 1.0, 0.1, 10.0, 0.01]] {
+            let options = CvOptions {
+                grid: grid.clone(),
+                ..CvOptions::default()
+            };
+            let mut fits = 0;
+            along_grid(f, &y, k, &options, &mut |g, model, report| {
+                assert!(report.converged, "{grid:?}[{g}]: {report:?}");
+                assert!(model.w.iter().chain(&model.b).all(|v| v.is_finite()));
+                fits += 1;
+            });
+            assert_eq!(fits, grid.len());
+        }
     }
 }
