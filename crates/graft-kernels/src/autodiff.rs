@@ -508,11 +508,8 @@ fn weight_grad_rows(g: &Geometry, x_nhwc: &[f32], dys: &[f32]) -> FlexTensor {
             scratch::keep(dy_c);
             part
         })
-        .reduce_with(|mut a, b| {
-            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-            a
-        })
-        .unwrap_or_else(|| vec![0.0f32; k_len * patch]);
+        .collect::<Vec<_>>();
+    let dw = grad::sum_in_order(dw, vec![0.0f32; k_len * patch]);
     // dw's columns are (kh, kw, in); the weight is [out, in, kh, kw].
     let [kh, kw] = g.kernel;
     let t = tensor(dw, Shape::new([k_len, kh, kw, g.in_channels]));

@@ -301,9 +301,10 @@ pub fn depthwise_weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     assert_eq!(x.len(), g.batch * c * g.in_len(), "depthwise: x length");
     assert_eq!(dy.len(), g.batch * c * g.out_len(), "depthwise: dy length");
     let zero = || vec![0.0f32; g.taps() * c];
-    (0..g.batch)
+    let per_image: Vec<Vec<f32>> = (0..g.batch)
         .into_par_iter()
-        .fold(zero, |mut acc, n| {
+        .map(|n| {
+            let mut acc = zero();
             let image = &x[n * g.in_len() * c..][..g.in_len() * c];
             for oh in 0..g.out_size[0] {
                 for ow in 0..g.out_size[1] {
@@ -322,12 +323,19 @@ pub fn depthwise_weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
             }
             acc
         })
-        .reduce(zero, |mut a, b| {
-            for (x, y) in a.iter_mut().zip(b) {
-                *x += y;
-            }
-            a
-        })
+        .collect();
+    sum_in_order(per_image, zero())
+}
+
+/// The element-wise sum of `parts` into `total`, in their order. A parallel fold or reduce
+/// adds partial sums in an order that follows rayon's work stealing, and float addition is not
+/// associative: the same step then gives different weights run to run (a resumed or repeated
+/// run must be bit-identical).
+pub(crate) fn sum_in_order(parts: Vec<Vec<f32>>, mut total: Vec<f32>) -> Vec<f32> {
+    for part in parts {
+        total.iter_mut().zip(part).for_each(|(t, p)| *t += p);
+    }
+    total
 }
 
 /// Depthwise convolution, channels-last: the input gradient `[batch, h, w, channels]` from the

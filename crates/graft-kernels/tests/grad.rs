@@ -184,6 +184,35 @@ fn depthwise_gradients_match_the_definition() {
     }
 }
 
+/// The weight gradient sums over images; the order of that sum must not follow the thread
+/// schedule, or the same training step gives different weights run to run (a scratch run's
+/// depthwise weights differed between two runs with one seed when steps ran on rayon's workers).
+#[test]
+fn the_depthwise_weight_gradient_does_not_depend_on_the_threads() {
+    let (b, c) = (12, 40);
+    let g = geometry(b, [c, c], [9, 9], [3, 3], 1, [1, 1], 1, [1, 1]);
+    let out_geometry = Geometry {
+        in_channels: c,
+        in_size: g.out_size,
+        ..g
+    };
+    let x = nhwc(&g, &noise(b * c * g.in_len(), 3));
+    let dy = nhwc(&out_geometry, &noise(b * c * g.out_len(), 4));
+    let on = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool");
+        pool.install(|| grad::depthwise_weight_grad(&g, &x, &dy))
+    };
+    let one = on(1);
+    for threads in [2, 3, 5] {
+        for _ in 0..3 {
+            assert!(on(threads) == one, "{threads} threads");
+        }
+    }
+}
+
 #[test]
 fn bias_gradient_sums_over_images_and_positions() {
     let g = geometry(3, [2, 4], [5, 5], [3, 3], 1, [1, 1], 1, [1, 1]);
