@@ -71,11 +71,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let grads = GradientsParams::from_grads(loss.backward(), &net);
         optim.step(0.01, net, grads)
     };
-    net = graft_kernels::on_workers(|| step(net)); // warm-up
+    net = step(net); // warm-up
     let start = Instant::now();
     for _ in 0..iters {
-        // As graft's fit loop runs each step (`fit.rs`).
-        net = graft_kernels::on_workers(|| step(net));
+        net = step(net);
     }
     let secs = start.elapsed().as_secs_f64();
     drop(net);
