@@ -150,7 +150,7 @@ impl Network {
         let run = |x: Tensor<4>| range.clone().fold(x, |x, g| self.forward_group(g, x));
         let [batch, c, h, w] = x.dims();
         let images = micro_batch(c * h * w, self.widest_activation());
-        if x.is_autodiff() || !crate::backend::is_cpu(&x.device()) {
+        if !cpu_inference(&x) {
             return run(x);
         }
         graft_kernels::on_workers(|| {
@@ -212,7 +212,7 @@ impl Network {
     /// Images `[batch, 3, h, w]`, normalised as the registry says, to logits.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let n = self.group_names().len();
-        let on_cpu = !images.is_autodiff() && crate::backend::is_cpu(&images.device());
+        let on_cpu = cpu_inference(&images);
         let pass = || self.classify(self.embed(self.forward_groups(0..n, images)));
         // On the workers as a whole, pooling and classifier too (see `forward_groups`).
         if on_cpu {
@@ -225,6 +225,12 @@ impl Network {
     pub fn probabilities(&self, images: Tensor<4>) -> Tensor<2> {
         softmax(self.forward(images), 1)
     }
+}
+
+/// Whether `x` is a CPU inference pass: the passes that run micro-batched and on rayon's
+/// workers (a training pass runs where it is called; see `graft_kernels::on_workers`).
+fn cpu_inference(x: &Tensor<4>) -> bool {
+    !x.is_autodiff() && crate::backend::is_cpu(&x.device())
 }
 
 /// A CPU inference pass keeps every activation under this many floats (32 MiB, glibc's largest
