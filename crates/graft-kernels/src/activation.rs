@@ -36,32 +36,52 @@ pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 
 /// `relu(x + shortcut)`, a residual block's join (ResNet). On the burn-flex inference device the
 /// sum is formed in `x`'s buffer as the ReLU is applied (one pass, no new tensor; burn-flex's add
-/// allocates its output and runs on one thread); elsewhere, or when `x` is shared, strided or
-/// shaped unlike `shortcut`, it is `relu(x + shortcut)` as written.
+/// allocates its output and runs on one thread), and a shortcut nobody else holds gives its
+/// buffer to a later layer's output (see `outputs.rs`); elsewhere, or when `x` is shared,
+/// strided or shaped unlike `shortcut`, it is `relu(x + shortcut)` as written.
 pub fn add_relu<const D: usize>(x: Tensor<D>, shortcut: Tensor<D>) -> Tensor<D> {
+    join(x, shortcut, Epilogue::BiasRelu)
+}
+
+/// `x + shortcut`, an inverted residual block's join (EfficientNet-Lite), as [`add_relu`] forms
+/// it but with no activation.
+pub fn add<const D: usize>(x: Tensor<D>, shortcut: Tensor<D>) -> Tensor<D> {
+    join(x, shortcut, Epilogue::Bias)
+}
+
+fn join<const D: usize>(x: Tensor<D>, shortcut: Tensor<D>, epilogue: Epilogue) -> Tensor<D> {
+    let as_written = |x: Tensor<D>, shortcut| match epilogue {
+        Epilogue::Bias => x + shortcut,
+        Epilogue::BiasRelu => relu(x + shortcut),
+        Epilogue::BiasRelu6 => relu6(x + shortcut),
+    };
     if x.dtype() != DType::F32 || shortcut.dtype() != DType::F32 || x.is_autodiff() {
-        return relu(x + shortcut);
+        return as_written(x, shortcut);
     }
     let (Ok(p), Ok(s)) = (
         x.clone().try_into_primitive::<Flex>(),
         shortcut.clone().try_into_primitive::<Flex>(),
     ) else {
-        return relu(x + shortcut);
+        return as_written(x, shortcut);
     };
     if p.shape() != s.shape() {
-        return relu(x + shortcut);
+        return as_written(x, shortcut);
     }
     // Only the primitive may hold x's data for the sum to be formed in it.
     drop(x);
     let s = contiguous(s);
-    match in_place(p, |v| join_slice(v, values(&s))) {
-        Ok(y) => Tensor::from_primitive::<Flex>(y),
-        Err(p) => relu(Tensor::from_primitive::<Flex>(p) + shortcut),
+    match in_place(p, |v| join_slice(v, values(&s), epilogue)) {
+        Ok(y) => {
+            drop(shortcut);
+            crate::outputs::recycle(s);
+            Tensor::from_primitive::<Flex>(y)
+        }
+        Err(p) => as_written(Tensor::from_primitive::<Flex>(p), shortcut),
     }
 }
 
-/// `v = relu(v + s)` element by element, on both threads with `Isa`'s vectors.
-fn join_slice(v: &mut [f32], s: &[f32]) {
+/// `v = epilogue(v + s)` element by element, on both threads with `Isa`'s vectors.
+fn join_slice(v: &mut [f32], s: &[f32], epilogue: Epilogue) {
     let isa = crate::Isa::detect();
     v.par_chunks_mut(CHUNK)
         .zip(s.par_chunks(CHUNK))
@@ -70,7 +90,7 @@ fn join_slice(v: &mut [f32], s: &[f32]) {
                 #[inline(always)]
                 || {
                     for (v, s) in v.iter_mut().zip(s) {
-                        *v = Epilogue::BiasRelu.apply(*v + s);
+                        *v = epilogue.apply(*v + s);
                     }
                 },
             )

@@ -143,8 +143,10 @@ fn inference(
             .transpose(),
     );
     match primitives {
-        (Ok(x), Ok(w), Ok(b)) => {
-            let y = crate::forward::conv2d(x, w, b, options, epilogue, prepared);
+        (Ok(xp), Ok(w), Ok(b)) => {
+            // Only the primitive holds the input now, so the kernel may recycle its buffer.
+            drop((x, weight, bias));
+            let y = crate::forward::conv2d(xp, w, b, options, epilogue, prepared);
             Tensor::from_primitive::<Flex>(y)
         }
         _ => activate(burn_conv2d(x, weight, bias, options), epilogue),

@@ -49,7 +49,7 @@ pub fn forward(
     );
     let (in_len, out_len, taps) = (g.in_len(), g.out_len(), g.taps());
     let channels = g.out_channels;
-    let mut out = vec![0.0f32; g.batch * channels * out_len];
+    let mut out = crate::outputs::take(g.batch * channels * out_len);
     if out.is_empty() {
         return out;
     }

@@ -107,6 +107,8 @@ fn convolve(
     } else {
         (dense(&g, xs, ws, b, epilogue, isa), None)
     };
+    // An inference layer's input is garbage now: its buffer takes a later layer's output.
+    crate::outputs::recycle(x);
     let shape = Shape::new([g.batch, g.out_channels, g.out_size[0], g.out_size[1]]);
     (tensor(y, shape), kept)
 }
@@ -146,7 +148,7 @@ fn per_image_products(
     isa: crate::Isa,
 ) -> Vec<f32> {
     let (image_len, patch, ow_len) = (g.out_channels * g.out_len(), g.patch_len(), g.out_size[1]);
-    let mut out = vec![0.0f32; g.batch * image_len];
+    let mut out = crate::outputs::take(g.batch * image_len);
     let bands = row_bands(g);
     out.par_chunks_mut(image_len.max(1))
         .enumerate()
@@ -221,7 +223,7 @@ fn dense(
 ) -> Vec<f32> {
     let image_len = g.out_channels * g.out_len();
     let ow_len = g.out_size[1];
-    let mut out = vec![0.0f32; g.batch * image_len];
+    let mut out = crate::outputs::take(g.batch * image_len);
     for (images, rows) in blocks(g) {
         let band = rows.len() * ow_len;
         let width = images.len() * band;

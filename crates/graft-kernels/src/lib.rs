@@ -25,7 +25,9 @@
 //!   from ~20 element-wise ops and layout copies).
 //! - [`relu`], [`relu6`]: in place on both threads for inference, one op with a one-pass
 //!   backward for training (burn-flex runs them on one thread; relu6 as clamp_min + clamp_max).
-//!   [`add_relu`]: a residual join, formed in place for inference.
+//!   [`add_relu`], [`add`]: residual joins, formed in place for inference.
+//! - `outputs.rs`: inference kernels write their outputs over the buffers of inputs that were
+//!   consumed, instead of zeroing fresh ones.
 //! - [`max_pool2d`]: max pooling without the argmax indices burn-flex always computes; on the
 //!   autodiff device the backward pass finds each window's maximum again.
 //! - [`grad`]: the convolution kernels over plain `f32` slices, tested against the definition.
@@ -48,6 +50,7 @@ mod isa;
 mod matmul;
 mod memo;
 mod memory;
+mod outputs;
 pub mod pointwise;
 mod pool;
 mod scratch;
@@ -55,7 +58,7 @@ pub mod stem;
 mod winograd;
 mod workers;
 
-pub use activation::{add_relu, relu, relu6};
+pub use activation::{add, add_relu, relu, relu6};
 pub use autodiff::{conv2d, conv2d_prepared, conv2d_relu, conv2d_relu6};
 pub use batch_norm::{BatchNormTrain, batch_norm_train};
 pub use epilogue::Epilogue;

@@ -40,7 +40,7 @@ pub fn forward(
     );
     assert!(x.len() >= g.batch * cin * hw, "pointwise: x too short");
     assert!(w.len() >= cout * cin, "pointwise: w too short");
-    let mut out = vec![0.0f32; g.batch * cout * hw];
+    let mut out = crate::outputs::take(g.batch * cout * hw);
     if out.is_empty() {
         return out;
     }

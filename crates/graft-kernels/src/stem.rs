@@ -54,7 +54,7 @@ pub fn forward(
     assert!(w.len() >= cout * cin * taps, "stem: w too short");
     assert!(bias.is_none_or(|b| b.len() >= cout), "stem: bias too short");
     let out_len = g.out_len();
-    let mut out = vec![0.0f32; g.batch * cout * out_len];
+    let mut out = crate::outputs::take(g.batch * cout * out_len);
     if out.is_empty() {
         return out;
     }

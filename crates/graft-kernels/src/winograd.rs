@@ -193,7 +193,7 @@ pub(crate) fn conv2d(
         }
     };
     let plane = g.out_len();
-    let mut out = vec![0.0f32; g.batch * k_len * plane];
+    let mut out = crate::outputs::take(g.batch * k_len * plane);
     for block in forward_blocks(g) {
         let p_len = block.len() * tw;
         let len = c_len * t2 * p_len;

@@ -197,12 +197,17 @@ pub struct MbConv {
 
 impl MbConv {
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let mut x = input.clone();
+        // Only a residual block keeps its input: otherwise the first layer may recycle it.
+        let skip = self.residual.then(|| input.clone());
+        let mut x = input;
         if let Some(expand) = &self.expand {
             x = expand.forward_relu6(x);
         }
         x = self.project.forward(self.depthwise.forward_relu6(x));
-        if self.residual { x + input } else { x }
+        match skip {
+            Some(skip) => graft_kernels::add(x, skip),
+            None => x,
+        }
     }
 }
 
