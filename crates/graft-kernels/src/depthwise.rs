@@ -76,6 +76,46 @@ pub fn forward(
     out
 }
 
+/// As [`forward`], written over `x` itself (`[batch, channels, h, w]`) when the output has the
+/// input's size (stride 1, "same" padding): each plane is copied into its padded layout, then
+/// overwritten with its output. The output then goes to lines the copy just read (in cache)
+/// instead of a second buffer. Returns `false`, leaving `x` as it was, for any other geometry.
+pub fn forward_in_place(
+    g: &Geometry,
+    x: &mut [f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    epilogue: Epilogue,
+    isa: Isa,
+) -> bool {
+    let same = g.in_channels == g.out_channels && g.in_size == g.out_size && g.stride == [1, 1];
+    let (len, taps, channels) = (g.in_len(), g.taps(), g.out_channels);
+    if !same || len == 0 || x.len() != g.batch * channels * len || w.len() < channels * taps {
+        return false;
+    }
+    let per_task = TASK_FLOATS.div_ceil(len).max(1);
+    x.par_chunks_mut(len * per_task)
+        .enumerate()
+        .for_each(|(task, planes)| {
+            let mut buffer = scratch::take(scratch_len(g));
+            isa.run(
+                #[inline(always)]
+                || {
+                    for (i, plane) in planes.chunks_mut(len).enumerate() {
+                        let c = (task * per_task + i) % channels;
+                        let b = bias.map_or(0.0, |b| b[c]);
+                        let l = Layout::of(g);
+                        let (phases, acc) = buffer.split_at_mut(l.len(g));
+                        scatter(g, plane, &l, phases);
+                        taps_and_write(g, &w[c * taps..][..taps], b, epilogue, phases, acc, plane);
+                    }
+                },
+            );
+            scratch::keep(buffer);
+        });
+    true
+}
+
 /// How one plane is laid out for the taps: the input, zero-padded, split into `stride x stride`
 /// phases (phase `(a, b)` holds the padded values at rows `a, a + s, ...` and columns `b, b + s,
 /// ...`), each `rows x cols`. Tap `(ki, kj)` then reads phase `(ki d % s, kj d % s)` shifted by
@@ -135,14 +175,29 @@ fn plane_forward(
     scratch: &mut [f32],
     y: &mut [f32],
 ) {
+    let l = Layout::of(g);
+    let (phases, acc) = scratch.split_at_mut(l.len(g));
+    scatter(g, x, &l, phases);
+    taps_and_write(g, w, b, epilogue, phases, acc, y);
+}
+
+/// The taps over `phases` (a plane as [`scatter`] lays it out), then `epilogue` into `y`.
+#[inline(always)]
+fn taps_and_write(
+    g: &Geometry,
+    w: &[f32],
+    b: f32,
+    epilogue: Epilogue,
+    phases: &[f32],
+    acc: &mut [f32],
+    y: &mut [f32],
+) {
     let [oh_len, ow_len] = g.out_size;
     let [kh, kw] = g.kernel;
     let [sh, sw] = g.stride;
     let [dh, dw] = g.dilation;
     let l = Layout::of(g);
-    let (phases, acc) = scratch.split_at_mut(l.len(g));
     let acc = &mut acc[..oh_len * l.cols];
-    scatter(g, x, &l, phases);
     acc.fill(b);
     // Every tap over one strip of the plane before the next strip, so the strip stays in L1
     // (a 112x112 plane's accumulator is 50 KB: tap by tap over all of it ran from L2).

@@ -75,8 +75,18 @@ fn convolve(
         let y = <Flex as ModuleOps<Flex>>::conv2d(x, weight, bias, options);
         return (crate::activation::epilogue_primitive(y, epilogue), None);
     }
-    let (x, weight) = (contiguous(x), contiguous(weight));
+    let (mut x, weight) = (contiguous(x), contiguous(weight));
     let bias = bias.map(contiguous);
+    if depthwise && !keep {
+        let (ws, b) = (values(&weight), bias.as_ref().map(values));
+        let isa = crate::Isa::detect();
+        // A depthwise input nobody else holds takes its own output (see `forward_in_place`).
+        if let Some(xs) = x.try_storage_mut::<f32>()
+            && crate::depthwise::forward_in_place(&g, xs, ws, b, epilogue, isa)
+        {
+            return (x, None);
+        }
+    }
     let (xs, ws, b) = (values(&x), values(&weight), bias.as_ref().map(values));
     let isa = crate::Isa::detect();
     let (y, kept) = if depthwise {

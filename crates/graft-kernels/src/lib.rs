@@ -16,7 +16,8 @@
 //! - [`depthwise`], [`pointwise`]: inference-and-training forward passes of depthwise and 1x1
 //!   convolutions directly over NCHW (burn-flex converts whole batches to channels-last and back
 //!   on one thread): each depthwise tap is one contiguous multiply-add over a padded, phase-split
-//!   plane; each 1x1 layer is one matrix product per image. [`conv2d_relu6`] fuses ReLU6.
+//!   plane (a stride-1 one over its own input when nobody else holds it); each 1x1 layer is one
+//!   matrix product per image. [`conv2d_relu6`] fuses ReLU6.
 //!   [`stem`]: dense convolutions with few input channels (RGB stems) directly over NCHW, on the
 //!   same phase-split planes, in register tiles of output channels by positions.
 //! - [`Isa`]: graft's own loops are compiled three times (AVX-512, AVX2+FMA, baseline) and

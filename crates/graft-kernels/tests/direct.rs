@@ -102,7 +102,41 @@ fn depthwise_matches_the_definition_at_every_isa() {
             .collect::<Vec<_>>();
         let what = format!("depthwise case {i}");
         assert_matches(&what, depthwise::forward, (&g, c), &x, &w, &bias);
+        if g.out_size == g.in_size && s == 1 {
+            assert_matches(
+                &format!("{what} in place"),
+                in_place,
+                (&g, c),
+                &x,
+                &w,
+                &bias,
+            );
+        } else {
+            let mut y = x.clone();
+            let done =
+                depthwise::forward_in_place(&g, &mut y, &w, None, Epilogue::Bias, Isa::detect());
+            assert!(
+                !done && y == x,
+                "{what}: in place only when the output has the input's size"
+            );
+        }
     }
+}
+
+/// [`depthwise::forward_in_place`] over a copy of `x`, which it must accept.
+fn in_place(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    epilogue: Epilogue,
+    isa: Isa,
+) -> Vec<f32> {
+    let mut y = x.to_vec();
+    assert!(depthwise::forward_in_place(
+        g, &mut y, w, bias, epilogue, isa
+    ));
+    y
 }
 
 /// Each case: (batch, [in, out] channels, size, kernel, stride, begin padding, dilation, end
