@@ -126,8 +126,11 @@ fn convolve(
 /// Winograd's filter transform (4x the weights, written and read back) costs as much as a few
 /// tiles' products save; below this many tiles in the batch (ResNet's 7x7 maps at batch 1-3:
 /// 4 tiles an image) each image's im2col product is faster (layer4 of ResNet-18 at batch 1:
-/// 1.7 ms against 6.2, `examples/conv_forward.rs 1`).
-const WINOGRAD_MIN_TILES: usize = 16;
+/// 1.7 ms against 6.2, `examples/conv_forward.rs 1`). The 14x14 maps at batch 1 have 16 tiles,
+/// whose per-position products are 16 columns wide, `gemm`'s narrowest micro-kernel: im2col was
+/// faster for them too (whole pass at batch 1, `bench/ab.sh`: ResNet-18 0.935, ResNet-50 0.901;
+/// 64 instead of 17, which also sends the 28x28 maps' 49 tiles to im2col, changed nothing).
+const WINOGRAD_MIN_TILES: usize = 17;
 
 /// Output positions an image needs for [`per_image_products`] to multiply it alone: a product
 /// this wide runs gemm at full speed, and the images then run on separate threads with no
