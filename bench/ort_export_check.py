@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """ONNX Runtime on two exports of the same EfficientNet-Lite0: torch.onnx.export's file
 (bench/out/efficientnet_lite0.torch.onnx, made by bench/peer_ort.py) and graft export's
-(bench/out/efficientnet_lite0.onnx, made by bench/serve.sh). Batch 1 (or BATCH), 2 intra-op threads,
+(bench/out/efficientnet_lite0.onnx, made by bench/serve.sh). The two should run at the same
+speed: a gap means the peer's export keeps ORT from its best (it did, about 3x, until
+peer_ort.py froze and folded the TF-"same" padding). Batch 1 (or BATCH), 2 intra-op threads,
 ORT_ENABLE_ALL, alternating, 3 rounds: ms per pass. Needs: pip install onnxruntime numpy.
 
 python3 bench/ort_export_check.py   (BATCH=32 for batch 32)

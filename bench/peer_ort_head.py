@@ -8,7 +8,7 @@ scikit-learn's LogisticRegression (L-BFGS, default C) on them. The peer of
 
 DATA_DIR is train/ + val/ class folders (hymenoptera) or class folders + split.csv (caltech101-20);
 accuracy is on val, or on split.csv's test. The feature model (the network up to the pooled
-1280 features) is exported once with torch.onnx.export to bench/out/ and not timed (a user
+1280 features) is exported once with torch.onnx.export (padding frozen for 224x224, as timm exports) to bench/out/ and not timed (a user
 exports once). Prints one JSON line: seconds (decode + features + fit + predict), accuracy,
 train/eval images, peak RSS of this process plus its pool's largest worker.
 """
@@ -49,13 +49,15 @@ def export_features(weights, path):
     code = f"""
 import sys, torch
 sys.path.insert(0, {HERE!r})
-from peer_inference import build
-m = build('efficientnet_lite0', {weights!r})
+from peer_inference import build, exportable
+from peer_ort import fold_pads
+m = exportable(build('efficientnet_lite0', {weights!r}))
 m._fc = torch.nn.Identity()
 x = torch.zeros(2, 3, 224, 224)
 torch.onnx.export(m, x, {path + '.tmp'!r}, opset_version=17, dynamo=False,
                   input_names=['input'], output_names=['features'],
                   dynamic_axes={{'input': {{0: 'batch'}}, 'features': {{0: 'batch'}}}})
+fold_pads({path + '.tmp'!r})
 """
     subprocess.run([sys.executable, "-c", code], check=True, stderr=subprocess.DEVNULL)
     os.replace(path + ".tmp", path)

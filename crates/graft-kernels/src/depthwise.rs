@@ -14,6 +14,7 @@ use rayon::prelude::*;
 
 use crate::epilogue::Epilogue;
 use crate::grad::Geometry;
+use crate::interleaved;
 use crate::isa::Isa;
 use crate::scratch;
 
@@ -51,6 +52,27 @@ pub fn forward(
     let channels = g.out_channels;
     let mut out = crate::outputs::take(g.batch * channels * out_len);
     if out.is_empty() {
+        return out;
+    }
+    if interleaved::applies(g) {
+        let block = interleaved::CHANNELS;
+        let need = interleaved::Phases::of(g).scratch_len(g);
+        out.par_chunks_mut(block * out_len)
+            .enumerate()
+            .for_each(|(i, dst)| {
+                let mut scratch = scratch::take(need);
+                let c0 = (i * block) % channels;
+                isa.dispatch(interleaved::Block {
+                    g,
+                    x: &x[i * block * in_len..][..block * in_len],
+                    w: &w[c0 * taps..][..block * taps],
+                    bias: bias.map(|b| &b[c0..][..block]),
+                    epilogue,
+                    scratch: &mut scratch,
+                    dst,
+                });
+                scratch::keep(scratch);
+            });
         return out;
     }
     let per_task = TASK_FLOATS.div_ceil(out_len).max(1);
@@ -92,6 +114,26 @@ pub fn forward_in_place(
     let (len, taps, channels) = (g.in_len(), g.taps(), g.out_channels);
     if !same || len == 0 || x.len() != g.batch * channels * len || w.len() < channels * taps {
         return false;
+    }
+    if interleaved::applies(g) {
+        let block = interleaved::CHANNELS;
+        let need = interleaved::Phases::of(g).scratch_len(g);
+        x.par_chunks_mut(block * len)
+            .enumerate()
+            .for_each(|(i, planes)| {
+                let mut scratch = scratch::take(need);
+                let c0 = (i * block) % channels;
+                isa.dispatch(interleaved::InPlace {
+                    g,
+                    planes,
+                    w: &w[c0 * taps..][..block * taps],
+                    bias: bias.map(|b| &b[c0..][..block]),
+                    epilogue,
+                    scratch: &mut scratch,
+                });
+                scratch::keep(scratch);
+            });
+        return true;
     }
     let per_task = TASK_FLOATS.div_ceil(len).max(1);
     x.par_chunks_mut(len * per_task)

@@ -15,9 +15,12 @@
 //!   PyTorch's `slow_conv2d`; cuDNN/oneDNN use direct kernels).
 //! - [`depthwise`], [`pointwise`]: inference-and-training forward passes of depthwise and 1x1
 //!   convolutions directly over NCHW (burn-flex converts whole batches to channels-last and back
-//!   on one thread): each depthwise tap is one contiguous multiply-add over a padded, phase-split
-//!   plane (a stride-1 one over its own input when nobody else holds it); each 1x1 layer is one
-//!   matrix product per image. [`conv2d_relu6`] fuses ReLU6.
+//!   on one thread): a depthwise layer with whole blocks of 16 channels holds each block
+//!   interleaved (`[row][col][16]`, MLAS's and XNNPACK's layout) inside the layer, so each tap
+//!   is one vector multiply-add per pixel with the accumulators in registers (`interleaved.rs`);
+//!   other channel counts take each tap as one contiguous multiply-add over a padded,
+//!   phase-split plane. A stride-1 layer runs over its own input when nobody else holds it.
+//!   Each 1x1 layer is one matrix product per image. [`conv2d_relu6`] fuses ReLU6.
 //!   [`stem`]: dense convolutions with few input channels (RGB stems) directly over NCHW, on the
 //!   same phase-split planes, in register tiles of output channels by positions.
 //! - [`Isa`]: graft's own loops are compiled three times (AVX-512, AVX2+FMA, baseline) and
@@ -47,6 +50,7 @@ mod epilogue;
 mod flex;
 mod forward;
 pub mod grad;
+mod interleaved;
 mod isa;
 mod matmul;
 mod memo;

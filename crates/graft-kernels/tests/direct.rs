@@ -92,7 +92,12 @@ fn depthwise_matches_the_definition_at_every_isa() {
         (1, 2, [40, 41], 3, 1, [1, 1], 1, [1, 1]),
         (1, 2, [80, 77], 5, 2, [1, 1], 1, [2, 2]),
     ];
-    for (i, &(b, c, size, k, s, p, d, e)) in cases.iter().enumerate() {
+    // Each case also with 32 channels: two blocks of the interleaved path (`interleaved.rs`),
+    // which takes whole blocks of 16; the listed counts take the plane path.
+    let both = cases.iter().flat_map(|&(b, c, size, k, s, p, d, e)| {
+        [(b, c, size, k, s, p, d, e), (b, 32, size, k, s, p, d, e)]
+    });
+    for (i, (b, c, size, k, s, p, d, e)) in both.enumerate() {
         let g = geometry(b, [c, c], size, [k, k], s, p, d, e);
         let x = noise(b * c * g.in_len(), 1 + i as u64);
         let w = noise(c * k * k, 100 + i as u64);
@@ -100,7 +105,7 @@ fn depthwise_matches_the_definition_at_every_isa() {
             .iter()
             .map(|v| 3.0 * v)
             .collect::<Vec<_>>();
-        let what = format!("depthwise case {i}");
+        let what = format!("depthwise case {} with {c} channels", i / 2);
         assert_matches(&what, depthwise::forward, (&g, c), &x, &w, &bias);
         if g.out_size == g.in_size && s == 1 {
             assert_matches(
@@ -241,10 +246,16 @@ fn activations_keep_nan() {
     let g = geometry(1, [1, 1], [3, 3], [1, 1], 1, [0, 0], 1, [0, 0]);
     let mut x = vec![1.0f32; 9];
     x[4] = f32::NAN;
+    // 16 channels: the interleaved depthwise path; the NaN in the last plane.
+    let g16 = geometry(1, [16, 16], [3, 3], [1, 1], 1, [0, 0], 1, [0, 0]);
+    let mut x16 = vec![1.0f32; 16 * 9];
+    x16[15 * 9 + 4] = f32::NAN;
     for isa in Isa::available() {
         for epilogue in EPILOGUES {
             let y = depthwise::forward(&g, &x, &[1.0], None, epilogue, isa);
             assert!(y[4].is_nan(), "{isa:?} {epilogue:?}");
+            let y = depthwise::forward(&g16, &x16, &[1.0; 16], None, epilogue, isa);
+            assert!(y[15 * 9 + 4].is_nan(), "16 channels {isa:?} {epilogue:?}");
             let y = pointwise::forward(&g, &x, &[1.0], None, epilogue, isa);
             assert!(y[4].is_nan(), "{isa:?} {epilogue:?}");
         }
