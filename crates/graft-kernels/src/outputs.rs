@@ -17,16 +17,24 @@ use std::sync::Mutex;
 use burn_flex::FlexTensor;
 
 /// Buffers held at once: an MBConv block alternates between two buffers of its expanded
-/// width (the expansion's output, then the depthwise output), plus one for a narrower layer.
-const KEPT: usize = 3;
+/// width (the expansion's output, then the depthwise output), plus two for narrower layers.
+const KEPT: usize = 4;
+
+/// A kept buffer serves a request of at least 1/`SPARE` of its size. MBConv widths change
+/// sixfold, and a bound of 2 with 3 buffers missed most of Lite0's changes of size: with 8 and
+/// 4 buffers a batch-32 pass took 0.905x the time and peaked 11 MiB lower (`bench/ab.sh`, 8
+/// pairs); 4 was no better than 2. A bound keeps a small output that outlives the pass
+/// (logits, features) from pinning a large activation's buffer.
+const SPARE: usize = 8;
 
 static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 
 /// A buffer of `len` floats with unspecified contents, for a kernel that writes every one: a
-/// kept buffer when one fits without wasting more than half of it, else a fresh zeroed one.
+/// kept buffer when one holds `len` floats and at most [`SPARE`] times as many (the smallest
+/// such), else a fresh zeroed one.
 pub(crate) fn take(len: usize) -> Vec<f32> {
     let found = POOL.lock().ok().and_then(|mut pool| {
-        let fits = |v: &Vec<f32>| v.capacity() >= len && v.capacity() <= 2 * len;
+        let fits = |v: &Vec<f32>| v.capacity() >= len && v.capacity() <= SPARE * len;
         let best = (0..pool.len())
             .filter(|&i| fits(&pool[i]))
             .min_by_key(|&i| pool[i].capacity())?;
