@@ -57,29 +57,26 @@ pub fn forward(
     if interleaved::applies(g) {
         let block = interleaved::CHANNELS;
         let need = interleaved::Phases::of(g).scratch_len(g);
-        out.par_chunks_mut(block * out_len)
-            .enumerate()
-            .for_each(|(i, dst)| {
-                let mut scratch = scratch::take(need);
-                let c0 = (i * block) % channels;
-                isa.dispatch(interleaved::Block {
-                    g,
-                    x: &x[i * block * in_len..][..block * in_len],
-                    w: &w[c0 * taps..][..block * taps],
-                    bias: bias.map(|b| &b[c0..][..block]),
-                    epilogue,
-                    scratch: &mut scratch,
-                    dst,
-                });
-                scratch::keep(scratch);
+        over_planes(&mut out, block * out_len, need, |i, dst, scratch| {
+            let (w, bias) = block_filters(g, w, bias, i);
+            isa.dispatch(interleaved::Block {
+                g,
+                x: &x[i * block * in_len..][..block * in_len],
+                w,
+                bias,
+                epilogue,
+                scratch,
+                dst,
             });
+        });
         return out;
     }
     let per_task = TASK_FLOATS.div_ceil(out_len).max(1);
-    out.par_chunks_mut(out_len * per_task)
-        .enumerate()
-        .for_each(|(task, planes)| {
-            let mut buffer = scratch::take(scratch_len(g));
+    over_planes(
+        &mut out,
+        out_len * per_task,
+        scratch_len(g),
+        |task, planes, buffer| {
             isa.run(
                 #[inline(always)]
                 || {
@@ -89,13 +86,47 @@ pub fn forward(
                         let src = &x[p * in_len..][..in_len];
                         let b = bias.map_or(0.0, |b| b[c]);
                         let w = &w[c * taps..][..taps];
-                        plane_forward(g, src, w, b, epilogue, &mut buffer, plane);
+                        plane_forward(g, src, w, b, epilogue, buffer, plane);
                     }
                 },
             );
-            scratch::keep(buffer);
-        });
+        },
+    );
     out
+}
+
+/// `work(task, chunk, scratch)` on rayon's threads for each `chunk`-float piece of `dst` (whole
+/// planes), each with a scratch buffer of `need` floats.
+fn over_planes(
+    dst: &mut [f32],
+    chunk: usize,
+    need: usize,
+    work: impl Fn(usize, &mut [f32], &mut [f32]) + Sync,
+) {
+    dst.par_chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(task, dst)| {
+            let mut scratch = scratch::take(need);
+            work(task, dst, &mut scratch);
+            scratch::keep(scratch);
+        });
+}
+
+/// The filters and biases of interleaved block `i` (blocks run image by image, channel block by
+/// channel block).
+fn block_filters<'a>(
+    g: &Geometry,
+    w: &'a [f32],
+    bias: Option<&'a [f32]>,
+    i: usize,
+) -> (&'a [f32], Option<&'a [f32]>) {
+    let block = interleaved::CHANNELS;
+    let c0 = (i * block) % g.out_channels;
+    let taps = g.taps();
+    (
+        &w[c0 * taps..][..block * taps],
+        bias.map(|b| &b[c0..][..block]),
+    )
 }
 
 /// As [`forward`], written over `x` itself (`[batch, channels, h, w]`) when the output has the
@@ -118,43 +149,35 @@ pub fn forward_in_place(
     if interleaved::applies(g) {
         let block = interleaved::CHANNELS;
         let need = interleaved::Phases::of(g).scratch_len(g);
-        x.par_chunks_mut(block * len)
-            .enumerate()
-            .for_each(|(i, planes)| {
-                let mut scratch = scratch::take(need);
-                let c0 = (i * block) % channels;
-                isa.dispatch(interleaved::InPlace {
-                    g,
-                    planes,
-                    w: &w[c0 * taps..][..block * taps],
-                    bias: bias.map(|b| &b[c0..][..block]),
-                    epilogue,
-                    scratch: &mut scratch,
-                });
-                scratch::keep(scratch);
+        over_planes(x, block * len, need, |i, planes, scratch| {
+            let (w, bias) = block_filters(g, w, bias, i);
+            isa.dispatch(interleaved::InPlace {
+                g,
+                planes,
+                w,
+                bias,
+                epilogue,
+                scratch,
             });
+        });
         return true;
     }
     let per_task = TASK_FLOATS.div_ceil(len).max(1);
-    x.par_chunks_mut(len * per_task)
-        .enumerate()
-        .for_each(|(task, planes)| {
-            let mut buffer = scratch::take(scratch_len(g));
-            isa.run(
-                #[inline(always)]
-                || {
-                    for (i, plane) in planes.chunks_mut(len).enumerate() {
-                        let c = (task * per_task + i) % channels;
-                        let b = bias.map_or(0.0, |b| b[c]);
-                        let l = Layout::of(g);
-                        let (phases, acc) = buffer.split_at_mut(l.len(g));
-                        scatter(g, plane, &l, phases);
-                        taps_and_write(g, &w[c * taps..][..taps], b, epilogue, phases, acc, plane);
-                    }
-                },
-            );
-            scratch::keep(buffer);
-        });
+    over_planes(x, len * per_task, scratch_len(g), |task, planes, buffer| {
+        isa.run(
+            #[inline(always)]
+            || {
+                for (i, plane) in planes.chunks_mut(len).enumerate() {
+                    let c = (task * per_task + i) % channels;
+                    let b = bias.map_or(0.0, |b| b[c]);
+                    let l = Layout::of(g);
+                    let (phases, acc) = buffer.split_at_mut(l.len(g));
+                    scatter(g, plane, &l, phases);
+                    taps_and_write(g, &w[c * taps..][..taps], b, epilogue, phases, acc, plane);
+                }
+            },
+        );
+    });
     true
 }
 

@@ -117,14 +117,6 @@ impl Curvature {
             },
         );
     }
-
-    pub fn len(&self) -> usize {
-        self.pairs.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
-    }
 }
 
 /// Minimises `f` from `x` (left at the minimiser). `f(x, grad)` returns the value at `x` and
@@ -351,7 +343,7 @@ mod tests {
             &mut curvature,
             Options::default(),
         );
-        assert!(!curvature.is_empty());
+        assert!(!curvature.pairs.is_empty());
         // Adding 0.5 * |x[1..3]|^2 makes the Hessian diag(1, 3.5, 30.5, 300).
         curvature.add_penalty(0.5, 1..3);
         let hessian = [1.0f32, 3.5, 30.5, 300.0];
