@@ -4,7 +4,8 @@
 # (implementation, case) so peak RSS (VmHWM) is per case. Sections:
 #   inference  pretrained inference, batch 32, 224x224: efficientnet_lite0, resnet18, resnet50, vgg16,
 #              against PyTorch eager and ONNX Runtime (bench/peer_ort.py: torch.onnx.export, opset 17,
-#              ORT_ENABLE_ALL, CPUExecutionProvider)
+#              Lite0's TF-"same" padding frozen and folded into its Conv nodes, ORT_ENABLE_ALL,
+#              CPUExecutionProvider)
 #   latency    the same models at batch 1, against ONNX Runtime
 #   train      one training step (forward, loss, backward, SGD momentum 0.9), batch 16:
 #              resnet18 and efficientnet_lite0, full and partial:2
