@@ -4,6 +4,7 @@
 python3 bench/peer_inference.py MODEL INPUT.safetensors ITERS [WEIGHTS]
 Prints one JSON line: model, batch, images_per_second, peak_rss_mib.
 """
+import functools
 import json
 import os
 import sys
@@ -16,7 +17,7 @@ import torchvision
 from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures"))
-from make_fixtures import LITE0, EffLite, SameConv  # noqa: E402
+from make_fixtures import LITE0, EffLite, SameConv, same_pads  # noqa: E402
 
 
 def peak_rss_mib():
@@ -39,10 +40,11 @@ def build(name, weights):
 def exportable(model, size=224):
     """Freezes every TF-"same" convolution's padding for a size x size input, as timm's
     exportable layers do. A traced `F.pad` whose amounts come from the input's shape exports as
-    ~20 shape-arithmetic nodes and a `Pad` that ONNX Runtime cannot fold into the convolution:
-    EfficientNet-Lite0 then runs about 3x slower under ORT than the same function with the
-    padding on the `Conv` (bench/ort_export_check.py). Constant amounts let ORT's pad fusion
-    move them onto the `Conv`. Returns the model, its function unchanged at that size."""
+    ~20 shape-arithmetic nodes per convolution and a `Pad` that ONNX Runtime keeps: Lite0 then
+    ran about 3x slower under ORT than the same function with the padding on the `Conv`
+    (bench/ort_export_check.py). Symmetric padding goes onto the convolution itself; the
+    asymmetric (stride-2) layers keep a constant `F.pad`, which peer_ort.fold_pads moves onto
+    the exported `Conv`. Returns the model, its function unchanged at that size."""
     shapes = {}
 
     def record(mod, args):
@@ -55,17 +57,17 @@ def exportable(model, size=224):
     for h in hooks:
         h.remove()
     for mod, (ih, iw) in shapes.items():
-        k, s = mod.kernel_size[0], mod.stride[0]
-        ph = max((-(-ih // s) - 1) * s + k - ih, 0)
-        pw = max((-(-iw // s) - 1) * s + k - iw, 0)
-        if ph % 2 == 0 and pw % 2 == 0:
-            mod.padding = (ph // 2, pw // 2)
-            mod.forward = (lambda m: lambda x: nn.Conv2d.forward(m, x))(mod)
+        left, right, top, bottom = pads = same_pads(ih, iw, mod.kernel_size[0], mod.stride[0])
+        if left == right and top == bottom:
+            mod.padding = (top, left)
+            mod.forward = functools.partial(nn.Conv2d.forward, mod)
         else:
-            pads = [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2]
-            mod.forward = (lambda m, p: lambda x: F.conv2d(F.pad(x, p), m.weight, m.bias,
-                                                           m.stride, 0, 1, m.groups))(mod, pads)
+            mod.forward = functools.partial(_padded_conv, mod, pads)
     return model
+
+
+def _padded_conv(conv, pads, x):
+    return F.conv2d(F.pad(x, pads), conv.weight, conv.bias, conv.stride, 0, 1, conv.groups)
 
 
 def main():

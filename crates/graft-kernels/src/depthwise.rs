@@ -55,20 +55,7 @@ pub fn forward(
         return out;
     }
     if interleaved::applies(g) {
-        let block = interleaved::CHANNELS;
-        let need = interleaved::Phases::of(g).scratch_len(g);
-        over_planes(&mut out, block * out_len, need, |i, dst, scratch| {
-            let (w, bias) = block_filters(g, w, bias, i);
-            isa.dispatch(interleaved::Block {
-                g,
-                x: &x[i * block * in_len..][..block * in_len],
-                w,
-                bias,
-                epilogue,
-                scratch,
-                dst,
-            });
-        });
+        blocks(g, Some(x), &mut out, w, bias, epilogue, isa);
         return out;
     }
     let per_task = TASK_FLOATS.div_ceil(out_len).max(1);
@@ -112,21 +99,33 @@ fn over_planes(
         });
 }
 
-/// The filters and biases of interleaved block `i` (blocks run image by image, channel block by
-/// channel block).
-fn block_filters<'a>(
+/// The interleaved path (`interleaved.rs`) over `dst` (`[batch, channels, out_h, out_w]`), one
+/// task per image's block of 16 channels, reading `x` or, when it is none, `dst` itself.
+fn blocks(
     g: &Geometry,
-    w: &'a [f32],
-    bias: Option<&'a [f32]>,
-    i: usize,
-) -> (&'a [f32], Option<&'a [f32]>) {
+    x: Option<&[f32]>,
+    dst: &mut [f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    epilogue: Epilogue,
+    isa: Isa,
+) {
     let block = interleaved::CHANNELS;
-    let c0 = (i * block) % g.out_channels;
-    let taps = g.taps();
-    (
-        &w[c0 * taps..][..block * taps],
-        bias.map(|b| &b[c0..][..block]),
-    )
+    let (in_len, taps) = (g.in_len(), g.taps());
+    let need = interleaved::Phases::of(g).scratch_len(g);
+    over_planes(dst, block * g.out_len(), need, |i, dst, scratch| {
+        // Blocks run image by image, channel block by channel block.
+        let c0 = (i * block) % g.out_channels;
+        isa.dispatch(interleaved::Block {
+            g,
+            x: x.map(|x| &x[i * block * in_len..][..block * in_len]),
+            w: &w[c0 * taps..][..block * taps],
+            bias: bias.map(|b| &b[c0..][..block]),
+            epilogue,
+            scratch,
+            dst,
+        });
+    });
 }
 
 /// As [`forward`], written over `x` itself (`[batch, channels, h, w]`) when the output has the
@@ -147,19 +146,7 @@ pub fn forward_in_place(
         return false;
     }
     if interleaved::applies(g) {
-        let block = interleaved::CHANNELS;
-        let need = interleaved::Phases::of(g).scratch_len(g);
-        over_planes(x, block * len, need, |i, planes, scratch| {
-            let (w, bias) = block_filters(g, w, bias, i);
-            isa.dispatch(interleaved::InPlace {
-                g,
-                planes,
-                w,
-                bias,
-                epilogue,
-                scratch,
-            });
-        });
+        blocks(g, None, x, w, bias, epilogue, isa);
         return true;
     }
     let per_task = TASK_FLOATS.div_ceil(len).max(1);

@@ -11,7 +11,7 @@
 //! (8 or 7 with AVX-512, 4 with AVX2) keeps its accumulators in registers across every tap, each
 //! tap a weight vector and one vector load and multiply-add per pixel (no broadcast, no tail),
 //! and goes back to the 16 planes with the bias and activation. The copy in makes the layer
-//! safe to run over its own input ([`in_place`]).
+//! safe to run over its own input (a [`Block`] without `x`).
 
 use pulp::{Simd, WithSimd};
 
@@ -67,15 +67,17 @@ impl Phases {
     }
 }
 
-/// One image's block of [`CHANNELS`] planes: `x` the input planes (`g.in_size` each), `dst` the
-/// output planes (`g.out_size` each), `w` the block's filters `[channel][tap]`, `bias` its 16
-/// biases or none. `scratch` is [`Phases::scratch_len`] floats.
+/// One image's block of [`CHANNELS`] planes: `x` the input planes (`g.in_size` each), or none
+/// to read the block's own planes `dst` (stride 1, output size equal to input size: they are
+/// copied into `scratch` before any output is written); `dst` the output planes (`g.out_size`
+/// each), `w` the block's filters `[channel][tap]`, `bias` its 16 biases or none. `scratch` is
+/// [`Phases::scratch_len`] floats.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(crate) fn block<S: Simd>(
+fn block<S: Simd>(
     simd: S,
     g: &Geometry,
-    x: &[f32],
+    x: Option<&[f32]>,
     w: &[f32],
     bias: Option<&[f32]>,
     epilogue: Epilogue,
@@ -84,26 +86,8 @@ pub(crate) fn block<S: Simd>(
 ) {
     let p = Phases::of(g);
     let (pixels, filters) = scratch.split_at_mut(p.pixels(g) * CHANNELS);
-    interleave(g, &p, x, pixels);
+    interleave(g, &p, x.unwrap_or(dst), pixels);
     taps(simd, g, &p, w, bias, epilogue, pixels, filters, dst);
-}
-
-/// As [`block`], over the block's own planes (stride 1, output size equal to input size): the
-/// planes are copied into `scratch` before any output is written.
-#[inline(always)]
-pub(crate) fn in_place<S: Simd>(
-    simd: S,
-    g: &Geometry,
-    planes: &mut [f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    epilogue: Epilogue,
-    scratch: &mut [f32],
-) {
-    let p = Phases::of(g);
-    let (pixels, filters) = scratch.split_at_mut(p.pixels(g) * CHANNELS);
-    interleave(g, &p, planes, pixels);
-    taps(simd, g, &p, w, bias, epilogue, pixels, filters, planes);
 }
 
 /// Fills every phase: padded pixel `(r, c)` holds the 16 planes at input row `r - padding[0]`,
@@ -283,7 +267,8 @@ fn lanes<S: Simd, const V: usize>(s: &[S::f32s], at: usize) -> [S::f32s; V] {
 /// [`block`] as a [`WithSimd`] op, for `Isa::dispatch`.
 pub(crate) struct Block<'a> {
     pub(crate) g: &'a Geometry,
-    pub(crate) x: &'a [f32],
+    /// The input planes; none to run over `dst` itself.
+    pub(crate) x: Option<&'a [f32]>,
     pub(crate) w: &'a [f32],
     pub(crate) bias: Option<&'a [f32]>,
     pub(crate) epilogue: Epilogue,
@@ -305,33 +290,6 @@ impl WithSimd for Block<'_> {
             self.epilogue,
             self.scratch,
             self.dst,
-        )
-    }
-}
-
-/// [`in_place`] as a [`WithSimd`] op.
-pub(crate) struct InPlace<'a> {
-    pub(crate) g: &'a Geometry,
-    pub(crate) planes: &'a mut [f32],
-    pub(crate) w: &'a [f32],
-    pub(crate) bias: Option<&'a [f32]>,
-    pub(crate) epilogue: Epilogue,
-    pub(crate) scratch: &'a mut [f32],
-}
-
-impl WithSimd for InPlace<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) {
-        in_place(
-            simd,
-            self.g,
-            self.planes,
-            self.w,
-            self.bias,
-            self.epilogue,
-            self.scratch,
         )
     }
 }

@@ -23,8 +23,9 @@ const KEPT: usize = 4;
 /// A kept buffer serves a request of at least 1/`SPARE` of its size. MBConv widths change
 /// sixfold, and a bound of 2 with 3 buffers missed most of Lite0's changes of size: with 8 and
 /// 4 buffers a batch-32 pass took 0.905x the time and peaked 11 MiB lower (`bench/ab.sh`, 8
-/// pairs); 4 was no better than 2. A bound keeps a small output that outlives the pass
-/// (logits, features) from pinning a large activation's buffer.
+/// pairs); a bound of 4 took 1.018x the time of 8 (6 pairs) and peaked 17 MiB higher. A bound
+/// keeps a small output that outlives the pass (logits, features) from pinning a large
+/// activation's buffer.
 const SPARE: usize = 8;
 
 static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
