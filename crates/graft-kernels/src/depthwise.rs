@@ -55,7 +55,7 @@ pub fn forward(
         return out;
     }
     if interleaved::applies(g) {
-        blocks(g, Some(x), &mut out, w, bias, epilogue, isa);
+        blocks(g, Some(x), false, &mut out, w, bias, epilogue, isa);
         return out;
     }
     let per_task = TASK_FLOATS.div_ceil(out_len).max(1);
@@ -100,10 +100,13 @@ fn over_planes(
 }
 
 /// The interleaved path (`interleaved.rs`) over `dst` (`[batch, channels, out_h, out_w]`), one
-/// task per image's block of 16 channels, reading `x` or, when it is none, `dst` itself.
+/// task per image's block of 16 channels, reading `x` or, when it is none, `dst` itself; with
+/// `blocked`, `x` and `dst` hold interleaved blocks (`blocked.rs`) rather than planes.
+#[allow(clippy::too_many_arguments)]
 fn blocks(
     g: &Geometry,
     x: Option<&[f32]>,
+    blocked: bool,
     dst: &mut [f32],
     w: &[f32],
     bias: Option<&[f32]>,
@@ -119,6 +122,7 @@ fn blocks(
         isa.dispatch(interleaved::Block {
             g,
             x: x.map(|x| &x[i * block * in_len..][..block * in_len]),
+            blocked,
             w: &w[c0 * taps..][..block * taps],
             bias: bias.map(|b| &b[c0..][..block]),
             epilogue,
@@ -126,6 +130,60 @@ fn blocks(
             dst,
         });
     });
+}
+
+/// As [`forward`] over blocked activations (`blocked.rs`' layout, `g`'s channels a multiple of
+/// 16): `x` `[batch, channels / 16, h * w, 16]`, and the output likewise.
+///
+/// Panics if the channels are not whole blocks or a slice is shorter than `g` says.
+pub fn forward_blocked(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    epilogue: Epilogue,
+    isa: Isa,
+) -> Vec<f32> {
+    assert!(
+        g.in_channels == g.out_channels && g.out_channels.is_multiple_of(interleaved::CHANNELS),
+        "depthwise: blocked channels come in whole blocks"
+    );
+    assert!(
+        x.len() >= g.batch * g.in_channels * g.in_len(),
+        "depthwise: x too short"
+    );
+    assert!(
+        w.len() >= g.out_channels * g.taps(),
+        "depthwise: w too short"
+    );
+    let mut out = crate::outputs::take(g.batch * g.out_channels * g.out_len());
+    if !out.is_empty() && interleaved::applies(g) {
+        blocks(g, Some(x), true, &mut out, w, bias, epilogue, isa);
+    }
+    out
+}
+
+/// As [`forward_blocked`], written over `x` itself when the output has the input's size
+/// (stride 1, "same" padding; each block is copied into its padded layout before its output is
+/// written). Returns `false`, leaving `x` as it was, for any other geometry.
+pub fn forward_blocked_in_place(
+    g: &Geometry,
+    x: &mut [f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    epilogue: Epilogue,
+    isa: Isa,
+) -> bool {
+    let same = g.in_channels == g.out_channels && g.in_size == g.out_size && g.stride == [1, 1];
+    let whole = g.out_channels.is_multiple_of(interleaved::CHANNELS);
+    let len = g.batch * g.out_channels * g.out_len();
+    if !same || !whole || x.len() != len || w.len() < g.out_channels * g.taps() {
+        return false;
+    }
+    if interleaved::applies(g) {
+        blocks(g, None, true, x, w, bias, epilogue, isa);
+    }
+    true
 }
 
 /// As [`forward`], written over `x` itself (`[batch, channels, h, w]`) when the output has the
@@ -146,7 +204,7 @@ pub fn forward_in_place(
         return false;
     }
     if interleaved::applies(g) {
-        blocks(g, None, x, w, bias, epilogue, isa);
+        blocks(g, None, false, x, w, bias, epilogue, isa);
         return true;
     }
     let per_task = TASK_FLOATS.div_ceil(len).max(1);

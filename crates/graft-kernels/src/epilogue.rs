@@ -29,6 +29,22 @@ impl Epilogue {
         }
     }
 
+    /// [`Epilogue::apply`] on a vector of values that include their bias, NaN kept the same way
+    /// (it fails both comparisons).
+    #[inline(always)]
+    pub(crate) fn apply_simd<S: pulp::Simd>(self, simd: S, v: S::f32s) -> S::f32s {
+        let zero = simd.splat_f32s(0.0);
+        match self {
+            Epilogue::Bias => v,
+            Epilogue::BiasRelu => simd.select_f32s(simd.less_than_f32s(v, zero), zero, v),
+            Epilogue::BiasRelu6 => {
+                let six = simd.splat_f32s(6.0);
+                let v = simd.select_f32s(simd.less_than_f32s(v, zero), zero, v);
+                simd.select_f32s(simd.greater_than_f32s(v, six), six, v)
+            }
+        }
+    }
+
     /// `dst[i] = apply(src[i] + b)`; the match is outside the loop so each arm vectorises.
     #[inline(always)]
     pub(crate) fn write(self, dst: &mut [f32], src: &[f32], b: f32) {

@@ -39,12 +39,33 @@ pub(crate) fn conv2d(
 
 /// What an inference-mode layer can keep of its weights between calls, derived on first use:
 /// Winograd's transformed filters (4x the 3x3 weights), which otherwise are transformed again
-/// on every call. Only a convolution that always runs with the same weights may be given one
+/// on every call, and the weights laid out for the blocked kernels (`blocked.rs`). Only a convolution that always runs with the same weights may be given one
 /// (the holder keeps it with the weights it was derived from, as `graft-models`' `ConvBn`
 /// keeps its folded layer in a [`crate::Memo`]).
 #[derive(Debug, Default)]
 pub struct Prepared {
     winograd: OnceLock<Vec<f32>>,
+    pointwise: OnceLock<crate::blocked_pointwise::Packed>,
+    depthwise: OnceLock<(Vec<f32>, Vec<f32>)>,
+}
+
+impl Prepared {
+    /// A 1x1 layer's packed weights, made by `make` on first use.
+    pub(crate) fn pointwise(
+        &self,
+        make: impl FnOnce() -> crate::blocked_pointwise::Packed,
+    ) -> &crate::blocked_pointwise::Packed {
+        self.pointwise.get_or_init(make)
+    }
+
+    /// A depthwise layer's filters and bias padded to whole blocks, made by `make` on first use.
+    pub(crate) fn depthwise(
+        &self,
+        make: impl FnOnce() -> (Vec<f32>, Vec<f32>),
+    ) -> (&[f32], &[f32]) {
+        let (w, b) = self.depthwise.get_or_init(make);
+        (w, b)
+    }
 }
 
 /// As [`conv2d`] (with the bias, no epilogue) for a training forward pass: a Winograd

@@ -71,13 +71,15 @@ impl Phases {
 /// to read the block's own planes `dst` (stride 1, output size equal to input size: they are
 /// copied into `scratch` before any output is written); `dst` the output planes (`g.out_size`
 /// each), `w` the block's filters `[channel][tap]`, `bias` its 16 biases or none. `scratch` is
-/// [`Phases::scratch_len`] floats.
+/// [`Phases::scratch_len`] floats. With `blocked`, `x` and `dst` are already interleaved
+/// (`[pixel][16]`, `blocked.rs`' layout) rather than planes.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn block<S: Simd>(
     simd: S,
     g: &Geometry,
     x: Option<&[f32]>,
+    blocked: bool,
     w: &[f32],
     bias: Option<&[f32]>,
     epilogue: Epilogue,
@@ -86,15 +88,18 @@ fn block<S: Simd>(
 ) {
     let p = Phases::of(g);
     let (pixels, filters) = scratch.split_at_mut(p.pixels(g) * CHANNELS);
-    interleave(g, &p, x.unwrap_or(dst), pixels);
-    taps(simd, g, &p, w, bias, epilogue, pixels, filters, dst);
+    interleave(g, &p, x.unwrap_or(dst), blocked, pixels);
+    taps(
+        simd, g, &p, w, bias, epilogue, pixels, filters, blocked, dst,
+    );
 }
 
 /// Fills every phase: padded pixel `(r, c)` holds the 16 planes at input row `r - padding[0]`,
 /// column `c - padding[1]`, or zeros outside the input. A phase row is written in order, one
-/// pixel (16 floats, one store) at a time, from the 16 planes' input row.
+/// pixel (16 floats, one store) at a time, from the 16 planes' input row, or from the blocked
+/// input's pixel (a copy of 16 floats).
 #[inline(always)]
-fn interleave(g: &Geometry, p: &Phases, x: &[f32], pixels: &mut [f32]) {
+fn interleave(g: &Geometry, p: &Phases, x: &[f32], blocked: bool, pixels: &mut [f32]) {
     let [h, width] = g.in_size;
     let [ph, pw] = g.padding;
     let [sh, sw] = g.stride;
@@ -107,6 +112,16 @@ fn interleave(g: &Geometry, p: &Phases, x: &[f32], pixels: &mut [f32]) {
             dst.fill(0.0);
             continue;
         };
+        if blocked {
+            let row = &x[iy * width * CHANNELS..][..width * CHANNELS];
+            for (pc, d) in dst.chunks_exact_mut(CHANNELS).enumerate() {
+                match (pc * sw + b).checked_sub(pw).filter(|&c| c < width) {
+                    Some(ix) => d.copy_from_slice(&row[ix * CHANNELS..][..CHANNELS]),
+                    None => d.fill(0.0),
+                }
+            }
+            continue;
+        }
         let rows: [&[f32]; CHANNELS] =
             std::array::from_fn(|l| &x[l * in_len + iy * width..][..width]);
         for (pc, d) in dst.chunks_exact_mut(CHANNELS).enumerate() {
@@ -131,6 +146,7 @@ fn taps<S: Simd>(
     epilogue: Epilogue,
     pixels: &[f32],
     filters: &mut [f32],
+    blocked: bool,
     dst: &mut [f32],
 ) {
     let taps = g.taps();
@@ -163,6 +179,7 @@ fn taps<S: Simd>(
         bias: &first,
         epilogue,
         pixels,
+        blocked,
         dst,
     };
     // Accumulators: 8 (or 7, for rows of 7, 14, 28...) of AVX-512's 32 registers, 8 of AVX2's 16.
@@ -184,6 +201,8 @@ struct Rows<'a> {
     bias: &'a [f32; CHANNELS],
     epilogue: Epilogue,
     pixels: &'a [f32],
+    /// The output is interleaved too (`[pixel][16]`), not 16 planes.
+    blocked: bool,
     dst: &'a mut [f32],
 }
 
@@ -201,16 +220,28 @@ impl Rows<'_> {
             let mut ox = 0;
             while ox < ow {
                 let n = if ow - ox >= T { T } else { 1 };
+                let at = oy * self.p.cols + ox;
+                if self.blocked {
+                    // Straight from the registers to the interleaved output.
+                    let out = &mut self.dst[(oy * ow + ox) * CHANNELS..][..n * CHANNELS];
+                    if n == T {
+                        let acc = tile::<S, V, T>(simd, self.offsets, px, fv, start, at);
+                        store::<S, V>(simd, self.epilogue, &acc, out);
+                    } else {
+                        let acc = tile::<S, V, 1>(simd, self.offsets, px, fv, start, at);
+                        store::<S, V>(simd, self.epilogue, &acc, out);
+                    }
+                    ox += n;
+                    continue;
+                }
                 let mut sums = [[0f32; CHANNELS]; T];
                 if n == T {
-                    let acc =
-                        tile::<S, V, T>(simd, self.offsets, px, fv, start, oy * self.p.cols + ox);
+                    let acc = tile::<S, V, T>(simd, self.offsets, px, fv, start, at);
                     for (sum, acc) in sums.iter_mut().zip(&acc) {
                         S::as_mut_simd_f32s(sum).0.copy_from_slice(acc);
                     }
                 } else {
-                    let [acc] =
-                        tile::<S, V, 1>(simd, self.offsets, px, fv, start, oy * self.p.cols + ox);
+                    let [acc] = tile::<S, V, 1>(simd, self.offsets, px, fv, start, at);
                     S::as_mut_simd_f32s(&mut sums[0]).0.copy_from_slice(&acc);
                 }
                 for l in 0..CHANNELS {
@@ -221,6 +252,22 @@ impl Rows<'_> {
                 }
                 ox += n;
             }
+        }
+    }
+}
+
+/// Interleaved output pixels from their sums, with the epilogue.
+#[inline(always)]
+fn store<S: Simd, const V: usize>(
+    simd: S,
+    epilogue: Epilogue,
+    sums: &[[S::f32s; V]],
+    out: &mut [f32],
+) {
+    for (d, s) in out.chunks_exact_mut(CHANNELS).zip(sums) {
+        let d = S::as_mut_simd_f32s(d).0;
+        for v in 0..V {
+            d[v] = epilogue.apply_simd(simd, s[v]);
         }
     }
 }
@@ -269,6 +316,8 @@ pub(crate) struct Block<'a> {
     pub(crate) g: &'a Geometry,
     /// The input planes; none to run over `dst` itself.
     pub(crate) x: Option<&'a [f32]>,
+    /// `x` and `dst` are interleaved blocks (`blocked.rs`), not planes.
+    pub(crate) blocked: bool,
     pub(crate) w: &'a [f32],
     pub(crate) bias: Option<&'a [f32]>,
     pub(crate) epilogue: Epilogue,
@@ -285,6 +334,7 @@ impl WithSimd for Block<'_> {
             simd,
             self.g,
             self.x,
+            self.blocked,
             self.w,
             self.bias,
             self.epilogue,

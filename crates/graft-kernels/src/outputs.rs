@@ -52,6 +52,20 @@ pub(crate) fn take(len: usize) -> Vec<f32> {
     }
 }
 
+/// Keeps `v` for a later [`take`] (a kernel's input it no longer needs).
+pub(crate) fn keep(v: Vec<f32>) {
+    if v.capacity() == 0 {
+        return;
+    }
+    if let Ok(mut pool) = POOL.lock() {
+        pool.push(v);
+        if pool.len() > KEPT {
+            // The oldest goes: the layers ahead look like the ones just run.
+            pool.remove(0);
+        }
+    }
+}
+
 /// Keeps `t`'s storage for a later [`take`] when `t` is the only holder of an `f32` buffer
 /// that can become a `Vec<f32>` without a copy; otherwise `t` is simply dropped.
 pub(crate) fn recycle(t: FlexTensor) {
@@ -65,16 +79,7 @@ pub(crate) fn recycle(t: FlexTensor) {
     let Ok(v) = bytes.try_into_vec::<f32>() else {
         return;
     };
-    if v.capacity() == 0 {
-        return;
-    }
-    if let Ok(mut pool) = POOL.lock() {
-        pool.push(v);
-        if pool.len() > KEPT {
-            // The oldest goes: the layers ahead look like the ones just run.
-            pool.remove(0);
-        }
-    }
+    keep(v);
 }
 
 #[cfg(test)]

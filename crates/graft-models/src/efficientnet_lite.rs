@@ -17,6 +17,8 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 
 use crate::layers::{ConvBn, ConvBnSpec, global_avg_pool};
+use graft_kernels::Epilogue;
+use graft_kernels::blocked::Blocked;
 use graft_weights::KeyMap;
 
 /// One stage of MBConv blocks: (kernel, stride of its first block, expand ratio, output
@@ -209,6 +211,27 @@ impl MbConv {
             None => x,
         }
     }
+
+    /// [`MbConv::forward`] for inference over activations in blocks of 16 channels: the
+    /// expanded activations never go back to planes, and the residual is added as the
+    /// projection writes its output.
+    pub fn forward_blocked(&self, input: Blocked) -> Blocked {
+        let relu6 = Epilogue::BiasRelu6;
+        let (x, skip) = match (&self.expand, self.residual) {
+            (Some(expand), true) => (expand.forward_blocked(&input, relu6, None), Some(input)),
+            (Some(expand), false) => (expand.forward_blocked_owned(input, relu6), None),
+            (None, true) => {
+                let x = self.depthwise.forward_blocked(&input, relu6, None);
+                return self
+                    .project
+                    .forward_blocked(&x, Epilogue::Bias, Some(&input));
+            }
+            (None, false) => (input, None),
+        };
+        let x = self.depthwise.forward_blocked_owned(x, relu6);
+        self.project
+            .forward_blocked(&x, Epilogue::Bias, skip.as_ref())
+    }
 }
 
 #[derive(Module, Debug)]
@@ -235,9 +258,15 @@ impl EfficientNetLite {
             self.stem.forward_relu6(x)
         } else if g <= n_stages {
             let start: usize = self.stage_lengths[..g - 1].iter().sum();
-            self.blocks[start..start + self.stage_lengths[g - 1]]
-                .iter()
-                .fold(x, |x, b| b.forward(x))
+            let blocks = &self.blocks[start..start + self.stage_lengths[g - 1]];
+            // Inference runs the stage in blocks of channels, converting only at its ends.
+            match Blocked::from_tensor(x) {
+                Ok(x) => blocks
+                    .iter()
+                    .fold(x, |x, b| b.forward_blocked(x))
+                    .into_tensor(),
+                Err(x) => blocks.iter().fold(x, |x, b| b.forward(x)),
+            }
         } else {
             self.head.forward_relu6(x)
         }

@@ -7,6 +7,7 @@ use burn::nn::pool::MaxPool2d;
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::ops::ConvOptions;
+use graft_kernels::blocked::Blocked;
 use graft_kernels::{Epilogue, Memo, Prepared, Source};
 use std::sync::Arc;
 
@@ -110,6 +111,45 @@ impl ConvBn {
         }
     }
 
+    /// The inference-mode layer (folded, `epilogue` fused) over activations held in blocks of
+    /// 16 channels, with `skip` added to its output (a residual join); see
+    /// [`graft_kernels::blocked`].
+    pub fn forward_blocked(
+        &self,
+        x: &Blocked,
+        epilogue: Epilogue,
+        skip: Option<&Blocked>,
+    ) -> Blocked {
+        let Folded { conv, prepared } = self.folded_prepared();
+        let options = blocked_options(&conv, x);
+        let bias = conv.bias.as_ref().map(|b| b.val());
+        graft_kernels::blocked::conv2d(
+            x,
+            conv.weight.val(),
+            bias,
+            options,
+            epilogue,
+            &prepared,
+            skip,
+        )
+    }
+
+    /// [`ConvBn::forward_blocked`] for an input nobody needs afterwards (a stride-1 depthwise
+    /// layer writes over it).
+    pub fn forward_blocked_owned(&self, x: Blocked, epilogue: Epilogue) -> Blocked {
+        let Folded { conv, prepared } = self.folded_prepared();
+        let options = blocked_options(&conv, &x);
+        let bias = conv.bias.as_ref().map(|b| b.val());
+        graft_kernels::blocked::conv2d_owned(
+            x,
+            conv.weight.val(),
+            bias,
+            options,
+            epilogue,
+            &prepared,
+        )
+    }
+
     /// The folded convolution with `epilogue`, its kernel keeping what it derives from the
     /// weights.
     fn inference(&self, x: Tensor<4>, epilogue: Epilogue) -> Tensor<4> {
@@ -181,6 +221,13 @@ fn apply(kernel: ConvFn, conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let options = options(conv, &x);
     let bias = conv.bias.as_ref().map(|b| b.val());
     kernel(x, conv.weight.val(), bias, options)
+}
+
+/// The options `conv`'s padding gives for the blocked input `x`.
+fn blocked_options(conv: &Conv2d, x: &Blocked) -> ConvOptions<2> {
+    let [_, _, h, w] = x.dims();
+    let pairs = padding_pairs(&conv.padding, conv.kernel_size, conv.stride, [h, w]);
+    ConvOptions::new_with_padding(conv.stride, pairs, conv.dilation, conv.groups)
 }
 
 /// The options `conv`'s padding gives for the input `x`.

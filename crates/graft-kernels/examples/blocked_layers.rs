@@ -1,0 +1,127 @@
+//! EfficientNet-Lite0's 1x1 and depthwise layers one at a time, over NCHW planes (`pointwise`,
+//! `depthwise`) and over blocks of 16 channels (`blocked_pointwise`, `depthwise::forward_blocked`),
+//! with ReLU6 fused, and the largest difference between the two outputs.
+//! `cargo run --release -p graft-kernels --example blocked_layers [BATCH]` (default 8: about
+//! the micro-batch a batch-32 pass runs the network in). A lone layer's output larger than
+//! glibc's mmap threshold is mapped fresh on every call (see the `lite_layers` example).
+use graft_kernels::grad::Geometry;
+use graft_kernels::{Epilogue, Isa, blocked, blocked_pointwise};
+use std::time::Instant;
+
+fn main() {
+    graft_kernels::keep_freed_memory();
+    let batch: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(32);
+    let isa = Isa::detect();
+    let rows: &[(usize, usize, usize, usize, usize, bool, usize)] = &[
+        (32, 32, 112, 3, 1, true, 1),
+        (32, 16, 112, 1, 1, false, 1),
+        (16, 96, 112, 1, 1, false, 1),
+        (96, 96, 112, 3, 2, true, 1),
+        (96, 24, 56, 1, 1, false, 1),
+        (24, 144, 56, 1, 1, false, 2),
+        (144, 144, 56, 3, 1, true, 1),
+        (144, 24, 56, 1, 1, false, 1),
+        (144, 144, 56, 5, 2, true, 1),
+        (144, 40, 28, 1, 1, false, 1),
+        (40, 240, 28, 1, 1, false, 2),
+        (240, 240, 28, 5, 1, true, 1),
+        (240, 40, 28, 1, 1, false, 1),
+        (240, 240, 28, 3, 2, true, 1),
+        (240, 80, 14, 1, 1, false, 1),
+        (80, 480, 14, 1, 1, false, 3),
+        (480, 480, 14, 3, 1, true, 2),
+        (480, 80, 14, 1, 1, false, 2),
+        (480, 480, 14, 5, 1, true, 1),
+        (480, 112, 14, 1, 1, false, 1),
+        (112, 672, 14, 1, 1, false, 3),
+        (672, 672, 14, 5, 1, true, 2),
+        (672, 112, 14, 1, 1, false, 2),
+        (672, 672, 14, 5, 2, true, 1),
+        (672, 192, 7, 1, 1, false, 1),
+        (192, 1152, 7, 1, 1, false, 4),
+        (1152, 1152, 7, 5, 1, true, 3),
+        (1152, 192, 7, 1, 1, false, 3),
+        (1152, 1152, 7, 3, 1, true, 1),
+        (1152, 320, 7, 1, 1, false, 1),
+    ];
+    let reps = 5;
+    let (mut ta, mut tb) = (0.0, 0.0);
+    for &(cin, cout, size, k, s, dw, count) in rows {
+        let out = size.div_ceil(s);
+        let pad = ((out - 1) * s + k).saturating_sub(size) / 2;
+        let g = Geometry {
+            batch,
+            in_channels: cin,
+            in_size: [size, size],
+            out_channels: cout,
+            out_size: [out, out],
+            kernel: [k, k],
+            stride: [s, s],
+            padding: [pad, pad],
+            dilation: [1, 1],
+        };
+        let hw = size * size;
+        let x: Vec<f32> = (0..batch * cin * hw)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+            .collect();
+        let w: Vec<f32> = (0..cout * if dw { k * k } else { cin })
+            .map(|i| ((i * 104729) % 997) as f32 / 997.0 - 0.5)
+            .collect();
+        let b: Vec<f32> = (0..cout).map(|i| i as f32 * 0.01).collect();
+        let xb = blocked::to_blocks(&x, batch, cin, hw);
+        let packed = blocked_pointwise::Packed::new(
+            if dw { &[0.0; 0] } else { &w },
+            Some(&b),
+            if dw { 0 } else { cout },
+            cin,
+        );
+        let time = |f: &(dyn Fn() -> Vec<f32> + Sync)| {
+            graft_kernels::on_workers(|| {
+                drop(f());
+                let s = Instant::now();
+                for _ in 0..reps {
+                    drop(std::hint::black_box(f()));
+                }
+                s.elapsed().as_secs_f64() / reps as f64 * 1e3
+            })
+        };
+        let plain = || {
+            if dw {
+                graft_kernels::depthwise::forward(&g, &x, &w, Some(&b), Epilogue::BiasRelu6, isa)
+            } else {
+                graft_kernels::pointwise::forward(&g, &x, &w, Some(&b), Epilogue::BiasRelu6, isa)
+            }
+        };
+        let blk = || {
+            if dw {
+                graft_kernels::depthwise::forward_blocked(
+                    &g,
+                    &xb,
+                    &w,
+                    Some(&b),
+                    Epilogue::BiasRelu6,
+                    isa,
+                )
+            } else {
+                blocked_pointwise::forward(&xb, batch, hw, &packed, Epilogue::BiasRelu6, None, isa)
+            }
+        };
+        let a = time(&plain);
+        let bt = time(&blk);
+        let r2 = blocked::from_blocks(&blk(), batch, cout, out * out);
+        let err = plain()
+            .iter()
+            .zip(&r2)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        ta += a * count as f64;
+        tb += bt * count as f64;
+        println!(
+            "{cin:5} {cout:5} {size:4} k{k} s{s} dw={dw:5} x{count}  nchw {a:7.2} ms  blocked {bt:7.2} ms  err {err:.1e}"
+        );
+    }
+    println!("total nchw {ta:.1} blocked {tb:.1}");
+}

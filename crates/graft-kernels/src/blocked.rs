@@ -1,0 +1,264 @@
+//! Activations in blocks of 16 channels, `[image][block][pixel][16]` (ONNX Runtime's NCHWc,
+//! XNNPACK's channels-last in blocks), carried through a run of inference layers that have
+//! kernels for it: 1x1 convolutions (`blocked_pointwise.rs`) and depthwise ones
+//! (`interleaved.rs`). EfficientNet's MBConv blocks are exactly these, so a whole stage runs
+//! without converting its 6x-expanded activations to planes and back: the conversions are paid
+//! once, at the stage's narrow ends.
+//!
+//! Channel counts that are not a multiple of 16 are padded with channels that stay zero (their
+//! weights and bias are zero).
+
+use burn::prelude::*;
+use burn::tensor::DType;
+use burn_backend::ops::ConvOptions;
+use burn_flex::Flex;
+use rayon::prelude::*;
+
+use crate::blocked_pointwise::{self, Packed};
+use crate::epilogue::Epilogue;
+use crate::flex::{contiguous, tensor, values};
+use crate::forward::Prepared;
+use crate::grad::Geometry;
+use crate::isa::Isa;
+
+/// Channels a block holds: one AVX-512 vector.
+pub const LANES: usize = 16;
+
+/// Blocks that hold `channels` channels.
+pub fn blocks(channels: usize) -> usize {
+    channels.div_ceil(LANES)
+}
+
+/// A batch of activations `[batch, channels, h, w]` held in blocks of 16 channels.
+#[derive(Debug)]
+pub struct Blocked {
+    data: Vec<f32>,
+    batch: usize,
+    channels: usize,
+    size: [usize; 2],
+}
+
+impl Blocked {
+    /// `x` in blocks, or `x` back when it is not a plain f32 tensor of the CPU inference
+    /// device (an autodiff tensor keeps its graph; other backends have their own kernels).
+    // The error is the caller's own tensor handed back (boxing it would allocate on every call).
+    #[allow(clippy::result_large_err)]
+    pub fn from_tensor(x: Tensor<4>) -> Result<Blocked, Tensor<4>> {
+        if x.dtype() != DType::F32 || x.is_autodiff() {
+            return Err(x);
+        }
+        let [batch, channels, h, w] = x.dims();
+        match x.clone().try_into_primitive::<Flex>() {
+            Ok(p) => {
+                drop(x);
+                let p = contiguous(p);
+                let data = to_blocks(values(&p), batch, channels, h * w);
+                crate::outputs::recycle(p);
+                Ok(Blocked {
+                    data,
+                    batch,
+                    channels,
+                    size: [h, w],
+                })
+            }
+            Err(_) => Err(x),
+        }
+    }
+
+    /// Back to a `[batch, channels, h, w]` tensor.
+    pub fn into_tensor(self) -> Tensor<4> {
+        self.to_tensor()
+    }
+
+    /// A `[batch, channels, h, w]` tensor of the same values.
+    pub fn to_tensor(&self) -> Tensor<4> {
+        let [h, w] = self.size;
+        let planes = from_blocks(&self.data, self.batch, self.channels, h * w);
+        let shape = burn_backend::Shape::from([self.batch, self.channels, h, w]);
+        Tensor::from_primitive::<Flex>(tensor(planes, shape))
+    }
+
+    pub fn dims(&self) -> [usize; 4] {
+        [self.batch, self.channels, self.size[0], self.size[1]]
+    }
+
+    fn pixels(&self) -> usize {
+        self.size[0] * self.size[1]
+    }
+}
+
+impl Drop for Blocked {
+    /// The next layer writes its output over this buffer (`outputs.rs`).
+    fn drop(&mut self) {
+        crate::outputs::keep(std::mem::take(&mut self.data));
+    }
+}
+
+/// `epilogue(conv2d(x, weight, bias, options)) (+ skip)` in blocks, for a layer whose weights
+/// stay the same from call to call (what is derived from them is kept in `prepared`): 1x1
+/// stride-1 convolutions and depthwise ones with their own kernels; any other convolution
+/// through planes and graft's NCHW kernels. `skip`, a residual added after the epilogue, must
+/// have the output's shape.
+///
+/// Panics if the shapes disagree (a caller's error, as for burn's `conv2d`).
+pub fn conv2d(
+    x: &Blocked,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvOptions<2>,
+    epilogue: Epilogue,
+    prepared: &Prepared,
+    skip: Option<&Blocked>,
+) -> Blocked {
+    let g = crate::flex::geometry_of(
+        &burn_backend::Shape::from(x.dims()),
+        &burn_backend::Shape::from(weight.dims()),
+        &options,
+    );
+    let isa = Isa::detect();
+    let depthwise = options.groups == g.in_channels && g.out_channels == g.in_channels;
+    let y = if g.is_pointwise() && options.groups == 1 {
+        let packed = prepared.pointwise(|| {
+            let b = bias.clone().map(floats);
+            Packed::new(
+                &floats(weight.clone()),
+                b.as_deref(),
+                g.out_channels,
+                g.in_channels,
+            )
+        });
+        let skip = skip.map(|s| s.data.as_slice());
+        blocked_pointwise::forward(&x.data, g.batch, x.pixels(), packed, epilogue, skip, isa)
+    } else if depthwise {
+        let (w, b) = prepared.depthwise(|| padded_depthwise(&g, weight.clone(), bias.clone()));
+        let mut y =
+            crate::depthwise::forward_blocked(&padded(&g), &x.data, w, Some(b), epilogue, isa);
+        if let Some(s) = skip {
+            add(&mut y, &s.data);
+        }
+        y
+    } else {
+        let t = x.to_tensor();
+        let y = crate::conv2d_prepared(t, weight, bias, options, epilogue, prepared);
+        let mut y = match Blocked::from_tensor(y) {
+            Ok(y) => y,
+            Err(_) => panic!("blocked conv2d: the NCHW kernel left the inference device"),
+        };
+        if let Some(s) = skip {
+            add(&mut y.data, &s.data);
+        }
+        return y;
+    };
+    Blocked {
+        data: y,
+        batch: g.batch,
+        channels: g.out_channels,
+        size: g.out_size,
+    }
+}
+
+/// As [`conv2d`] (without a skip), for an input nobody needs afterwards: a stride-1 depthwise
+/// layer writes its output over it.
+pub fn conv2d_owned(
+    mut x: Blocked,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvOptions<2>,
+    epilogue: Epilogue,
+    prepared: &Prepared,
+) -> Blocked {
+    let g = crate::flex::geometry_of(
+        &burn_backend::Shape::from(x.dims()),
+        &burn_backend::Shape::from(weight.dims()),
+        &options,
+    );
+    let depthwise = options.groups == g.in_channels && g.out_channels == g.in_channels;
+    if depthwise {
+        let (w, b) = prepared.depthwise(|| padded_depthwise(&g, weight.clone(), bias.clone()));
+        let isa = Isa::detect();
+        if crate::depthwise::forward_blocked_in_place(
+            &padded(&g),
+            &mut x.data,
+            w,
+            Some(b),
+            epilogue,
+            isa,
+        ) {
+            return x;
+        }
+    }
+    conv2d(&x, weight, bias, options, epilogue, prepared, None)
+}
+
+/// The geometry with its channels rounded up to whole blocks.
+fn padded(g: &Geometry) -> Geometry {
+    let c = blocks(g.out_channels) * LANES;
+    Geometry {
+        in_channels: c,
+        out_channels: c,
+        ..*g
+    }
+}
+
+/// Depthwise filters `[channels, taps]` and bias zero-padded to whole blocks.
+fn padded_depthwise(g: &Geometry, w: Tensor<4>, b: Option<Tensor<1>>) -> (Vec<f32>, Vec<f32>) {
+    let c = blocks(g.out_channels) * LANES;
+    let mut w = floats(w);
+    w.resize(c * g.taps(), 0.0);
+    let mut b = b.map(floats).unwrap_or_default();
+    b.resize(c, 0.0);
+    (w, b)
+}
+
+/// A weight tensor's values (f32: the only dtype [`Blocked::from_tensor`] lets through).
+fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    match t.into_data().convert::<f32>().try_to_vec::<f32>() {
+        Ok(v) => v,
+        Err(e) => panic!("blocked conv2d: weights as f32: {e:?}"),
+    }
+}
+
+/// `y += skip`, both in the same blocks.
+fn add(y: &mut [f32], skip: &[f32]) {
+    y.par_chunks_mut(1 << 14)
+        .zip(skip.par_chunks(1 << 14))
+        .for_each(|(y, s)| y.iter_mut().zip(s).for_each(|(y, s)| *y += s));
+}
+
+/// NCHW `[batch, c, pixels]` to blocks `[batch, blocks(c), pixels, 16]`, zeros in padded lanes.
+pub fn to_blocks(x: &[f32], batch: usize, c: usize, pixels: usize) -> Vec<f32> {
+    let kb = blocks(c);
+    let mut out = crate::outputs::take(batch * kb * pixels * LANES);
+    out.par_chunks_mut(pixels * LANES)
+        .enumerate()
+        .for_each(|(i, blk)| {
+            let (n, b) = (i / kb, i % kb);
+            let lanes = LANES.min(c - b * LANES);
+            for l in 0..LANES {
+                let lane = blk[l..].iter_mut().step_by(LANES);
+                if l < lanes {
+                    let plane = &x[(n * c + b * LANES + l) * pixels..][..pixels];
+                    lane.zip(plane).for_each(|(v, s)| *v = *s);
+                } else {
+                    lane.for_each(|v| *v = 0.0);
+                }
+            }
+        });
+    out
+}
+
+/// Blocks `[batch, blocks(c), pixels, 16]` back to NCHW `[batch, c, pixels]`.
+pub fn from_blocks(x: &[f32], batch: usize, c: usize, pixels: usize) -> Vec<f32> {
+    let kb = blocks(c);
+    let mut out = crate::outputs::take(batch * c * pixels);
+    out.par_chunks_mut(pixels.max(1))
+        .enumerate()
+        .for_each(|(i, plane)| {
+            let (n, ch) = (i / c, i % c);
+            let blk = &x[(n * kb + ch / LANES) * pixels * LANES..][..pixels * LANES];
+            for (v, px) in plane.iter_mut().zip(blk.chunks_exact(LANES)) {
+                *v = px[ch % LANES];
+            }
+        });
+    out
+}

@@ -1,0 +1,194 @@
+//! The kernels over activations in blocks of 16 channels (`blocked.rs`): the layout's
+//! conversions, 1x1 and depthwise convolutions against the definition of a convolution at
+//! every instruction set level this CPU has, with each fused activation and a residual.
+
+mod common;
+
+use common::conv::{forward, geometry};
+use common::noise;
+use graft_kernels::blocked::{LANES, blocks, from_blocks, to_blocks};
+use graft_kernels::blocked_pointwise::{self, Packed};
+use graft_kernels::{Epilogue, Isa, depthwise};
+
+const EPILOGUES: [Epilogue; 3] = [Epilogue::Bias, Epilogue::BiasRelu, Epilogue::BiasRelu6];
+
+fn activate(v: f32, epilogue: Epilogue) -> f32 {
+    match epilogue {
+        Epilogue::Bias => v,
+        Epilogue::BiasRelu => v.max(0.0),
+        Epilogue::BiasRelu6 => v.clamp(0.0, 6.0),
+    }
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-4 * scale,
+            "{what}: value {i} is {a}, want {b} (scale {scale})"
+        );
+    }
+}
+
+#[test]
+fn blocks_round_trip_and_padded_lanes_are_zero() {
+    for (batch, c, pixels) in [(2, 24, 7), (1, 16, 1), (3, 5, 10), (1, 40, 49)] {
+        let x = noise(batch * c * pixels, c as u64);
+        let b = to_blocks(&x, batch, c, pixels);
+        assert_eq!(b.len(), batch * blocks(c) * pixels * LANES);
+        for (i, v) in b.iter().enumerate() {
+            let (lane, block) = (i % LANES, i / (pixels * LANES) % blocks(c));
+            if block * LANES + lane >= c {
+                assert_eq!(*v, 0.0, "padded lane of {c} channels");
+            }
+        }
+        // One value in its place: image n, channel ch, pixel p.
+        let (n, ch, p) = (batch - 1, c - 1, pixels - 1);
+        let at = ((n * blocks(c) + ch / LANES) * pixels + p) * LANES + ch % LANES;
+        assert_eq!(b[at], x[(n * c + ch) * pixels + p]);
+        assert_eq!(from_blocks(&b, batch, c, pixels), x, "{c} channels");
+    }
+}
+
+#[test]
+fn pointwise_matches_the_definition_at_every_isa() {
+    // Channel counts of whole blocks, of part of one, and ragged (24 and 40: EfficientNet's);
+    // output groups of 4, 3, 2 and 1 blocks; pixel counts under one tile, ragged, and over
+    // one task (1024 pixels); one image and several.
+    let cases = [
+        (2, [16, 64], [7, 7]),
+        (1, [24, 144], [5, 6]),
+        (3, [40, 48], [3, 3]),
+        (1, [5, 100], [1, 1]),
+        (2, [144, 40], [4, 5]),
+        (1, [32, 16], [40, 41]),
+    ];
+    for (i, &(batch, [cin, cout], size)) in cases.iter().enumerate() {
+        let g = geometry(batch, [cin, cout], size, [1, 1], 1, [0, 0], 1, [0, 0]);
+        let pixels = g.out_len();
+        let x = noise(batch * cin * pixels, 10 + i as u64);
+        let w = noise(cout * cin, 20 + i as u64);
+        let bias: Vec<f32> = noise(cout, 30 + i as u64).iter().map(|v| 3.0 * v).collect();
+        let skip = noise(batch * cout * pixels, 40 + i as u64);
+        let want = forward(&g, 1, &x, &w, Some(&bias));
+        let xb = to_blocks(&x, batch, cin, pixels);
+        let packed = Packed::new(&w, Some(&bias), cout, cin);
+        let skip_b = to_blocks(&skip, batch, cout, pixels);
+        for isa in Isa::available() {
+            for epilogue in EPILOGUES {
+                let what = format!("pointwise case {i} {isa:?} {epilogue:?}");
+                let y =
+                    blocked_pointwise::forward(&xb, batch, pixels, &packed, epilogue, None, isa);
+                let expect: Vec<f32> = want.iter().map(|&v| activate(v, epilogue)).collect();
+                assert_close(&what, &from_blocks(&y, batch, cout, pixels), &expect);
+                let zeros = y.iter().enumerate().filter(|(j, _)| {
+                    let (lane, block) = (j % LANES, j / (pixels * LANES) % blocks(cout));
+                    block * LANES + lane >= cout
+                });
+                assert!(
+                    zeros.clone().all(|(_, v)| *v == 0.0),
+                    "{what}: padded lanes"
+                );
+                let joined = blocked_pointwise::forward(
+                    &xb,
+                    batch,
+                    pixels,
+                    &packed,
+                    epilogue,
+                    Some(&skip_b),
+                    isa,
+                );
+                let expect: Vec<f32> = expect.iter().zip(&skip).map(|(a, b)| a + b).collect();
+                assert_close(
+                    &format!("{what} + skip"),
+                    &from_blocks(&joined, batch, cout, pixels),
+                    &expect,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn pointwise_keeps_nan() {
+    let (cin, cout, pixels) = (16, 16, 7);
+    let mut x = noise(cin * pixels, 5);
+    x[3] = f32::NAN;
+    let w = noise(cout * cin, 6);
+    let packed = Packed::new(&w, None, cout, cin);
+    for isa in Isa::available() {
+        for epilogue in EPILOGUES {
+            let y = blocked_pointwise::forward(
+                &to_blocks(&x, 1, cin, pixels),
+                1,
+                pixels,
+                &packed,
+                epilogue,
+                None,
+                isa,
+            );
+            let y = from_blocks(&y, 1, cout, pixels);
+            // Pixel 3 of channel 0 is NaN, and so is every output at pixel 3.
+            assert!(
+                (0..cout).all(|c| y[c * pixels + 3].is_nan()),
+                "{isa:?} {epilogue:?}"
+            );
+            assert!(
+                y.iter().filter(|v| v.is_nan()).count() == cout,
+                "{isa:?} {epilogue:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn depthwise_matches_the_definition_at_every_isa() {
+    // (batch, channels, size, kernel, stride, begin padding, end padding): EfficientNet's
+    // 3x3 and 5x5 at stride 1 and 2 with TensorFlow "same" padding, a non-square map.
+    let cases = [
+        (2, 32, [14, 14], 3, 1, [1, 1], [1, 1]),
+        (1, 16, [7, 7], 5, 1, [2, 2], [2, 2]),
+        (3, 48, [16, 16], 3, 2, [0, 0], [1, 1]),
+        (1, 32, [15, 15], 5, 2, [1, 1], [2, 2]),
+        (1, 16, [9, 13], 3, 1, [1, 1], [1, 1]),
+    ];
+    for (i, &(batch, c, size, k, s, p, e)) in cases.iter().enumerate() {
+        let g = geometry(batch, [c, c], size, [k, k], s, p, 1, e);
+        let x = noise(batch * c * g.in_len(), 50 + i as u64);
+        let w = noise(c * k * k, 60 + i as u64);
+        let bias: Vec<f32> = noise(c, 70 + i as u64).iter().map(|v| 3.0 * v).collect();
+        let want = forward(&g, c, &x, &w, Some(&bias));
+        let xb = to_blocks(&x, batch, c, g.in_len());
+        for isa in Isa::available() {
+            for epilogue in EPILOGUES {
+                let what = format!("depthwise case {i} {isa:?} {epilogue:?}");
+                let expect: Vec<f32> = want.iter().map(|&v| activate(v, epilogue)).collect();
+                let y = depthwise::forward_blocked(&g, &xb, &w, Some(&bias), epilogue, isa);
+                assert_close(&what, &from_blocks(&y, batch, c, g.out_len()), &expect);
+                let mut own = xb.clone();
+                let done = depthwise::forward_blocked_in_place(
+                    &g,
+                    &mut own,
+                    &w,
+                    Some(&bias),
+                    epilogue,
+                    isa,
+                );
+                if s == 1 {
+                    assert!(done, "{what}: in place");
+                    assert_close(
+                        &format!("{what} in place"),
+                        &from_blocks(&own, batch, c, g.out_len()),
+                        &expect,
+                    );
+                } else {
+                    assert!(
+                        !done && own == xb,
+                        "{what}: in place only at the input's size"
+                    );
+                }
+            }
+        }
+    }
+}
