@@ -22,6 +22,11 @@ const GROUP: usize = 4;
 
 /// Pixels per task at most, so that one image's layer still spreads over the threads.
 const TASK_PIXELS: usize = 1024;
+/// Tasks a layer is split into at least, where its pixels allow: a narrow layer on a small map
+/// (40 channels on 28x28: one group of blocks) at batch 1 was one task, on one thread.
+const MIN_TASKS: usize = 8;
+/// Pixels per task at least (a few register tiles).
+const MIN_PIXELS: usize = 24;
 
 /// A 1x1 layer's weights `[out, in]` laid out for [`forward`]: per group of [`GROUP`] output
 /// blocks (the last one narrower) a panel `[in rounded up to 16][blocks in the group * 16]`,
@@ -97,7 +102,11 @@ pub fn forward(
     if out.is_empty() {
         return out;
     }
-    let span = TASK_PIXELS.min(pixels);
+    let per_pixel_range = batch * kout.div_ceil(GROUP);
+    let span = pixels
+        .div_ceil(MIN_TASKS.div_ceil(per_pixel_range))
+        .clamp(MIN_PIXELS, TASK_PIXELS)
+        .min(pixels);
     let mut tasks = Vec::new();
     for (n, image) in out.chunks_mut(image_out).enumerate() {
         let mut planes: Vec<_> = image
