@@ -15,6 +15,7 @@ pub const WIDEST_ACTIVATION: usize = 8;
 
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
+use std::ops::Range;
 
 use crate::layers::{ConvBn, ConvBnSpec, global_avg_pool};
 use graft_kernels::Epilogue;
@@ -253,23 +254,52 @@ impl EfficientNetLite {
 
     /// Runs backbone group `g` (an index into [`Self::group_names`]).
     pub fn forward_group(&self, g: usize, x: Tensor<4>) -> Tensor<4> {
-        let n_stages = self.stage_lengths.len();
         if g == 0 {
-            self.stem.forward_relu6(x)
-        } else if g <= n_stages {
-            let start: usize = self.stage_lengths[..g - 1].iter().sum();
-            let blocks = &self.blocks[start..start + self.stage_lengths[g - 1]];
-            // Inference runs the stage in blocks of channels, converting only at its ends.
-            match Blocked::from_tensor(x) {
-                Ok(x) => blocks
-                    .iter()
-                    .fold(x, |x, b| b.forward_blocked(x))
-                    .into_tensor(),
-                Err(x) => blocks.iter().fold(x, |x, b| b.forward(x)),
-            }
-        } else {
-            self.head.forward_relu6(x)
+            return self.stem.forward_relu6(x);
         }
+        // Inference runs the group in blocks of channels, converting only at its ends.
+        match Blocked::from_tensor(x) {
+            Ok(x) => self.forward_group_blocked(g, x).into_tensor(),
+            Err(x) if g <= self.stage_lengths.len() => {
+                self.stage(g).iter().fold(x, |x, b| b.forward(x))
+            }
+            Err(x) => self.head.forward_relu6(x),
+        }
+    }
+
+    /// Runs groups `range` in order. An inference pass keeps the activations in blocks of 16
+    /// channels from the stem's output to the end of the range, converting only there.
+    pub fn forward_groups(&self, range: Range<usize>, x: Tensor<4>) -> Tensor<4> {
+        let mut groups = range;
+        let mut x = x;
+        if groups.start == 0 && !groups.is_empty() {
+            x = self.forward_group(0, x);
+            groups.start = 1;
+        }
+        if groups.is_empty() {
+            return x;
+        }
+        match Blocked::from_tensor(x) {
+            Ok(x) => groups
+                .fold(x, |x, g| self.forward_group_blocked(g, x))
+                .into_tensor(),
+            Err(x) => groups.fold(x, |x, g| self.forward_group(g, x)),
+        }
+    }
+
+    /// Group `g` (a stage or the head convolution, not the stem) over blocked activations.
+    fn forward_group_blocked(&self, g: usize, x: Blocked) -> Blocked {
+        if g <= self.stage_lengths.len() {
+            self.stage(g).iter().fold(x, |x, b| b.forward_blocked(x))
+        } else {
+            self.head.forward_blocked_owned(x, Epilogue::BiasRelu6)
+        }
+    }
+
+    /// The blocks of stage `g` (1-based, as its group index).
+    fn stage(&self, g: usize) -> &[MbConv] {
+        let start: usize = self.stage_lengths[..g - 1].iter().sum();
+        &self.blocks[start..start + self.stage_lengths[g - 1]]
     }
 
     /// Parameters of group `g` (for reports of what a strategy trains).
@@ -278,11 +308,7 @@ impl EfficientNetLite {
         if g == 0 {
             self.stem.num_params()
         } else if g <= n_stages {
-            let start: usize = self.stage_lengths[..g - 1].iter().sum();
-            self.blocks[start..start + self.stage_lengths[g - 1]]
-                .iter()
-                .map(Module::num_params)
-                .sum()
+            self.stage(g).iter().map(Module::num_params).sum()
         } else {
             self.head.num_params()
         }

@@ -147,7 +147,10 @@ impl Network {
 
     /// Runs groups `range` (e.g. all of them, or only those above a freeze point).
     pub fn forward_groups(&self, range: std::ops::Range<usize>, x: Tensor<4>) -> Tensor<4> {
-        let run = |x: Tensor<4>| range.clone().fold(x, |x, g| self.forward_group(g, x));
+        let run = |x: Tensor<4>| match self {
+            Self::EfficientNetLite(m) => m.forward_groups(range.clone(), x),
+            _ => range.clone().fold(x, |x, g| self.forward_group(g, x)),
+        };
         let [batch, c, h, w] = x.dims();
         let images = micro_batch(c * h * w, self.widest_activation());
         if !cpu_inference(&x) {
