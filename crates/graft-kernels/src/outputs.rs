@@ -16,17 +16,19 @@ use std::sync::Mutex;
 
 use burn_flex::FlexTensor;
 
-/// Buffers held at once: an MBConv block alternates between two buffers of its expanded
-/// width (the expansion's output, then the depthwise output), plus two for narrower layers.
-const KEPT: usize = 4;
+/// Buffers held at once. EfficientNet's blocked pass (`blocked.rs`) holds a block's input, its
+/// expansion and its output, and its sizes change sixfold within a block and by stage; with 4
+/// buffers a small request took the large buffer the next expansion needed, every pass:
+/// Lite0 at batch 32 missed about 190 MB of buffers a batch (counted at each fresh
+/// allocation). With 8 buffers and a bound of 6 it missed about 10 MB, and peaked at 145 MiB
+/// instead of 193.
+const KEPT: usize = 8;
 
-/// A kept buffer serves a request of at least 1/`SPARE` of its size. MBConv widths change
-/// sixfold, and a bound of 2 with 3 buffers missed most of Lite0's changes of size: with 8 and
-/// 4 buffers a batch-32 pass took 0.905x the time and peaked 11 MiB lower (`bench/ab.sh`, 8
-/// pairs); a bound of 4 took 1.018x the time of 8 (6 pairs) and peaked 17 MiB higher. A bound
-/// keeps a small output that outlives the pass (logits, features) from pinning a large
-/// activation's buffer.
-const SPARE: usize = 8;
+/// A kept buffer serves a request of at least 1/`SPARE` of its size. A bound keeps a small
+/// output that outlives the pass (logits, features) from pinning a large activation's buffer,
+/// and a large buffer for the large requests: with 8 buffers a bound of 4 missed about 14 MB a
+/// batch and 2 about 280 MB; 12 buffers with a bound of 8 missed 16 MB and peaked at 182 MiB.
+const SPARE: usize = 6;
 
 static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 
