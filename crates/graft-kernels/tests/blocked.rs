@@ -192,3 +192,39 @@ fn depthwise_matches_the_definition_at_every_isa() {
         }
     }
 }
+
+/// An image's output does not depend on the images beside it in the batch, to the bit (a
+/// resumed run extracts its remaining images in other batches), though the blocked 1x1 layer
+/// splits its pixels into tasks by the batch's size.
+#[test]
+fn an_images_blocked_output_does_not_depend_on_its_batch() {
+    let (batch, cin, cout, pixels) = (5, 40, 144, 14 * 14);
+    let x = to_blocks(&noise(batch * cin * pixels, 90), batch, cin, pixels);
+    let packed = Packed::new(&noise(cout * cin, 91), None, cout, cin);
+    let isa = Isa::detect();
+    let all = blocked_pointwise::forward(&x, batch, pixels, &packed, Epilogue::Bias, None, isa);
+    let g = geometry(batch, [32, 32], [14, 14], [5, 5], 2, [1, 1], 1, [2, 2]);
+    let xd = to_blocks(&noise(batch * 32 * g.in_len(), 92), batch, 32, g.in_len());
+    let w = noise(32 * 25, 93);
+    let dw = depthwise::forward_blocked(&g, &xd, &w, None, Epilogue::Bias, isa);
+    let (image_in, image_out) = (blocks(cin) * pixels * LANES, blocks(cout) * pixels * LANES);
+    let (dw_in, dw_out) = (32 * g.in_len(), 32 * g.out_len());
+    let one = graft_kernels::grad::Geometry { batch: 1, ..g };
+    for n in 0..batch {
+        let x1 = &x[n * image_in..][..image_in];
+        let alone = blocked_pointwise::forward(x1, 1, pixels, &packed, Epilogue::Bias, None, isa);
+        assert!(
+            alone == all[n * image_out..][..image_out],
+            "pointwise: image {n}"
+        );
+        let alone = depthwise::forward_blocked(
+            &one,
+            &xd[n * dw_in..][..dw_in],
+            &w,
+            None,
+            Epilogue::Bias,
+            isa,
+        );
+        assert!(alone == dw[n * dw_out..][..dw_out], "depthwise: image {n}");
+    }
+}

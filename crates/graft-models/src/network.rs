@@ -4,6 +4,7 @@ use std::path::Path;
 
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
+use rayon::prelude::*;
 
 use crate::efficientnet_lite::{EfficientNetLite, EfficientNetLiteConfig};
 use crate::resnet::{ResNet, ResNetConfig};
@@ -157,10 +158,15 @@ impl Network {
             return run(x);
         }
         graft_kernels::on_workers(|| {
-            if images >= batch {
+            // Parts run two at a time, side by side: each part's layers then find the other
+            // worker busy with the other part, not asleep to be woken for every layer. Half
+            // the micro-batch each, so that two in flight hold what one held.
+            let part = images.div_ceil(2).min(batch.div_ceil(2)).max(1);
+            if part >= batch {
                 return run(x);
             }
-            Tensor::cat(x.split(images, 0).into_iter().map(run).collect(), 0)
+            let parts: Vec<Tensor<4>> = x.split(part, 0);
+            Tensor::cat(parts.into_par_iter().map(run).collect(), 0)
         })
     }
 
