@@ -158,10 +158,12 @@ impl Network {
             return run(x);
         }
         graft_kernels::on_workers(|| {
-            // Parts run two at a time, side by side: each part's layers then find the other
-            // worker busy with the other part, not asleep to be woken for every layer. Half
-            // the micro-batch each, so that two in flight hold what one held.
-            let part = images.div_ceil(2).min(batch.div_ceil(2)).max(1);
+            // Parts run side by side, one a worker: each part's layers then find the other
+            // workers busy with their parts, not asleep to be woken for every layer. A part is
+            // the micro-batch shared among the workers, so that all in flight hold what one
+            // micro-batch held (at least one image each).
+            let workers = rayon::current_num_threads().max(1);
+            let part = images.div_ceil(workers).min(batch.div_ceil(workers)).max(1);
             if part >= batch {
                 return run(x);
             }
