@@ -110,11 +110,7 @@ pub fn conv2d(
     prepared: &Prepared,
     skip: Option<&Blocked>,
 ) -> Blocked {
-    let g = crate::flex::geometry_of(
-        &burn_backend::Shape::from(x.dims()),
-        &burn_backend::Shape::from(weight.dims()),
-        &options,
-    );
+    let g = geometry(x.dims(), &weight, &options);
     let isa = Isa::detect();
     let depthwise = options.groups == g.in_channels && g.out_channels == g.in_channels;
     let y = if g.is_pointwise() && options.groups == 1 {
@@ -157,6 +153,43 @@ pub fn conv2d(
     }
 }
 
+/// `epilogue(conv2d(x, weight, bias, options))` from planes straight into blocks, for a
+/// network's stem (a dense convolution with a few input channels, `blocked_stem.rs`); `x`
+/// back, untouched, for any other layer or a tensor [`Blocked::from_tensor`] would not take.
+// The error is the caller's own tensor handed back (boxing it would allocate on every call).
+#[allow(clippy::result_large_err)]
+pub fn conv2d_from_planes(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvOptions<2>,
+    epilogue: Epilogue,
+    prepared: &Prepared,
+) -> Result<Blocked, Tensor<4>> {
+    let g = geometry(x.dims(), &weight, &options);
+    let plain = x.dtype() == DType::F32 && !x.is_autodiff() && options.groups == 1;
+    if !plain || !crate::blocked_stem::applies(&g) {
+        return Err(x);
+    }
+    let p = match x.clone().try_into_primitive::<Flex>() {
+        Ok(p) => contiguous(p),
+        Err(_) => return Err(x),
+    };
+    drop(x);
+    let packed = prepared.stem(|| {
+        let b = bias.map(floats);
+        crate::blocked_stem::Packed::new(&g, &floats(weight), b.as_deref())
+    });
+    let y = crate::blocked_stem::forward(&g, values(&p), packed, epilogue, Isa::detect());
+    crate::outputs::recycle(p);
+    Ok(Blocked {
+        data: y,
+        batch: g.batch,
+        channels: g.out_channels,
+        size: g.out_size,
+    })
+}
+
 /// As [`conv2d`] (without a skip), for an input nobody needs afterwards: a stride-1 depthwise
 /// layer writes its output over it.
 pub fn conv2d_owned(
@@ -167,11 +200,7 @@ pub fn conv2d_owned(
     epilogue: Epilogue,
     prepared: &Prepared,
 ) -> Blocked {
-    let g = crate::flex::geometry_of(
-        &burn_backend::Shape::from(x.dims()),
-        &burn_backend::Shape::from(weight.dims()),
-        &options,
-    );
+    let g = geometry(x.dims(), &weight, &options);
     let depthwise = options.groups == g.in_channels && g.out_channels == g.in_channels;
     if depthwise {
         let (w, b) = prepared.depthwise(|| padded_depthwise(&g, weight.clone(), bias.clone()));
@@ -188,6 +217,15 @@ pub fn conv2d_owned(
         }
     }
     conv2d(&x, weight, bias, options, epilogue, prepared, None)
+}
+
+/// The geometry of convolving a `[batch, channels, h, w]` input with `weight`.
+fn geometry(x: [usize; 4], weight: &Tensor<4>, options: &ConvOptions<2>) -> Geometry {
+    crate::flex::geometry_of(
+        &burn_backend::Shape::from(x),
+        &burn_backend::Shape::from(weight.dims()),
+        options,
+    )
 }
 
 /// The geometry with its channels rounded up to whole blocks.

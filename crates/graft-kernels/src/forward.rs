@@ -47,6 +47,7 @@ pub struct Prepared {
     winograd: OnceLock<Vec<f32>>,
     pointwise: OnceLock<crate::blocked_pointwise::Packed>,
     depthwise: OnceLock<(Vec<f32>, Vec<f32>)>,
+    stem: OnceLock<crate::blocked_stem::Packed>,
 }
 
 impl Prepared {
@@ -56,6 +57,14 @@ impl Prepared {
         make: impl FnOnce() -> crate::blocked_pointwise::Packed,
     ) -> &crate::blocked_pointwise::Packed {
         self.pointwise.get_or_init(make)
+    }
+
+    /// A stem's weights laid out for the blocked stem kernel, made by `make` on first use.
+    pub(crate) fn stem(
+        &self,
+        make: impl FnOnce() -> crate::blocked_stem::Packed,
+    ) -> &crate::blocked_stem::Packed {
+        self.stem.get_or_init(make)
     }
 
     /// A depthwise layer's filters and bias padded to whole blocks, made by `make` on first use.

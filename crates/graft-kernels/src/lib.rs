@@ -52,6 +52,7 @@ mod autodiff;
 mod batch_norm;
 pub mod blocked;
 pub mod blocked_pointwise;
+pub mod blocked_stem;
 pub mod depthwise;
 mod epilogue;
 mod flex;

@@ -228,3 +228,42 @@ fn an_images_blocked_output_does_not_depend_on_its_batch() {
         assert!(alone == dw[n * dw_out..][..dw_out], "depthwise: image {n}");
     }
 }
+
+/// The stem from planes into blocks against the definition, at every level and activation:
+/// EfficientNet-Lite's 3x3/2 with TensorFlow "same" padding (two blocks: one tile of both),
+/// ResNet's 7x7/2 with 64 channels (four blocks), one input channel with a 5x5/3 and a ragged
+/// block, dilation 2; rows shorter than a tile and longer than one.
+#[test]
+fn stem_into_blocks_matches_the_definition_at_every_isa() {
+    use graft_kernels::blocked_stem;
+    let cases = [
+        (2, [3, 32], [30, 30], 3, 2, [0, 0], 1, [1, 1]),
+        (1, [3, 64], [29, 31], 7, 2, [3, 3], 1, [3, 3]),
+        (1, [1, 5], [17, 9], 5, 3, [2, 1], 1, [0, 2]),
+        (2, [4, 20], [16, 15], 3, 1, [2, 2], 2, [2, 2]),
+    ];
+    for (i, &(batch, chans, size, k, s, p, d, e)) in cases.iter().enumerate() {
+        let g = geometry(batch, chans, size, [k, k], s, p, d, e);
+        assert!(blocked_stem::applies(&g), "case {i}");
+        let x = noise(batch * chans[0] * g.in_len(), 100 + i as u64);
+        let w = noise(chans[1] * chans[0] * k * k, 110 + i as u64);
+        let bias: Vec<f32> = noise(chans[1], 120 + i as u64)
+            .iter()
+            .map(|v| 3.0 * v)
+            .collect();
+        let want = forward(&g, 1, &x, &w, Some(&bias));
+        let packed = blocked_stem::Packed::new(&g, &w, Some(&bias));
+        for isa in Isa::available() {
+            for epilogue in EPILOGUES {
+                let y = blocked_stem::forward(&g, &x, &packed, epilogue, isa);
+                let expect: Vec<f32> = want.iter().map(|&v| activate(v, epilogue)).collect();
+                let what = format!("stem case {i} {isa:?} {epilogue:?}");
+                assert_close(
+                    &what,
+                    &from_blocks(&y, batch, chans[1], g.out_len()),
+                    &expect,
+                );
+            }
+        }
+    }
+}

@@ -271,15 +271,20 @@ impl EfficientNetLite {
     /// channels from the stem's output to the end of the range, converting only there.
     pub fn forward_groups(&self, range: Range<usize>, x: Tensor<4>) -> Tensor<4> {
         let mut groups = range;
-        let mut x = x;
-        if groups.start == 0 && !groups.is_empty() {
-            x = self.forward_group(0, x);
-            groups.start = 1;
-        }
         if groups.is_empty() {
             return x;
         }
-        match Blocked::from_tensor(x) {
+        let blocked = if groups.start == 0 {
+            groups.start = 1;
+            // The stem writes its output in blocks (or, off the inference device, planes).
+            match self.stem.forward_into_blocks(x, Epilogue::BiasRelu6) {
+                Ok(x) => Ok(x),
+                Err(x) => Blocked::from_tensor(self.stem.forward_relu6(x)),
+            }
+        } else {
+            Blocked::from_tensor(x)
+        };
+        match blocked {
             Ok(x) => groups
                 .fold(x, |x, g| self.forward_group_blocked(g, x))
                 .into_tensor(),

@@ -134,6 +134,26 @@ impl ConvBn {
         )
     }
 
+    /// The inference-mode layer (folded, `epilogue` fused) from planes into blocks of 16
+    /// channels, for a network's stem (see [`graft_kernels::blocked::conv2d_from_planes`]);
+    /// `x` back for any other layer or device.
+    // The error is the caller's own tensor handed back (boxing it would allocate on every call).
+    #[allow(clippy::result_large_err)]
+    pub fn forward_into_blocks(
+        &self,
+        x: Tensor<4>,
+        epilogue: Epilogue,
+    ) -> Result<Blocked, Tensor<4>> {
+        if x.is_autodiff() {
+            return Err(x);
+        }
+        let Folded { conv, prepared } = self.folded_prepared();
+        let options = options(&conv, &x);
+        let bias = conv.bias.as_ref().map(|b| b.val());
+        let weight = conv.weight.val();
+        graft_kernels::blocked::conv2d_from_planes(x, weight, bias, options, epilogue, &prepared)
+    }
+
     /// [`ConvBn::forward_blocked`] for an input nobody needs afterwards (a stride-1 depthwise
     /// layer writes over it).
     pub fn forward_blocked_owned(&self, x: Blocked, epilogue: Epilogue) -> Blocked {
