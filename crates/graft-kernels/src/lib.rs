@@ -80,5 +80,5 @@ pub use isa::Isa;
 pub use matmul::{Mat, matmul_into};
 pub use memo::{Memo, Source};
 pub use memory::keep_freed_memory;
-pub use pool::max_pool2d;
+pub use pool::{global_avg_pool, max_pool2d};
 pub use workers::on_workers;

@@ -187,3 +187,32 @@ fn max_into<'a>(dst: &mut [f32], taps: impl Iterator<Item = &'a f32>) {
         *m = if *v > *m || v.is_nan() { *v } else { *m };
     }
 }
+/// Planes summed per task.
+const POOL_TASK: usize = 256;
+
+/// Global average pooling, `[batch, channels, h, w]` to `[batch, channels]`: on the plain
+/// burn-flex device each plane summed in one pass, in parallel (burn-flex 0.22 reduces one axis
+/// at a time on one thread: 2.5 ms of a 190 ms Lite0 batch, where ONNX Runtime's `ReduceMean`
+/// takes 0.4); elsewhere, and on the autodiff device, burn's `mean_dim`.
+pub fn global_avg_pool(x: Tensor<4>) -> Tensor<2> {
+    let [b, c, h, w] = x.dims();
+    let burns = |x: Tensor<4>| x.mean_dim(3).mean_dim(2).reshape([b, c]);
+    if x.dtype() != DType::F32 || x.is_autodiff() {
+        return burns(x);
+    }
+    let Ok(p) = x.clone().try_into_primitive::<Flex>() else {
+        return burns(x);
+    };
+    let p = contiguous(p);
+    let (v, n) = (values(&p), h * w);
+    let mut out = vec![0.0f32; b * c];
+    out.par_chunks_mut(POOL_TASK)
+        .enumerate()
+        .for_each(|(i, o)| {
+            for (j, o) in o.iter_mut().enumerate() {
+                let plane = &v[(i * POOL_TASK + j) * n..][..n];
+                *o = plane.iter().sum::<f32>() / n as f32;
+            }
+        });
+    Tensor::from_primitive::<Flex>(crate::flex::tensor(out, Shape::from([b, c])))
+}

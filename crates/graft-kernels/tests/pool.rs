@@ -87,3 +87,27 @@ fn max_pool_gradients_match_burns() {
         assert_eq!(ours.1, theirs.1, "case {i} dx");
     }
 }
+
+/// Global average pooling against burn's two `mean_dim`s, on the inference device (graft's
+/// pass over each plane) and the autodiff device (burn's), with more planes than one task.
+#[test]
+fn global_average_pool_matches_burns_means() {
+    for device in [Device::flex(), Device::flex().autodiff()] {
+        let x = Tensor::<4>::random(
+            [3, 300, 7, 5],
+            burn::tensor::Distribution::Uniform(-3.0, 9.0),
+            &device,
+        );
+        let want = x.clone().mean_dim(3).mean_dim(2).reshape([3, 300]);
+        let got = graft_kernels::global_avg_pool(x);
+        let to_vec = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap_or_default();
+        let (got, want) = (to_vec(got), to_vec(want));
+        assert_eq!(got.len(), 900);
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                "plane {i}: {a} against {b}"
+            );
+        }
+    }
+}

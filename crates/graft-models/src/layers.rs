@@ -312,8 +312,7 @@ fn same_padding(kernel: usize, stride: usize, size: usize) -> (usize, usize) {
     (total / 2, total - total / 2)
 }
 
-/// Global average pooling to `[batch, channels]`.
+/// Global average pooling to `[batch, channels]` (see [`graft_kernels::global_avg_pool`]).
 pub fn global_avg_pool(x: Tensor<4>) -> Tensor<2> {
-    let [b, c, _, _] = x.dims();
-    x.mean_dim(3).mean_dim(2).reshape([b, c])
+    graft_kernels::global_avg_pool(x)
 }
