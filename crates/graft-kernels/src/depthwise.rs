@@ -163,6 +163,12 @@ pub fn forward_blocked(
     out
 }
 
+/// Whether depthwise layer `g`'s output has its input's shape (stride 1, "same" padding), so
+/// that it can be written over the input.
+fn same_size(g: &Geometry) -> bool {
+    g.in_channels == g.out_channels && g.in_size == g.out_size && g.stride == [1, 1]
+}
+
 /// As [`forward_blocked`], written over `x` itself when the output has the input's size
 /// (stride 1, "same" padding; each block is copied into its padded layout before its output is
 /// written). Returns `false`, leaving `x` as it was, for any other geometry.
@@ -174,10 +180,9 @@ pub fn forward_blocked_in_place(
     epilogue: Epilogue,
     isa: Isa,
 ) -> bool {
-    let same = g.in_channels == g.out_channels && g.in_size == g.out_size && g.stride == [1, 1];
     let whole = g.out_channels.is_multiple_of(interleaved::CHANNELS);
     let len = g.batch * g.out_channels * g.out_len();
-    if !same || !whole || x.len() != len || w.len() < g.out_channels * g.taps() {
+    if !same_size(g) || !whole || x.len() != len || w.len() < g.out_channels * g.taps() {
         return false;
     }
     if interleaved::applies(g) {
@@ -198,9 +203,9 @@ pub fn forward_in_place(
     epilogue: Epilogue,
     isa: Isa,
 ) -> bool {
-    let same = g.in_channels == g.out_channels && g.in_size == g.out_size && g.stride == [1, 1];
     let (len, taps, channels) = (g.in_len(), g.taps(), g.out_channels);
-    if !same || len == 0 || x.len() != g.batch * channels * len || w.len() < channels * taps {
+    if !same_size(g) || len == 0 || x.len() != g.batch * channels * len || w.len() < channels * taps
+    {
         return false;
     }
     if interleaved::applies(g) {

@@ -120,18 +120,8 @@ impl ConvBn {
         epilogue: Epilogue,
         skip: Option<&Blocked>,
     ) -> Blocked {
-        let Folded { conv, prepared } = self.folded_prepared();
-        let options = blocked_options(&conv, x);
-        let bias = conv.bias.as_ref().map(|b| b.val());
-        graft_kernels::blocked::conv2d(
-            x,
-            conv.weight.val(),
-            bias,
-            options,
-            epilogue,
-            &prepared,
-            skip,
-        )
+        let (weight, bias, options, prepared) = self.blocked_parts(x);
+        graft_kernels::blocked::conv2d(x, weight, bias, options, epilogue, &prepared, skip)
     }
 
     /// The inference-mode layer (folded, `epilogue` fused) from planes into blocks of 16
@@ -157,17 +147,22 @@ impl ConvBn {
     /// [`ConvBn::forward_blocked`] for an input nobody needs afterwards (a stride-1 depthwise
     /// layer writes over it).
     pub fn forward_blocked_owned(&self, x: Blocked, epilogue: Epilogue) -> Blocked {
+        let (weight, bias, options, prepared) = self.blocked_parts(&x);
+        graft_kernels::blocked::conv2d_owned(x, weight, bias, options, epilogue, &prepared)
+    }
+
+    /// The folded layer's weight and bias, its options for the blocked input `x`, and what its
+    /// kernels keep of its weights.
+    fn blocked_parts(
+        &self,
+        x: &Blocked,
+    ) -> (Tensor<4>, Option<Tensor<1>>, ConvOptions<2>, Arc<Prepared>) {
         let Folded { conv, prepared } = self.folded_prepared();
-        let options = blocked_options(&conv, &x);
+        let [_, _, h, w] = x.dims();
+        let pairs = padding_pairs(&conv.padding, conv.kernel_size, conv.stride, [h, w]);
+        let options = ConvOptions::new_with_padding(conv.stride, pairs, conv.dilation, conv.groups);
         let bias = conv.bias.as_ref().map(|b| b.val());
-        graft_kernels::blocked::conv2d_owned(
-            x,
-            conv.weight.val(),
-            bias,
-            options,
-            epilogue,
-            &prepared,
-        )
+        (conv.weight.val(), bias, options, prepared)
     }
 
     /// The folded convolution with `epilogue`, its kernel keeping what it derives from the
@@ -241,13 +236,6 @@ fn apply(kernel: ConvFn, conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let options = options(conv, &x);
     let bias = conv.bias.as_ref().map(|b| b.val());
     kernel(x, conv.weight.val(), bias, options)
-}
-
-/// The options `conv`'s padding gives for the blocked input `x`.
-fn blocked_options(conv: &Conv2d, x: &Blocked) -> ConvOptions<2> {
-    let [_, _, h, w] = x.dims();
-    let pairs = padding_pairs(&conv.padding, conv.kernel_size, conv.stride, [h, w]);
-    ConvOptions::new_with_padding(conv.stride, pairs, conv.dilation, conv.groups)
 }
 
 /// The options `conv`'s padding gives for the input `x`.
