@@ -20,6 +20,7 @@ use crate::flex::{contiguous, tensor, values};
 use crate::forward::Prepared;
 use crate::grad::Geometry;
 use crate::isa::Isa;
+pub use crate::outputs::Lines;
 
 /// Channels a block holds: one AVX-512 vector.
 pub const LANES: usize = 16;
@@ -32,7 +33,7 @@ pub fn blocks(channels: usize) -> usize {
 /// A batch of activations `[batch, channels, h, w]` held in blocks of 16 channels.
 #[derive(Debug)]
 pub struct Blocked {
-    data: Vec<f32>,
+    data: Lines,
     batch: usize,
     channels: usize,
     size: [usize; 2],
@@ -87,13 +88,6 @@ impl Blocked {
     }
 }
 
-impl Drop for Blocked {
-    /// The next layer writes its output over this buffer (`outputs.rs`).
-    fn drop(&mut self) {
-        crate::outputs::keep(std::mem::take(&mut self.data));
-    }
-}
-
 /// `epilogue(conv2d(x, weight, bias, options)) (+ skip)` in blocks, for a layer whose weights
 /// stay the same from call to call (what is derived from them is kept in `prepared`): 1x1
 /// stride-1 convolutions and depthwise ones with their own kernels; any other convolution
@@ -123,7 +117,7 @@ pub fn conv2d(
                 g.in_channels,
             )
         });
-        let skip = skip.map(|s| s.data.as_slice());
+        let skip = skip.map(|s| &s.data[..]);
         blocked_pointwise::forward(&x.data, g.batch, x.pixels(), packed, epilogue, skip, isa)
     } else if depthwise {
         let (w, b) = prepared.depthwise(|| padded_depthwise(&g, weight.clone(), bias.clone()));
@@ -264,9 +258,9 @@ fn add(y: &mut [f32], skip: &[f32]) {
 }
 
 /// NCHW `[batch, c, pixels]` to blocks `[batch, blocks(c), pixels, 16]`, zeros in padded lanes.
-pub fn to_blocks(x: &[f32], batch: usize, c: usize, pixels: usize) -> Vec<f32> {
+pub fn to_blocks(x: &[f32], batch: usize, c: usize, pixels: usize) -> Lines {
     let kb = blocks(c);
-    let mut out = crate::outputs::take(batch * kb * pixels * LANES);
+    let mut out = Lines::take(batch * kb * pixels * LANES);
     out.par_chunks_mut((pixels * LANES).max(1))
         .enumerate()
         .for_each(|(i, blk)| {

@@ -12,7 +12,7 @@
 use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 
-use crate::blocked::{LANES, blocks};
+use crate::blocked::{LANES, Lines, blocks};
 use crate::epilogue::Epilogue;
 use crate::isa::Isa;
 
@@ -31,9 +31,9 @@ const MIN_PIXELS: usize = 24;
 /// A 1x1 layer's weights `[out, in]` laid out for [`forward`]: per group of [`GROUP`] output
 /// blocks (the last one narrower) a panel `[in rounded up to 16][blocks in the group * 16]`,
 /// zero where a padded channel is; and the bias, zero-padded to whole blocks.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Packed {
-    data: Vec<f32>,
+    data: Lines,
     bias: Vec<f32>,
     cin: usize,
     cout: usize,
@@ -46,7 +46,7 @@ impl Packed {
     pub fn new(w: &[f32], bias: Option<&[f32]>, cout: usize, cin: usize) -> Packed {
         assert!(w.len() >= cout * cin, "blocked pointwise: weight too short");
         let (kin, kout) = (blocks(cin) * LANES, blocks(cout));
-        let mut data = vec![0.0; kin * kout * LANES];
+        let mut data = Lines::zeroed(kin * kout * LANES);
         for g in (0..kout).step_by(GROUP) {
             let width = GROUP.min(kout - g) * LANES;
             let panel = &mut data[g * LANES * kin..][..kin * width];
@@ -85,7 +85,7 @@ pub fn forward(
     epilogue: Epilogue,
     skip: Option<&[f32]>,
     isa: Isa,
-) -> Vec<f32> {
+) -> Lines {
     let (kin, kout) = (blocks(w.cin), blocks(w.cout));
     let (image_in, image_out) = (kin * pixels * LANES, kout * pixels * LANES);
     assert!(
@@ -98,7 +98,7 @@ pub fn forward(
             "blocked pointwise: skip too short"
         );
     }
-    let mut out = crate::outputs::take(batch * image_out);
+    let mut out = Lines::take(batch * image_out);
     if out.is_empty() {
         return out;
     }

@@ -12,7 +12,7 @@
 use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 
-use crate::blocked::{LANES, blocks};
+use crate::blocked::{LANES, Lines, blocks};
 use crate::epilogue::Epilogue;
 use crate::grad::Geometry;
 use crate::isa::Isa;
@@ -67,11 +67,11 @@ impl Packed {
 /// 16]`), `w` laid out by [`Packed::new`] for `g`.
 ///
 /// Panics if `x` is shorter than `g` says (a caller's error).
-pub fn forward(g: &Geometry, x: &[f32], w: &Packed, epilogue: Epilogue, isa: Isa) -> Vec<f32> {
+pub fn forward(g: &Geometry, x: &[f32], w: &Packed, epilogue: Epilogue, isa: Isa) -> Lines {
     let kb = blocks(g.out_channels);
     let (image_in, out_len) = (g.in_channels * g.in_len(), g.out_len());
     assert!(x.len() >= g.batch * image_in, "blocked stem: x too short");
-    let mut out = crate::outputs::take(g.batch * kb * out_len * LANES);
+    let mut out = Lines::take(g.batch * kb * out_len * LANES);
     let [oh, ow] = g.out_size;
     let span = TASK_ROWS * ow;
     let mut tasks = Vec::new();

@@ -93,8 +93,10 @@ fn over_planes(
     dst.par_chunks_mut(chunk)
         .enumerate()
         .for_each(|(task, dst)| {
-            let mut scratch = scratch::take(need);
-            work(task, dst, &mut scratch);
+            // From a cache line: the interleaved path loads whole 64-byte pixels from it.
+            let mut scratch = scratch::take(need + 15);
+            let at = (64 - scratch.as_ptr() as usize % 64) % 64 / 4;
+            work(task, dst, &mut scratch[at..][..need]);
             scratch::keep(scratch);
         });
 }
@@ -143,7 +145,7 @@ pub fn forward_blocked(
     bias: Option<&[f32]>,
     epilogue: Epilogue,
     isa: Isa,
-) -> Vec<f32> {
+) -> crate::outputs::Lines {
     assert!(
         g.in_channels == g.out_channels && g.out_channels.is_multiple_of(interleaved::CHANNELS),
         "depthwise: blocked channels come in whole blocks"
@@ -156,7 +158,7 @@ pub fn forward_blocked(
         w.len() >= g.out_channels * g.taps(),
         "depthwise: w too short"
     );
-    let mut out = crate::outputs::take(g.batch * g.out_channels * g.out_len());
+    let mut out = crate::outputs::Lines::take(g.batch * g.out_channels * g.out_len());
     if !out.is_empty() && interleaved::applies(g) {
         blocks(g, Some(x), true, &mut out, w, bias, epilogue, isa);
     }

@@ -63,7 +63,7 @@ mod isa;
 mod matmul;
 mod memo;
 mod memory;
-mod outputs;
+pub(crate) mod outputs;
 pub mod pointwise;
 mod pool;
 mod scratch;

@@ -166,7 +166,7 @@ fn depthwise_matches_the_definition_at_every_isa() {
                 let expect: Vec<f32> = want.iter().map(|&v| activate(v, epilogue)).collect();
                 let y = depthwise::forward_blocked(&g, &xb, &w, Some(&bias), epilogue, isa);
                 assert_close(&what, &from_blocks(&y, batch, c, g.out_len()), &expect);
-                let mut own = xb.clone();
+                let mut own = xb.to_vec();
                 let done = depthwise::forward_blocked_in_place(
                     &g,
                     &mut own,
@@ -184,7 +184,7 @@ fn depthwise_matches_the_definition_at_every_isa() {
                     );
                 } else {
                     assert!(
-                        !done && own == xb,
+                        !done && own == *xb,
                         "{what}: in place only at the input's size"
                     );
                 }
@@ -214,7 +214,7 @@ fn an_images_blocked_output_does_not_depend_on_its_batch() {
         let x1 = &x[n * image_in..][..image_in];
         let alone = blocked_pointwise::forward(x1, 1, pixels, &packed, Epilogue::Bias, None, isa);
         assert!(
-            alone == all[n * image_out..][..image_out],
+            *alone == all[n * image_out..][..image_out],
             "pointwise: image {n}"
         );
         let alone = depthwise::forward_blocked(
@@ -225,7 +225,7 @@ fn an_images_blocked_output_does_not_depend_on_its_batch() {
             Epilogue::Bias,
             isa,
         );
-        assert!(alone == dw[n * dw_out..][..dw_out], "depthwise: image {n}");
+        assert!(*alone == dw[n * dw_out..][..dw_out], "depthwise: image {n}");
     }
 }
 
