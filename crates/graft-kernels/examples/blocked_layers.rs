@@ -4,65 +4,23 @@
 //! `cargo run --release -p graft-kernels --example blocked_layers [BATCH]` (default 8: about
 //! the micro-batch a batch-32 pass runs the network in). A lone layer's output larger than
 //! glibc's mmap threshold is mapped fresh on every call (see the `lite_layers` example).
-use graft_kernels::grad::Geometry;
 use graft_kernels::{Epilogue, Isa, blocked, blocked_pointwise};
 use std::time::Instant;
 
+#[path = "common/lite0.rs"]
+mod lite0;
+
 fn main() {
     graft_kernels::keep_freed_memory();
-    let batch: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(32);
+    let batch = lite0::arg(1, 8);
     let isa = Isa::detect();
-    let rows: &[(usize, usize, usize, usize, usize, bool, usize)] = &[
-        (32, 32, 112, 3, 1, true, 1),
-        (32, 16, 112, 1, 1, false, 1),
-        (16, 96, 112, 1, 1, false, 1),
-        (96, 96, 112, 3, 2, true, 1),
-        (96, 24, 56, 1, 1, false, 1),
-        (24, 144, 56, 1, 1, false, 2),
-        (144, 144, 56, 3, 1, true, 1),
-        (144, 24, 56, 1, 1, false, 1),
-        (144, 144, 56, 5, 2, true, 1),
-        (144, 40, 28, 1, 1, false, 1),
-        (40, 240, 28, 1, 1, false, 2),
-        (240, 240, 28, 5, 1, true, 1),
-        (240, 40, 28, 1, 1, false, 1),
-        (240, 240, 28, 3, 2, true, 1),
-        (240, 80, 14, 1, 1, false, 1),
-        (80, 480, 14, 1, 1, false, 3),
-        (480, 480, 14, 3, 1, true, 2),
-        (480, 80, 14, 1, 1, false, 2),
-        (480, 480, 14, 5, 1, true, 1),
-        (480, 112, 14, 1, 1, false, 1),
-        (112, 672, 14, 1, 1, false, 3),
-        (672, 672, 14, 5, 1, true, 2),
-        (672, 112, 14, 1, 1, false, 2),
-        (672, 672, 14, 5, 2, true, 1),
-        (672, 192, 7, 1, 1, false, 1),
-        (192, 1152, 7, 1, 1, false, 4),
-        (1152, 1152, 7, 5, 1, true, 3),
-        (1152, 192, 7, 1, 1, false, 3),
-        (1152, 1152, 7, 3, 1, true, 1),
-        (1152, 320, 7, 1, 1, false, 1),
-    ];
     let reps = 5;
     let (mut ta, mut tb) = (0.0, 0.0);
-    for &(cin, cout, size, k, s, dw, count) in rows {
-        let out = size.div_ceil(s);
-        let pad = ((out - 1) * s + k).saturating_sub(size) / 2;
-        let g = Geometry {
-            batch,
-            in_channels: cin,
-            in_size: [size, size],
-            out_channels: cout,
-            out_size: [out, out],
-            kernel: [k, k],
-            stride: [s, s],
-            padding: [pad, pad],
-            dilation: [1, 1],
-        };
+    // The 1x1 and depthwise layers (the stem has its own kernel).
+    for layer in lite0::LAYERS.iter().filter(|l| l.3 == 1 || l.5) {
+        let &(cin, cout, size, k, s, dw, count) = layer;
+        let g = lite0::geometry(batch, layer);
+        let out = g.out_size[0];
         let hw = size * size;
         let x: Vec<f32> = (0..batch * cin * hw)
             .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
