@@ -1,9 +1,9 @@
 //! Activations in blocks of 16 channels, `[image][block][pixel][16]` (ONNX Runtime's NCHWc,
 //! XNNPACK's channels-last in blocks), carried through a run of inference layers that have
-//! kernels for it: 1x1 convolutions (`blocked_pointwise.rs`) and depthwise ones
-//! (`interleaved.rs`). EfficientNet's MBConv blocks are exactly these, so a whole stage runs
-//! without converting its 6x-expanded activations to planes and back: the conversions are paid
-//! once, at the stage's narrow ends.
+//! kernels for it: a stem (`blocked_stem.rs`, from planes), 1x1 convolutions
+//! (`blocked_pointwise.rs`) and depthwise ones (`interleaved.rs`). EfficientNet is exactly
+//! these, so its inference pass runs from the stem to the head convolution without converting
+//! its 6x-expanded activations to planes and back: one conversion, at the end.
 //!
 //! Channel counts that are not a multiple of 16 are padded with channels that stay zero (their
 //! weights and bias are zero).
