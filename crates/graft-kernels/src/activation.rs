@@ -81,7 +81,7 @@ fn join<const D: usize>(x: Tensor<D>, shortcut: Tensor<D>, epilogue: Epilogue) -
 }
 
 /// `v = epilogue(v + s)` element by element, on both threads with `Isa`'s vectors.
-fn join_slice(v: &mut [f32], s: &[f32], epilogue: Epilogue) {
+pub(crate) fn join_slice(v: &mut [f32], s: &[f32], epilogue: Epilogue) {
     let isa = crate::Isa::detect();
     v.par_chunks_mut(CHUNK)
         .zip(s.par_chunks(CHUNK))

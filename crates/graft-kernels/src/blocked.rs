@@ -14,9 +14,10 @@ use burn_backend::ops::ConvOptions;
 use burn_flex::Flex;
 use rayon::prelude::*;
 
+use crate::activation::join_slice;
 use crate::blocked_pointwise::{self, Packed};
 use crate::epilogue::Epilogue;
-use crate::flex::{contiguous, tensor, values};
+use crate::flex::{contiguous, is_depthwise, tensor, values};
 use crate::forward::Prepared;
 use crate::grad::Geometry;
 use crate::isa::Isa;
@@ -86,6 +87,16 @@ impl Blocked {
     fn pixels(&self) -> usize {
         self.size[0] * self.size[1]
     }
+
+    /// Convolution `g`'s output, `data` in blocks.
+    fn output_of(g: &Geometry, data: Lines) -> Blocked {
+        Blocked {
+            data,
+            batch: g.batch,
+            channels: g.out_channels,
+            size: g.out_size,
+        }
+    }
 }
 
 /// `epilogue(conv2d(x, weight, bias, options)) (+ skip)` in blocks, for a layer whose weights
@@ -106,7 +117,6 @@ pub fn conv2d(
 ) -> Blocked {
     let g = geometry(x.dims(), &weight, &options);
     let isa = Isa::detect();
-    let depthwise = options.groups == g.in_channels && g.out_channels == g.in_channels;
     let y = if g.is_pointwise() && options.groups == 1 {
         let packed = prepared.pointwise(|| {
             let b = bias.clone().map(floats);
@@ -119,12 +129,12 @@ pub fn conv2d(
         });
         let skip = skip.map(|s| &s.data[..]);
         blocked_pointwise::forward(&x.data, g.batch, x.pixels(), packed, epilogue, skip, isa)
-    } else if depthwise {
-        let (w, b) = prepared.depthwise(|| padded_depthwise(&g, weight.clone(), bias.clone()));
+    } else if is_depthwise(&g, &options) {
+        let (w, b) = depthwise_filters(&g, &weight, &bias, prepared);
         let mut y =
             crate::depthwise::forward_blocked(&padded(&g), &x.data, w, Some(b), epilogue, isa);
         if let Some(s) = skip {
-            add(&mut y, &s.data);
+            join_slice(&mut y, &s.data, Epilogue::Bias);
         }
         y
     } else {
@@ -135,16 +145,11 @@ pub fn conv2d(
             Err(_) => panic!("blocked conv2d: the NCHW kernel left the inference device"),
         };
         if let Some(s) = skip {
-            add(&mut y.data, &s.data);
+            join_slice(&mut y.data, &s.data, Epilogue::Bias);
         }
         return y;
     };
-    Blocked {
-        data: y,
-        batch: g.batch,
-        channels: g.out_channels,
-        size: g.out_size,
-    }
+    Blocked::output_of(&g, y)
 }
 
 /// `epilogue(conv2d(x, weight, bias, options))` from planes straight into blocks, for a
@@ -176,12 +181,7 @@ pub fn conv2d_from_planes(
     });
     let y = crate::blocked_stem::forward(&g, values(&p), packed, epilogue, Isa::detect());
     crate::outputs::recycle(p);
-    Ok(Blocked {
-        data: y,
-        batch: g.batch,
-        channels: g.out_channels,
-        size: g.out_size,
-    })
+    Ok(Blocked::output_of(&g, y))
 }
 
 /// As [`conv2d`] (without a skip), for an input nobody needs afterwards: a stride-1 depthwise
@@ -195,9 +195,8 @@ pub fn conv2d_owned(
     prepared: &Prepared,
 ) -> Blocked {
     let g = geometry(x.dims(), &weight, &options);
-    let depthwise = options.groups == g.in_channels && g.out_channels == g.in_channels;
-    if depthwise {
-        let (w, b) = prepared.depthwise(|| padded_depthwise(&g, weight.clone(), bias.clone()));
+    if is_depthwise(&g, &options) {
+        let (w, b) = depthwise_filters(&g, &weight, &bias, prepared);
         let isa = Isa::detect();
         if crate::depthwise::forward_blocked_in_place(
             &padded(&g),
@@ -232,14 +231,21 @@ fn padded(g: &Geometry) -> Geometry {
     }
 }
 
-/// Depthwise filters `[channels, taps]` and bias zero-padded to whole blocks.
-fn padded_depthwise(g: &Geometry, w: Tensor<4>, b: Option<Tensor<1>>) -> (Vec<f32>, Vec<f32>) {
-    let c = blocks(g.out_channels) * LANES;
-    let mut w = floats(w);
-    w.resize(c * g.taps(), 0.0);
-    let mut b = b.map(floats).unwrap_or_default();
-    b.resize(c, 0.0);
-    (w, b)
+/// Depthwise filters `[channels, taps]` and bias zero-padded to whole blocks, made on first use.
+fn depthwise_filters<'a>(
+    g: &Geometry,
+    weight: &Tensor<4>,
+    bias: &Option<Tensor<1>>,
+    prepared: &'a Prepared,
+) -> (&'a [f32], &'a [f32]) {
+    prepared.depthwise(|| {
+        let c = blocks(g.out_channels) * LANES;
+        let mut w = floats(weight.clone());
+        w.resize(c * g.taps(), 0.0);
+        let mut b = bias.clone().map(floats).unwrap_or_default();
+        b.resize(c, 0.0);
+        (w, b)
+    })
 }
 
 /// A weight tensor's values (f32: the only dtype [`Blocked::from_tensor`] lets through).
@@ -248,13 +254,6 @@ fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         Ok(v) => v,
         Err(e) => panic!("blocked conv2d: weights as f32: {e:?}"),
     }
-}
-
-/// `y += skip`, both in the same blocks.
-fn add(y: &mut [f32], skip: &[f32]) {
-    y.par_chunks_mut(1 << 14)
-        .zip(skip.par_chunks(1 << 14))
-        .for_each(|(y, s)| y.iter_mut().zip(s).for_each(|(y, s)| *y += s));
 }
 
 /// NCHW `[batch, c, pixels]` to blocks `[batch, blocks(c), pixels, 16]`, zeros in padded lanes.

@@ -36,18 +36,7 @@ pub fn forward(
     epilogue: Epilogue,
     isa: Isa,
 ) -> Vec<f32> {
-    assert_eq!(
-        g.in_channels, g.out_channels,
-        "depthwise: one filter per channel"
-    );
-    assert!(
-        x.len() >= g.batch * g.in_channels * g.in_len(),
-        "depthwise: x too short"
-    );
-    assert!(
-        w.len() >= g.out_channels * g.taps(),
-        "depthwise: w too short"
-    );
+    assert_fits(g, x, w);
     let (in_len, out_len, taps) = (g.in_len(), g.out_len(), g.taps());
     let channels = g.out_channels;
     let mut out = crate::outputs::take(g.batch * channels * out_len);
@@ -80,6 +69,23 @@ pub fn forward(
         },
     );
     out
+}
+
+/// Panics unless `g` has one filter per channel and `x` and `w` hold what it says (a caller's
+/// error, not the data's).
+fn assert_fits(g: &Geometry, x: &[f32], w: &[f32]) {
+    assert_eq!(
+        g.in_channels, g.out_channels,
+        "depthwise: one filter per channel"
+    );
+    assert!(
+        x.len() >= g.batch * g.in_channels * g.in_len(),
+        "depthwise: x too short"
+    );
+    assert!(
+        w.len() >= g.out_channels * g.taps(),
+        "depthwise: w too short"
+    );
 }
 
 /// `work(task, chunk, scratch)` on rayon's threads for each `chunk`-float piece of `dst` (whole
@@ -146,17 +152,10 @@ pub fn forward_blocked(
     epilogue: Epilogue,
     isa: Isa,
 ) -> crate::outputs::Lines {
+    assert_fits(g, x, w);
     assert!(
-        g.in_channels == g.out_channels && g.out_channels.is_multiple_of(interleaved::CHANNELS),
+        g.out_channels.is_multiple_of(interleaved::CHANNELS),
         "depthwise: blocked channels come in whole blocks"
-    );
-    assert!(
-        x.len() >= g.batch * g.in_channels * g.in_len(),
-        "depthwise: x too short"
-    );
-    assert!(
-        w.len() >= g.out_channels * g.taps(),
-        "depthwise: w too short"
     );
     let mut out = crate::outputs::Lines::take(g.batch * g.out_channels * g.out_len());
     if !out.is_empty() && interleaved::applies(g) {

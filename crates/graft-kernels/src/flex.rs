@@ -22,6 +22,11 @@ pub(crate) fn geometry_of(x: &Shape, w: &Shape, options: &ConvOptions<2>) -> Geo
     )
 }
 
+/// Whether convolution `g` with `options` is depthwise: one filter per channel.
+pub(crate) fn is_depthwise(g: &Geometry, options: &ConvOptions<2>) -> bool {
+    options.groups == g.in_channels && g.out_channels == g.in_channels
+}
+
 pub(crate) fn contiguous(t: FlexTensor) -> FlexTensor {
     if t.as_slice::<f32>().is_some() {
         t

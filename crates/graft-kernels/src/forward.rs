@@ -39,9 +39,10 @@ pub(crate) fn conv2d(
 
 /// What an inference-mode layer can keep of its weights between calls, derived on first use:
 /// Winograd's transformed filters (4x the 3x3 weights), which otherwise are transformed again
-/// on every call, and the weights laid out for the blocked kernels (`blocked.rs`). Only a convolution that always runs with the same weights may be given one
-/// (the holder keeps it with the weights it was derived from, as `graft-models`' `ConvBn`
-/// keeps its folded layer in a [`crate::Memo`]).
+/// on every call, and the weights laid out for the blocked kernels (`blocked.rs`). Only a
+/// convolution that always runs with the same weights may be given one (the holder keeps it
+/// with the weights it was derived from, as `graft-models`' `ConvBn` keeps its folded layer in
+/// a [`crate::Memo`]).
 #[derive(Debug, Default)]
 pub struct Prepared {
     winograd: OnceLock<Vec<f32>>,
@@ -100,7 +101,7 @@ fn convolve(
     prepared: Option<&Prepared>,
 ) -> (FlexTensor, Option<Vec<f32>>) {
     let g = geometry_of(&x.shape(), &weight.shape(), &options);
-    let depthwise = options.groups == g.in_channels && g.out_channels == g.in_channels;
+    let depthwise = crate::flex::is_depthwise(&g, &options);
     if (options.groups != 1 && !depthwise) || x.dtype() != burn::tensor::DType::F32 {
         let y = <Flex as ModuleOps<Flex>>::conv2d(x, weight, bias, options);
         return (crate::activation::epilogue_primitive(y, epilogue), None);
