@@ -7,7 +7,12 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PATH");
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     let needs_nasm = arch == "x86_64" || arch == "x86";
-    if needs_nasm && std::process::Command::new("nasm").arg("-v").output().is_err() {
+    if needs_nasm
+        && std::process::Command::new("nasm")
+            .arg("-v")
+            .output()
+            .is_err()
+    {
         println!(
             "cargo:warning=nasm is not installed, so JPEG decoding uses libjpeg's C fallback \
              (same pixels, about half as fast). Install nasm (apt-get install nasm, brew \

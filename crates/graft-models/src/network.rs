@@ -153,7 +153,11 @@ impl Network {
             _ => range.clone().fold(x, |x, g| self.forward_group(g, x)),
         };
         let [batch, c, h, w] = x.dims();
-        let images = micro_batch(c * h * w, self.widest_activation());
+        let images = micro_batch(
+            self.activation_budget(),
+            c * h * w,
+            self.widest_activation(),
+        );
         if !cpu_inference(&x) {
             return run(x);
         }
@@ -179,6 +183,15 @@ impl Network {
             Self::EfficientNetLite(_) => crate::efficientnet_lite::WIDEST_ACTIVATION,
             Self::Vgg(_) => crate::vgg::WIDEST_ACTIVATION,
             Self::ResNet(_) => crate::resnet::WIDEST_ACTIVATION,
+        }
+    }
+
+    /// Floats a micro-batch's widest activation may hold: [`ACTIVATION_BUDGET`] unless the
+    /// architecture says otherwise.
+    fn activation_budget(&self) -> usize {
+        match self {
+            Self::Vgg(_) => crate::vgg::ACTIVATION_BUDGET,
+            Self::EfficientNetLite(_) | Self::ResNet(_) => ACTIVATION_BUDGET,
         }
     }
 
@@ -247,11 +260,12 @@ fn cpu_inference(x: &Tensor<4>) -> bool {
 /// A CPU inference pass keeps every activation under this many floats (32 MiB, glibc's largest
 /// mmap threshold): larger blocks are mapped fresh for each layer and unmapped after it, and
 /// page faults cost as much as the layer (EfficientNet-Lite0 at batch 32: 150 MB expansions,
-/// 35% of the time in the kernel). Smaller chunks also stay closer to the cache.
+/// 35% of the time in the kernel). Smaller chunks also stay closer to the cache. VGG trades this
+/// for wider products (`vgg::ACTIVATION_BUDGET`).
 const ACTIVATION_BUDGET: usize = 8 << 20;
 
-/// Images per inference chunk for images of `image_len` values whose widest activation is
-/// `widest` times that: at least one.
-fn micro_batch(image_len: usize, widest: usize) -> usize {
-    (ACTIVATION_BUDGET / (image_len * widest).max(1)).max(1)
+/// Images per inference chunk, with `budget` floats for the widest activation, for images of
+/// `image_len` values whose widest activation is `widest` times that: at least one.
+fn micro_batch(budget: usize, image_len: usize, widest: usize) -> usize {
+    (budget / (image_len * widest).max(1)).max(1)
 }

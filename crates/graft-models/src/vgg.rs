@@ -10,6 +10,15 @@
 /// the first block, 64 channels at full resolution: 64 / 3, rounded up (CPU inference runs the batch in chunks sized by it; see `network::micro_batch`).
 pub const WIDEST_ACTIVATION: usize = 22;
 
+/// A VGG inference pass holds 4x the activations of the others (`network.rs`'
+/// `ACTIVATION_BUDGET`, 8M floats). At that budget the widest activation allowed 2 images a
+/// micro-batch, one per worker, and the 14x14 layers ran each image's 16 Winograd tiles alone
+/// (under the Winograd minimum: im2col products 196 columns wide). At 32M floats (10 images,
+/// parts of 5): VGG-16 at batch 32 in 0.849 of the time (3 pairs; 16M: 0.894), peak RSS 740 ->
+/// 1003 MiB, where ONNX Runtime's is 2484. The same budget for ResNet-18 and -50 and
+/// EfficientNet-Lite0 was level or slower, or passed ONNX Runtime's peak RSS (BENCHMARKS.md).
+pub const ACTIVATION_BUDGET: usize = 32 << 20;
+
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{
