@@ -192,7 +192,7 @@ mod tests {
         assert!(
             taken
                 .iter()
-                .all(|l| l.len() == 5000 && l.as_ptr() as usize % 64 == 0)
+                .all(|l| l.len() == 5000 && (l.as_ptr() as usize).is_multiple_of(64))
         );
         // Other tests share the pool: the buffer is among the takes unless one took it first.
         if let Some(l) = taken.iter().find(|l| l.buf.as_ptr() as usize == at) {
