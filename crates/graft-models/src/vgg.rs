@@ -14,9 +14,10 @@ pub const WIDEST_ACTIVATION: usize = 22;
 /// `ACTIVATION_BUDGET`, 8M floats). At that budget the widest activation allowed 2 images a
 /// micro-batch, one per worker, and the 14x14 layers ran each image's 16 Winograd tiles alone
 /// (under the Winograd minimum: im2col products 196 columns wide). At 32M floats (10 images,
-/// parts of 5): VGG-16 at batch 32 in 0.849 of the time (3 pairs; 16M: 0.894), peak RSS 740 ->
-/// 1003 MiB, where ONNX Runtime's is 2484. The same budget for ResNet-18 and -50 and
-/// EfficientNet-Lite0 was level or slower, or passed ONNX Runtime's peak RSS (BENCHMARKS.md).
+/// parts of 5): VGG-16 at batch 32 in 0.808 and 0.849 of the time (4 and 3 pairs; 16M: 0.894),
+/// peak RSS 740 -> 1003-1052 MiB, where ONNX Runtime's is 2484. Larger budgets (12M, 16M) were
+/// level or slower for ResNet-50 and EfficientNet-Lite0; ResNet-18 gained only at ONNX
+/// Runtime's peak RSS (BENCHMARKS.md, ninth round).
 pub const ACTIVATION_BUDGET: usize = 32 << 20;
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
