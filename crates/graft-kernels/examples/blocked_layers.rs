@@ -35,6 +35,7 @@ fn main() {
             Some(&b),
             if dw { 0 } else { cout },
             cin,
+            1,
         );
         // Each side's output is dropped inside the timing, as the network drops its layers'.
         let time = |f: &(dyn Fn() -> Box<dyn std::ops::Deref<Target = [f32]>> + Sync)| {

@@ -15,7 +15,8 @@ use burn_flex::Flex;
 use rayon::prelude::*;
 
 use crate::activation::join_slice;
-use crate::blocked_pointwise::{self, Packed};
+use crate::blocked_direct::Packed;
+use crate::blocked_pointwise;
 use crate::epilogue::Epilogue;
 use crate::flex::{contiguous, is_depthwise, tensor, values};
 use crate::forward::Prepared;
@@ -117,39 +118,91 @@ pub fn conv2d(
 ) -> Blocked {
     let g = geometry(x.dims(), &weight, &options);
     let isa = Isa::detect();
-    let y = if g.is_pointwise() && options.groups == 1 {
-        let packed = prepared.pointwise(|| {
+    let dense = options.groups == 1;
+    let direct = crate::blocked_direct::applies(&g) && !crate::forward::prefers_winograd(&g);
+    if dense && (g.is_pointwise() || direct) {
+        let packed = prepared.blocked(|| {
             let b = bias.clone().map(floats);
-            Packed::new(
-                &floats(weight.clone()),
-                b.as_deref(),
-                g.out_channels,
-                g.in_channels,
-            )
+            let w = floats(weight.clone());
+            Packed::new(&w, b.as_deref(), g.out_channels, g.in_channels, g.taps())
         });
         let skip = skip.map(|s| &s.data[..]);
-        blocked_pointwise::forward(&x.data, g.batch, x.pixels(), packed, epilogue, skip, isa)
-    } else if is_depthwise(&g, &options) {
+        let y = if g.is_pointwise() {
+            blocked_pointwise::forward(&x.data, g.batch, x.pixels(), packed, epilogue, skip, isa)
+        } else {
+            crate::blocked_direct::forward(&g, &x.data, packed, epilogue, skip, isa)
+        };
+        return Blocked::output_of(&g, y);
+    }
+    // The other kernels apply the epilogue themselves: with a skip, after joining it.
+    let own = if skip.is_some() {
+        Epilogue::Bias
+    } else {
+        epilogue
+    };
+    let mut y = if is_depthwise(&g, &options) {
         let (w, b) = depthwise_filters(&g, &weight, &bias, prepared);
-        let mut y =
-            crate::depthwise::forward_blocked(&padded(&g), &x.data, w, Some(b), epilogue, isa);
-        if let Some(s) = skip {
-            join_slice(&mut y, &s.data, Epilogue::Bias);
-        }
-        y
+        let y = crate::depthwise::forward_blocked(&padded(&g), &x.data, w, Some(b), own, isa);
+        Blocked::output_of(&g, y)
     } else {
         let t = x.to_tensor();
-        let y = crate::conv2d_prepared(t, weight, bias, options, epilogue, prepared);
-        let mut y = match Blocked::from_tensor(y) {
+        let y = crate::conv2d_prepared(t, weight, bias, options, own, prepared);
+        match Blocked::from_tensor(y) {
             Ok(y) => y,
             Err(_) => panic!("blocked conv2d: the NCHW kernel left the inference device"),
-        };
-        if let Some(s) = skip {
-            join_slice(&mut y.data, &s.data, Epilogue::Bias);
         }
-        return y;
     };
-    Blocked::output_of(&g, y)
+    if let Some(s) = skip {
+        join_slice(&mut y.data, &s.data, epilogue);
+    }
+    y
+}
+
+impl Blocked {
+    /// Max pooling (no dilation, floor mode) in blocks, `padding` as `(begin, end)` per axis:
+    /// ResNet's 3x3/2 after its stem, which otherwise would convert to planes and back. NaN
+    /// wins, as in PyTorch (and `pool.rs`).
+    pub fn max_pool2d(
+        &self,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [(usize, usize); 2],
+    ) -> Blocked {
+        let g = Geometry::new(self.dims(), self.channels, kernel, stride, padding, [1, 1]);
+        let (plane_in, plane_out) = (self.pixels() * LANES, g.out_len() * LANES);
+        let mut out = Lines::take(blocks(g.out_channels) * g.batch * plane_out);
+        let isa = Isa::detect();
+        out.par_chunks_mut(plane_out.max(1))
+            .zip(self.data.par_chunks(plane_in.max(1)))
+            .for_each(|(dst, src)| isa.run(|| pool_plane(&g, src, dst)));
+        Blocked::output_of(&g, out)
+    }
+}
+
+/// One block's plane of [`Blocked::max_pool2d`]: each output pixel's 16 lanes, the maximum of
+/// the window's pixels inside the input, NaN winning.
+#[inline(always)]
+fn pool_plane(g: &Geometry, src: &[f32], dst: &mut [f32]) {
+    let ([h, w], ow) = (g.in_size, g.out_size[1].max(1));
+    // The input row or column of output position `o`'s tap `k` along `axis`, if inside.
+    let at = |axis: usize, o: usize, k: usize, len: usize| {
+        (o * g.stride[axis] + k)
+            .checked_sub(g.padding[axis])
+            .filter(|&i| i < len)
+    };
+    for (p, px) in dst.chunks_exact_mut(LANES).enumerate() {
+        let (oy, ox) = (p / ow, p % ow);
+        let mut m = [f32::NEG_INFINITY; LANES];
+        for iy in (0..g.kernel[0]).filter_map(|k| at(0, oy, k, h)) {
+            for ix in (0..g.kernel[1]).filter_map(|k| at(1, ox, k, w)) {
+                let v = &src[(iy * w + ix) * LANES..][..LANES];
+                for (m, &v) in m.iter_mut().zip(v) {
+                    *m = if v > *m || v.is_nan() { v } else { *m };
+                }
+            }
+        }
+        px.copy_from_slice(&m);
+    }
 }
 
 /// `epilogue(conv2d(x, weight, bias, options))` from planes straight into blocks, for a

@@ -16,65 +16,12 @@ use crate::blocked::{LANES, Lines, blocks};
 use crate::epilogue::Epilogue;
 use crate::isa::Isa;
 
-/// Output blocks one panel of weights covers (64 channels): 24 of AVX-512's 32 registers hold
-/// a 6-pixel tile's sums, 4 its weights.
-const GROUP: usize = 4;
+pub use crate::blocked_direct::Packed;
 
-/// Pixels per task at most, so that one image's layer still spreads over the threads.
-const TASK_PIXELS: usize = 1024;
-/// Tasks a layer is split into at least, where its pixels allow: a narrow layer on a small map
-/// (40 channels on 28x28: one group of blocks) at batch 1 was one task, on one thread.
-const MIN_TASKS: usize = 8;
-/// Pixels per task at least (a few register tiles).
-const MIN_PIXELS: usize = 24;
-
-/// A 1x1 layer's weights `[out, in]` laid out for [`forward`]: per group of [`GROUP`] output
-/// blocks (the last one narrower) a panel `[in rounded up to 16][blocks in the group * 16]`,
-/// zero where a padded channel is; and the bias, zero-padded to whole blocks.
-#[derive(Debug)]
-pub struct Packed {
-    data: Lines,
-    bias: Vec<f32>,
-    cin: usize,
-    cout: usize,
-}
-
-impl Packed {
-    /// From `w` `[cout, cin]` (row-major, a 1x1 convolution's weight) and its bias.
-    ///
-    /// Panics if `w` or `bias` is shorter than the shape says (a caller's error).
-    pub fn new(w: &[f32], bias: Option<&[f32]>, cout: usize, cin: usize) -> Packed {
-        assert!(w.len() >= cout * cin, "blocked pointwise: weight too short");
-        let (kin, kout) = (blocks(cin) * LANES, blocks(cout));
-        let mut data = Lines::zeroed(kin * kout * LANES);
-        for g in (0..kout).step_by(GROUP) {
-            let width = GROUP.min(kout - g) * LANES;
-            let panel = &mut data[g * LANES * kin..][..kin * width];
-            for (ci, row) in panel.chunks_exact_mut(width).enumerate().take(cin) {
-                for (j, v) in row.iter_mut().enumerate() {
-                    let co = g * LANES + j;
-                    if co < cout {
-                        *v = w[co * cin + ci];
-                    }
-                }
-            }
-        }
-        let mut padded = vec![0.0; kout * LANES];
-        if let Some(b) = bias {
-            padded[..cout].copy_from_slice(&b[..cout]);
-        }
-        Packed {
-            data,
-            bias: padded,
-            cin,
-            cout,
-        }
-    }
-}
-
-/// `y = epilogue(w x + bias) (+ skip)` for blocked `x` (`batch` images of `pixels` pixels,
-/// `w.in_channels()` channels): blocked, `w.out_channels()` channels. `skip`, when given, is
-/// added after the epilogue (a residual join), blocked like `y`.
+/// `y = epilogue(w x + bias + skip)` for blocked `x` (`batch` images of `pixels` pixels,
+/// `w`'s input channels): blocked, `w`'s output channels. `skip`, a residual blocked like `y`,
+/// is added before the activation (ResNet's join; with `Epilogue::Bias`, EfficientNet's, the
+/// order does not matter).
 ///
 /// Panics if `x` or `skip` is shorter than the shapes say (a caller's error).
 pub fn forward(
@@ -86,6 +33,7 @@ pub fn forward(
     skip: Option<&[f32]>,
     isa: Isa,
 ) -> Lines {
+    assert_eq!(w.taps, 1, "blocked pointwise: weights of a larger kernel");
     let (kin, kout) = (blocks(w.cin), blocks(w.cout));
     let (image_in, image_out) = (kin * pixels * LANES, kout * pixels * LANES);
     assert!(
@@ -102,27 +50,8 @@ pub fn forward(
     if out.is_empty() {
         return out;
     }
-    let per_pixel_range = batch * kout.div_ceil(GROUP);
-    let span = pixels
-        .div_ceil(MIN_TASKS.div_ceil(per_pixel_range))
-        .clamp(MIN_PIXELS, TASK_PIXELS)
-        .min(pixels);
-    let mut tasks = Vec::new();
-    for (n, image) in out.chunks_mut(image_out).enumerate() {
-        let mut planes: Vec<_> = image
-            .chunks_mut(pixels * LANES)
-            .map(|b| b.chunks_mut(span * LANES))
-            .collect();
-        for p0 in (0..pixels).step_by(span) {
-            let mut parts: Vec<&mut [f32]> = planes.iter_mut().filter_map(Iterator::next).collect();
-            for g in (0..kout).step_by(GROUP) {
-                let rest = parts.split_off(GROUP.min(parts.len()));
-                let group = std::mem::replace(&mut parts, rest);
-                tasks.push((n, g, p0, group));
-            }
-        }
-    }
-    tasks.into_par_iter().for_each(|(n, g, p0, dst)| {
+    let (tasks, span) = crate::blocked_direct::tasks(&mut out, batch, kout, pixels);
+    tasks.into_par_iter().for_each(|(n, p0, g, dst)| {
         let count = span.min(pixels - p0);
         isa.dispatch(Tile {
             x: &x[n * image_in..][..image_in],
@@ -212,7 +141,7 @@ impl Tile<'_> {
         }
     }
 
-    /// Pixels `p..p + sums.len()` of blocks `b0..b0 + B` with the epilogue (and the skip).
+    /// Pixels `p..p + sums.len()` of blocks `b0..b0 + B`: the skip, then the epilogue.
     #[inline(always)]
     fn store<S: Simd, const V: usize, const B: usize>(
         &mut self,
@@ -230,11 +159,11 @@ impl Tile<'_> {
                     S::as_simd_f32s(&k[(block * self.pixels + p + t) * LANES..][..LANES]).0
                 });
                 for v in 0..V {
-                    let y = self.epilogue.apply_simd(simd, s[v]);
-                    d[v] = match skip {
-                        Some(k) => simd.add_f32s(y, k[v]),
-                        None => y,
+                    let sum = match skip {
+                        Some(k) => simd.add_f32s(s[v], k[v]),
+                        None => s[v],
                     };
+                    d[v] = self.epilogue.apply_simd(simd, sum);
                 }
             }
         }

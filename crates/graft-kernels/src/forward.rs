@@ -46,18 +46,18 @@ pub(crate) fn conv2d(
 #[derive(Debug, Default)]
 pub struct Prepared {
     winograd: OnceLock<Vec<f32>>,
-    pointwise: OnceLock<crate::blocked_pointwise::Packed>,
+    blocked: OnceLock<crate::blocked_direct::Packed>,
     depthwise: OnceLock<(Vec<f32>, Vec<f32>)>,
     stem: OnceLock<crate::blocked_stem::Packed>,
 }
 
 impl Prepared {
-    /// A 1x1 layer's packed weights, made by `make` on first use.
-    pub(crate) fn pointwise(
+    /// A dense layer's weights laid out for the blocked kernels, made by `make` on first use.
+    pub(crate) fn blocked(
         &self,
-        make: impl FnOnce() -> crate::blocked_pointwise::Packed,
-    ) -> &crate::blocked_pointwise::Packed {
-        self.pointwise.get_or_init(make)
+        make: impl FnOnce() -> crate::blocked_direct::Packed,
+    ) -> &crate::blocked_direct::Packed {
+        self.blocked.get_or_init(make)
     }
 
     /// A stem's weights laid out for the blocked stem kernel, made by `make` on first use.
@@ -162,6 +162,20 @@ fn convolve(
 /// faster for them too (whole pass at batch 1, `bench/ab.sh`: ResNet-18 0.935, ResNet-50 0.901;
 /// 64 instead of 17, which also sends the 28x28 maps' 49 tiles to im2col, changed nothing).
 const WINOGRAD_MIN_TILES: usize = 17;
+
+/// Input channels from which a blocked pass (`blocked.rs`) sends a 3x3 stride-1 layer to
+/// Winograd, through planes and back, rather than to the blocked direct kernel: Winograd does
+/// 4x fewer multiplications, which pays for the two conversions on ResNet's 128- to
+/// 512-channel layers (alone at batch 16: 10-12 ms against 13.5-14.5 for the direct kernel,
+/// `blocked_convs` example), not on its 64-channel ones (20 against 14).
+const WINOGRAD_MIN_CHANNELS: usize = 128;
+
+/// Whether a blocked pass should leave convolution `g` to Winograd over planes.
+pub(crate) fn prefers_winograd(g: &Geometry) -> bool {
+    crate::winograd::applies(g)
+        && g.in_channels >= WINOGRAD_MIN_CHANNELS
+        && crate::winograd::tiles(g) >= WINOGRAD_MIN_TILES
+}
 
 /// Output positions an image needs for [`per_image_products`] to multiply it alone: a product
 /// this wide runs gemm at full speed, and the images then run on separate threads with no

@@ -51,6 +51,7 @@ mod activation;
 mod autodiff;
 mod batch_norm;
 pub mod blocked;
+pub mod blocked_direct;
 pub mod blocked_pointwise;
 pub mod blocked_stem;
 pub mod depthwise;

@@ -7,6 +7,7 @@ mod common;
 use common::conv::{forward, geometry};
 use common::noise;
 use graft_kernels::blocked::{LANES, blocks, from_blocks, to_blocks};
+use graft_kernels::blocked_direct;
 use graft_kernels::blocked_pointwise::{self, Packed};
 use graft_kernels::{Epilogue, Isa, depthwise};
 
@@ -73,7 +74,7 @@ fn pointwise_matches_the_definition_at_every_isa() {
         let skip = noise(batch * cout * pixels, 40 + i as u64);
         let want = forward(&g, 1, &x, &w, Some(&bias));
         let xb = to_blocks(&x, batch, cin, pixels);
-        let packed = Packed::new(&w, Some(&bias), cout, cin);
+        let packed = Packed::new(&w, Some(&bias), cout, cin, 1);
         let skip_b = to_blocks(&skip, batch, cout, pixels);
         for isa in Isa::available() {
             for epilogue in EPILOGUES {
@@ -99,7 +100,12 @@ fn pointwise_matches_the_definition_at_every_isa() {
                     Some(&skip_b),
                     isa,
                 );
-                let expect: Vec<f32> = expect.iter().zip(&skip).map(|(a, b)| a + b).collect();
+                // The skip joins before the activation (ResNet's `relu(conv + shortcut)`).
+                let expect: Vec<f32> = want
+                    .iter()
+                    .zip(&skip)
+                    .map(|(a, b)| activate(a + b, epilogue))
+                    .collect();
                 assert_close(
                     &format!("{what} + skip"),
                     &from_blocks(&joined, batch, cout, pixels),
@@ -116,7 +122,7 @@ fn pointwise_keeps_nan() {
     let mut x = noise(cin * pixels, 5);
     x[3] = f32::NAN;
     let w = noise(cout * cin, 6);
-    let packed = Packed::new(&w, None, cout, cin);
+    let packed = Packed::new(&w, None, cout, cin, 1);
     for isa in Isa::available() {
         for epilogue in EPILOGUES {
             let y = blocked_pointwise::forward(
@@ -193,6 +199,64 @@ fn depthwise_matches_the_definition_at_every_isa() {
     }
 }
 
+#[test]
+fn direct_matches_the_definition_at_every_isa() {
+    // (batch, channels, size, kernel, stride, begin padding, end padding): ResNet's 3x3 at
+    // stride 1 and 2 and its strided 1x1 shortcut, ragged channel counts (groups of 4, 3, 2
+    // and 1 blocks; part of one input block), maps under one tile, rows shorter than a tile
+    // (tiles across row ends), a non-square map and more pixels than one task.
+    let cases = [
+        (2, [64, 64], [7, 7], 3, 1, [1, 1], [1, 1]),
+        (1, [24, 40], [9, 13], 3, 1, [1, 1], [1, 1]),
+        (3, [32, 48], [8, 8], 3, 2, [1, 1], [1, 1]),
+        (1, [16, 112], [15, 15], 3, 2, [1, 1], [0, 0]),
+        (2, [40, 32], [14, 14], 1, 2, [0, 0], [0, 0]),
+        (1, [5, 16], [2, 3], 3, 1, [1, 1], [1, 1]),
+        (1, [16, 16], [40, 41], 3, 1, [1, 1], [1, 1]),
+        (1, [16, 20], [6, 6], 2, 1, [0, 0], [1, 1]),
+    ];
+    for (i, &(batch, [cin, cout], size, k, s, p, e)) in cases.iter().enumerate() {
+        let g = geometry(batch, [cin, cout], size, [k, k], s, p, 1, e);
+        assert!(blocked_direct::applies(&g), "case {i}");
+        let (pin, pout) = (g.in_len(), g.out_len());
+        let x = noise(batch * cin * pin, 130 + i as u64);
+        let w = noise(cout * cin * k * k, 140 + i as u64);
+        let bias: Vec<f32> = noise(cout, 150 + i as u64)
+            .iter()
+            .map(|v| 3.0 * v)
+            .collect();
+        let skip = noise(batch * cout * pout, 160 + i as u64);
+        let want = forward(&g, 1, &x, &w, Some(&bias));
+        let xb = to_blocks(&x, batch, cin, pin);
+        let skip_b = to_blocks(&skip, batch, cout, pout);
+        let packed = Packed::new(&w, Some(&bias), cout, cin, k * k);
+        for isa in Isa::available() {
+            for epilogue in EPILOGUES {
+                let what = format!("direct case {i} {isa:?} {epilogue:?}");
+                let y = blocked_direct::forward(&g, &xb, &packed, epilogue, None, isa);
+                let expect: Vec<f32> = want.iter().map(|&v| activate(v, epilogue)).collect();
+                assert_close(&what, &from_blocks(&y, batch, cout, pout), &expect);
+                let pad_lanes = y.iter().enumerate().filter(|(j, _)| {
+                    let (lane, block) = (j % LANES, j / (pout * LANES) % blocks(cout));
+                    block * LANES + lane >= cout
+                });
+                assert!(
+                    pad_lanes.clone().all(|(_, v)| *v == 0.0),
+                    "{what}: padded lanes"
+                );
+                let y = blocked_direct::forward(&g, &xb, &packed, epilogue, Some(&skip_b), isa);
+                let expect: Vec<f32> = want
+                    .iter()
+                    .zip(&skip)
+                    .map(|(a, b)| activate(a + b, epilogue))
+                    .collect();
+                let what = format!("{what} + skip");
+                assert_close(&what, &from_blocks(&y, batch, cout, pout), &expect);
+            }
+        }
+    }
+}
+
 /// An image's output does not depend on the images beside it in the batch, to the bit (a
 /// resumed run extracts its remaining images in other batches), though the blocked 1x1 layer
 /// splits its pixels into tasks by the batch's size.
@@ -200,7 +264,7 @@ fn depthwise_matches_the_definition_at_every_isa() {
 fn an_images_blocked_output_does_not_depend_on_its_batch() {
     let (batch, cin, cout, pixels) = (5, 40, 144, 14 * 14);
     let x = to_blocks(&noise(batch * cin * pixels, 90), batch, cin, pixels);
-    let packed = Packed::new(&noise(cout * cin, 91), None, cout, cin);
+    let packed = Packed::new(&noise(cout * cin, 91), None, cout, cin, 1);
     let isa = Isa::detect();
     let all = blocked_pointwise::forward(&x, batch, pixels, &packed, Epilogue::Bias, None, isa);
     let g = geometry(batch, [32, 32], [14, 14], [5, 5], 2, [1, 1], 1, [2, 2]);
@@ -265,5 +329,62 @@ fn stem_into_blocks_matches_the_definition_at_every_isa() {
                 );
             }
         }
+    }
+}
+
+/// Max pooling in blocks against its definition: ResNet's 3x3/2 with padding 1, a window
+/// starting in the padding, a ragged block, NaN winning, and an asymmetric end padding.
+#[test]
+fn max_pool_in_blocks_matches_the_definition() {
+    use graft_kernels::blocked::Blocked;
+    use graft_kernels::grad::Geometry;
+    let cases = [
+        (2, 64, [12, 12], [3, 3], [2, 2], [(1, 1), (1, 1)]),
+        (1, 20, [7, 9], [2, 3], [1, 2], [(0, 1), (1, 0)]),
+    ];
+    for (i, &(batch, c, [h, w], kernel, stride, padding)) in cases.iter().enumerate() {
+        let mut x = noise(batch * c * h * w, 170 + i as u64);
+        x[5] = f32::NAN;
+        let g = Geometry::new([batch, c, h, w], c, kernel, stride, padding, [1, 1]);
+        let [oh, ow] = g.out_size;
+        let mut want = vec![f32::NEG_INFINITY; batch * c * oh * ow];
+        for (plane, out) in want.chunks_mut(oh * ow).enumerate() {
+            for (p, m) in out.iter_mut().enumerate() {
+                let (oy, ox) = (p / ow, p % ow);
+                for ky in 0..kernel[0] {
+                    for kx in 0..kernel[1] {
+                        let iy = (oy * stride[0] + ky) as isize - padding[0].0 as isize;
+                        let ix = (ox * stride[1] + kx) as isize - padding[1].0 as isize;
+                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                            continue;
+                        }
+                        let v = x[(plane * h + iy as usize) * w + ix as usize];
+                        if v > *m || v.is_nan() {
+                            *m = v;
+                        }
+                    }
+                }
+            }
+        }
+        let t = burn::tensor::Tensor::<4>::from_data(
+            burn::tensor::TensorData::new(x, [batch, c, h, w]),
+            &Default::default(),
+        );
+        let b = Blocked::from_tensor(t).unwrap_or_else(|_| panic!("case {i}: not blocked"));
+        let y = b.max_pool2d(kernel, stride, padding).into_tensor();
+        assert_eq!(y.dims(), [batch, c, oh, ow], "case {i}");
+        let got = y.into_data().try_to_vec::<f32>().unwrap_or_default();
+        let nans = |v: &[f32]| v.iter().map(|v| v.is_nan()).collect::<Vec<_>>();
+        assert_eq!(nans(&got), nans(&want), "case {i}: NaN wins");
+        assert!(
+            nans(&want).contains(&true),
+            "case {i}: a window holds the NaN"
+        );
+        let finite = |v: &[f32]| {
+            v.iter()
+                .map(|v| if v.is_nan() { 0.0 } else { *v })
+                .collect::<Vec<_>>()
+        };
+        assert_close(&format!("max pool case {i}"), &finite(&got), &finite(&want));
     }
 }

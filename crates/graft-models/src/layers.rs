@@ -256,6 +256,17 @@ pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
     graft_kernels::max_pool2d(x, pool.kernel_size, pool.stride, pairs)
 }
 
+/// [`max_pool2d`] over activations in blocks of 16 channels; `None` for a pool the blocked
+/// kernel does not cover (dilated, ceil mode).
+pub fn max_pool2d_blocked(pool: &MaxPool2d, x: &Blocked) -> Option<Blocked> {
+    if pool.dilation != [1, 1] || pool.ceil_mode {
+        return None;
+    }
+    let [_, _, h, w] = x.dims();
+    let pairs = padding_pairs(&pool.padding, pool.kernel_size, pool.stride, [h, w]);
+    Some(x.max_pool2d(pool.kernel_size, pool.stride, pairs))
+}
+
 /// `(begin, end)` padding per axis, as burn's layers compute it for a `[h, w]` input.
 pub fn padding_pairs(
     padding: &PaddingConfig2d,

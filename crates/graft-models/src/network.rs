@@ -150,7 +150,8 @@ impl Network {
     pub fn forward_groups(&self, range: std::ops::Range<usize>, x: Tensor<4>) -> Tensor<4> {
         let run = |x: Tensor<4>| match self {
             Self::EfficientNetLite(m) => m.forward_groups(range.clone(), x),
-            _ => range.clone().fold(x, |x, g| self.forward_group(g, x)),
+            Self::ResNet(m) => m.forward_groups(range.clone(), x),
+            Self::Vgg(_) => range.clone().fold(x, |x, g| self.forward_group(g, x)),
         };
         let [batch, c, h, w] = x.dims();
         let images = micro_batch(

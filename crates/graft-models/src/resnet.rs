@@ -11,9 +11,11 @@ pub const WIDEST_ACTIVATION: usize = 6;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use graft_kernels::add_relu;
+use graft_kernels::blocked::Blocked;
+use graft_kernels::{Epilogue, add_relu};
+use std::ops::Range;
 
-use crate::layers::{ConvBn, ConvBnSpec, global_avg_pool, max_pool2d};
+use crate::layers::{ConvBn, ConvBnSpec, global_avg_pool, max_pool2d, max_pool2d_blocked};
 use graft_weights::KeyMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,6 +183,22 @@ impl ResBlock {
         };
         add_relu(x, shortcut)
     }
+
+    /// [`ResBlock::forward`] for inference over activations in blocks of 16 channels: the
+    /// shortcut joins as the last convolution writes its output, before the ReLU.
+    pub fn forward_blocked(&self, input: Blocked) -> Blocked {
+        let relu = Epilogue::BiasRelu;
+        let x = self.conv1.forward_blocked(&input, relu, None);
+        let (x, last) = match &self.conv3 {
+            Some(conv3) => (self.conv2.forward_blocked(&x, relu, None), conv3),
+            None => (x, &self.conv2),
+        };
+        let shortcut = self
+            .downsample
+            .as_ref()
+            .map(|d| d.forward_blocked(&input, Epilogue::Bias, None));
+        last.forward_blocked(&x, relu, Some(shortcut.as_ref().unwrap_or(&input)))
+    }
 }
 
 #[derive(Module, Debug)]
@@ -203,13 +221,42 @@ impl ResNet {
     }
 
     pub fn forward_group(&self, g: usize, x: Tensor<4>) -> Tensor<4> {
-        match g {
-            0 => max_pool2d(&self.pool, self.stem.forward_relu(x)),
-            _ => self.layers[g - 1]
-                .blocks
-                .iter()
-                .fold(x, |x, b| b.forward(x)),
+        self.forward_groups(g..g + 1, x)
+    }
+
+    /// Runs groups `range` in order. An inference pass keeps the activations in blocks of 16
+    /// channels from the stem's output to the end of the range, converting only there.
+    pub fn forward_groups(&self, range: Range<usize>, x: Tensor<4>) -> Tensor<4> {
+        let mut groups = range;
+        if groups.is_empty() {
+            return x;
         }
+        let blocked = if groups.start == 0 {
+            groups.start = 1;
+            // The stem writes its output in blocks (or, off the inference device, planes).
+            match self.stem.forward_into_blocks(x, Epilogue::BiasRelu) {
+                Ok(x) => match max_pool2d_blocked(&self.pool, &x) {
+                    Some(y) => Ok(y),
+                    None => Blocked::from_tensor(max_pool2d(&self.pool, x.into_tensor())),
+                },
+                Err(x) => Blocked::from_tensor(max_pool2d(&self.pool, self.stem.forward_relu(x))),
+            }
+        } else {
+            Blocked::from_tensor(x)
+        };
+        match blocked {
+            Ok(x) => groups
+                .fold(x, |x, g| {
+                    self.blocks(g).iter().fold(x, |x, b| b.forward_blocked(x))
+                })
+                .into_tensor(),
+            Err(x) => groups.fold(x, |x, g| self.blocks(g).iter().fold(x, |x, b| b.forward(x))),
+        }
+    }
+
+    /// The residual blocks of layer `g` (1-based, as its group index).
+    fn blocks(&self, g: usize) -> &[ResBlock] {
+        &self.layers[g - 1].blocks
     }
 
     pub fn group_num_params(&self, g: usize) -> usize {

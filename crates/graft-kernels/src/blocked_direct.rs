@@ -1,0 +1,373 @@
+//! Dense convolutions with many input channels (ResNet's 3x3 layers, strided ones included,
+//! and its strided 1x1 shortcuts) directly over activations in blocks of 16 channels
+//! (`blocked.rs`' layout), MLAS's NCHWc direct convolution: no im2col, no packing per call.
+//!
+//! A register tile of `T` output pixels by `B` output blocks accumulates, for every input block,
+//! tap and lane, one broadcast input value per pixel times `B` weight vectors, the weights laid
+//! out once per layer ([`Packed`], the same panels as `blocked_pointwise.rs` with a row per
+//! (input channel, tap)). The tile's pixels run along the output in reading order, across row
+//! ends, and each (pixel, tap) reads its input pixel or, where that lies in the padding, a
+//! vector of zeros: no padded copy of the input is made.
+
+use pulp::{Simd, WithSimd};
+use rayon::prelude::*;
+
+use crate::blocked::{LANES, Lines, blocks};
+use crate::epilogue::Epilogue;
+use crate::grad::Geometry;
+use crate::isa::Isa;
+
+/// Output blocks one panel of weights covers (64 channels): 24 of AVX-512's 32 registers hold
+/// a 6-pixel tile's sums, 4 its weights.
+pub(crate) const GROUP: usize = 4;
+/// Taps a kernel has at most here (3x3); larger kernels on many channels are not in the
+/// architectures graft carries.
+const MAX_TAPS: usize = 9;
+/// Pixels per task at most, so that one image's layer still spreads over the threads...
+const TASK_PIXELS: usize = 1024;
+/// ...and tasks a layer is split into at least, where its pixels allow.
+const MIN_TASKS: usize = 8;
+/// Pixels per task at least (a few register tiles).
+const MIN_PIXELS: usize = 24;
+/// Where a tap in the padding reads.
+static ZEROS: [f32; LANES] = [0.0; LANES];
+
+/// Whether [`forward`] takes the dense convolution `g`.
+pub fn applies(g: &Geometry) -> bool {
+    g.taps() <= MAX_TAPS && g.out_len() > 0 && g.in_len() > 0
+}
+
+/// A layer's weights `[out, in, taps]` laid out for the blocked kernels: per group of
+/// [`GROUP`] output blocks (the last one narrower) a panel `[in block][tap][16 lanes][blocks in
+/// the group * 16]`, zero where a padded channel is; and the bias, zero-padded to whole blocks.
+#[derive(Debug)]
+pub struct Packed {
+    pub(crate) data: Lines,
+    pub(crate) bias: Vec<f32>,
+    pub(crate) cin: usize,
+    pub(crate) cout: usize,
+    pub(crate) taps: usize,
+}
+
+impl Packed {
+    /// From `w` `[cout, cin, taps]` (row-major, a convolution's weight) and its bias.
+    ///
+    /// Panics if `w` or `bias` is shorter than the shape says (a caller's error).
+    pub fn new(w: &[f32], bias: Option<&[f32]>, cout: usize, cin: usize, taps: usize) -> Packed {
+        assert!(w.len() >= cout * cin * taps, "blocked: weight too short");
+        let (rows, kout) = (blocks(cin) * LANES * taps, blocks(cout));
+        let mut data = Lines::zeroed(rows * kout * LANES);
+        for g in (0..kout).step_by(GROUP) {
+            let width = GROUP.min(kout - g) * LANES;
+            let panel = &mut data[g * LANES * rows..][..rows * width];
+            for (r, row) in panel.chunks_exact_mut(width).enumerate() {
+                let (cb, tap, lane) = (r / (taps * LANES), r / LANES % taps, r % LANES);
+                let ci = cb * LANES + lane;
+                if ci >= cin {
+                    continue;
+                }
+                for (j, v) in row.iter_mut().enumerate() {
+                    let co = g * LANES + j;
+                    if co < cout {
+                        *v = w[(co * cin + ci) * taps + tap];
+                    }
+                }
+            }
+        }
+        let mut padded = vec![0.0; kout * LANES];
+        if let Some(b) = bias {
+            padded[..cout].copy_from_slice(&b[..cout]);
+        }
+        Packed {
+            data,
+            bias: padded,
+            cin,
+            cout,
+            taps,
+        }
+    }
+
+    /// Rows of one group's panel: one per (input channel, tap), input channels padded.
+    fn rows(&self) -> usize {
+        blocks(self.cin) * LANES * self.taps
+    }
+}
+
+/// One task of a blocked layer: image `n`, pixels from `p0`, output blocks from `g` (a multiple
+/// of [`GROUP`]), and those blocks' pixels to write (each `span` pixels or the image's rest).
+pub(crate) type Task<'a> = (usize, usize, usize, Vec<&'a mut [f32]>);
+
+/// Splits `out` (`batch` blocked images of `kout` blocks by `pixels`) into tasks of at most
+/// [`TASK_PIXELS`] pixels by [`GROUP`] blocks, at least [`MIN_TASKS`] where the pixels allow;
+/// returns them and the span.
+pub(crate) fn tasks(
+    out: &mut [f32],
+    batch: usize,
+    kout: usize,
+    pixels: usize,
+) -> (Vec<Task<'_>>, usize) {
+    let image_out = kout * pixels * LANES;
+    let per_pixel_range = batch * kout.div_ceil(GROUP);
+    let span = pixels
+        .div_ceil(MIN_TASKS.div_ceil(per_pixel_range.max(1)))
+        .clamp(MIN_PIXELS, TASK_PIXELS)
+        .min(pixels)
+        .max(1);
+    let mut tasks = Vec::new();
+    for (n, image) in out.chunks_mut(image_out.max(1)).enumerate() {
+        let mut planes: Vec<_> = image
+            .chunks_mut(pixels * LANES)
+            .map(|b| b.chunks_mut(span * LANES))
+            .collect();
+        for p0 in (0..pixels).step_by(span) {
+            let mut parts: Vec<&mut [f32]> = planes.iter_mut().filter_map(Iterator::next).collect();
+            for g in (0..kout).step_by(GROUP) {
+                let rest = parts.split_off(GROUP.min(parts.len()));
+                let group = std::mem::replace(&mut parts, rest);
+                tasks.push((n, p0, g, group));
+            }
+        }
+    }
+    (tasks, span)
+}
+
+/// `y = epilogue(conv(x, w) + bias + skip)` for blocked `x` (`g.batch` images of
+/// `g.in_channels` channels): blocked, `g.out_channels` channels. `skip`, a residual blocked
+/// like `y`, is added before the activation (ResNet's join; with `Epilogue::Bias` the order
+/// does not matter).
+///
+/// Panics if `x`, `w` or `skip` disagree with `g` (a caller's error).
+pub fn forward(
+    g: &Geometry,
+    x: &[f32],
+    w: &Packed,
+    epilogue: Epilogue,
+    skip: Option<&[f32]>,
+    isa: Isa,
+) -> Lines {
+    assert!(applies(g), "blocked direct: kernel too large");
+    assert_eq!(
+        (w.cin, w.cout, w.taps),
+        (g.in_channels, g.out_channels, g.taps()),
+        "blocked direct: weights for another layer"
+    );
+    let (kin, kout) = (blocks(g.in_channels), blocks(g.out_channels));
+    let (image_in, pixels) = (kin * g.in_len() * LANES, g.out_len());
+    let image_out = kout * pixels * LANES;
+    assert!(x.len() >= g.batch * image_in, "blocked direct: x too short");
+    if let Some(s) = skip {
+        assert!(
+            s.len() >= g.batch * image_out,
+            "blocked direct: skip too short"
+        );
+    }
+    let mut out = Lines::take(g.batch * image_out);
+    if out.is_empty() {
+        return out;
+    }
+    let (tasks, span) = tasks(&mut out, g.batch, kout, pixels);
+    tasks.into_par_iter().for_each(|(n, p0, first, dst)| {
+        isa.dispatch(Tile {
+            g,
+            x: &x[n * image_in..][..image_in],
+            skip: skip.map(|s| &s[n * image_out..][..image_out]),
+            p0,
+            count: span.min(pixels - p0),
+            w,
+            first,
+            epilogue,
+            dst,
+        });
+    });
+    out
+}
+
+/// One task: output blocks `first..first + dst.len()` of one image, pixels `p0..p0 + count`.
+struct Tile<'a> {
+    g: &'a Geometry,
+    x: &'a [f32],
+    skip: Option<&'a [f32]>,
+    p0: usize,
+    count: usize,
+    w: &'a Packed,
+    first: usize,
+    epilogue: Epilogue,
+    dst: Vec<&'a mut [f32]>,
+}
+
+impl WithSimd for Tile<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(mut self, simd: S) {
+        let nb = self.dst.len();
+        // (vectors a block, blocks, pixels) of each register tile over the group, by width.
+        match (S::F32_LANES, nb) {
+            (16, 4) => self.run::<S, 1, 4, 6>(simd, 0),
+            (16, 3) => self.run::<S, 1, 3, 8>(simd, 0),
+            (16, 2) => self.run::<S, 1, 2, 12>(simd, 0),
+            (16, _) => (0..nb).for_each(|b| self.run::<S, 1, 1, 12>(simd, b)),
+            (8, _) => {
+                for b in (0..nb).step_by(2) {
+                    if nb - b >= 2 {
+                        self.run::<S, 2, 2, 3>(simd, b)
+                    } else {
+                        self.run::<S, 2, 1, 6>(simd, b)
+                    }
+                }
+            }
+            (4, _) => (0..nb).for_each(|b| self.run::<S, 4, 1, 3>(simd, b)),
+            _ => (0..nb).for_each(|b| self.run::<S, 16, 1, 1>(simd, b)),
+        }
+    }
+}
+
+impl Tile<'_> {
+    /// Blocks `b0..b0 + B` of the group (`V` vectors a block), tiles of `T` pixels, then one
+    /// pixel at a time to the end of the task's pixels.
+    #[inline(always)]
+    fn run<S: Simd, const V: usize, const B: usize, const T: usize>(&mut self, simd: S, b0: usize) {
+        let rows = self.w.rows();
+        let width = self.dst.len() * LANES;
+        let panel = &self.w.data[self.first * LANES * rows..][..rows * width];
+        let wv = S::as_simd_f32s(panel).0;
+        let bias = S::as_simd_f32s(&self.w.bias[(self.first + b0) * LANES..][..B * LANES]).0;
+        let mut start = [[bias[0]; V]; B];
+        for (b, s) in start.iter_mut().enumerate() {
+            s.copy_from_slice(&bias[b * V..][..V]);
+        }
+        let row = width / S::F32_LANES.max(1);
+        let at = Panel { wv, row, b0 };
+        let (end, mut p) = (self.p0 + self.count, self.p0);
+        while p < end {
+            if end - p >= T {
+                let reads = Reads::<T>::of(self.g, p);
+                let acc = tile::<S, V, B, T>(simd, self.g, self.x, &reads, &at, [start; T]);
+                self.store::<S, V, B, T>(simd, acc, b0, p);
+                p += T;
+            } else {
+                let reads = Reads::<1>::of(self.g, p);
+                let acc = tile::<S, V, B, 1>(simd, self.g, self.x, &reads, &at, [start; 1]);
+                self.store::<S, V, B, 1>(simd, acc, b0, p);
+                p += 1;
+            }
+        }
+    }
+
+    /// Pixels `p..p + T` of blocks `b0..b0 + B`: the skip, then the epilogue.
+    #[inline(always)]
+    fn store<S: Simd, const V: usize, const B: usize, const T: usize>(
+        &mut self,
+        simd: S,
+        sums: [[[S::f32s; V]; B]; T],
+        b0: usize,
+        p: usize,
+    ) {
+        let pixels = self.g.out_len();
+        for (t, s) in sums.iter().enumerate() {
+            let at = (p + t - self.p0) * LANES;
+            for (b, s) in s.iter().enumerate() {
+                let skip = self.skip.map(|k| {
+                    let block = self.first + b0 + b;
+                    S::as_simd_f32s(&k[(block * pixels + p + t) * LANES..][..LANES]).0
+                });
+                let d = S::as_mut_simd_f32s(&mut self.dst[b0 + b][at..][..LANES]).0;
+                for v in 0..V {
+                    let sum = match skip {
+                        Some(k) => simd.add_f32s(s[v], k[v]),
+                        None => s[v],
+                    };
+                    d[v] = self.epilogue.apply_simd(simd, sum);
+                }
+            }
+        }
+    }
+}
+
+/// Where a tile's weights are: `row` vectors per (input channel, tap), its blocks from `b0`.
+struct Panel<'a, V> {
+    wv: &'a [V],
+    row: usize,
+    b0: usize,
+}
+
+/// For each tap and each of a tile's `T` pixels, the offset in an input block's plane of the
+/// pixel it reads, or [`PADDING`]: the same for every input block. Made once a tile, with no
+/// division per tap (the divisions took a tenth of a ResNet 3x3 layer's time).
+struct Reads<const T: usize> {
+    at: [[usize; MAX_TAPS]; T],
+}
+
+/// A tap that reads the padding.
+const PADDING: usize = usize::MAX;
+
+impl<const T: usize> Reads<T> {
+    #[inline(always)]
+    fn of(g: &Geometry, p: usize) -> Self {
+        let mut at = [[PADDING; MAX_TAPS]; T];
+        let ([h, w], ow) = (g.in_size, g.out_size[1].max(1));
+        let (mut oy, mut ox) = (p / ow, p % ow);
+        for pixel in at.iter_mut() {
+            let mut tap = 0;
+            for ky in 0..g.kernel[0] {
+                let iy = (oy * g.stride[0] + ky * g.dilation[0]).checked_sub(g.padding[0]);
+                for kx in 0..g.kernel[1] {
+                    let ix = (ox * g.stride[1] + kx * g.dilation[1]).checked_sub(g.padding[1]);
+                    if let (Some(iy), Some(ix)) = (iy, ix)
+                        && iy < h
+                        && ix < w
+                    {
+                        pixel[tap] = (iy * w + ix) * LANES;
+                    }
+                    tap += 1;
+                }
+            }
+            ox += 1;
+            if ox == ow {
+                (oy, ox) = (oy + 1, 0);
+            }
+        }
+        Reads { at }
+    }
+}
+
+/// `T` pixels by `B` blocks: every input block, tap and lane accumulated onto `start` (the bias).
+#[inline(always)]
+fn tile<S: Simd, const V: usize, const B: usize, const T: usize>(
+    simd: S,
+    g: &Geometry,
+    x: &[f32],
+    reads: &Reads<T>,
+    at: &Panel<S::f32s>,
+    start: [[[S::f32s; V]; B]; T],
+) -> [[[S::f32s; V]; B]; T] {
+    let mut acc = start;
+    let (taps, plane) = (g.taps(), g.in_len() * LANES);
+    let per_block = taps * LANES * at.row;
+    for (cb, wc) in at
+        .wv
+        .chunks_exact(per_block)
+        .enumerate()
+        .take(blocks(g.in_channels))
+    {
+        let xc = &x[cb * plane..][..plane];
+        for (tap, rows) in wc.chunks_exact(LANES * at.row).enumerate().take(taps) {
+            let px: [&[f32]; T] = std::array::from_fn(|t| match reads.at[t][tap] {
+                PADDING => &ZEROS[..],
+                o => &xc[o..][..LANES],
+            });
+            for l in 0..LANES {
+                let wr = &rows[l * at.row + at.b0 * V..][..B * V];
+                for t in 0..T {
+                    let xv = simd.splat_f32s(px[t][l]);
+                    for b in 0..B {
+                        for v in 0..V {
+                            acc[t][b][v] = simd.mul_add_e_f32s(xv, wr[b * V + v], acc[t][b][v]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    acc
+}
