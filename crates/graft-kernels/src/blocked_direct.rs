@@ -201,7 +201,8 @@ impl WithSimd for Tile<'_> {
     #[inline(always)]
     fn with_simd<S: Simd>(mut self, simd: S) {
         let nb = self.dst.len();
-        // (vectors a block, blocks, pixels) of each register tile over the group, by width.
+        // (vectors a block, blocks, pixels) of each register tile over the group, by width:
+        // with AVX-512, 24 of the 32 registers hold a tile's sums, the rest its weights.
         match (S::F32_LANES, nb) {
             (16, 4) => self.run::<S, 1, 4, 6>(simd, 0),
             (16, 3) => self.run::<S, 1, 3, 8>(simd, 0),
@@ -227,6 +228,21 @@ impl Tile<'_> {
     /// pixel at a time to the end of the task's pixels.
     #[inline(always)]
     fn run<S: Simd, const V: usize, const B: usize, const T: usize>(&mut self, simd: S, b0: usize) {
+        // Two builds of the loop, so that each keeps its tile's sums in registers.
+        if self.g.is_pointwise() {
+            self.sweep::<S, V, B, T, true>(simd, b0)
+        } else {
+            self.sweep::<S, V, B, T, false>(simd, b0)
+        }
+    }
+
+    /// [`Tile::run`] for a 1x1 layer (`ONE`) or any other.
+    #[inline(always)]
+    fn sweep<S: Simd, const V: usize, const B: usize, const T: usize, const ONE: bool>(
+        &mut self,
+        simd: S,
+        b0: usize,
+    ) {
         let rows = self.w.rows();
         let width = self.dst.len() * LANES;
         let panel = &self.w.data[self.first * LANES * rows..][..rows * width];
@@ -241,16 +257,34 @@ impl Tile<'_> {
         let (end, mut p) = (self.p0 + self.count, self.p0);
         while p < end {
             if end - p >= T {
-                let reads = Reads::<T>::of(self.g, p);
-                let acc = tile::<S, V, B, T>(simd, self.g, self.x, &reads, &at, [start; T]);
+                let acc = self.tile::<S, V, B, T, ONE>(simd, &at, start, p);
                 self.store::<S, V, B, T>(simd, acc, b0, p);
                 p += T;
             } else {
-                let reads = Reads::<1>::of(self.g, p);
-                let acc = tile::<S, V, B, 1>(simd, self.g, self.x, &reads, &at, [start; 1]);
+                let acc = self.tile::<S, V, B, 1, ONE>(simd, &at, start, p);
                 self.store::<S, V, B, 1>(simd, acc, b0, p);
                 p += 1;
             }
+        }
+    }
+
+    /// Pixels `p..p + T` by `B` blocks from the bias `start`: a 1x1 layer's pixels read as one
+    /// run ([`crate::blocked_pointwise::tile`]), any other's tap by tap.
+    #[inline(always)]
+    fn tile<S: Simd, const V: usize, const B: usize, const T: usize, const ONE: bool>(
+        &self,
+        simd: S,
+        at: &Panel<S::f32s>,
+        start: [[S::f32s; V]; B],
+        p: usize,
+    ) -> [[[S::f32s; V]; B]; T] {
+        let g = self.g;
+        if ONE {
+            let (kin, pixels) = (blocks(g.in_channels), g.in_len());
+            crate::blocked_pointwise::tile::<S, V, B, T>(simd, self.x, pixels, kin, at, start, p)
+        } else {
+            let reads = Reads::<T>::of(g, p);
+            tile::<S, V, B, T>(simd, g, self.x, &reads, at, [start; T])
         }
     }
 
@@ -285,10 +319,10 @@ impl Tile<'_> {
 }
 
 /// Where a tile's weights are: `row` vectors per (input channel, tap), its blocks from `b0`.
-struct Panel<'a, V> {
-    wv: &'a [V],
-    row: usize,
-    b0: usize,
+pub(crate) struct Panel<'a, V> {
+    pub(crate) wv: &'a [V],
+    pub(crate) row: usize,
+    pub(crate) b0: usize,
 }
 
 /// For each tap and each of a tile's `T` pixels, the offset in an input block's plane of the

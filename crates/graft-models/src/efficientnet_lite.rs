@@ -17,7 +17,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use std::ops::Range;
 
-use crate::layers::{ConvBn, ConvBnSpec, global_avg_pool};
+use crate::layers::{ConvBn, ConvBnSpec, forward_groups_blocked, global_avg_pool};
 use graft_kernels::Epilogue;
 use graft_kernels::blocked::Blocked;
 use graft_weights::KeyMap;
@@ -269,27 +269,17 @@ impl EfficientNetLite {
 
     /// Runs groups `range` in order. An inference pass keeps the activations in blocks of 16
     /// channels from the stem's output to the end of the range, converting only there.
+    // The stem's error is its own output in planes (boxing it would allocate on every call).
+    #[allow(clippy::result_large_err)]
     pub fn forward_groups(&self, range: Range<usize>, x: Tensor<4>) -> Tensor<4> {
-        let mut groups = range;
-        if groups.is_empty() {
-            return x;
-        }
-        let blocked = if groups.start == 0 {
-            groups.start = 1;
-            // The stem writes its output in blocks (or, off the inference device, planes).
-            match self.stem.forward_into_blocks(x, Epilogue::BiasRelu6) {
-                Ok(x) => Ok(x),
-                Err(x) => Blocked::from_tensor(self.stem.forward_relu6(x)),
-            }
-        } else {
-            Blocked::from_tensor(x)
+        // The stem writes its output in blocks (or, off the inference device, planes).
+        let stem = |x| match self.stem.forward_into_blocks(x, Epilogue::BiasRelu6) {
+            Ok(x) => Ok(x),
+            Err(x) => Blocked::from_tensor(self.stem.forward_relu6(x)),
         };
-        match blocked {
-            Ok(x) => groups
-                .fold(x, |x, g| self.forward_group_blocked(g, x))
-                .into_tensor(),
-            Err(x) => groups.fold(x, |x, g| self.forward_group(g, x)),
-        }
+        let blocked = |g, x| self.forward_group_blocked(g, x);
+        let planes = |g, x| self.forward_group(g, x);
+        forward_groups_blocked(range, x, stem, blocked, planes)
     }
 
     /// Group `g` (a stage or the head convolution, not the stem) over blocked activations.

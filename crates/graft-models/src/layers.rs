@@ -256,6 +256,33 @@ pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
     graft_kernels::max_pool2d(x, pool.kernel_size, pool.stride, pairs)
 }
 
+/// Groups `range` of a network whose inference pass keeps its activations in blocks of 16
+/// channels from the stem's output to the end of the range, converting only there. `stem` runs
+/// group 0 (when in the range) into blocks or, off the inference device, gives back its output
+/// in planes; then each group runs by `blocked` or, in planes, by `planes`.
+pub fn forward_groups_blocked(
+    range: std::ops::Range<usize>,
+    x: Tensor<4>,
+    stem: impl FnOnce(Tensor<4>) -> Result<Blocked, Tensor<4>>,
+    blocked: impl Fn(usize, Blocked) -> Blocked,
+    planes: impl Fn(usize, Tensor<4>) -> Tensor<4>,
+) -> Tensor<4> {
+    let mut groups = range;
+    if groups.is_empty() {
+        return x;
+    }
+    let x = if groups.start == 0 {
+        groups.start = 1;
+        stem(x)
+    } else {
+        Blocked::from_tensor(x)
+    };
+    match x {
+        Ok(x) => groups.fold(x, |x, g| blocked(g, x)).into_tensor(),
+        Err(x) => groups.fold(x, |x, g| planes(g, x)),
+    }
+}
+
 /// [`max_pool2d`] over activations in blocks of 16 channels; `None` for a pool the blocked
 /// kernel does not cover (dilated, ceil mode).
 pub fn max_pool2d_blocked(pool: &MaxPool2d, x: &Blocked) -> Option<Blocked> {

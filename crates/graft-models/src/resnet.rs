@@ -15,7 +15,9 @@ use graft_kernels::blocked::Blocked;
 use graft_kernels::{Epilogue, add_relu};
 use std::ops::Range;
 
-use crate::layers::{ConvBn, ConvBnSpec, global_avg_pool, max_pool2d, max_pool2d_blocked};
+use crate::layers::{
+    ConvBn, ConvBnSpec, forward_groups_blocked, global_avg_pool, max_pool2d, max_pool2d_blocked,
+};
 use graft_weights::KeyMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,32 +228,20 @@ impl ResNet {
 
     /// Runs groups `range` in order. An inference pass keeps the activations in blocks of 16
     /// channels from the stem's output to the end of the range, converting only there.
+    // The stem's error is its own output in planes (boxing it would allocate on every call).
+    #[allow(clippy::result_large_err)]
     pub fn forward_groups(&self, range: Range<usize>, x: Tensor<4>) -> Tensor<4> {
-        let mut groups = range;
-        if groups.is_empty() {
-            return x;
-        }
-        let blocked = if groups.start == 0 {
-            groups.start = 1;
-            // The stem writes its output in blocks (or, off the inference device, planes).
-            match self.stem.forward_into_blocks(x, Epilogue::BiasRelu) {
-                Ok(x) => match max_pool2d_blocked(&self.pool, &x) {
-                    Some(y) => Ok(y),
-                    None => Blocked::from_tensor(max_pool2d(&self.pool, x.into_tensor())),
-                },
-                Err(x) => Blocked::from_tensor(max_pool2d(&self.pool, self.stem.forward_relu(x))),
-            }
-        } else {
-            Blocked::from_tensor(x)
+        // The stem writes its output in blocks (or, off the inference device, planes).
+        let stem = |x| match self.stem.forward_into_blocks(x, Epilogue::BiasRelu) {
+            Ok(x) => match max_pool2d_blocked(&self.pool, &x) {
+                Some(y) => Ok(y),
+                None => Blocked::from_tensor(max_pool2d(&self.pool, x.into_tensor())),
+            },
+            Err(x) => Blocked::from_tensor(max_pool2d(&self.pool, self.stem.forward_relu(x))),
         };
-        match blocked {
-            Ok(x) => groups
-                .fold(x, |x, g| {
-                    self.blocks(g).iter().fold(x, |x, b| b.forward_blocked(x))
-                })
-                .into_tensor(),
-            Err(x) => groups.fold(x, |x, g| self.blocks(g).iter().fold(x, |x, b| b.forward(x))),
-        }
+        let blocked = |g, x| self.blocks(g).iter().fold(x, |x, b| b.forward_blocked(x));
+        let planes = |g, x| self.blocks(g).iter().fold(x, |x, b| b.forward(x));
+        forward_groups_blocked(range, x, stem, blocked, planes)
     }
 
     /// The residual blocks of layer `g` (1-based, as its group index).
