@@ -65,17 +65,20 @@ pub(crate) fn tile<S: Simd, const V: usize, const B: usize, const T: usize>(
     let mut acc = [start; T];
     for (cb, rows) in at.wv.chunks_exact(LANES * at.row).enumerate().take(kin) {
         let xs = &x[(cb * pixels + p) * LANES..][..T * LANES];
-        for l in 0..LANES {
-            let wr = &rows[l * at.row + at.b0 * V..][..B * V];
-            for t in 0..T {
-                let xv = simd.splat_f32s(xs[t * LANES + l]);
-                for b in 0..B {
-                    for v in 0..V {
-                        acc[t][b][v] = simd.mul_add_e_f32s(xv, wr[b * V + v], acc[t][b][v]);
+        crate::blocked_direct::each_lane(
+            #[inline(always)]
+            |l| {
+                let wr = &rows[l * at.row + at.b0 * V..][..B * V];
+                for t in 0..T {
+                    let xv = simd.splat_f32s(xs[t * LANES + l]);
+                    for b in 0..B {
+                        for v in 0..V {
+                            acc[t][b][v] = simd.mul_add_e_f32s(xv, wr[b * V + v], acc[t][b][v]);
+                        }
                     }
                 }
-            }
-        }
+            },
+        );
     }
     acc
 }

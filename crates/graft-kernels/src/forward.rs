@@ -163,20 +163,6 @@ fn convolve(
 /// 64 instead of 17, which also sends the 28x28 maps' 49 tiles to im2col, changed nothing).
 const WINOGRAD_MIN_TILES: usize = 17;
 
-/// Input channels from which a blocked pass (`blocked.rs`) sends a 3x3 stride-1 layer to
-/// Winograd, through planes and back, rather than to the blocked direct kernel: Winograd does
-/// 4x fewer multiplications, which pays for the two conversions on ResNet's 128- to
-/// 512-channel layers (alone at batch 16: 10-12 ms against 13.5-14.5 for the direct kernel,
-/// `blocked_convs` example), not on its 64-channel ones (20 against 14).
-const WINOGRAD_MIN_CHANNELS: usize = 128;
-
-/// Whether a blocked pass should leave convolution `g` to Winograd over planes.
-pub(crate) fn prefers_winograd(g: &Geometry) -> bool {
-    crate::winograd::applies(g)
-        && g.in_channels >= WINOGRAD_MIN_CHANNELS
-        && crate::winograd::tiles(g) >= WINOGRAD_MIN_TILES
-}
-
 /// Output positions an image needs for [`per_image_products`] to multiply it alone: a product
 /// this wide runs gemm at full speed, and the images then run on separate threads with no
 /// gathering of outputs (ResNet's 7x7/2 stem at batch 32: 208 ms -> see BENCHMARKS.md).
