@@ -1,9 +1,11 @@
 //! Activations in blocks of 16 channels, `[image][block][pixel][16]` (ONNX Runtime's NCHWc,
 //! XNNPACK's channels-last in blocks), carried through a run of inference layers that have
-//! kernels for it: a stem (`blocked_stem.rs`, from planes), 1x1 convolutions
-//! (`blocked_pointwise.rs`) and depthwise ones (`interleaved.rs`). EfficientNet is exactly
-//! these, so its inference pass runs from the stem to the head convolution without converting
-//! its 6x-expanded activations to planes and back: one conversion, at the end.
+//! kernels for it: a stem (`blocked_stem.rs`, from planes), dense convolutions up to 3x3 at
+//! any stride (`blocked_direct.rs`; 1x1 ones through `blocked_pointwise.rs`), depthwise ones
+//! (`interleaved.rs`) and max pooling. EfficientNet and ResNet are exactly these, so their
+//! inference passes run from the stem to the last group without converting activations to
+//! planes and back: one conversion, at the end. Other layers (a 5x5 dense convolution, a
+//! grouped one) go through planes and graft's NCHW kernels.
 //!
 //! Channel counts that are not a multiple of 16 are padded with channels that stay zero (their
 //! weights and bias are zero).

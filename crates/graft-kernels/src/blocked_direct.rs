@@ -1,6 +1,7 @@
 //! Dense convolutions with many input channels (ResNet's 3x3 layers, strided ones included,
-//! and its strided 1x1 shortcuts) directly over activations in blocks of 16 channels
-//! (`blocked.rs`' layout), MLAS's NCHWc direct convolution: no im2col, no packing per call.
+//! its strided 1x1 shortcuts, and every 1x1 layer through `blocked_pointwise.rs`) directly over
+//! activations in blocks of 16 channels (`blocked.rs`' layout), MLAS's NCHWc direct
+//! convolution: no im2col, no packing per call.
 //!
 //! A register tile of `T` output pixels by `B` output blocks accumulates, for every input block,
 //! tap and lane, one broadcast input value per pixel times `B` weight vectors, the weights laid
@@ -29,6 +30,7 @@ const TASK_PIXELS: usize = 1024;
 const MIN_TASKS: usize = 8;
 /// Pixels per task at least (a few register tiles).
 const MIN_PIXELS: usize = 24;
+
 /// `f(0)` to `f(15)`, written out: with the loop over a block's lanes unrolled, the loop
 /// around it (over input blocks and taps) is the innermost, and the compiler keeps a tile's
 /// sums in registers across it. As a loop, it stored 18 of the 24 sums to the stack after
@@ -62,7 +64,7 @@ pub fn applies(g: &Geometry) -> bool {
 }
 
 /// A layer's weights `[out, in, taps]` laid out for the blocked kernels: per group of
-/// [`GROUP`] output blocks (the last one narrower) a panel `[in block][tap][16 lanes][blocks in
+/// `GROUP` (4) output blocks (the last one narrower) a panel `[in block][tap][16 lanes][blocks in
 /// the group * 16]`, zero where a padded channel is; and the bias, zero-padded to whole blocks.
 #[derive(Debug)]
 pub struct Packed {

@@ -4,7 +4,7 @@
 //! every input channel with one broadcast input value and `B` weight vectors per channel, and
 //! nothing is packed per call: the weights are laid out once ([`Packed`]), the activations
 //! already are. The kernel is `blocked_direct.rs`' with a 1x1 layer's pixels read as one run
-//! ([`tile`]).
+//! (`tile`).
 //!
 //! The NCHW product per image (`pointwise.rs`) has `gemm` pack both operands on every call,
 //! and on 7x7 and 14x14 maps its pixel tiles are partly remainder: Lite0's 192->1152 7x7 layer

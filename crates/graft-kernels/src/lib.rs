@@ -24,10 +24,11 @@
 //!   [`stem`]: dense convolutions with few input channels (RGB stems) directly over NCHW, on the
 //!   same phase-split planes, in register tiles of output channels by positions.
 //! - [`blocked`]: activations in blocks of 16 channels (`[image][block][pixel][16]`, ONNX
-//!   Runtime's NCHWc) carried through a run of 1x1 and depthwise inference layers (an
-//!   EfficientNet stage), converted only at its ends: [`blocked_pointwise`] runs 1x1 layers
-//!   as register tiles over pre-laid-out weights with no packing per call, and the depthwise
-//!   layers read and write the blocks directly.
+//!   Runtime's NCHWc) carried through an inference pass (EfficientNet's, ResNet's), converted
+//!   only at its ends: [`blocked_direct`] runs every dense layer after the stem as register tiles
+//!   over weights laid out once (no im2col, no packing per call; [`blocked_pointwise`] is its
+//!   1x1 case), [`blocked_stem`] writes a stem's output into blocks, and the depthwise layers
+//!   and the max pool read and write the blocks directly.
 //! - [`Isa`]: graft's own loops are compiled three times (AVX-512, AVX2+FMA, baseline) and
 //!   chosen at run time through `pulp`; tests run every level the CPU has.
 //! - [`batch_norm_train`]: BatchNorm with batch statistics as one op each way (burn composes it

@@ -258,8 +258,8 @@ fn direct_matches_the_definition_at_every_isa() {
 }
 
 /// An image's output does not depend on the images beside it in the batch, to the bit (a
-/// resumed run extracts its remaining images in other batches), though the blocked 1x1 layer
-/// splits its pixels into tasks by the batch's size.
+/// resumed run extracts its remaining images in other batches), though the blocked kernels
+/// split their pixels into tasks by the batch's size.
 #[test]
 fn an_images_blocked_output_does_not_depend_on_its_batch() {
     let (batch, cin, cout, pixels) = (5, 40, 144, 14 * 14);
@@ -274,6 +274,13 @@ fn an_images_blocked_output_does_not_depend_on_its_batch() {
     let (image_in, image_out) = (blocks(cin) * pixels * LANES, blocks(cout) * pixels * LANES);
     let (dw_in, dw_out) = (32 * g.in_len(), 32 * g.out_len());
     let one = graft_kernels::grad::Geometry { batch: 1, ..g };
+    // A strided 3x3 on a 14x14 map: the tasks' pixel spans follow the batch's size.
+    let g3 = geometry(batch, [32, 48], [14, 14], [3, 3], 2, [1, 1], 1, [1, 1]);
+    let x3 = to_blocks(&noise(batch * 32 * g3.in_len(), 94), batch, 32, g3.in_len());
+    let packed3 = Packed::new(&noise(48 * 32 * 9, 95), None, 48, 32, 9);
+    let d3 = blocked_direct::forward(&g3, &x3, &packed3, Epilogue::BiasRelu, None, isa);
+    let (in3, out3) = (2 * g3.in_len() * LANES, 3 * g3.out_len() * LANES);
+    let one3 = graft_kernels::grad::Geometry { batch: 1, ..g3 };
     for n in 0..batch {
         let x1 = &x[n * image_in..][..image_in];
         let alone = blocked_pointwise::forward(x1, 1, pixels, &packed, Epilogue::Bias, None, isa);
@@ -290,6 +297,15 @@ fn an_images_blocked_output_does_not_depend_on_its_batch() {
             isa,
         );
         assert!(*alone == dw[n * dw_out..][..dw_out], "depthwise: image {n}");
+        let alone = blocked_direct::forward(
+            &one3,
+            &x3[n * in3..][..in3],
+            &packed3,
+            Epilogue::BiasRelu,
+            None,
+            isa,
+        );
+        assert!(*alone == d3[n * out3..][..out3], "direct: image {n}");
     }
 }
 
