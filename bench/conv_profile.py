@@ -9,7 +9,8 @@ python3 bench/conv_profile.py [BATCH] [LAYERS.tsv] [MODEL.onnx]
 ORT runs one Conv node (with bias, as exported ResNets are after BatchNorm folding) per shape,
 2 intra-op threads, ORT_ENABLE_ALL, CPUExecutionProvider: the same session options as
 bench/peer_ort.py. graft's side is `graft-kernels`' conv_forward example with CONV_LAYERS set
-(built here with cargo). Inputs are ones; weights are small constants (timing does not depend on
+(built here with cargo), or with GRAFT_KERNELS=blocked its blocked_convs example (the kernels
+EfficientNet's and ResNet's inference passes run). Inputs are ones; weights are small constants (timing does not depend on
 values). With the exported network, ORT also runs it whole with `enable_profiling` and each
 layer's in-network time (its Conv node, fused with ReLU and in ORT's blocked layout, matched by
 shape) is a column of its own: ORT's isolated calls pay for copying the output back to numpy,
@@ -114,14 +115,19 @@ def in_network_ms(batch, model_path):
 
 
 def graft_ms(batch, path):
+    # GRAFT_KERNELS=blocked: the blocked kernels an EfficientNet or ResNet pass runs
+    # (blocked_convs example); otherwise graft's NCHW convolution (conv_forward).
+    blocked = os.environ.get("GRAFT_KERNELS") == "blocked"
+    example = "blocked_convs" if blocked else "conv_forward"
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "graft-kernels", "--example",
-                    "conv_forward"], check=True, cwd=HERE.parent)
-    out = subprocess.run([str(HERE.parent / "target/release/examples/conv_forward"), str(batch)],
-                         env={**os.environ, "CONV_LAYERS": str(path), "GLIBC_TUNABLES": HEAP},
-                         check=True,
-                         capture_output=True, text=True).stdout
-    return {m.group(1).strip(): float(m.group(2))
-            for m in re.finditer(r"^(.*?)\s+graft\s+([\d.]+) ms", out, re.M)}
+                    example], check=True, cwd=HERE.parent)
+    exe = str(HERE.parent / "target/release/examples" / example)
+    args = [exe, str(path), str(batch)] if blocked else [exe, str(batch)]
+    env = {**os.environ, "CONV_LAYERS": str(path), "GLIBC_TUNABLES": HEAP, "BLOCKS_ONLY": "1"}
+    out = subprocess.run(args, env=env, check=True, capture_output=True, text=True).stdout
+    pattern = (r"^(.*?)\s+x\d+\s+planes.*?blocks\s+([\d.]+) ms" if blocked
+               else r"^(.*?)\s+graft\s+([\d.]+) ms")
+    return {m.group(1).strip(): float(m.group(2)) for m in re.finditer(pattern, out, re.M)}
 
 
 def main():

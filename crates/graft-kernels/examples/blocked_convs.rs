@@ -1,7 +1,8 @@
 //! Dense convolutions one at a time over NCHW planes (`graft_kernels::conv2d`: Winograd, im2col
 //! products, the 1x1 product) and over blocks of 16 channels (`blocked_pointwise`,
-//! `blocked_direct`), with ReLU fused; the shapes from a layer table such as
-//! bench/resnet50_convs.tsv (stems, with their own kernels, are skipped).
+//! `blocked_direct`; a stem from planes into blocks, `blocked_stem`), with ReLU fused; the
+//! shapes from a layer table such as bench/resnet50_convs.tsv. `bench/conv_profile.py` puts
+//! them beside ONNX Runtime's with `GRAFT_KERNELS=blocked`.
 //! `cargo run --release -p graft-kernels --example blocked_convs FILE [BATCH]` (default 16:
 //! the part of a batch-32 micro-batch one worker runs).
 use burn::tensor::ops::ConvOptions;
@@ -40,9 +41,6 @@ fn main() {
         let [cin, cout, size, k, s, p, count, ..] = v[..] else {
             continue;
         };
-        if cin <= 4 {
-            continue;
-        }
         let g = Geometry::new(
             [batch, cin, size, size],
             cout,
@@ -68,6 +66,9 @@ fn main() {
         let o = ConvOptions::new([s, s], [p, p], [1, 1], 1);
         let xb = to_blocks(&x, batch, cin, size * size);
         let packed = Packed::new(&w, None, cout, cin, k * k);
+        // A stem (few input channels) goes from planes into blocks with its own kernel.
+        let stem = graft_kernels::blocked_stem::applies(&g)
+            .then(|| graft_kernels::blocked_stem::Packed::new(&g, &w, None));
         let time = |f: &(dyn Fn() + Sync)| {
             graft_kernels::on_workers(|| {
                 f();
@@ -88,7 +89,9 @@ fn main() {
             drop(std::hint::black_box(y));
         });
         let blocks = time(&|| {
-            let y = if g.is_pointwise() {
+            let y = if let Some(stem) = &stem {
+                graft_kernels::blocked_stem::forward(&g, &x, stem, Epilogue::BiasRelu, isa)
+            } else if g.is_pointwise() {
                 let pixels = size * size;
                 blocked_pointwise::forward(
                     &xb,
