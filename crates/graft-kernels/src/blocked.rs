@@ -188,18 +188,19 @@ impl Blocked {
 #[inline(always)]
 fn pool_plane(g: &Geometry, src: &[f32], dst: &mut [f32]) {
     let ([h, w], ow) = (g.in_size, g.out_size[1].max(1));
-    // The input row or column of output position `o`'s tap `k` along `axis`, if inside.
-    let at = |axis: usize, o: usize, k: usize, len: usize| {
-        (o * g.stride[axis] + k)
-            .checked_sub(g.padding[axis])
-            .filter(|&i| i < len)
+    // The taps of output position `o` along `axis` that fall inside the input, as the first
+    // input index and how many (the window less what lies in the padding).
+    let window = |axis: usize, o: usize, len: usize| {
+        let start = o * g.stride[axis];
+        let first = start.max(g.padding[axis]);
+        let end = (start + g.kernel[axis]).min(len + g.padding[axis]);
+        (first - g.padding[axis], end.saturating_sub(first))
     };
     for (p, px) in dst.chunks_exact_mut(LANES).enumerate() {
-        let (oy, ox) = (p / ow, p % ow);
+        let ((iy, rows), (ix, cols)) = (window(0, p / ow, h), window(1, p % ow, w));
         let mut m = [f32::NEG_INFINITY; LANES];
-        for iy in (0..g.kernel[0]).filter_map(|k| at(0, oy, k, h)) {
-            for ix in (0..g.kernel[1]).filter_map(|k| at(1, ox, k, w)) {
-                let v = &src[(iy * w + ix) * LANES..][..LANES];
+        for y in iy..iy + rows {
+            for v in src[(y * w + ix) * LANES..][..cols * LANES].chunks_exact(LANES) {
                 for (m, &v) in m.iter_mut().zip(v) {
                     *m = if v > *m || v.is_nan() { v } else { *m };
                 }
