@@ -1,6 +1,6 @@
 //! Dense convolutions one at a time over NCHW planes (`graft_kernels::conv2d`: Winograd, im2col
-//! products, the 1x1 product) and over blocks of 16 channels (`blocked_pointwise`,
-//! `blocked_direct`; a stem from planes into blocks, `blocked_stem`), with ReLU fused; the
+//! products, the 1x1 product) and over blocks of 16 channels (`blocked_direct`, 1x1 layers
+//! included; a stem from planes into blocks, `blocked_stem`), with ReLU fused; the
 //! shapes from a layer table such as bench/resnet50_convs.tsv. `bench/conv_profile.py` puts
 //! them beside ONNX Runtime's with `GRAFT_KERNELS=blocked`.
 //! `cargo run --release -p graft-kernels --example blocked_convs FILE [BATCH]` (default 16:
@@ -10,7 +10,7 @@ use burn::tensor::{Device, Tensor};
 use graft_kernels::blocked::to_blocks;
 use graft_kernels::blocked_direct::{self, Packed};
 use graft_kernels::grad::Geometry;
-use graft_kernels::{Epilogue, Isa, blocked_pointwise};
+use graft_kernels::{Epilogue, Isa};
 use std::time::Instant;
 
 fn main() {
@@ -91,17 +91,6 @@ fn main() {
         let blocks = time(&|| {
             let y = if let Some(stem) = &stem {
                 graft_kernels::blocked_stem::forward(&g, &x, stem, Epilogue::BiasRelu, isa)
-            } else if g.is_pointwise() {
-                let pixels = size * size;
-                blocked_pointwise::forward(
-                    &xb,
-                    batch,
-                    pixels,
-                    &packed,
-                    Epilogue::BiasRelu,
-                    None,
-                    isa,
-                )
             } else {
                 blocked_direct::forward(&g, &xb, &packed, Epilogue::BiasRelu, None, isa)
             };

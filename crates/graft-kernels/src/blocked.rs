@@ -18,7 +18,6 @@ use rayon::prelude::*;
 
 use crate::activation::join_slice;
 use crate::blocked_direct::Packed;
-use crate::blocked_pointwise;
 use crate::epilogue::Epilogue;
 use crate::flex::{contiguous, is_depthwise, tensor, values};
 use crate::forward::Prepared;
@@ -131,11 +130,7 @@ pub fn conv2d(
             Packed::new(&w, b.as_deref(), g.out_channels, g.in_channels, g.taps())
         });
         let skip = skip.map(|s| &s.data[..]);
-        let y = if g.is_pointwise() {
-            blocked_pointwise::forward(&x.data, g.batch, x.pixels(), packed, epilogue, skip, isa)
-        } else {
-            crate::blocked_direct::forward(&g, &x.data, packed, epilogue, skip, isa)
-        };
+        let y = crate::blocked_direct::forward(&g, &x.data, packed, epilogue, skip, isa);
         return Blocked::output_of(&g, y);
     }
     // The other kernels apply the epilogue themselves: with a skip, after joining it.

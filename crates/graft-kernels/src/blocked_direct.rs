@@ -5,8 +5,8 @@
 //!
 //! A register tile of `T` output pixels by `B` output blocks accumulates, for every input block,
 //! tap and lane, one broadcast input value per pixel times `B` weight vectors, the weights laid
-//! out once per layer ([`Packed`], the same panels as `blocked_pointwise.rs` with a row per
-//! (input channel, tap)). The tile's pixels run along the output in reading order, across row
+//! out once per layer ([`Packed`]: a panel row per (input channel, tap), the 1x1 layers' too).
+//! The tile's pixels run along the output in reading order, across row
 //! ends, and each (pixel, tap) reads its input pixel or, where that lies in the padding, a
 //! vector of zeros: no padded copy of the input is made.
 
@@ -20,7 +20,7 @@ use crate::isa::Isa;
 
 /// Output blocks one panel of weights covers (64 channels): 24 of AVX-512's 32 registers hold
 /// a 6-pixel tile's sums, 4 its weights.
-pub(crate) const GROUP: usize = 4;
+const GROUP: usize = 4;
 /// Taps a kernel has at most here (3x3); larger kernels on many channels are not in the
 /// architectures graft carries.
 const MAX_TAPS: usize = 9;
@@ -121,17 +121,12 @@ impl Packed {
 
 /// One task of a blocked layer: image `n`, pixels from `p0`, output blocks from `g` (a multiple
 /// of [`GROUP`]), and those blocks' pixels to write (each `span` pixels or the image's rest).
-pub(crate) type Task<'a> = (usize, usize, usize, Vec<&'a mut [f32]>);
+type Task<'a> = (usize, usize, usize, Vec<&'a mut [f32]>);
 
 /// Splits `out` (`batch` blocked images of `kout` blocks by `pixels`) into tasks of at most
 /// [`TASK_PIXELS`] pixels by [`GROUP`] blocks, at least [`MIN_TASKS`] where the pixels allow;
 /// returns them and the span.
-pub(crate) fn tasks(
-    out: &mut [f32],
-    batch: usize,
-    kout: usize,
-    pixels: usize,
-) -> (Vec<Task<'_>>, usize) {
+fn tasks(out: &mut [f32], batch: usize, kout: usize, pixels: usize) -> (Vec<Task<'_>>, usize) {
     let image_out = kout * pixels * LANES;
     let per_pixel_range = batch * kout.div_ceil(GROUP);
     let span = pixels
@@ -323,7 +318,7 @@ impl Tile<'_> {
             crate::blocked_pointwise::tile::<S, V, B, T>(simd, self.x, pixels, kin, at, start, p)
         } else {
             let reads = Reads::<T>::of(g, p);
-            tile::<S, V, B, T>(simd, g, self.x, &reads, at, [start; T])
+            tile::<S, V, B, T>(simd, g, self.x, &reads, at, start)
         }
     }
 
@@ -412,9 +407,9 @@ fn tile<S: Simd, const V: usize, const B: usize, const T: usize>(
     x: &[f32],
     reads: &Reads<T>,
     at: &Panel<S::f32s>,
-    start: [[[S::f32s; V]; B]; T],
+    start: [[S::f32s; V]; B],
 ) -> [[[S::f32s; V]; B]; T] {
-    let mut acc = start;
+    let mut acc = [start; T];
     let (taps, plane) = (g.taps(), g.in_len() * LANES);
     let per_block = taps * LANES * at.row;
     for (cb, wc) in at

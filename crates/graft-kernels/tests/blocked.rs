@@ -32,18 +32,34 @@ fn assert_close(what: &str, got: &[f32], want: &[f32]) {
     }
 }
 
+/// Every lane past `c` channels of blocked `y` (`pixels` a block) is zero.
+fn assert_padded_lanes_zero(what: &str, y: &[f32], c: usize, pixels: usize) {
+    let padded = y.iter().enumerate().filter(|(j, _)| {
+        let (lane, block) = (j % LANES, j / (pixels * LANES) % blocks(c));
+        block * LANES + lane >= c
+    });
+    assert!(
+        padded.clone().all(|(_, v)| *v == 0.0),
+        "{what}: padded lanes"
+    );
+}
+
+/// The definition's output joined by `skip` before the activation (ResNet's
+/// `relu(conv + shortcut)`).
+fn joined(want: &[f32], skip: &[f32], epilogue: Epilogue) -> Vec<f32> {
+    want.iter()
+        .zip(skip)
+        .map(|(a, b)| activate(a + b, epilogue))
+        .collect()
+}
+
 #[test]
 fn blocks_round_trip_and_padded_lanes_are_zero() {
     for (batch, c, pixels) in [(2, 24, 7), (1, 16, 1), (3, 5, 10), (1, 40, 49)] {
         let x = noise(batch * c * pixels, c as u64);
         let b = to_blocks(&x, batch, c, pixels);
         assert_eq!(b.len(), batch * blocks(c) * pixels * LANES);
-        for (i, v) in b.iter().enumerate() {
-            let (lane, block) = (i % LANES, i / (pixels * LANES) % blocks(c));
-            if block * LANES + lane >= c {
-                assert_eq!(*v, 0.0, "padded lane of {c} channels");
-            }
-        }
+        assert_padded_lanes_zero(&format!("{c} channels"), &b, c, pixels);
         // One value in its place: image n, channel ch, pixel p.
         let (n, ch, p) = (batch - 1, c - 1, pixels - 1);
         let at = ((n * blocks(c) + ch / LANES) * pixels + p) * LANES + ch % LANES;
@@ -83,15 +99,8 @@ fn pointwise_matches_the_definition_at_every_isa() {
                     blocked_pointwise::forward(&xb, batch, pixels, &packed, epilogue, None, isa);
                 let expect: Vec<f32> = want.iter().map(|&v| activate(v, epilogue)).collect();
                 assert_close(&what, &from_blocks(&y, batch, cout, pixels), &expect);
-                let zeros = y.iter().enumerate().filter(|(j, _)| {
-                    let (lane, block) = (j % LANES, j / (pixels * LANES) % blocks(cout));
-                    block * LANES + lane >= cout
-                });
-                assert!(
-                    zeros.clone().all(|(_, v)| *v == 0.0),
-                    "{what}: padded lanes"
-                );
-                let joined = blocked_pointwise::forward(
+                assert_padded_lanes_zero(&what, &y, cout, pixels);
+                let y_skip = blocked_pointwise::forward(
                     &xb,
                     batch,
                     pixels,
@@ -100,16 +109,10 @@ fn pointwise_matches_the_definition_at_every_isa() {
                     Some(&skip_b),
                     isa,
                 );
-                // The skip joins before the activation (ResNet's `relu(conv + shortcut)`).
-                let expect: Vec<f32> = want
-                    .iter()
-                    .zip(&skip)
-                    .map(|(a, b)| activate(a + b, epilogue))
-                    .collect();
                 assert_close(
                     &format!("{what} + skip"),
-                    &from_blocks(&joined, batch, cout, pixels),
-                    &expect,
+                    &from_blocks(&y_skip, batch, cout, pixels),
+                    &joined(&want, &skip, epilogue),
                 );
             }
         }
@@ -236,21 +239,10 @@ fn direct_matches_the_definition_at_every_isa() {
                 let y = blocked_direct::forward(&g, &xb, &packed, epilogue, None, isa);
                 let expect: Vec<f32> = want.iter().map(|&v| activate(v, epilogue)).collect();
                 assert_close(&what, &from_blocks(&y, batch, cout, pout), &expect);
-                let pad_lanes = y.iter().enumerate().filter(|(j, _)| {
-                    let (lane, block) = (j % LANES, j / (pout * LANES) % blocks(cout));
-                    block * LANES + lane >= cout
-                });
-                assert!(
-                    pad_lanes.clone().all(|(_, v)| *v == 0.0),
-                    "{what}: padded lanes"
-                );
+                assert_padded_lanes_zero(&what, &y, cout, pout);
                 let y = blocked_direct::forward(&g, &xb, &packed, epilogue, Some(&skip_b), isa);
-                let expect: Vec<f32> = want
-                    .iter()
-                    .zip(&skip)
-                    .map(|(a, b)| activate(a + b, epilogue))
-                    .collect();
                 let what = format!("{what} + skip");
+                let expect = joined(&want, &skip, epilogue);
                 assert_close(&what, &from_blocks(&y, batch, cout, pout), &expect);
             }
         }

@@ -17,7 +17,8 @@ pub const WIDEST_ACTIVATION: usize = 22;
 /// parts of 5): VGG-16 at batch 32 in 0.808 and 0.849 of the time (4 and 3 pairs; 16M: 0.894),
 /// peak RSS 740 -> 1003-1052 MiB, where ONNX Runtime's is 2484. Larger budgets (12M, 16M) were
 /// level or slower for ResNet-50 and EfficientNet-Lite0; ResNet-18 gained only at ONNX
-/// Runtime's peak RSS (BENCHMARKS.md, ninth round).
+/// Runtime's peak RSS (BENCHMARKS.md, ninth round). With ResNet's pass in blocks (tenth round),
+/// 16M was slower for both ResNets.
 pub const ACTIVATION_BUDGET: usize = 32 << 20;
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
