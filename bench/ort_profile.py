@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """ONNX Runtime's own profile (SessionOptions.enable_profiling) of one exported network: time by
 operator kind (1x1, depthwise and other convolutions told apart by their weights' shape) and by
-node, ms per pass, averaged over 5 passes (the first warms up). 2 intra-op threads, ORT_ENABLE_ALL,
+node, ms per pass, averaged over 5 passes (the first warms up). 2 intra-op threads (THREADS=N
+for another count), ORT_ENABLE_ALL,
 as bench/peer_ort.py. The ORT side of a per-layer comparison; graft's is the lite_layers example.
 
     python3 bench/ort_profile.py MODEL.onnx [BATCH]
@@ -32,7 +33,7 @@ def main():
     path = sys.argv[1]
     batch = int(sys.argv[2]) if len(sys.argv) > 2 else 32
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
+    opts.intra_op_num_threads = int(__import__("os").environ.get("THREADS", "2"))
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.enable_profiling = True

@@ -29,6 +29,8 @@
 //!   over weights laid out once (no im2col, no packing per call; [`blocked_pointwise`] is its
 //!   1x1 case), [`blocked_stem`] writes a stem's output into blocks, and the depthwise layers
 //!   and the max pool read and write the blocks directly.
+//! - [`linear`]: a fully connected layer for a few rows (an ImageNet classifier at batch 1)
+//!   streaming its weights once over both threads; `gemm` packs them on every call.
 //! - [`Isa`]: graft's own loops are compiled three times (AVX-512, AVX2+FMA, baseline) and
 //!   chosen at run time through `pulp`; tests run every level the CPU has.
 //! - [`batch_norm_train`]: BatchNorm with batch statistics as one op each way (burn composes it
@@ -62,6 +64,7 @@ mod forward;
 pub mod grad;
 mod interleaved;
 mod isa;
+pub mod linear;
 mod matmul;
 mod memo;
 mod memory;

@@ -315,6 +315,6 @@ impl EfficientNetLite {
     }
 
     pub fn classify(&self, embedding: Tensor<2>) -> Tensor<2> {
-        self.classifier.forward(self.dropout.forward(embedding))
+        crate::layers::linear(&self.classifier, self.dropout.forward(embedding))
     }
 }

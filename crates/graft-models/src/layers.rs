@@ -4,7 +4,7 @@
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::MaxPool2d;
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::ops::ConvOptions;
 use graft_kernels::blocked::Blocked;
@@ -215,6 +215,13 @@ impl ConvBn {
             ..self.conv.clone()
         }
     }
+}
+
+/// `linear.forward(x)`, a few rows of an inference pass through graft's matrix-vector kernel
+/// (see [`graft_kernels::linear`]).
+pub fn linear(linear: &Linear, x: Tensor<2>) -> Tensor<2> {
+    let bias = linear.bias.as_ref().map(|b| b.val());
+    graft_kernels::linear::linear(x, linear.weight.val(), bias)
 }
 
 /// `conv.forward(x)` through [`graft_kernels::conv2d`]: the same forward pass, and on the

@@ -188,8 +188,9 @@ impl Vgg {
     }
 
     pub fn classify(&self, e: Tensor<2>) -> Tensor<2> {
-        let x = self.dropout.forward(relu(self.fc1.forward(e)));
-        let x = self.dropout.forward(relu(self.fc2.forward(x)));
-        self.fc3.forward(x)
+        let linear = crate::layers::linear;
+        let x = self.dropout.forward(relu(linear(&self.fc1, e)));
+        let x = self.dropout.forward(relu(linear(&self.fc2, x)));
+        linear(&self.fc3, x)
     }
 }
