@@ -28,7 +28,8 @@ use burn::nn::{
 };
 use burn::prelude::*;
 use burn::tensor::module::adaptive_avg_pool2d;
-use graft_kernels::relu;
+use graft_kernels::{Memo, Prepared, relu};
+use std::sync::Arc;
 
 use graft_weights::KeyMap;
 
@@ -80,6 +81,7 @@ impl VggConfig {
                             bn: self
                                 .batch_norm
                                 .then(|| BatchNormConfig::new(cout).init(device)),
+                            kept: Memo::default(),
                         };
                         cin = cout;
                         conv
@@ -136,6 +138,10 @@ pub(crate) fn group_names(blocks: usize) -> Vec<String> {
 pub struct VggConv {
     pub conv: Conv2d,
     pub bn: Option<BatchNorm>,
+    /// What the inference kernel derives from the weights, kept while they are the same
+    /// tensors (see [`crate::layers::conv2d_relu_kept`]).
+    #[module(skip)]
+    pub kept: Memo<Arc<Prepared>>,
 }
 
 #[derive(Module, Debug)]
@@ -151,7 +157,8 @@ impl VggBlock {
                 bn,
                 crate::layers::conv2d(&c.conv, x),
             )),
-            None => crate::layers::conv2d_relu(&c.conv, x),
+            None if x.is_autodiff() => crate::layers::conv2d_relu(&c.conv, x),
+            None => crate::layers::conv2d_relu_kept(&c.conv, &c.kept, x),
         });
         crate::layers::max_pool2d(&self.pool, x)
     }

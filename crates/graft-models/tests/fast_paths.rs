@@ -75,6 +75,41 @@ fn batchnorm_folded_into_the_convolution_matches_conv_then_batchnorm() {
     }
 }
 
+/// A VGG convolution keeps its transformed filters across inference calls and derives them
+/// again once its weights are other tensors.
+#[test]
+fn vgg_convolution_with_kept_filters_matches_conv_then_relu() {
+    let device = default_device();
+    let mut vgg = graft_models::vgg::VggConfig {
+        blocks: vec![vec![16, 16]],
+        batch_norm: false,
+        hidden: 8,
+        num_classes: 3,
+        dropout: 0.0,
+    }
+    .init(&device);
+    let x = Tensor::<4>::random([2, 3, 20, 18], Distribution::Normal(0.0, 1.0), &device);
+    let want = |v: &graft_models::vgg::Vgg| {
+        let convs = &v.blocks[0].convs;
+        let y = convs.iter().fold(x.clone(), |y, c| {
+            burn::tensor::activation::relu(c.conv.forward(y))
+        });
+        v.blocks[0].pool.forward(y)
+    };
+    // The second 3x3 layer (16 channels in, stride 1) runs by Winograd: kept on the first call,
+    // reused on the second.
+    for _ in 0..2 {
+        assert_close(vgg.forward_group(0, x.clone()), want(&vgg));
+    }
+    let conv = &mut vgg.blocks[0].convs[1].conv;
+    conv.weight = Param::from_tensor(Tensor::random(
+        conv.weight.dims(),
+        Distribution::Normal(0.0, 0.1),
+        &device,
+    ));
+    assert_close(vgg.forward_group(0, x.clone()), want(&vgg));
+}
+
 /// `layers::conv2d` (graft-kernels' backward pass) pads exactly like `Conv2d::forward` for every
 /// padding the architectures use, and its gradients agree with burn's.
 #[test]
