@@ -154,48 +154,64 @@ fn pointwise_keeps_nan() {
 #[test]
 fn depthwise_matches_the_definition_at_every_isa() {
     // (batch, channels, size, kernel, stride, begin padding, end padding): EfficientNet's
-    // 3x3 and 5x5 at stride 1 and 2 with TensorFlow "same" padding, a non-square map.
+    // 3x3 and 5x5 at stride 1 and 2 with TensorFlow "same" padding, a non-square map, and maps
+    // of a few rows (fewer than the bands an image is split into on some pools).
     let cases = [
         (2, 32, [14, 14], 3, 1, [1, 1], [1, 1]),
         (1, 16, [7, 7], 5, 1, [2, 2], [2, 2]),
         (3, 48, [16, 16], 3, 2, [0, 0], [1, 1]),
         (1, 32, [15, 15], 5, 2, [1, 1], [2, 2]),
-        (1, 16, [9, 13], 3, 1, [1, 1], [1, 1]),
+        (1, 48, [9, 13], 3, 1, [1, 1], [1, 1]),
+        (1, 16, [2, 9], 3, 1, [1, 1], [1, 1]),
+        (1, 32, [5, 6], 5, 2, [2, 2], [2, 2]),
     ];
-    for (i, &(batch, c, size, k, s, p, e)) in cases.iter().enumerate() {
-        let g = geometry(batch, [c, c], size, [k, k], s, p, 1, e);
-        let x = noise(batch * c * g.in_len(), 50 + i as u64);
-        let w = noise(c * k * k, 60 + i as u64);
-        let bias: Vec<f32> = noise(c, 70 + i as u64).iter().map(|v| 3.0 * v).collect();
-        let want = forward(&g, c, &x, &w, Some(&bias));
-        let xb = to_blocks(&x, batch, c, g.in_len());
-        for isa in Isa::available() {
-            for epilogue in EPILOGUES {
-                let what = format!("depthwise case {i} {isa:?} {epilogue:?}");
-                let expect: Vec<f32> = want.iter().map(|&v| activate(v, epilogue)).collect();
-                let y = depthwise::forward_blocked(&g, &xb, &w, Some(&bias), epilogue, isa);
-                assert_close(&what, &from_blocks(&y, batch, c, g.out_len()), &expect);
-                let mut own = xb.to_vec();
-                let done = depthwise::forward_blocked_in_place(
-                    &g,
-                    &mut own,
-                    &w,
-                    Some(&bias),
-                    epilogue,
-                    isa,
-                );
-                if s == 1 {
-                    assert!(done, "{what}: in place");
-                    assert_close(
-                        &format!("{what} in place"),
-                        &from_blocks(&own, batch, c, g.out_len()),
-                        &expect,
-                    );
-                } else {
-                    assert!(
-                        !done && own == *xb,
-                        "{what}: in place only at the input's size"
-                    );
+    // With fewer images than workers, and blocks that do not share out evenly among them,
+    // each block is split into bands of rows, one a worker; then the layer runs out of place
+    // (a band would read rows its neighbour overwrote).
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool");
+        for (i, &(batch, c, size, k, s, p, e)) in cases.iter().enumerate() {
+            let g = geometry(batch, [c, c], size, [k, k], s, p, 1, e);
+            let x = noise(batch * c * g.in_len(), 50 + i as u64);
+            let w = noise(c * k * k, 60 + i as u64);
+            let bias: Vec<f32> = noise(c, 70 + i as u64).iter().map(|v| 3.0 * v).collect();
+            let want = forward(&g, c, &x, &w, Some(&bias));
+            let xb = to_blocks(&x, batch, c, g.in_len());
+            for isa in Isa::available() {
+                for epilogue in EPILOGUES {
+                    let what = format!("depthwise case {i} {threads} threads {isa:?} {epilogue:?}");
+                    let expect: Vec<f32> = want.iter().map(|&v| activate(v, epilogue)).collect();
+                    let (y, own, done) = pool.install(|| {
+                        let y = depthwise::forward_blocked(&g, &xb, &w, Some(&bias), epilogue, isa);
+                        let mut own = xb.to_vec();
+                        let done = depthwise::forward_blocked_in_place(
+                            &g,
+                            &mut own,
+                            &w,
+                            Some(&bias),
+                            epilogue,
+                            isa,
+                        );
+                        (y, own, done)
+                    });
+                    assert_close(&what, &from_blocks(&y, batch, c, g.out_len()), &expect);
+                    if s == 1 && (threads / batch <= 1 || (batch * c / 16).is_multiple_of(threads))
+                    {
+                        assert!(done, "{what}: in place");
+                        assert_close(
+                            &format!("{what} in place"),
+                            &from_blocks(&own, batch, c, g.out_len()),
+                            &expect,
+                        );
+                    } else {
+                        assert!(
+                            !done && own == *xb,
+                            "{what}: in place only at the input's size, a task a block"
+                        );
+                    }
                 }
             }
         }
