@@ -51,7 +51,13 @@ pub fn linear(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<2> 
         },
         None => None,
     };
-    let (Some(xp), Some(wp)) = (flex(x.clone()), flex(w.clone())) else {
+    // A weight held as a strided view stays with `gemm`, which reads it in place: a
+    // contiguous copy would cost more than the product.
+    let wp = w.clone().try_into_primitive::<Flex>().ok();
+    let (Some(xp), Some(wp)) = (
+        flex(x.clone()),
+        wp.filter(|w| w.as_slice::<f32>().is_some()),
+    ) else {
         return burns(x, w, bias);
     };
     let bias_values = b.as_ref().map(values);

@@ -86,3 +86,17 @@ fn the_tensor_entry_agrees_with_burn_and_falls_back_past_its_rows() {
         assert_close(&vals(ours), &vals(burns), &format!("{rows} rows"));
     }
 }
+
+#[test]
+fn a_strided_weight_gives_the_same_product() {
+    // A weight seen through a transpose (as a `[out, in]` checkpoint could be held) is read in
+    // place by burn's product rather than copied.
+    let device = Device::flex();
+    let (k, n) = (40, 24);
+    let stored = Tensor::<2>::from_data(TensorData::new(common::noise(n * k, 3), [n, k]), &device);
+    let w = stored.transpose();
+    let x = Tensor::<2>::from_data(TensorData::new(common::noise(k, 4), [1, k]), &device);
+    let vals = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap_or_default();
+    let want = vals(x.clone().matmul(w.clone()));
+    assert_close(&vals(linear(x, w, None)), &want, "transposed weight");
+}
