@@ -125,7 +125,7 @@ def graft_ms(batch, path):
     args = [exe, str(path), str(batch)] if blocked else [exe, str(batch)]
     env = {**os.environ, "CONV_LAYERS": str(path), "GLIBC_TUNABLES": HEAP, "BLOCKS_ONLY": "1"}
     out = subprocess.run(args, env=env, check=True, capture_output=True, text=True).stdout
-    pattern = (r"^(.*?)\s+x\d+\s+planes.*?blocks\s+([\d.]+) ms" if blocked
+    pattern = (r"^(.*?)\s+x\d+\s+(?:planes.*?)?blocks\s+([\d.]+) ms" if blocked
                else r"^(.*?)\s+graft\s+([\d.]+) ms")
     return {m.group(1).strip(): float(m.group(2)) for m in re.finditer(pattern, out, re.M)}
 

@@ -99,11 +99,17 @@ fn main() {
         let gflop = 2.0 * (g.batch * cout * g.out_len() * cin * k * k) as f64 / 1e9;
         total_planes += planes * count as f64;
         total_blocks += blocks * count as f64;
-        println!(
-            "{name:20} x{count}  planes {planes:7.2} ms {:4.0} GF/s  blocks {blocks:7.2} ms {:4.0} GF/s",
-            gflop / planes * 1e3,
-            gflop / blocks * 1e3
-        );
+        let blocks_rate = format!("blocks {blocks:7.2} ms {:4.0} GF/s", gflop / blocks * 1e3);
+        if skip_planes {
+            println!("{name:20} x{count}  {blocks_rate}");
+        } else {
+            let planes_rate = format!("planes {planes:7.2} ms {:4.0} GF/s", gflop / planes * 1e3);
+            println!("{name:20} x{count}  {planes_rate}  {blocks_rate}");
+        }
     }
-    println!("total (x count): planes {total_planes:.1} ms, blocks {total_blocks:.1} ms");
+    if std::env::var_os("BLOCKS_ONLY").is_some() {
+        println!("total (x count): blocks {total_blocks:.1} ms");
+    } else {
+        println!("total (x count): planes {total_planes:.1} ms, blocks {total_blocks:.1} ms");
+    }
 }

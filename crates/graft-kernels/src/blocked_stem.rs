@@ -171,17 +171,33 @@ impl WithSimd for Rows<'_> {
     #[inline(always)]
     fn with_simd<S: Simd>(mut self, simd: S) {
         let kb = self.dst.len();
+        // Plain loops: a closure the compiler does not inline loses the vector context (see
+        // `blocked_direct`'s tile).
         match S::F32_LANES {
-            16 => (0..kb).step_by(2).for_each(|b| {
-                if kb - b >= 2 {
-                    self.run::<S, 1, 2, 8>(simd, b)
-                } else {
-                    self.run::<S, 1, 1, 8>(simd, b)
+            16 => {
+                for b in (0..kb).step_by(2) {
+                    if kb - b >= 2 {
+                        self.run::<S, 1, 2, 8>(simd, b)
+                    } else {
+                        self.run::<S, 1, 1, 8>(simd, b)
+                    }
                 }
-            }),
-            8 => (0..kb).for_each(|b| self.run::<S, 2, 1, 4>(simd, b)),
-            4 => (0..kb).for_each(|b| self.run::<S, 4, 1, 2>(simd, b)),
-            _ => (0..kb).for_each(|b| self.run::<S, 16, 1, 1>(simd, b)),
+            }
+            8 => {
+                for b in 0..kb {
+                    self.run::<S, 2, 1, 4>(simd, b)
+                }
+            }
+            4 => {
+                for b in 0..kb {
+                    self.run::<S, 4, 1, 2>(simd, b)
+                }
+            }
+            _ => {
+                for b in 0..kb {
+                    self.run::<S, 16, 1, 1>(simd, b)
+                }
+            }
         }
     }
 }
