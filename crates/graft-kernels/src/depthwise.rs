@@ -44,7 +44,13 @@ pub fn forward(
         return out;
     }
     if interleaved::applies(g) {
-        blocks(g, Some(x), false, &mut out, w, bias, epilogue, isa);
+        let f = Filters {
+            w,
+            bias,
+            epilogue,
+            isa,
+        };
+        blocks(g, Some(x), false, &mut out, f);
         return out;
     }
     let per_task = TASK_FLOATS.div_ceil(out_len).max(1);
@@ -113,34 +119,51 @@ fn with_scratch(need: usize, work: impl FnOnce(&mut [f32])) {
 /// The interleaved path (`interleaved.rs`) over `dst` (`[batch, channels, out_h, out_w]`), one
 /// task per image's block of 16 channels, reading `x` or, when it is none, `dst` itself; with
 /// `blocked`, `x` and `dst` hold interleaved blocks (`blocked.rs`) rather than planes.
-#[allow(clippy::too_many_arguments)]
-fn blocks(
-    g: &Geometry,
-    x: Option<&[f32]>,
-    blocked: bool,
-    dst: &mut [f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    epilogue: Epilogue,
-    isa: Isa,
-) {
+fn blocks(g: &Geometry, x: Option<&[f32]>, blocked: bool, dst: &mut [f32], f: Filters) {
     let block = interleaved::CHANNELS;
-    let (in_len, taps) = (g.in_len(), g.taps());
+    let in_len = g.in_len();
     let need = interleaved::Phases::of(g).scratch_len(g);
     over_planes(dst, block * g.out_len(), need, |i, dst, scratch| {
         // Blocks run image by image, channel block by channel block.
-        let c0 = (i * block) % g.out_channels;
-        isa.dispatch(interleaved::Block {
+        let x = x.map(|x| &x[i * block * in_len..][..block * in_len]);
+        f.block(g, x, blocked, (i * block) % g.out_channels, scratch, dst);
+    });
+}
+
+/// A depthwise layer's filters `[channel][tap]`, bias and epilogue, and the vectors it runs
+/// with.
+#[derive(Clone, Copy)]
+struct Filters<'a> {
+    w: &'a [f32],
+    bias: Option<&'a [f32]>,
+    epilogue: Epilogue,
+    isa: Isa,
+}
+
+impl Filters<'_> {
+    /// The block of channels from `c0` of one image, `g` its geometry (see
+    /// [`interleaved::Block`]).
+    fn block(
+        &self,
+        g: &Geometry,
+        x: Option<&[f32]>,
+        blocked: bool,
+        c0: usize,
+        scratch: &mut [f32],
+        dst: &mut [f32],
+    ) {
+        let (block, taps) = (interleaved::CHANNELS, g.taps());
+        self.isa.dispatch(interleaved::Block {
             g,
-            x: x.map(|x| &x[i * block * in_len..][..block * in_len]),
+            x,
             blocked,
-            w: &w[c0 * taps..][..block * taps],
-            bias: bias.map(|b| &b[c0..][..block]),
-            epilogue,
+            w: &self.w[c0 * taps..][..block * taps],
+            bias: self.bias.map(|b| &b[c0..][..block]),
+            epilogue: self.epilogue,
             scratch,
             dst,
         });
-    });
+    }
 }
 
 /// As [`forward`] over blocked activations (`blocked.rs`' layout, `g`'s channels a multiple of
@@ -164,9 +187,15 @@ pub fn forward_blocked(
     if out.is_empty() || !interleaved::applies(g) {
         return out;
     }
+    let f = Filters {
+        w,
+        bias,
+        epilogue,
+        isa,
+    };
     match bands(g) {
-        1 => blocks(g, Some(x), true, &mut out, w, bias, epilogue, isa),
-        n => banded(g, n, x, &mut out, w, bias, epilogue, isa),
+        1 => blocks(g, Some(x), true, &mut out, f),
+        n => banded(g, n, x, &mut out, f),
     }
     out
 }
@@ -176,7 +205,7 @@ pub fn forward_blocked(
 /// per image's block). At batch 1, Lite0's 144- and 240-channel layers (9 and 15 blocks) ran
 /// 1.05-1.19x faster on 2 threads than on 1 as a task per block: an odd count of tasks, each
 /// reading an input that the 1x1 layer before had written half on each core (its tasks split
-/// the pixels). In bands, three of those four layers took 0.78-0.85 of the time; the 14x14
+/// the pixels). In bands, three of those four layers took 0.67-0.77 of the time; the 14x14
 /// and 7x7 layers of 30, 42 and 72 blocks took up to twice as long (the rows a band shares
 /// with the next are copied twice, and the layer no longer runs over its input).
 fn bands(g: &Geometry) -> usize {
@@ -223,21 +252,11 @@ fn band(g: &Geometry, r0: usize, r1: usize) -> (Geometry, usize) {
 /// tasks band by band: the first half of the tasks, which the worker that starts the loop
 /// keeps, covers the top rows of every block, as it did in the 1x1 layer before (whose tasks
 /// run pixel range by pixel range), and as the 1x1 layer after reads them.
-#[allow(clippy::too_many_arguments)]
-fn banded(
-    g: &Geometry,
-    n: usize,
-    x: &[f32],
-    dst: &mut [f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    epilogue: Epilogue,
-    isa: Isa,
-) {
+fn banded(g: &Geometry, n: usize, x: &[f32], dst: &mut [f32], f: Filters) {
     let block = interleaved::CHANNELS;
     let (oh, ow) = (g.out_size[0], g.out_size[1]);
     let rows = oh.div_ceil(n);
-    let (in_plane, out_plane, taps) = (g.in_len() * block, g.out_len() * block, g.taps());
+    let (in_plane, out_plane) = (g.in_len() * block, g.out_len() * block);
     let mut planes: Vec<_> = dst
         .chunks_mut(out_plane)
         .map(|p| p.chunks_mut(rows * ow * block))
@@ -252,20 +271,11 @@ fn banded(
     }
     tasks.into_par_iter().for_each(|(r0, i, dst)| {
         let (sub, y0) = band(g, r0, (r0 + rows).min(oh));
-        let c0 = (i * block) % g.out_channels;
         let x = &x[i * in_plane + y0 * g.in_size[1] * block..][..sub.in_len() * block];
         let need = interleaved::Phases::of(&sub).scratch_len(&sub);
+        let c0 = (i * block) % g.out_channels;
         with_scratch(need, |scratch| {
-            isa.dispatch(interleaved::Block {
-                g: &sub,
-                x: Some(x),
-                blocked: true,
-                w: &w[c0 * taps..][..block * taps],
-                bias: bias.map(|b| &b[c0..][..block]),
-                epilogue,
-                scratch,
-                dst,
-            })
+            f.block(&sub, Some(x), true, c0, scratch, dst)
         });
     });
 }
@@ -295,7 +305,18 @@ pub fn forward_blocked_in_place(
         return false;
     }
     if interleaved::applies(g) {
-        blocks(g, None, true, x, w, bias, epilogue, isa);
+        blocks(
+            g,
+            None,
+            true,
+            x,
+            Filters {
+                w,
+                bias,
+                epilogue,
+                isa,
+            },
+        );
     }
     true
 }
@@ -318,7 +339,18 @@ pub fn forward_in_place(
         return false;
     }
     if interleaved::applies(g) {
-        blocks(g, None, false, x, w, bias, epilogue, isa);
+        blocks(
+            g,
+            None,
+            false,
+            x,
+            Filters {
+                w,
+                bias,
+                epilogue,
+                isa,
+            },
+        );
         return true;
     }
     let per_task = TASK_FLOATS.div_ceil(len).max(1);
