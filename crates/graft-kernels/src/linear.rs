@@ -88,8 +88,12 @@ pub fn forward(
     assert!(x.len() >= rows * k, "linear: x too short");
     assert!(w.len() >= k * n, "linear: w too short");
     assert!(bias.is_none_or(|b| b.len() >= n), "linear: bias too short");
+    if n == 0 {
+        // No outputs (and no weight rows to split into bands of `n` floats).
+        return Vec::new();
+    }
     let band = BAND_ROWS.max(k.div_ceil(4 * rayon::current_num_threads().max(1)));
-    let partials: Vec<Vec<f32>> = (0..k.div_ceil(band.max(1)))
+    let partials: Vec<Vec<f32>> = (0..k.div_ceil(band))
         .into_par_iter()
         .map(|i| {
             let (i0, i1) = (i * band, ((i + 1) * band).min(k));

@@ -100,3 +100,19 @@ fn a_strided_weight_gives_the_same_product() {
     let want = vals(x.clone().matmul(w.clone()));
     assert_close(&vals(linear(x, w, None)), &want, "transposed weight");
 }
+
+#[test]
+fn empty_shapes_give_the_bias_or_nothing() {
+    let b = [0.5f32, -1.0];
+    for isa in Isa::available() {
+        // No inputs: the bias, row by row; no outputs: nothing (and no panic).
+        assert_eq!(
+            forward(&[], 2, &[], 0, 2, Some(&b), isa),
+            vec![0.5, -1.0, 0.5, -1.0]
+        );
+        assert_eq!(
+            forward(&[1.0; 6], 2, &[], 3, 0, None, isa),
+            Vec::<f32>::new()
+        );
+    }
+}

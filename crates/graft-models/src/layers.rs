@@ -227,8 +227,11 @@ pub fn linear(linear: &Linear, x: Tensor<2>) -> Tensor<2> {
 /// [`conv2d_relu`] for a layer whose weights stay the same from call to call: an inference pass
 /// keeps what its kernel derives from the weights in `kept` (Winograd's transformed filters,
 /// about a tenth of VGG-16's batch-1 pass when made on every call) while the weight and bias
-/// are the same tensors.
+/// are the same tensors. On the autodiff device it is [`conv2d_relu`].
 pub fn conv2d_relu_kept(conv: &Conv2d, kept: &Memo<Arc<Prepared>>, x: Tensor<4>) -> Tensor<4> {
+    if x.is_autodiff() {
+        return conv2d_relu(conv, x);
+    }
     let (weight, bias) = (conv.weight.val(), conv.bias.as_ref().map(|b| b.val()));
     let mut sources = vec![Source::of(&weight)];
     sources.extend(bias.as_ref().map(Source::of));

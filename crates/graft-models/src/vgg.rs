@@ -157,7 +157,6 @@ impl VggBlock {
                 bn,
                 crate::layers::conv2d(&c.conv, x),
             )),
-            None if x.is_autodiff() => crate::layers::conv2d_relu(&c.conv, x),
             None => crate::layers::conv2d_relu_kept(&c.conv, &c.kept, x),
         });
         crate::layers::max_pool2d(&self.pool, x)
