@@ -69,6 +69,9 @@ fn main() {
         // A stem (few input channels) goes from planes into blocks with its own kernel.
         let stem = graft_kernels::blocked_stem::applies(&g)
             .then(|| graft_kernels::blocked_stem::Packed::new(&g, &w, None));
+        // A 3x3 stride-1 layer also by Winograd over blocks (`blocked_winograd`).
+        let winograd = graft_kernels::blocked_winograd::applies(&g)
+            .then(|| graft_kernels::blocked_winograd::Packed::new(&w, None, cout, cin));
         let time = |f: &(dyn Fn() + Sync)| {
             graft_kernels::on_workers(|| {
                 f();
@@ -96,10 +99,26 @@ fn main() {
             };
             drop(std::hint::black_box(y));
         });
+        let wino = winograd.as_ref().map(|p| {
+            time(&|| {
+                let y = graft_kernels::blocked_winograd::forward(
+                    &g,
+                    &xb,
+                    p,
+                    Epilogue::BiasRelu,
+                    None,
+                    isa,
+                );
+                drop(std::hint::black_box(y));
+            })
+        });
         let gflop = 2.0 * (g.batch * cout * g.out_len() * cin * k * k) as f64 / 1e9;
         total_planes += planes * count as f64;
         total_blocks += blocks * count as f64;
-        let blocks_rate = format!("blocks {blocks:7.2} ms {:4.0} GF/s", gflop / blocks * 1e3);
+        let mut blocks_rate = format!("blocks {blocks:7.2} ms {:4.0} GF/s", gflop / blocks * 1e3);
+        if let Some(t) = wino {
+            blocks_rate += &format!("  winograd {t:7.2} ms {:4.0} GF/s", gflop / t * 1e3);
+        }
         if skip_planes {
             println!("{name:20} x{count}  {blocks_rate}");
         } else {

@@ -1,7 +1,8 @@
 //! Activations in blocks of 16 channels, `[image][block][pixel][16]` (ONNX Runtime's NCHWc,
 //! XNNPACK's channels-last in blocks), carried through a run of inference layers that have
 //! kernels for it: a stem (`blocked_stem.rs`, from planes), dense convolutions up to 3x3 at
-//! any stride (`blocked_direct.rs`; 1x1 ones through `blocked_pointwise.rs`), depthwise ones
+//! any stride (`blocked_direct.rs`; 1x1 ones through `blocked_pointwise.rs`; 3x3 stride-1 ones
+//! on enough tiles by Winograd, `blocked_winograd.rs`), depthwise ones
 //! (`interleaved.rs`) and max pooling. EfficientNet and ResNet are exactly these, so their
 //! inference passes run from the stem to the last group without converting activations to
 //! planes and back: one conversion, at the end. Other layers (a 5x5 dense convolution, a
@@ -120,9 +121,16 @@ pub fn conv2d(
     let g = geometry(x.dims(), &weight, &options);
     let isa = Isa::detect();
     let dense = options.groups == 1;
-    // 3x3 stride-1 layers included: over planes, Winograd's 4x fewer multiplications did not
-    // pay for the two conversions (ResNet-18 0.967, ResNet-50 0.973 without it, and about 150
-    // MiB less memory: its transformed filters and buffers).
+    if dense && crate::blocked_winograd::worth(&g) {
+        let packed = prepared.blocked_winograd(|| {
+            let b = bias.clone().map(floats);
+            let w = floats(weight.clone());
+            crate::blocked_winograd::Packed::new(&w, b.as_deref(), g.out_channels, g.in_channels)
+        });
+        let skip = skip.map(|s| &s.data[..]);
+        let y = crate::blocked_winograd::forward(&g, &x.data, packed, epilogue, skip, isa);
+        return Blocked::output_of(&g, y);
+    }
     if dense && (g.is_pointwise() || crate::blocked_direct::applies(&g)) {
         let packed = prepared.blocked(|| {
             let b = bias.clone().map(floats);

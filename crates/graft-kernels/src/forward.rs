@@ -47,6 +47,7 @@ pub(crate) fn conv2d(
 pub struct Prepared {
     winograd: OnceLock<Vec<f32>>,
     blocked: OnceLock<crate::blocked_direct::Packed>,
+    blocked_winograd: OnceLock<crate::blocked_winograd::Packed>,
     depthwise: OnceLock<(Vec<f32>, Vec<f32>)>,
     stem: OnceLock<crate::blocked_stem::Packed>,
 }
@@ -58,6 +59,15 @@ impl Prepared {
         make: impl FnOnce() -> crate::blocked_direct::Packed,
     ) -> &crate::blocked_direct::Packed {
         self.blocked.get_or_init(make)
+    }
+
+    /// A 3x3 layer's transformed weights laid out for the blocked Winograd kernel, made by
+    /// `make` on first use.
+    pub(crate) fn blocked_winograd(
+        &self,
+        make: impl FnOnce() -> crate::blocked_winograd::Packed,
+    ) -> &crate::blocked_winograd::Packed {
+        self.blocked_winograd.get_or_init(make)
     }
 
     /// A stem's weights laid out for the blocked stem kernel, made by `make` on first use.

@@ -27,7 +27,8 @@
 //!   Runtime's NCHWc) carried through an inference pass (EfficientNet's, ResNet's), converted
 //!   only at its ends: [`blocked_direct`] runs every dense layer after the stem as register tiles
 //!   over weights laid out once (no im2col, no packing per call; [`blocked_pointwise`] is its
-//!   1x1 case), [`blocked_stem`] writes a stem's output into blocks, and the depthwise layers
+//!   1x1 case), [`blocked_winograd`] the 3x3 stride-1 ones with enough tiles (F(4x4, 3x3), its
+//!   36 products on the 1x1 register tile), [`blocked_stem`] writes a stem's output into blocks, and the depthwise layers
 //!   and the max pool read and write the blocks directly.
 //! - [`linear`]: a fully connected layer for a few rows (an ImageNet classifier at batch 1)
 //!   streaming its weights once over both threads; `gemm` packs them on every call.
@@ -57,6 +58,7 @@ pub mod blocked;
 pub mod blocked_direct;
 pub mod blocked_pointwise;
 pub mod blocked_stem;
+pub mod blocked_winograd;
 pub mod depthwise;
 mod epilogue;
 mod flex;

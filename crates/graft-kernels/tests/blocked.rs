@@ -412,3 +412,73 @@ fn max_pool_in_blocks_matches_the_definition() {
         assert_close(&format!("max pool case {i}"), &finite(&got), &finite(&want));
     }
 }
+
+/// 3x3 stride-1 layers by Winograd over blocks against the definition, at every level and
+/// activation, with and without a residual: whole and partial 4x4 tiles (maps of 1x1 up to
+/// several task rows), ragged input and output blocks, output groups of 4 blocks and fewer,
+/// a batch whose tasks span images.
+#[test]
+fn winograd_matches_the_definition_at_every_isa() {
+    use graft_kernels::blocked_winograd;
+    let cases = [
+        (2, [16, 16], [8, 8]),
+        (1, [20, 40], [7, 7]),
+        (3, [32, 80], [14, 13]),
+        (1, [64, 64], [5, 9]),
+        (2, [48, 16], [1, 1]),
+        (1, [16, 24], [2, 3]),
+        (1, [16, 16], [30, 29]),
+        (5, [64, 128], [7, 7]),
+    ];
+    for (i, &(batch, [cin, cout], size)) in cases.iter().enumerate() {
+        let g = geometry(batch, [cin, cout], size, [3, 3], 1, [1, 1], 1, [1, 1]);
+        assert!(blocked_winograd::applies(&g), "case {i}");
+        let pixels = g.out_len();
+        let x = noise(batch * cin * pixels, 330 + i as u64);
+        let w = noise(cout * cin * 9, 340 + i as u64);
+        let bias: Vec<f32> = noise(cout, 350 + i as u64)
+            .iter()
+            .map(|v| 3.0 * v)
+            .collect();
+        let skip = noise(batch * cout * pixels, 360 + i as u64);
+        let want = forward(&g, 1, &x, &w, Some(&bias));
+        let xb = to_blocks(&x, batch, cin, pixels);
+        let skip_b = to_blocks(&skip, batch, cout, pixels);
+        let packed = blocked_winograd::Packed::new(&w, Some(&bias), cout, cin);
+        for isa in Isa::available() {
+            for epilogue in EPILOGUES {
+                let what = format!("winograd case {i} {isa:?} {epilogue:?}");
+                let y = blocked_winograd::forward(&g, &xb, &packed, epilogue, None, isa);
+                let expect: Vec<f32> = want.iter().map(|&v| activate(v, epilogue)).collect();
+                assert_close(&what, &from_blocks(&y, batch, cout, pixels), &expect);
+                assert_padded_lanes_zero(&what, &y, cout, pixels);
+                let y = blocked_winograd::forward(&g, &xb, &packed, epilogue, Some(&skip_b), isa);
+                let what = format!("{what} + skip");
+                let expect = joined(&want, &skip, epilogue);
+                assert_close(&what, &from_blocks(&y, batch, cout, pixels), &expect);
+            }
+        }
+    }
+}
+
+/// An image's Winograd output is the same to the bit whatever batch it comes in, though the
+/// tasks' rows of tiles span images in a batch (see
+/// `an_images_blocked_output_does_not_depend_on_its_batch`).
+#[test]
+fn an_images_winograd_output_does_not_depend_on_its_batch() {
+    use graft_kernels::blocked_winograd;
+    let (batch, cin, cout) = (7, 48, 80);
+    let g = geometry(batch, [cin, cout], [10, 10], [3, 3], 1, [1, 1], 1, [1, 1]);
+    let pixels = g.out_len();
+    let x = to_blocks(&noise(batch * cin * pixels, 370), batch, cin, pixels);
+    let packed = blocked_winograd::Packed::new(&noise(cout * cin * 9, 371), None, cout, cin);
+    let isa = Isa::detect();
+    let all = blocked_winograd::forward(&g, &x, &packed, Epilogue::BiasRelu, None, isa);
+    let (image_in, image_out) = (blocks(cin) * pixels * LANES, blocks(cout) * pixels * LANES);
+    let one = graft_kernels::grad::Geometry { batch: 1, ..g };
+    for n in 0..batch {
+        let x1 = &x[n * image_in..][..image_in];
+        let alone = blocked_winograd::forward(&one, x1, &packed, Epilogue::BiasRelu, None, isa);
+        assert!(*alone == all[n * image_out..][..image_out], "image {n}");
+    }
+}

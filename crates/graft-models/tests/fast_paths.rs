@@ -219,3 +219,31 @@ fn conv_bn_forward_relu_matches_relu_of_forward() {
         }
     }
 }
+
+/// ResNet's 3x3 stride-1 layers run by Winograd over blocks of channels when a call has enough
+/// tiles, by the direct kernel otherwise: a batch of 4 (its 32x32 maps in calls of 2 images,
+/// 128 tiles: Winograd) and each image alone (64 tiles: direct) agree to 1e-4, residual joins
+/// and the transformed filters the layers keep included.
+#[test]
+fn resnet_layers_by_winograd_match_the_direct_kernel() {
+    use graft_models::Arch;
+    use graft_models::resnet::{BlockKind, ResNetConfig};
+    let device = default_device();
+    let net = Arch::ResNet(ResNetConfig {
+        block: BlockKind::Basic,
+        layers: [2, 1, 1, 1],
+        stem: 16,
+        widths: [16, 32, 48, 64],
+        num_classes: 5,
+    })
+    .init(&device);
+    let groups = net.group_names().len();
+    let x = Tensor::<4>::random([4, 3, 128, 128], Distribution::Normal(0.0, 1.0), &device);
+    for _ in 0..2 {
+        let all = net.forward_groups(0..groups, x.clone());
+        for n in 0..4 {
+            let one = net.forward_groups(0..groups, x.clone().narrow(0, n, 1));
+            assert_close(one, all.clone().narrow(0, n, 1));
+        }
+    }
+}
