@@ -30,14 +30,21 @@ const TT: usize = T * T;
 const GROUP: usize = 4;
 /// Tiles a product's register tile covers; a task's tiles are padded to a multiple of it.
 const TILE: usize = 6;
-/// Tiles a layer needs over its batch for [`worth`]. Each task reads all 36 transformed
-/// panels (4x the layer's weights), so few tiles leave it bound by reading them: ResNet-18's
-/// layers alone (`examples/blocked_convs`), Winograd against the direct kernel, 56x56 maps
-/// ahead from one image (196 tiles), 28x28 from two (98; one, 49: 1.2x the time), 14x14 level
-/// at 8 images (128; 4: 1.45x), 7x7 ahead at 32 (128; 16: 1.04x).
-const MIN_TILES: usize = 96;
+/// Tiles a call needs for [`worth`]. A call reads its layer's 36 transformed panels (4x the
+/// weights) at least once, so with few tiles it is bound by reading them. ResNet-18's layers
+/// alone (`examples/blocked_convs`, 2 threads), Winograd's time against the direct kernel's:
+/// 56x56 maps 0.7x from one image (196 tiles), 28x28 0.75x from one (49), 14x14 level at one
+/// (16) and 0.8x from two, 7x7 0.8x at four (16) and 1.2x at two (8).
+const MIN_TILES: usize = 16;
+/// Floats the transformed panels of a layer [`worth`] the kernel may take (2.25 MiB: ResNet's
+/// 3x3 layers on 64 and 128 channels, not those on 256 and 512). Inside a whole pass, where
+/// ResNet's calls hold 5 images at batch 32 and others run between them, the wider layers lost
+/// what they gained alone: ResNet-18 0.994 and ResNet-50 0.977 of the time at batch 32, 1.03
+/// and 1.04 at batch 1, with 126 and 41 MiB more memory (their panels, 9 and 36 MiB a layer,
+/// read again from memory by every call).
+const MAX_PANELS: usize = TT * 128 * 128;
 /// Tasks a layer is split into at least, where its tile rows and output groups allow.
-const MIN_TASKS: usize = 8;
+const MIN_TASKS: usize = 4;
 
 /// A layer's weights laid out for [`forward`]: `U[t] = G w G^T` at each of the 36 tile
 /// positions, as a 1x1 layer's panels (`blocked_direct::Packed`), and the bias padded to whole
@@ -90,11 +97,12 @@ pub fn applies(g: &Geometry) -> bool {
 }
 
 /// Whether [`forward`] should take `g` rather than the direct kernel: from [`MIN_TILES`]
-/// tiles over the batch. The choice follows the batch (as `winograd.rs`' over planes does), so
-/// an image's output can differ by rounding (about 1e-6 relative) between a batch under the
-/// threshold and one over it; within one kernel it is the same to the bit whatever its batch.
+/// tiles in the call, on layers whose transformed panels hold at most [`MAX_PANELS`] floats.
+/// The choice follows the call's size (as `winograd.rs`' over planes does), so an image's
+/// output can differ by rounding (about 1e-6 relative) between a call under the threshold and
+/// one over it; within one kernel it is the same to the bit whatever its batch.
 pub fn worth(g: &Geometry) -> bool {
-    applies(g) && tiles(g) >= MIN_TILES
+    applies(g) && tiles(g) >= MIN_TILES && TT * g.in_channels * g.out_channels <= MAX_PANELS
 }
 
 /// The tile grid of `g`: (tile rows, tile columns) of an image.
@@ -116,13 +124,13 @@ fn split(g: &Geometry) -> (usize, usize) {
     // Tiles a task aims for: more for wider layers, whose 36 panels take longer to read (at
     // batch 32, 32 tiles suited 64 and 128 channels, 64 to 128 the wider ones).
     let aim = (4 * blocks(g.in_channels)).max(32);
-    let mut per_task = (aim / tw).max(1);
-    // Fewer, larger tasks read the weights fewer times; but each thread needs work.
-    if rows.div_ceil(per_task) < MIN_TASKS {
-        per_task = per_task.min(rows.div_ceil(MIN_TASKS).max(TILE.div_ceil(tw)));
-    }
-    let row_tasks = rows.div_ceil(per_task);
-    let group_tasks = MIN_TASKS.div_ceil(row_tasks).min(groups).max(1);
+    let per_task = (aim / tw).max(1);
+    // Each thread needs work: split the output groups first (a task reads only its groups'
+    // share of the panels), then the rows.
+    let chunks = rows.div_ceil(per_task);
+    let group_tasks = MIN_TASKS.div_ceil(chunks).min(groups).max(1);
+    let chunks = chunks.max(MIN_TASKS.div_ceil(group_tasks)).min(rows);
+    let per_task = rows.div_ceil(chunks.max(1));
     (per_task, groups.div_ceil(group_tasks))
 }
 
