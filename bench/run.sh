@@ -12,6 +12,7 @@
 #   pipeline   decode + resize 256 + crop 224 + normalize: hymenoptera and imagenet-sample
 # Needs: pip install torch torchvision safetensors pillow onnx onnxruntime.
 # Usage: bench/run.sh [ITERS] [SECTION...]   (default: 5, all sections; results in bench/out/)
+# MODELS="resnet18 resnet50" limits the inference and latency sections to those models.
 # ROUNDS=N runs every (peer, graft) pair N times, alternating, and reports the median of each
 # side (this machine's speed drifts by up to 30% between minutes; one round can land in a slow
 # spell for one side only).
@@ -40,7 +41,7 @@ for section in $sections; do
   : > "$out/$section.jsonl"
   case $section in
   inference)
-    for model in efficientnet_lite0 resnet18 resnet50 vgg16; do
+    for model in ${MODELS:-efficientnet_lite0 resnet18 resnet50 vgg16}; do
       n=$iters; [ "$model" = vgg16 ] && n=$(( (iters + 1) / 2 ))
       echo "== inference $model ($n batches)" >&2
       for _ in $(seq "$rounds"); do
@@ -50,7 +51,7 @@ for section in $sections; do
       done
     done ;;
   latency)
-    for model in efficientnet_lite0 resnet18 resnet50 vgg16; do
+    for model in ${MODELS:-efficientnet_lite0 resnet18 resnet50 vgg16}; do
       n=$(( iters * 4 )); [ "$model" = vgg16 ] && n=$(( iters * 2 ))
       echo "== latency $model (batch 1, $n runs)" >&2
       for _ in $(seq "$rounds"); do

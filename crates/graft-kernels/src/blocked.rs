@@ -138,7 +138,15 @@ pub fn conv2d(
             Packed::new(&w, b.as_deref(), g.out_channels, g.in_channels, g.taps())
         });
         let skip = skip.map(|s| &s.data[..]);
-        let y = crate::blocked_direct::forward(&g, &x.data, packed, epilogue, skip, isa);
+        let y = match strided_pointwise(&g) {
+            // A strided 1x1 layer (ResNet's shortcuts) reads every other pixel: gathered once,
+            // they run as a 1x1 layer, whose tiles read their pixels as one run.
+            Some(one) => {
+                let gathered = gather(x, &g);
+                crate::blocked_direct::forward(&one, &gathered, packed, epilogue, skip, isa)
+            }
+            None => crate::blocked_direct::forward(&g, &x.data, packed, epilogue, skip, isa),
+        };
         return Blocked::output_of(&g, y);
     }
     // The other kernels apply the epilogue themselves: with a skip, after joining it.
@@ -163,6 +171,33 @@ pub fn conv2d(
         join_slice(&mut y.data, &s.data, epilogue);
     }
     y
+}
+
+/// The stride-1 1x1 layer over the pixels a strided, unpadded 1x1 layer `g` reads; `None`
+/// for any other layer.
+fn strided_pointwise(g: &Geometry) -> Option<Geometry> {
+    let strided = g.kernel == [1, 1] && g.padding == [0, 0] && g.stride != [1, 1];
+    (strided && g.dilation == [1, 1]).then(|| Geometry {
+        in_size: g.out_size,
+        stride: [1, 1],
+        ..*g
+    })
+}
+
+/// The input pixels a strided 1x1 layer `g` reads, blocked as its output is laid out.
+fn gather(x: &Blocked, g: &Geometry) -> Lines {
+    let ([oh, ow], w) = (g.out_size, g.in_size[1]);
+    let (plane_in, plane_out) = (x.pixels() * LANES, oh * ow * LANES);
+    let mut out = Lines::take(x.data.len() / plane_in.max(1) * plane_out);
+    out.par_chunks_mut(plane_out.max(1))
+        .zip(x.data.par_chunks(plane_in.max(1)))
+        .for_each(|(dst, src)| {
+            for (p, px) in dst.chunks_exact_mut(LANES).enumerate() {
+                let (y, x) = (p / ow * g.stride[0], p % ow * g.stride[1]);
+                px.copy_from_slice(&src[(y * w + x) * LANES..][..LANES]);
+            }
+        });
+    out
 }
 
 impl Blocked {
