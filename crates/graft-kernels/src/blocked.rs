@@ -177,7 +177,7 @@ pub fn conv2d(
 /// for any other layer.
 fn strided_pointwise(g: &Geometry) -> Option<Geometry> {
     let strided = g.kernel == [1, 1] && g.padding == [0, 0] && g.stride != [1, 1];
-    (strided && g.dilation == [1, 1]).then(|| Geometry {
+    (strided && g.dilation == [1, 1]).then_some(Geometry {
         in_size: g.out_size,
         stride: [1, 1],
         ..*g
