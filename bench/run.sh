@@ -12,7 +12,8 @@
 #   pipeline   decode + resize 256 + crop 224 + normalize: hymenoptera and imagenet-sample
 # Needs: pip install torch torchvision safetensors pillow onnx onnxruntime.
 # Usage: bench/run.sh [ITERS] [SECTION...]   (default: 5, all sections; results in bench/out/)
-# MODELS="resnet18 resnet50" limits the inference and latency sections to those models.
+# MODELS="resnet18 resnet50" limits the inference and latency sections to those models,
+# TRAIN_MODELS="resnet18" the train section.
 # ROUNDS=N runs every (peer, graft) pair N times, alternating, and reports the median of each
 # side (this machine's speed drifts by up to 30% between minutes; one round can land in a slow
 # spell for one side only).
@@ -60,7 +61,7 @@ for section in $sections; do
       done
     done ;;
   train)
-    for model in resnet18 efficientnet_lite0; do
+    for model in ${TRAIN_MODELS:-resnet18 efficientnet_lite0}; do
       for mode in full partial:2; do
         echo "== train step $model $mode ($iters steps)" >&2
         for _ in $(seq "$rounds"); do
