@@ -267,10 +267,12 @@ impl Extractor<'_> {
             .collect();
         let todo = self.start_from_base(todo, paths, &hashes, &mut out, progress);
         let size = self.preprocess.crop as usize;
-        for chunk in todo.chunks(self.batch_size.max(1)) {
+        let chunks: Vec<&[usize]> = todo.chunks(self.batch_size.max(1)).collect();
+        let mut decoded = chunks.first().map(|c| self.decode(c, paths, &hashes));
+        for (k, chunk) in chunks.iter().enumerate() {
             let mut pixels = Vec::new();
             let mut ok = Vec::new();
-            for (&i, r) in chunk.iter().zip(self.decode(chunk, paths, &hashes)) {
+            for (&i, r) in chunk.iter().zip(decoded.take().unwrap_or_default()) {
                 match r {
                     Ok(chw) => {
                         pixels.extend_from_slice(&chw);
@@ -279,12 +281,23 @@ impl Extractor<'_> {
                     Err(e) => out[i] = Slot::Done(Err(e.into())),
                 }
             }
-            if !ok.is_empty() {
-                let x = Tensor::<4>::from_data(
-                    TensorData::new(pixels, [ok.len(), 3, size, size]),
-                    self.device,
-                );
-                self.store(&ok, self.compute(0, x), paths, &hashes, &mut out);
+            // The next batch decodes while this one runs through the network: the pass's
+            // parallel loops leave gaps on the other core that decoding fills.
+            let (computed, next) = rayon::join(
+                || {
+                    (!ok.is_empty()).then(|| {
+                        let shape = [ok.len(), 3, size, size];
+                        self.compute(
+                            0,
+                            Tensor::<4>::from_data(TensorData::new(pixels, shape), self.device),
+                        )
+                    })
+                },
+                || chunks.get(k + 1).map(|c| self.decode(c, paths, &hashes)),
+            );
+            decoded = next;
+            if let Some(y) = computed {
+                self.store(&ok, y, paths, &hashes, &mut out);
             }
             progress(chunk.len());
         }
