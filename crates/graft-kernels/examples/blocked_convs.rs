@@ -1,6 +1,7 @@
 //! Dense convolutions one at a time over NCHW planes (`graft_kernels::conv2d`: Winograd, im2col
 //! products, the 1x1 product) and over blocks of 16 channels (`blocked_direct`, 1x1 layers
-//! included; a stem from planes into blocks, `blocked_stem`), with ReLU fused; the
+//! included; a stem from planes into blocks, `blocked_stem`; 3x3 stride-1 layers also by
+//! Winograd over blocks, `blocked_winograd`, in a third column), with ReLU fused; the
 //! shapes from a layer table such as bench/resnet50_convs.tsv. `bench/conv_profile.py` puts
 //! them beside ONNX Runtime's with `GRAFT_KERNELS=blocked`.
 //! `cargo run --release -p graft-kernels --example blocked_convs FILE [BATCH]` (default 16:
