@@ -34,6 +34,16 @@ pub fn blocks(channels: usize) -> usize {
     channels.div_ceil(LANES)
 }
 
+/// A layer's bias over whole blocks of its `cout` output channels: zero where there is none
+/// and in the padded channels, which then stay zero.
+pub(crate) fn padded_bias(bias: Option<&[f32]>, cout: usize) -> Vec<f32> {
+    let mut padded = vec![0.0; blocks(cout) * LANES];
+    if let Some(b) = bias {
+        padded[..cout].copy_from_slice(&b[..cout]);
+    }
+    padded
+}
+
 /// A batch of activations `[batch, channels, h, w]` held in blocks of 16 channels.
 #[derive(Debug)]
 pub struct Blocked {

@@ -100,13 +100,9 @@ impl Packed {
                 }
             }
         }
-        let mut padded = vec![0.0; kout * LANES];
-        if let Some(b) = bias {
-            padded[..cout].copy_from_slice(&b[..cout]);
-        }
         Packed {
             data,
-            bias: padded,
+            bias: crate::blocked::padded_bias(bias, cout),
             cin,
             cout,
             taps,

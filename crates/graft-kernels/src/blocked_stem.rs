@@ -55,11 +55,10 @@ impl Packed {
                 }
             }
         }
-        let mut padded = vec![0.0; blocks(cout) * LANES];
-        if let Some(b) = bias {
-            padded[..cout].copy_from_slice(&b[..cout]);
+        Packed {
+            data,
+            bias: crate::blocked::padded_bias(bias, cout),
         }
-        Packed { data, bias: padded }
     }
 }
 

@@ -20,6 +20,7 @@ use crate::blocked_direct::Panel;
 use crate::epilogue::Epilogue;
 use crate::grad::Geometry;
 use crate::isa::Isa;
+use crate::scratch::{keep, take_aligned};
 
 /// Output tile side, and input tile side (m + 2).
 const M: usize = 4;
@@ -38,10 +39,10 @@ const TILE: usize = 6;
 const MIN_TILES: usize = 16;
 /// Floats the transformed panels of a layer [`worth`] the kernel may take (2.25 MiB: ResNet's
 /// 3x3 layers on 64 and 128 channels, not those on 256 and 512). Inside a whole pass, where
-/// ResNet's calls hold 5 images at batch 32 and others run between them, the wider layers lost
-/// what they gained alone: ResNet-18 0.994 and ResNet-50 0.977 of the time at batch 32, 1.03
-/// and 1.04 at batch 1, with 126 and 41 MiB more memory (their panels, 9 and 36 MiB a layer,
-/// read again from memory by every call).
+/// ResNet's calls hold 5 images at batch 32 and others run between them, the wider layers kept
+/// little of what they gained alone: ResNet-50's 14x14 layers 176.5 against 180.5 ms a batch;
+/// whole passes within noise at batch 32 and 1.03-1.04x the time at batch 1, with 41-126 MiB
+/// more memory (their panels, 9 and 36 MiB a layer, are read again by every call).
 const MAX_PANELS: usize = TT * 128 * 128;
 /// Tasks a layer is split into at least, where its tile rows and output groups allow.
 const MIN_TASKS: usize = 4;
@@ -71,13 +72,9 @@ impl Packed {
             .chunks_exact((cout * cin).max(1))
             .map(|ut| crate::blocked_direct::Packed::new(ut, None, cout, cin, 1))
             .collect();
-        let mut padded = vec![0.0; blocks(cout) * LANES];
-        if let Some(b) = bias {
-            padded[..cout].copy_from_slice(&b[..cout]);
-        }
         Packed {
             products,
-            bias: padded,
+            bias: crate::blocked::padded_bias(bias, cout),
             cin,
             cout,
         }
@@ -223,14 +220,6 @@ struct Task<'a> {
     dst: Vec<Vec<&'a mut [f32]>>,
 }
 
-/// A buffer of at least `len` floats from the thread's scratch, and where in it a cache line
-/// starts.
-fn aligned(len: usize) -> (Vec<f32>, usize) {
-    let buf = crate::scratch::take(len + LANES - 1);
-    let at = (64 - buf.as_ptr() as usize % 64) % 64 / 4;
-    (buf, at)
-}
-
 impl WithSimd for Task<'_> {
     type Output = ();
 
@@ -240,12 +229,13 @@ impl WithSimd for Task<'_> {
         let kin = blocks(self.g.in_channels);
         let count = self.dst.len() * tw;
         let padded = count.div_ceil(TILE) * TILE;
-        let (mut v, v_at) = aligned(TT * kin * padded * LANES);
-        let (mut m, m_at) = aligned(TT * GROUP * padded * LANES);
+        // Plain code, not `scratch::with_aligned`'s closure: it would lose the vector context.
+        let (v_len, m_len) = (TT * kin * padded * LANES, TT * GROUP * padded * LANES);
+        let ((mut v, v_at), (mut m, m_at)) = (take_aligned(v_len), take_aligned(m_len));
         {
-            let v = &mut v[v_at..][..TT * kin * padded * LANES];
+            let v = &mut v[v_at..][..v_len];
             self.inputs(simd, v, count, padded);
-            let m = &mut m[m_at..][..TT * GROUP * padded * LANES];
+            let m = &mut m[m_at..][..m_len];
             let nb = self.dst.first().map_or(0, Vec::len);
             for b0 in (0..nb).step_by(GROUP) {
                 let width = GROUP.min(nb - b0);
@@ -253,8 +243,8 @@ impl WithSimd for Task<'_> {
                 self.outputs(simd, m, count, padded, b0, width);
             }
         }
-        crate::scratch::keep(v);
-        crate::scratch::keep(m);
+        keep(v);
+        keep(m);
     }
 }
 
@@ -335,34 +325,35 @@ impl Task<'_> {
     ) {
         // (vectors a block, blocks, tiles) of the register tile, as in `blocked_direct.rs`.
         match (S::F32_LANES, width) {
-            (16, 4) => self.sweep::<S, 1, 4, 6>(simd, v, m, padded, b0, 0),
-            (16, 3) => self.sweep::<S, 1, 3, 6>(simd, v, m, padded, b0, 0),
-            (16, 2) => self.sweep::<S, 1, 2, 6>(simd, v, m, padded, b0, 0),
-            (16, _) => self.sweep::<S, 1, 1, 6>(simd, v, m, padded, b0, 0),
+            (16, 4) => self.sweep::<S, 1, 4, 6>(simd, v, m, padded, (b0, width), 0),
+            (16, 3) => self.sweep::<S, 1, 3, 6>(simd, v, m, padded, (b0, width), 0),
+            (16, 2) => self.sweep::<S, 1, 2, 6>(simd, v, m, padded, (b0, width), 0),
+            (16, _) => self.sweep::<S, 1, 1, 6>(simd, v, m, padded, (b0, width), 0),
             (8, _) => {
                 for b in (0..width).step_by(2) {
                     if width - b >= 2 {
-                        self.sweep::<S, 2, 2, 3>(simd, v, m, padded, b0, b)
+                        self.sweep::<S, 2, 2, 3>(simd, v, m, padded, (b0, width), b)
                     } else {
-                        self.sweep::<S, 2, 1, 6>(simd, v, m, padded, b0, b)
+                        self.sweep::<S, 2, 1, 6>(simd, v, m, padded, (b0, width), b)
                     }
                 }
             }
             (4, _) => {
                 for b in 0..width {
-                    self.sweep::<S, 4, 1, 3>(simd, v, m, padded, b0, b)
+                    self.sweep::<S, 4, 1, 3>(simd, v, m, padded, (b0, width), b)
                 }
             }
             _ => {
                 for b in 0..width {
-                    self.sweep::<S, 16, 1, 1>(simd, v, m, padded, b0, b)
+                    self.sweep::<S, 16, 1, 1>(simd, v, m, padded, (b0, width), b)
                 }
             }
         }
     }
 
-    /// [`Task::products`] for blocks `b0 + b..b0 + b + B` (`V` vectors a block), `P` tiles at
-    /// a time (`P` divides [`TILE`], so whole register tiles cover the padded tiles).
+    /// [`Task::products`] for blocks `b0 + b..b0 + b + B` of the group of `width` blocks from
+    /// `b0` (`V` vectors a block), `P` tiles at a time (`P` divides [`TILE`], so whole register
+    /// tiles cover the padded tiles).
     #[inline(always)]
     fn sweep<S: Simd, const V: usize, const B: usize, const P: usize>(
         &self,
@@ -370,12 +361,11 @@ impl Task<'_> {
         v: &[f32],
         m: &mut [f32],
         padded: usize,
-        b0: usize,
+        (b0, width): (usize, usize),
         b: usize,
     ) {
         let kin = blocks(self.g.in_channels);
         let group = self.first + b0;
-        let width = GROUP.min(blocks(self.g.out_channels) - group);
         let zero = [[simd.splat_f32s(0.0); V]; B];
         for (t, u) in self.w.products.iter().enumerate() {
             let rows = kin * LANES;

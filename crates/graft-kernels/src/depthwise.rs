@@ -104,16 +104,7 @@ fn over_planes(
 ) {
     dst.par_chunks_mut(chunk)
         .enumerate()
-        .for_each(|(task, dst)| with_scratch(need, |scratch| work(task, dst, scratch)));
-}
-
-/// `work` with a scratch buffer of `need` floats.
-fn with_scratch(need: usize, work: impl FnOnce(&mut [f32])) {
-    // From a cache line: the interleaved path loads whole 64-byte pixels from it.
-    let mut scratch = scratch::take(need + 15);
-    let at = (64 - scratch.as_ptr() as usize % 64) % 64 / 4;
-    work(&mut scratch[at..][..need]);
-    scratch::keep(scratch);
+        .for_each(|(task, dst)| scratch::with_aligned(need, |scratch| work(task, dst, scratch)));
 }
 
 /// The interleaved path (`interleaved.rs`) over `dst` (`[batch, channels, out_h, out_w]`), one
@@ -274,7 +265,7 @@ fn banded(g: &Geometry, n: usize, x: &[f32], dst: &mut [f32], f: Filters) {
         let x = &x[i * in_plane + y0 * g.in_size[1] * block..][..sub.in_len() * block];
         let need = interleaved::Phases::of(&sub).scratch_len(&sub);
         let c0 = (i * block) % g.out_channels;
-        with_scratch(need, |scratch| {
+        scratch::with_aligned(need, |scratch| {
             f.block(&sub, Some(x), true, c0, scratch, dst)
         });
     });
