@@ -167,6 +167,10 @@ pub fn forward(
         );
     }
     let mut out = Lines::take(g.batch * image_out);
+    if out.is_empty() {
+        // No images (or no output channels): no rows of tiles to split into tasks.
+        return out;
+    }
     let (th, _) = grid(g);
     let (per_task, groups_per_task) = split(g);
     // The output of each (tile row over the batch, block): whole rows of pixels, contiguous.

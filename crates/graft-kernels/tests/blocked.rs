@@ -461,6 +461,16 @@ fn winograd_matches_the_definition_at_every_isa() {
     }
 }
 
+/// An empty batch gives an empty output, as the direct kernel's does.
+#[test]
+fn winograd_over_no_images_is_empty() {
+    use graft_kernels::blocked_winograd;
+    let g = geometry(0, [16, 32], [8, 8], [3, 3], 1, [1, 1], 1, [1, 1]);
+    let packed = blocked_winograd::Packed::new(&noise(32 * 16 * 9, 380), None, 32, 16);
+    let y = blocked_winograd::forward(&g, &[], &packed, Epilogue::Bias, None, Isa::detect());
+    assert!(y.is_empty());
+}
+
 /// An image's Winograd output is the same to the bit whatever batch it comes in, though the
 /// tasks' rows of tiles span images in a batch (see
 /// `an_images_blocked_output_does_not_depend_on_its_batch`).
