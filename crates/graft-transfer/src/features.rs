@@ -268,11 +268,16 @@ impl Extractor<'_> {
         let todo = self.start_from_base(todo, paths, &hashes, &mut out, progress);
         let size = self.preprocess.crop as usize;
         let chunks: Vec<&[usize]> = todo.chunks(self.batch_size.max(1)).collect();
-        let mut decoded = chunks.first().map(|c| self.decode(c, paths, &hashes));
+        let decode = |k: usize| {
+            chunks
+                .get(k)
+                .map_or_else(Vec::new, |c| self.decode(c, paths, &hashes))
+        };
+        let mut decoded = decode(0);
         for (k, chunk) in chunks.iter().enumerate() {
             let mut pixels = Vec::new();
             let mut ok = Vec::new();
-            for (&i, r) in chunk.iter().zip(decoded.take().unwrap_or_default()) {
+            for (&i, r) in chunk.iter().zip(std::mem::take(&mut decoded)) {
                 match r {
                     Ok(chw) => {
                         pixels.extend_from_slice(&chw);
@@ -293,7 +298,7 @@ impl Extractor<'_> {
                         )
                     })
                 },
-                || chunks.get(k + 1).map(|c| self.decode(c, paths, &hashes)),
+                || decode(k + 1),
             );
             decoded = next;
             if let Some(y) = computed {
