@@ -32,6 +32,8 @@ fn main() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
     let (mut total_planes, mut total_blocks) = (0.0, 0.0);
+    // BLOCKS_ONLY=1: the blocked kernels alone (for `perf stat`).
+    let skip_planes = std::env::var_os("BLOCKS_ONLY").is_some();
     for line in text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
@@ -83,8 +85,6 @@ fn main() {
                 start.elapsed().as_secs_f64() / reps as f64 * 1e3
             })
         };
-        // BLOCKS_ONLY=1: the blocked kernels alone (for `perf stat`).
-        let skip_planes = std::env::var_os("BLOCKS_ONLY").is_some();
         let planes = time(&|| {
             if skip_planes {
                 return;
@@ -127,7 +127,7 @@ fn main() {
             println!("{name:20} x{count}  {planes_rate}  {blocks_rate}");
         }
     }
-    if std::env::var_os("BLOCKS_ONLY").is_some() {
+    if skip_planes {
         println!("total (x count): blocks {total_blocks:.1} ms");
     } else {
         println!("total (x count): planes {total_planes:.1} ms, blocks {total_blocks:.1} ms");
