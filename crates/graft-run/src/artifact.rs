@@ -100,7 +100,7 @@ pub fn network_state(
     net: &Network,
     with_classifier: bool,
 ) -> Result<BTreeMap<String, StateTensor>> {
-    let inverse = arch.key_map().inverse()?;
+    let inverse = arch.key_map().inverse()?.first_match()?;
     let mut out = BTreeMap::new();
     for (name, t) in tensors_of(net)? {
         if !with_classifier
@@ -111,7 +111,7 @@ pub fn network_state(
         {
             continue;
         }
-        let original = inverse.map_first(&name)?;
+        let original = inverse.apply(&name);
         if let Some(stem) = original.strip_suffix(".running_var") {
             let counter = StateTensor {
                 dtype: Dtype::I64,

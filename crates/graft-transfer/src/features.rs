@@ -86,6 +86,15 @@ enum Slot {
     Done(Result<Vec<f32>, FeatureError>),
 }
 
+/// A batch ready for the network: its images' pixels, one after another, the indices of those
+/// images, and the indices that failed to decode, with why.
+#[derive(Default)]
+struct Batch {
+    pixels: Vec<f32>,
+    ok: Vec<usize>,
+    failed: Vec<(usize, graft_data::DataError)>,
+}
+
 impl Extractor<'_> {
     /// The same extractor for another view of the images (its base too).
     pub fn viewing(&self, view: u32) -> Self {
@@ -253,6 +262,30 @@ impl Extractor<'_> {
             .collect()
     }
 
+    /// The images of `chunk` decoded into one buffer, image after image, with the indices of
+    /// those in it and the failures. Gathering them here, on the decoding side of the
+    /// pipeline, keeps the copy (a batch of 32 is 19 MB) off the pass's critical path: done
+    /// between passes it took 3% of `graft train --strategy head`.
+    fn batch(&self, chunk: &[usize], paths: &[PathBuf], hashes: &[Option<String>]) -> Batch {
+        let decoded = self.decode(chunk, paths, hashes);
+        let image = 3 * (self.preprocess.crop as usize).pow(2);
+        let fine = decoded.iter().filter(|r| r.is_ok()).count();
+        let mut b = Batch {
+            pixels: Vec::with_capacity(fine * image),
+            ..Batch::default()
+        };
+        for (&i, r) in chunk.iter().zip(decoded) {
+            match r {
+                Ok(chw) => {
+                    b.pixels.extend_from_slice(&chw);
+                    b.ok.push(i);
+                }
+                Err(e) => b.failed.push((i, e)),
+            }
+        }
+        b
+    }
+
     /// The cached quantity (see [`Extractor::output`]) for each path. `progress(n)` is called
     /// as images are done.
     pub fn embeddings(&self, paths: &[PathBuf], progress: &mut dyn FnMut(usize)) -> Features {
@@ -271,24 +304,18 @@ impl Extractor<'_> {
         let decode = |k: usize| {
             chunks
                 .get(k)
-                .map_or_else(Vec::new, |c| self.decode(c, paths, &hashes))
+                .map_or_else(Batch::default, |c| self.batch(c, paths, &hashes))
         };
-        let mut decoded = decode(0);
+        let mut next = decode(0);
         for (k, chunk) in chunks.iter().enumerate() {
-            let mut pixels = Vec::new();
-            let mut ok = Vec::new();
-            for (&i, r) in chunk.iter().zip(std::mem::take(&mut decoded)) {
-                match r {
-                    Ok(chw) => {
-                        pixels.extend_from_slice(&chw);
-                        ok.push(i);
-                    }
-                    Err(e) => out[i] = Slot::Done(Err(e.into())),
-                }
+            let Batch { pixels, ok, failed } = std::mem::take(&mut next);
+            for (i, e) in failed {
+                out[i] = Slot::Done(Err(e.into()));
             }
-            // The next batch decodes while this one runs through the network: the pass's
-            // parallel loops leave gaps on the other core that decoding fills.
-            let (computed, next) = rayon::join(
+            // The next batch decodes (and is gathered into one buffer) while this one runs
+            // through the network: the pass's parallel loops leave gaps on the other core
+            // that decoding fills.
+            let (computed, decoded) = rayon::join(
                 || {
                     (!ok.is_empty()).then(|| {
                         let shape = [ok.len(), 3, size, size];
@@ -300,7 +327,7 @@ impl Extractor<'_> {
                 },
                 || decode(k + 1),
             );
-            decoded = next;
+            next = decoded;
             if let Some(y) = computed {
                 self.store(&ok, y, paths, &hashes, &mut out);
             }

@@ -17,7 +17,7 @@ mod source;
 pub use error::WeightsError;
 pub use fetch::{FetchOptions, FetchProgress, MAX_WEIGHTS_BYTES, fetch, resolve, unpack_member};
 pub use inspect::{TensorInfo, inspect};
-pub use keymap::KeyMap;
+pub use keymap::{FirstMatch, KeyMap};
 pub use load::{WeightFormat, detect_format, load_weights};
 pub use report::{LoadPolicy, LoadReport, Mismatch};
 pub use source::{Digest, Origin, WeightSource, graft_home, sha256_file};
