@@ -137,8 +137,14 @@ pub(crate) fn epilogue_primitive(x: FlexTensor, epilogue: Epilogue) -> FlexTenso
 /// output), else into a copy.
 fn clamped(x: FlexTensor, hi: f32) -> FlexTensor {
     in_place(contiguous(x), |v| clamp_slice(v, hi)).unwrap_or_else(|x| {
-        let mut out = values(&x).to_vec();
-        clamp_slice(&mut out, hi);
+        // Shared (a training pass keeps the layer before's output for its backward pass):
+        // written once into the new buffer (rayon's collect fills it in place), not copied
+        // and then clamped there, two passes over it.
+        let out: Vec<f32> = values(&x)
+            .par_iter()
+            .with_min_len(CHUNK)
+            .map(|&v| clamp_one(v, hi))
+            .collect();
         FlexTensor::from_data(TensorData::new(out, x.shape()))
     })
 }
@@ -159,16 +165,21 @@ fn in_place(mut x: FlexTensor, f: impl FnOnce(&mut [f32])) -> Result<FlexTensor,
 fn clamp_slice(values: &mut [f32], hi: f32) {
     values.par_chunks_mut(CHUNK).for_each(|c| {
         for v in c {
-            // NaN fails both comparisons and is kept, as in PyTorch.
-            *v = if *v > hi {
-                hi
-            } else if *v > 0.0 || v.is_nan() {
-                *v
-            } else {
-                0.0
-            };
+            *v = clamp_one(*v, hi);
         }
     });
+}
+
+/// `min(max(v, 0), hi)`; NaN fails both comparisons and is kept, as in PyTorch.
+#[inline(always)]
+fn clamp_one(v: f32, hi: f32) -> f32 {
+    if v > hi {
+        hi
+    } else if v > 0.0 || v.is_nan() {
+        v
+    } else {
+        0.0
+    }
 }
 
 type AdTensor = burn_backend::tensor::FloatTensor<Autodiff<Flex>>;
