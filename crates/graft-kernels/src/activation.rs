@@ -117,7 +117,12 @@ fn clamp<const D: usize>(x: Tensor<D>, hi: f32, burns: fn(Tensor<D>) -> Tensor<D
         };
     }
     match x.clone().try_into_primitive::<Autodiff<Flex>>() {
-        Ok(p) => Tensor::from_primitive::<Autodiff<Flex>>(tracked(p, hi)),
+        Ok(p) => {
+            // As above: with `x` gone, a fresh output (BatchNorm's, which its backward pass
+            // does not keep) is clamped where it lies.
+            drop(x);
+            Tensor::from_primitive::<Autodiff<Flex>>(tracked(p, hi))
+        }
         Err(_) => burns(x),
     }
 }
