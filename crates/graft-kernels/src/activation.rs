@@ -168,10 +168,16 @@ fn in_place(mut x: FlexTensor, f: impl FnOnce(&mut [f32])) -> Result<FlexTensor,
 }
 
 fn clamp_slice(values: &mut [f32], hi: f32) {
+    let isa = crate::Isa::detect();
     values.par_chunks_mut(CHUNK).for_each(|c| {
-        for v in c {
-            *v = clamp_one(*v, hi);
-        }
+        isa.run(
+            #[inline(always)]
+            || {
+                for v in c {
+                    *v = clamp_one(*v, hi);
+                }
+            },
+        )
     });
 }
 
@@ -219,15 +225,23 @@ impl Backward<Flex, 1> for Clamp {
         let Some(node) = node else { return };
         // relu's upper bound is open: an infinite output still passes its gradient.
         let unbounded = hi.is_infinite();
+        // Selects, not branches, under the CPU's vectors: as a branch a pixel, this was the
+        // hottest loop outside the matrix products in a Lite0 training step.
+        let isa = crate::Isa::detect();
         let mask = |dx: &mut [f32]| {
             dx.par_chunks_mut(CHUNK)
                 .zip(values(&y).par_chunks(CHUNK))
                 .for_each(|(d, y)| {
-                    for (d, y) in d.iter_mut().zip(y) {
-                        if !(*y > 0.0 && (*y < hi || unbounded)) {
-                            *d = 0.0;
-                        }
-                    }
+                    isa.run(
+                        #[inline(always)]
+                        || {
+                            for (d, &y) in d.iter_mut().zip(y) {
+                                // `&` and `|`: short-circuit operators became branches.
+                                let passes = (y > 0.0) & ((y < hi) | unbounded);
+                                *d = if passes { *d } else { 0.0 };
+                            }
+                        },
+                    )
                 });
         };
         // dy is usually the only reference to its gradient: masked where it lies.
