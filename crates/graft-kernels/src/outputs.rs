@@ -105,7 +105,13 @@ pub(crate) fn recycle(t: FlexTensor) {
 }
 
 /// A cache line, in floats.
-const LINE: usize = 16;
+pub(crate) const LINE: usize = 16;
+
+/// The index in `buf` of its first float that starts a cache line (`LINE - 1` at most).
+pub(crate) fn line_start(buf: &[f32]) -> usize {
+    let bytes = 4 * LINE;
+    (bytes - buf.as_ptr() as usize % bytes) % bytes / 4
+}
 
 /// Floats starting on a cache line, for kernels that load and store whole 64-byte vectors (the
 /// blocked layout's pixels, `blocked.rs`): a buffer 15 floats longer than asked, used from its
@@ -131,8 +137,7 @@ impl Lines {
     }
 
     fn within(buf: Vec<f32>, len: usize) -> Lines {
-        let bytes = 4 * LINE;
-        let at = (bytes - buf.as_ptr() as usize % bytes) % bytes / 4;
+        let at = line_start(&buf);
         Lines { buf, at, len }
     }
 }

@@ -3,6 +3,7 @@
 //! and page-faulting up to 32 MiB per block (9% of a ResNet-18 training step was `memset` of
 //! fresh buffers). A few buffers are held between calls, each at most the largest block's size.
 
+use crate::outputs::{LINE, line_start};
 use std::cell::RefCell;
 
 /// Buffers kept per thread (a kernel holds at most this many at once).
@@ -37,8 +38,8 @@ pub(crate) fn keep(v: Vec<f32>) {
 /// of that line: for kernels that load whole 64-byte vectors from it (the depthwise and blocked
 /// Winograd kernels). Give the buffer back with [`keep`].
 pub(crate) fn take_aligned(need: usize) -> (Vec<f32>, usize) {
-    let buf = take(need + 15);
-    let at = (64 - buf.as_ptr() as usize % 64) % 64 / 4;
+    let buf = take(need + LINE - 1);
+    let at = line_start(&buf);
     (buf, at)
 }
 
