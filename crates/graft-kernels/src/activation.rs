@@ -17,7 +17,7 @@ use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
 use crate::epilogue::Epilogue;
-use crate::flex::{contiguous, values};
+use crate::flex::{contiguous, in_place, values};
 
 /// Elements per rayon task: large enough that scheduling costs nothing.
 const CHUNK: usize = 1 << 16;
@@ -152,19 +152,6 @@ fn clamped(x: FlexTensor, hi: f32) -> FlexTensor {
             .collect();
         FlexTensor::from_data(TensorData::new(out, x.shape()))
     })
-}
-
-/// Applies `f` to a uniquely owned, contiguous tensor's values where they lie; hands the tensor
-/// back untouched otherwise.
-fn in_place(mut x: FlexTensor, f: impl FnOnce(&mut [f32])) -> Result<FlexTensor, FlexTensor> {
-    if x.as_slice::<f32>().is_none() {
-        return Err(x);
-    }
-    match x.try_storage_mut::<f32>() {
-        Some(v) => f(v),
-        None => return Err(x),
-    }
-    Ok(x)
 }
 
 fn clamp_slice(values: &mut [f32], hi: f32) {

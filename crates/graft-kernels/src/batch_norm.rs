@@ -17,7 +17,7 @@ use burn_backend::{Shape, TensorMetadata};
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
-use crate::flex::{contiguous, values};
+use crate::flex::{contiguous, in_place, values};
 
 type Ad = Autodiff<Flex>;
 type AdTensor = burn_backend::tensor::FloatTensor<Ad>;
@@ -142,7 +142,7 @@ fn normalize(
     beta: &[f32],
 ) -> FlexTensor {
     let (_, c, len) = dims(x);
-    let mut y = vec![0.0f32; x.shape().num_elements()];
+    let mut y = crate::outputs::take(x.shape().num_elements());
     y.par_chunks_mut(len.max(1))
         .zip(values(x).par_chunks(len.max(1)))
         .enumerate()
@@ -225,22 +225,31 @@ impl Backward<Flex, 3> for BatchNormOp {
         let vector = |v: Vec<f32>| FlexTensor::from_data(TensorData::new(v, Shape::new([c])));
         if let Some(id) = x_node {
             let count = (n * len).max(1) as f32;
-            let mut dx = vec![0.0f32; dys.len()];
-            dx.par_chunks_mut(len.max(1))
-                .enumerate()
-                .for_each(|(i, dst)| {
-                    let ch = i % c;
-                    let (x, d) = (&xs[i * len..][..len], &dys[i * len..][..len]);
-                    let (mean, inv_std) = (s.mean[ch], s.inv_std[ch]);
-                    let scale = s.gamma[ch] * inv_std;
-                    let (mean_dy, mean_dy_xhat) = (sum_dy[ch] / count, sum_dy_xhat[ch] / count);
-                    for ((o, x), d) in dst.iter_mut().zip(x).zip(d) {
-                        let x_hat = (x - mean) * inv_std;
-                        *o = scale * (d - mean_dy - x_hat * mean_dy_xhat);
-                    }
-                });
-            grads.register::<Flex>(id, FlexTensor::from_data(TensorData::new(dx, s.x.shape())));
+            // `dx` over `dy` where it lies: each element reads only its own `dy`. A fresh
+            // buffer for it was a `memset` of 2% of an EfficientNet-Lite0 training step.
+            let dx_over_dy = |ds: &mut [f32]| {
+                ds.par_chunks_mut(len.max(1))
+                    .enumerate()
+                    .for_each(|(i, dst)| {
+                        let ch = i % c;
+                        let x = &xs[i * len..][..len];
+                        let (mean, inv_std) = (s.mean[ch], s.inv_std[ch]);
+                        let scale = s.gamma[ch] * inv_std;
+                        let (mean_dy, mean_dy_xhat) = (sum_dy[ch] / count, sum_dy_xhat[ch] / count);
+                        for (o, x) in dst.iter_mut().zip(x) {
+                            let x_hat = (x - mean) * inv_std;
+                            *o = scale * (*o - mean_dy - x_hat * mean_dy_xhat);
+                        }
+                    });
+            };
+            let dx = in_place(dy, dx_over_dy).unwrap_or_else(|shared| {
+                let mut v = values(&shared).to_vec();
+                dx_over_dy(&mut v);
+                FlexTensor::from_data(TensorData::new(v, shared.shape()))
+            });
+            grads.register::<Flex>(id, dx);
         }
+        crate::outputs::recycle(s.x);
         if let Some(id) = gamma_node {
             grads.register::<Flex>(id, vector(sum_dy_xhat));
         }

@@ -35,6 +35,22 @@ pub(crate) fn contiguous(t: FlexTensor) -> FlexTensor {
     }
 }
 
+/// Applies `f` to a uniquely owned, contiguous tensor's values where they lie; hands the tensor
+/// back untouched otherwise.
+pub(crate) fn in_place(
+    mut x: FlexTensor,
+    f: impl FnOnce(&mut [f32]),
+) -> Result<FlexTensor, FlexTensor> {
+    if x.as_slice::<f32>().is_none() {
+        return Err(x);
+    }
+    match x.try_storage_mut::<f32>() {
+        Some(v) => f(v),
+        None => return Err(x),
+    }
+    Ok(x)
+}
+
 pub(crate) fn values(t: &FlexTensor) -> &[f32] {
     match t.as_slice::<f32>() {
         Some(v) => v,

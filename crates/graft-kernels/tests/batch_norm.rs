@@ -34,9 +34,14 @@ struct Run {
     dx: Option<Tensor<4>>,
     dgamma: Option<Tensor<1>>,
     dbeta: Option<Tensor<1>>,
+    /// The gradient of a tensor added to the output, when there is one (it shares `dy`).
+    dtwin: Option<Tensor<4>>,
 }
 
-fn run(shape: [usize; 4], track_x: bool, ours: bool) -> Run {
+/// `twin`: a tracked tensor is added to the output first, so the output's gradient is the same
+/// buffer as the twin's (burn's add hands both parents one tensor): the op must not write its
+/// `dx` over it.
+fn run(shape: [usize; 4], track_x: bool, twin: bool, ours: bool) -> Run {
     let device = Device::flex().autodiff();
     let n: usize = shape.iter().product();
     let c = shape[1];
@@ -58,7 +63,12 @@ fn run(shape: [usize; 4], track_x: bool, ours: bool) -> Run {
         (r.output, r.mean.detach(), r.variance.detach())
     };
     let r = Tensor::<4>::from_data(TensorData::new(common::noise(n, 4), shape), &device);
-    let grads = (y.clone() * r).sum().backward();
+    let twin = twin.then(|| Tensor::<4>::zeros(shape, &device).require_grad());
+    let sum = match &twin {
+        Some(t) => y.clone() + t.clone(),
+        None => y.clone(),
+    };
+    let grads = (sum * r).sum().backward();
     Run {
         y: y.inner(),
         mean: mean.inner(),
@@ -66,19 +76,30 @@ fn run(shape: [usize; 4], track_x: bool, ours: bool) -> Run {
         dx: x.grad(&grads),
         dgamma: gamma.grad(&grads),
         dbeta: beta.grad(&grads),
+        dtwin: twin.and_then(|t| t.grad(&grads)),
     }
 }
 
 #[test]
 fn fused_batch_norm_matches_burns_values_statistics_and_gradients() {
     // (Two samples per channel would make dx pure cancellation, equal to rounding on both sides.)
-    for (shape, track_x) in [
-        ([4, 6, 9, 7], true),
-        ([8, 3, 1, 1], true),
-        ([3, 5, 8, 8], false),
+    for (shape, track_x, twin) in [
+        ([4, 6, 9, 7], true, false),
+        ([4, 6, 9, 7], true, true),
+        ([8, 3, 1, 1], true, false),
+        ([3, 5, 8, 8], false, false),
     ] {
-        let (a, b) = (run(shape, track_x, true), run(shape, track_x, false));
-        let what = format!("{shape:?}");
+        let (a, b) = (
+            run(shape, track_x, twin, true),
+            run(shape, track_x, twin, false),
+        );
+        let what = format!("{shape:?} twin {twin}");
+        match (a.dtwin, b.dtwin) {
+            // The twin's gradient is the product's other factor, untouched by BatchNorm's.
+            (Some(a), Some(b)) => assert!(rel_diff(a, b) <= 1e-6, "{what} twin's gradient"),
+            (None, None) => assert!(!twin),
+            _ => panic!("{what}: twin's gradient on one side only"),
+        }
         assert!(rel_diff(a.y, b.y) <= 1e-4, "{what} y");
         assert!(rel_diff(a.mean, b.mean) <= 1e-4, "{what} mean");
         assert!(rel_diff(a.var, b.var) <= 1e-4, "{what} variance");

@@ -177,6 +177,17 @@ fn cases() -> Vec<Case> {
             padding: sym(0),
             ..Case::DENSE
         },
+        // Its weight gradient sums a product per image, the images split across threads: 5
+        // do not split evenly.
+        Case {
+            batch: 5,
+            chans: [24, 8],
+            size: [9, 7],
+            kernel: 1,
+            padding: sym(0),
+            bias: true,
+            ..Case::DENSE
+        },
         Case {
             chans: [12, 12],
             size: [11, 10],
