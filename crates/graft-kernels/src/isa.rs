@@ -20,9 +20,11 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// The widest level this CPU supports.
+    /// The widest level this CPU supports. Asked once a process: kernels call this for every
+    /// tensor they touch, and [`Isa::available`] builds a list each time.
     pub fn detect() -> Isa {
-        Isa::available()[0]
+        static DETECTED: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *DETECTED.get_or_init(|| Isa::available()[0])
     }
 
     /// Every level this CPU supports, widest first (the baseline always).
