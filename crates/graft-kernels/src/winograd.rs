@@ -155,10 +155,8 @@ pub(crate) enum Filters<'a> {
 
 /// `U = G w G^T` of `Plain` filters `w` `[out, in, 3, 3]`, laid out as [`conv2d`] reads it.
 pub(crate) fn transformed(w: &[f32], k_len: usize, c_len: usize) -> Vec<f32> {
-    let mut u = transform_weights(Filters::Plain(w), k_len, c_len);
     // Kept for the layer's lifetime: not with the capacity of the scratch buffer it came from.
-    u.shrink_to_fit();
-    u
+    transform_weights(Filters::Plain(w), k_len, c_len).into_vec()
 }
 
 /// Whether `u` has the length [`transformed`] gives for `k_len` filters of `c_len` channels.
@@ -184,7 +182,7 @@ pub(crate) fn conv2d(
     let (k_len, c_len) = (g.out_channels, g.in_channels);
     let (th, tw) = grid(g, M);
     let mut kept = keep.then(|| vec![0.0f32; t2 * c_len * g.batch * th * tw]);
-    let mut own_u = Vec::new();
+    let mut own_u = scratch::Scratch::default();
     let u: &[f32] = match transformed {
         Some(u) => u,
         None => {
@@ -197,7 +195,7 @@ pub(crate) fn conv2d(
     for block in forward_blocks(g) {
         let p_len = block.len() * tw;
         let len = c_len * t2 * p_len;
-        let mut own = Vec::new();
+        let mut own = scratch::Scratch::default();
         let v: &mut [f32] = match kept.as_deref_mut() {
             Some(kept) => &mut kept[block.start * tw * t2 * c_len..][..len],
             None => {
@@ -217,17 +215,13 @@ pub(crate) fn conv2d(
                 let rhs = Mat::rows(&v[pos * c_len * p_len..], c_len, p_len);
                 matmul_into(dst, p_len, lhs, rhs, false);
             });
-        if own.capacity() > 0 {
-            scratch::keep(own);
-        }
+        scratch::keep(own);
         let images = block.start / th..(block.end - 1) / th + 1;
         let dst = &mut out[images.start * k_len * plane..images.end * k_len * plane];
         transform_output(g, &products, &block, images.start, bias, epilogue, dst);
         scratch::keep(products);
     }
-    if own_u.capacity() > 0 {
-        scratch::keep(own_u);
-    }
+    scratch::keep(own_u);
     (out, kept)
 }
 
@@ -259,7 +253,7 @@ pub(crate) fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32], kept: Option<&[f3
         let start = block.start;
         let p_len = block.len() * tw;
         let len = t2 * c_len * p_len;
-        let mut own = Vec::new();
+        let mut own = scratch::Scratch::default();
         let v: &[f32] = match kept {
             Some(kept) => &kept[start * tw * t2 * c_len..][..len],
             None => {
@@ -278,9 +272,7 @@ pub(crate) fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32], kept: Option<&[f3
                 let rhs = Mat::rows(&v[pos * c_len * p_len..], c_len, p_len).t();
                 matmul_into(dst, c_len, lhs, rhs, start > 0);
             });
-        if own.capacity() > 0 {
-            scratch::keep(own);
-        }
+        scratch::keep(own);
         scratch::keep(z);
     }
     let mut dw = vec![0.0f32; k_len * c_len * 9];
@@ -302,7 +294,7 @@ pub(crate) fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32], kept: Option<&[f3
 
 /// `U = G g G^T` for every (out, in) filter, laid out `[tile position, out, in]`; per output
 /// channel, both stages run over vectors of all its input channels.
-fn transform_weights(w: Filters, k_len: usize, c_len: usize) -> Vec<f32> {
+fn transform_weights(w: Filters, k_len: usize, c_len: usize) -> scratch::Scratch {
     let t = T;
     let mut u = scratch::take(t * t * k_len * c_len);
     let by_filter = rows_by(&mut u, c_len, k_len);
