@@ -488,21 +488,14 @@ fn input_grad(
 /// are split evenly across threads, each summing its own in order.
 fn pointwise_weight_grad(g: &Geometry, xs: &[f32], dys: &[f32]) -> FlexTensor {
     let (k_len, c_len, len) = (g.out_channels, g.in_channels, g.out_len());
-    let per_thread = g.batch.div_ceil(rayon::current_num_threads().max(1)).max(1);
-    let starts: Vec<usize> = (0..g.batch).step_by(per_thread).collect();
-    let parts = starts
-        .into_par_iter()
-        .map(|start| {
-            let mut part = vec![0.0f32; k_len * c_len];
-            for (i, n) in (start..(start + per_thread).min(g.batch)).enumerate() {
-                let dy = Mat::rows(&dys[n * k_len * len..][..k_len * len], k_len, len);
-                let x = Mat::rows(&xs[n * c_len * len..][..c_len * len], c_len, len);
-                matmul_into(&mut part, c_len, dy, x.t(), i > 0);
-            }
-            part
-        })
-        .collect::<Vec<_>>();
-    let dw = grad::sum_in_order(parts, vec![0.0f32; k_len * c_len]);
+    let per_thread = g.batch.div_ceil(rayon::current_num_threads().max(1));
+    let dw = grad::sum_over_images(g.batch, per_thread, k_len * c_len, |images, part| {
+        for (i, n) in images.enumerate() {
+            let dy = Mat::rows(&dys[n * k_len * len..][..k_len * len], k_len, len);
+            let x = Mat::rows(&xs[n * c_len * len..][..c_len * len], c_len, len);
+            matmul_into(part, c_len, dy, x.t(), i > 0);
+        }
+    });
     tensor(dw, Shape::new([k_len, c_len, 1, 1]))
 }
 
@@ -515,25 +508,17 @@ fn weight_grad_rows(g: &Geometry, x_nhwc: &[f32], dys: &[f32]) -> FlexTensor {
     // At least one chunk per thread (small maps would otherwise be one chunk on one thread).
     let per_thread = g.batch.div_ceil(rayon::current_num_threads().max(1));
     let chunk = (COLS_BUDGET / 2 / per_image).clamp(1, per_thread.max(1));
-    let starts: Vec<usize> = (0..g.batch).step_by(chunk).collect();
-    let dw = starts
-        .into_par_iter()
-        .map(|start| {
-            let images = start..(start + chunk).min(g.batch);
-            let width = images.len() * g.out_len();
-            let mut dy_c = scratch::take(k_len * width);
-            grad::channels_major(g, dys, images.clone(), &mut dy_c);
-            let mut part = vec![0.0f32; k_len * patch];
-            let lhs = Mat::rows(&dy_c, k_len, width);
-            let mut rows = scratch::take(width * patch);
-            grad::im2row(g, x_nhwc, images, &mut rows);
-            matmul_into(&mut part, patch, lhs, Mat::rows(&rows, width, patch), false);
-            scratch::keep(rows);
-            scratch::keep(dy_c);
-            part
-        })
-        .collect::<Vec<_>>();
-    let dw = grad::sum_in_order(dw, vec![0.0f32; k_len * patch]);
+    let dw = grad::sum_over_images(g.batch, chunk, k_len * patch, |images, part| {
+        let width = images.len() * g.out_len();
+        let mut dy_c = scratch::take(k_len * width);
+        grad::channels_major(g, dys, images.clone(), &mut dy_c);
+        let lhs = Mat::rows(&dy_c, k_len, width);
+        let mut rows = scratch::take(width * patch);
+        grad::im2row(g, x_nhwc, images, &mut rows);
+        matmul_into(part, patch, lhs, Mat::rows(&rows, width, patch), false);
+        scratch::keep(rows);
+        scratch::keep(dy_c);
+    });
     // dw's columns are (kh, kw, in); the weight is [out, in, kh, kw].
     let [kh, kw] = g.kernel;
     let t = tensor(dw, Shape::new([k_len, kh, kw, g.in_channels]));

@@ -300,11 +300,8 @@ pub fn depthwise_weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     assert_eq!(c, g.out_channels, "depthwise: in != out channels");
     assert_eq!(x.len(), g.batch * c * g.in_len(), "depthwise: x length");
     assert_eq!(dy.len(), g.batch * c * g.out_len(), "depthwise: dy length");
-    let zero = || vec![0.0f32; g.taps() * c];
-    let per_image: Vec<Vec<f32>> = (0..g.batch)
-        .into_par_iter()
-        .map(|n| {
-            let mut acc = zero();
+    sum_over_images(g.batch, 1, g.taps() * c, |images, acc| {
+        for n in images {
             let image = &x[n * g.in_len() * c..][..g.in_len() * c];
             for oh in 0..g.out_size[0] {
                 for ow in 0..g.out_size[1] {
@@ -321,10 +318,30 @@ pub fn depthwise_weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
                     }
                 }
             }
-            acc
+        }
+    })
+}
+
+/// A gradient summed over the batch: `add` sums each run of `chunk` consecutive images into a
+/// part of `len` zeros, the runs in parallel, and the parts are added in run order
+/// ([`sum_in_order`]), so the result does not depend on how rayon scheduled them.
+pub(crate) fn sum_over_images(
+    batch: usize,
+    chunk: usize,
+    len: usize,
+    add: impl Fn(Range<usize>, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    let chunk = chunk.max(1);
+    let starts: Vec<usize> = (0..batch).step_by(chunk).collect();
+    let parts = starts
+        .into_par_iter()
+        .map(|start| {
+            let mut part = vec![0.0f32; len];
+            add(start..(start + chunk).min(batch), &mut part);
+            part
         })
         .collect();
-    sum_in_order(per_image, zero())
+    sum_in_order(parts, vec![0.0f32; len])
 }
 
 /// The element-wise sum of `parts` into `total`, in their order. A parallel fold or reduce
