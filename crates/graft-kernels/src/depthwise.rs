@@ -113,7 +113,7 @@ fn over_planes(
 fn blocks(g: &Geometry, x: Option<&[f32]>, blocked: bool, dst: &mut [f32], f: Filters) {
     let block = interleaved::CHANNELS;
     let in_len = g.in_len();
-    let need = interleaved::Phases::of(g).scratch_len(g);
+    let need = interleaved::scratch_len(g, blocked && x.is_some());
     over_planes(dst, block * g.out_len(), need, |i, dst, scratch| {
         // Blocks run image by image, channel block by channel block.
         let x = x.map(|x| &x[i * block * in_len..][..block * in_len]);
@@ -263,7 +263,7 @@ fn banded(g: &Geometry, n: usize, x: &[f32], dst: &mut [f32], f: Filters) {
     tasks.into_par_iter().for_each(|(r0, i, dst)| {
         let (sub, y0) = band(g, r0, (r0 + rows).min(oh));
         let x = &x[i * in_plane + y0 * g.in_size[1] * block..][..sub.in_len() * block];
-        let need = interleaved::Phases::of(&sub).scratch_len(&sub);
+        let need = interleaved::scratch_len(&sub, true);
         let c0 = (i * block) % g.out_channels;
         scratch::with_aligned(need, |scratch| {
             f.block(&sub, Some(x), true, c0, scratch, dst)
@@ -292,7 +292,15 @@ pub fn forward_blocked_in_place(
     let len = g.batch * g.out_channels * g.out_len();
     // A band would read rows of its neighbours that their tasks may already have overwritten.
     let banded = interleaved::applies(g) && bands(g) > 1;
-    if !same_size(g) || !whole || x.len() != len || w.len() < g.out_channels * g.taps() || banded {
+    // A wide map reads its input where it lies, so it cannot write over it.
+    let direct = crate::blocked_depthwise::applies(g);
+    if !same_size(g)
+        || !whole
+        || x.len() != len
+        || w.len() < g.out_channels * g.taps()
+        || banded
+        || direct
+    {
         return false;
     }
     if interleaved::applies(g) {

@@ -12,6 +12,9 @@
 //! tap a weight vector and one vector load and multiply-add per pixel (no broadcast, no tail),
 //! and goes back to the 16 planes with the bias and activation. The copy in makes the layer
 //! safe to run over its own input (a [`Block`] without `x`).
+//!
+//! A blocked input of 28 columns and more is not copied: its taps read it where it lies
+//! (`blocked_depthwise.rs`), and such a layer never runs over its own input.
 
 use pulp::{Simd, WithSimd};
 
@@ -86,12 +89,49 @@ fn block<S: Simd>(
     scratch: &mut [f32],
     dst: &mut [f32],
 ) {
+    let mut first = [0f32; CHANNELS];
+    if let Some(b) = bias {
+        first.copy_from_slice(&b[..CHANNELS]);
+    }
+    if blocked && let Some(x) = x.filter(|_| crate::blocked_depthwise::applies(g)) {
+        let filters = &mut scratch[..g.taps() * CHANNELS];
+        interleave_filters(g, w, filters);
+        let rows = crate::blocked_depthwise::Rows {
+            g,
+            x,
+            filters,
+            bias: &first,
+            epilogue,
+            dst,
+        };
+        return by_width(simd, g, rows);
+    }
     let p = Phases::of(g);
     let (pixels, filters) = scratch.split_at_mut(p.pixels(g) * CHANNELS);
     interleave(g, &p, x.unwrap_or(dst), blocked, pixels);
     taps(
-        simd, g, &p, w, bias, epilogue, pixels, filters, blocked, dst,
+        simd, g, &p, w, &first, epilogue, pixels, filters, blocked, dst,
     );
+}
+
+/// Scratch floats one block of layer `g` needs; `blocked_input`: its input is a blocked
+/// buffer of its own (not planes, and not the output's buffer).
+pub(crate) fn scratch_len(g: &Geometry, blocked_input: bool) -> usize {
+    if blocked_input && crate::blocked_depthwise::applies(g) {
+        g.taps() * CHANNELS
+    } else {
+        Phases::of(g).scratch_len(g)
+    }
+}
+
+/// The block's filters `w` (`[channel][tap]`) as `[tap][16]`: one vector a tap.
+fn interleave_filters(g: &Geometry, w: &[f32], filters: &mut [f32]) {
+    let taps = g.taps();
+    for (t, f) in filters.chunks_exact_mut(CHANNELS).enumerate() {
+        for (l, f) in f.iter_mut().enumerate() {
+            *f = w[l * taps + t];
+        }
+    }
 }
 
 /// Fills every phase: padded pixel `(r, c)` holds the 16 planes at input row `r - padding[0]`,
@@ -142,7 +182,7 @@ fn taps<S: Simd>(
     g: &Geometry,
     p: &Phases,
     w: &[f32],
-    bias: Option<&[f32]>,
+    first: &[f32; CHANNELS],
     epilogue: Epilogue,
     pixels: &[f32],
     filters: &mut [f32],
@@ -150,15 +190,7 @@ fn taps<S: Simd>(
     dst: &mut [f32],
 ) {
     let taps = g.taps();
-    for (t, f) in filters.chunks_exact_mut(CHANNELS).enumerate() {
-        for (l, f) in f.iter_mut().enumerate() {
-            *f = w[l * taps + t];
-        }
-    }
-    let mut first = [0f32; CHANNELS];
-    if let Some(b) = bias {
-        first.copy_from_slice(&b[..CHANNELS]);
-    }
+    interleave_filters(g, w, filters);
     // Up to 7x7 filters on the stack (the divisions stay out of the tap loop).
     let mut kept = [0usize; 49];
     let mut owned = Vec::new();
@@ -176,20 +208,32 @@ fn taps<S: Simd>(
         p,
         offsets,
         filters,
-        bias: &first,
+        bias: first,
         epilogue,
         pixels,
         blocked,
         dst,
     };
-    // Accumulators: 8 (or 7, for rows of 7, 14, 28...) of AVX-512's 32 registers, 8 of AVX2's 16.
+    by_width(simd, g, run)
+}
+
+/// A block's output rows in tiles of `T` pixels, `V` vectors a pixel (`V * S::F32_LANES ==
+/// 16`, else the scalar fallback's 16 lanes of 1).
+pub(crate) trait TileRows {
+    fn run<S: Simd, const V: usize, const T: usize>(self, simd: S);
+}
+
+/// `rows` with the tile that fits `S`'s registers: 8 accumulators (or 7, for rows of 7, 14,
+/// 28...) of AVX-512's 32 registers, 8 of AVX2's 16.
+#[inline(always)]
+pub(crate) fn by_width<S: Simd>(simd: S, g: &Geometry, rows: impl TileRows) {
     let sevens = !g.out_size[1].is_multiple_of(8) && g.out_size[1].is_multiple_of(7);
     match S::F32_LANES {
-        16 if sevens => run.run::<S, 1, 7>(simd),
-        16 => run.run::<S, 1, 8>(simd),
-        8 => run.run::<S, 2, 4>(simd),
-        4 => run.run::<S, 4, 2>(simd),
-        _ => run.run::<S, 16, 1>(simd),
+        16 if sevens => rows.run::<S, 1, 7>(simd),
+        16 => rows.run::<S, 1, 8>(simd),
+        8 => rows.run::<S, 2, 4>(simd),
+        4 => rows.run::<S, 4, 2>(simd),
+        _ => rows.run::<S, 16, 1>(simd),
     }
 }
 
@@ -206,9 +250,8 @@ struct Rows<'a> {
     dst: &'a mut [f32],
 }
 
-impl Rows<'_> {
-    /// `V` vectors a pixel (`V * S::F32_LANES == 16`, else the scalar fallback's 16 lanes of 1),
-    /// tiles of `T` output pixels along a row, then single pixels to the row's end.
+impl TileRows for Rows<'_> {
+    /// Tiles of `T` output pixels along a row, then single pixels to the row's end.
     #[inline(always)]
     fn run<S: Simd, const V: usize, const T: usize>(self, simd: S) {
         let [oh, ow] = self.g.out_size;
@@ -258,7 +301,7 @@ impl Rows<'_> {
 
 /// Interleaved output pixels from their sums, with the epilogue.
 #[inline(always)]
-fn store<S: Simd, const V: usize>(
+pub(crate) fn store<S: Simd, const V: usize>(
     simd: S,
     epilogue: Epilogue,
     sums: &[[S::f32s; V]],

@@ -55,6 +55,7 @@ mod activation;
 mod autodiff;
 mod batch_norm;
 pub mod blocked;
+mod blocked_depthwise;
 pub mod blocked_direct;
 pub mod blocked_pointwise;
 pub mod blocked_stem;

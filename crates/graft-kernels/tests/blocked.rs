@@ -153,17 +153,27 @@ fn pointwise_keeps_nan() {
 
 #[test]
 fn depthwise_matches_the_definition_at_every_isa() {
-    // (batch, channels, size, kernel, stride, begin padding, end padding): EfficientNet's
-    // 3x3 and 5x5 at stride 1 and 2 with TensorFlow "same" padding, a non-square map, and maps
-    // of a few rows (fewer than the bands an image is split into on some pools).
+    // (batch, channels, size, kernel, stride, begin padding, end padding, dilation):
+    // EfficientNet's 3x3 and 5x5 at stride 1 and 2 with TensorFlow "same" padding, a non-square
+    // map, and maps of a few rows (fewer than the bands an image is split into on some pools).
+    // Maps of 28 columns and more read the blocked input where it lies, with no padded copy:
+    // rows of whole tiles of 7 and 8 and a ragged one, tiles reaching into the padding on both
+    // sides, kernel rows skipped at the top and bottom, stride 2 and a dilated kernel.
     let cases = [
-        (2, 32, [14, 14], 3, 1, [1, 1], [1, 1]),
-        (1, 16, [7, 7], 5, 1, [2, 2], [2, 2]),
-        (3, 48, [16, 16], 3, 2, [0, 0], [1, 1]),
-        (1, 32, [15, 15], 5, 2, [1, 1], [2, 2]),
-        (1, 48, [9, 13], 3, 1, [1, 1], [1, 1]),
-        (1, 16, [2, 9], 3, 1, [1, 1], [1, 1]),
-        (1, 32, [5, 6], 5, 2, [2, 2], [2, 2]),
+        (2, 32, [14, 14], 3, 1, [1, 1], [1, 1], 1),
+        (1, 16, [7, 7], 5, 1, [2, 2], [2, 2], 1),
+        (3, 48, [16, 16], 3, 2, [0, 0], [1, 1], 1),
+        (1, 32, [15, 15], 5, 2, [1, 1], [2, 2], 1),
+        (1, 48, [9, 13], 3, 1, [1, 1], [1, 1], 1),
+        (1, 16, [2, 9], 3, 1, [1, 1], [1, 1], 1),
+        (1, 32, [5, 6], 5, 2, [2, 2], [2, 2], 1),
+        (1, 48, [28, 28], 5, 1, [2, 2], [2, 2], 1),
+        (2, 16, [12, 32], 3, 1, [1, 1], [1, 1], 1),
+        (1, 32, [9, 33], 5, 1, [2, 2], [2, 2], 1),
+        (1, 16, [14, 56], 3, 2, [0, 0], [1, 1], 1),
+        (1, 48, [11, 29], 5, 2, [1, 1], [2, 2], 1),
+        (1, 16, [3, 30], 5, 1, [2, 2], [2, 2], 1),
+        (1, 16, [10, 30], 3, 1, [2, 2], [2, 2], 2),
     ];
     // With fewer images than workers, and blocks that do not share out evenly among them,
     // each block is split into bands of rows, one a worker; then the layer runs out of place
@@ -173,8 +183,8 @@ fn depthwise_matches_the_definition_at_every_isa() {
             .num_threads(threads)
             .build()
             .expect("a thread pool");
-        for (i, &(batch, c, size, k, s, p, e)) in cases.iter().enumerate() {
-            let g = geometry(batch, [c, c], size, [k, k], s, p, 1, e);
+        for (i, &(batch, c, size, k, s, p, e, d)) in cases.iter().enumerate() {
+            let g = geometry(batch, [c, c], size, [k, k], s, p, d, e);
             let x = noise(batch * c * g.in_len(), 50 + i as u64);
             let w = noise(c * k * k, 60 + i as u64);
             let bias: Vec<f32> = noise(c, 70 + i as u64).iter().map(|v| 3.0 * v).collect();
@@ -198,7 +208,10 @@ fn depthwise_matches_the_definition_at_every_isa() {
                         (y, own, done)
                     });
                     assert_close(&what, &from_blocks(&y, batch, c, g.out_len()), &expect);
-                    if s == 1 && (threads / batch <= 1 || (batch * c / 16).is_multiple_of(threads))
+                    let copied = size[1] < 28;
+                    if s == 1
+                        && copied
+                        && (threads / batch <= 1 || (batch * c / 16).is_multiple_of(threads))
                     {
                         assert!(done, "{what}: in place");
                         assert_close(
@@ -209,7 +222,7 @@ fn depthwise_matches_the_definition_at_every_isa() {
                     } else {
                         assert!(
                             !done && own == *xb,
-                            "{what}: in place only at the input's size, a task a block"
+                            "{what}: in place only at the input's size, a task a block, copied"
                         );
                     }
                 }

@@ -1,0 +1,162 @@
+//! A depthwise convolution whose taps read blocked activations (`blocked.rs`' layout,
+//! `[pixel][16]` a block) where they lie, as MLAS's NCHWc depthwise kernel does: no padded copy.
+//!
+//! `interleaved.rs` first copies each block into a zero-padded buffer split by stride phase, so
+//! that every tap of a tile reads a run of pixels with no bounds to check. On the large maps
+//! that copy cost more than it saved: in Lite0's batch-1 pass the blocked copy's loads, of an
+//! input the 1x1 layer before had just written (half of it from the other core), were 5% of
+//! the samples, and the pass took 0.95 of the time with the copy skipped (wrong output, same
+//! taps). Here the padding is never written: a kernel row that falls in it is skipped for the
+//! whole output row, and a tile whose pixels reach into the left or right padding checks each
+//! (tap, pixel) on its way (at most two tiles a row). Maps narrower than [`MIN_COLS`] keep the
+//! copy: nearly every tile of theirs is at an edge, and their blocks are in L1 anyway.
+
+use pulp::Simd;
+
+use crate::epilogue::Epilogue;
+use crate::grad::Geometry;
+use crate::interleaved::{CHANNELS, TileRows, store};
+
+/// Input columns a map needs for its taps to read it where it lies.
+const MIN_COLS: usize = 28;
+
+/// Whether a blocked layer of geometry `g` reads its input where it lies ([`Rows`]): wide
+/// enough maps at stride 1 or 2 (the strides the tile is built for).
+pub(crate) fn applies(g: &Geometry) -> bool {
+    g.in_size[1] >= MIN_COLS && matches!(g.stride[1], 1 | 2)
+}
+
+/// One image's block of a depthwise layer: `x` its input pixels `[in pixel][16]`, `dst` its
+/// output `[out pixel][16]`, `filters` `[tap][16]`, `bias` the block's 16 biases.
+pub(crate) struct Rows<'a> {
+    pub(crate) g: &'a Geometry,
+    pub(crate) x: &'a [f32],
+    pub(crate) filters: &'a [f32],
+    pub(crate) bias: &'a [f32; CHANNELS],
+    pub(crate) epilogue: Epilogue,
+    pub(crate) dst: &'a mut [f32],
+}
+
+impl TileRows for Rows<'_> {
+    /// Tiles of `T` output pixels along a row, then single pixels.
+    #[inline(always)]
+    fn run<S: Simd, const V: usize, const T: usize>(self, simd: S) {
+        match self.g.stride[1] {
+            1 => self.sweep::<S, V, T, 1>(simd),
+            _ => self.sweep::<S, V, T, 2>(simd),
+        }
+    }
+}
+
+impl Rows<'_> {
+    /// [`Rows::run`] at column stride `SW`.
+    #[inline(always)]
+    fn sweep<S: Simd, const V: usize, const T: usize, const SW: usize>(self, simd: S) {
+        let g = self.g;
+        let ([oh, ow], [h, w]) = (g.out_size, g.in_size);
+        let ([kh, kw], [dh, dw], [ph, pw]) = (g.kernel, g.dilation, g.padding);
+        let xv = S::as_simd_f32s(self.x).0;
+        let fv = S::as_simd_f32s(self.filters).0;
+        let bias = S::as_simd_f32s(self.bias).0;
+        let mut start = [bias[0]; V];
+        start.copy_from_slice(&bias[..V]);
+        let reach = (kw - 1) * dw;
+        for oy in 0..oh {
+            // Padded row of kernel row 0; kernel rows `ky0..ky1` fall inside the input.
+            let top = oy * g.stride[0];
+            let ky0 = ph.saturating_sub(top).div_ceil(dh).min(kh);
+            let ky1 = (h + ph).saturating_sub(top).div_ceil(dh).min(kh);
+            let taps = Taps {
+                rows: ky0..ky1,
+                first: (top + ky0 * dh).saturating_sub(ph),
+                dh,
+                kw,
+                dw,
+                width: w,
+                pw,
+            };
+            let mut ox = 0;
+            while ox < ow {
+                let whole = ow - ox >= T;
+                let n = if whole { T } else { 1 };
+                // Padded column of the tile's first pixel at kernel column 0.
+                let left = ox * SW;
+                let inside = left >= pw && (ox + n - 1) * SW + reach < w + pw;
+                let out = &mut self.dst[(oy * ow + ox) * CHANNELS..][..n * CHANNELS];
+                match (whole, inside) {
+                    (true, true) => {
+                        let acc = taps.tile::<S, V, T, SW, false>(simd, xv, fv, start, left);
+                        store::<S, V>(simd, self.epilogue, &acc, out)
+                    }
+                    (true, false) => {
+                        let acc = taps.tile::<S, V, T, SW, true>(simd, xv, fv, start, left);
+                        store::<S, V>(simd, self.epilogue, &acc, out)
+                    }
+                    _ => {
+                        let acc = taps.tile::<S, V, 1, SW, true>(simd, xv, fv, start, left);
+                        store::<S, V>(simd, self.epilogue, &acc, out)
+                    }
+                }
+                ox += n;
+            }
+        }
+    }
+}
+
+/// The taps of one output row that read the input: kernel rows `rows`, the first of them at
+/// input row `first`.
+struct Taps {
+    rows: std::ops::Range<usize>,
+    first: usize,
+    dh: usize,
+    kw: usize,
+    dw: usize,
+    /// Input columns, and the padding on the left of them.
+    width: usize,
+    pw: usize,
+}
+
+impl Taps {
+    /// `T` output pixels from padded column `left` (kernel column 0), every tap onto `start`;
+    /// with `EDGE`, the (tap, pixel) pairs that fall in the padding are skipped.
+    #[inline(always)]
+    fn tile<S: Simd, const V: usize, const T: usize, const SW: usize, const EDGE: bool>(
+        &self,
+        simd: S,
+        xv: &[S::f32s],
+        fv: &[S::f32s],
+        start: [S::f32s; V],
+        left: usize,
+    ) -> [[S::f32s; V]; T] {
+        let mut acc = [start; T];
+        let (w, pw) = (self.width, self.pw);
+        for (i, ky) in self.rows.clone().enumerate() {
+            let iy = self.first + i * self.dh;
+            let row = &xv[iy * w * V..][..w * V];
+            for kx in 0..self.kw {
+                let wv = &fv[(ky * self.kw + kx) * V..][..V];
+                let col = left + kx * self.dw;
+                if EDGE {
+                    for (t, acc) in acc.iter_mut().enumerate() {
+                        let pc = col + t * SW;
+                        if pc < pw || pc >= w + pw {
+                            continue;
+                        }
+                        let x = &row[(pc - pw) * V..][..V];
+                        for v in 0..V {
+                            acc[v] = simd.mul_add_e_f32s(wv[v], x[v], acc[v]);
+                        }
+                    }
+                } else {
+                    let xs = &row[(col - pw) * V..][..((T - 1) * SW + 1) * V];
+                    for (t, acc) in acc.iter_mut().enumerate() {
+                        for v in 0..V {
+                            acc[v] = simd.mul_add_e_f32s(wv[v], xs[t * SW * V + v], acc[v]);
+                        }
+                    }
+                }
+            }
+        }
+        acc
+    }
+}
