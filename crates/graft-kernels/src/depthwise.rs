@@ -198,11 +198,16 @@ pub fn forward_blocked(
 /// reading an input that the 1x1 layer before had written half on each core (its tasks split
 /// the pixels). In bands, three of those four layers took 0.67-0.77 of the time; the 14x14
 /// and 7x7 layers of 30, 42 and 72 blocks took up to twice as long (the rows a band shares
-/// with the next are copied twice, and the layer no longer runs over its input).
+/// with the next are copied twice, and the layer no longer runs over its input). A layer that
+/// reads its input where it lies (`blocked_depthwise.rs`) copies nothing and never runs over
+/// its input, so it always runs in bands at such a batch: each worker then reads the rows the
+/// 1x1 layer before wrote on its own core (Lite0 at batch 1: 0.973 and 1/1.023 of the time,
+/// its 32- and 96-channel layers at 112x112 being the ones that change).
 fn bands(g: &Geometry) -> usize {
     let workers = rayon::current_num_threads();
     let tasks = g.batch * g.out_channels.div_ceil(interleaved::CHANNELS);
-    if g.batch >= workers || tasks.is_multiple_of(workers) {
+    let direct = crate::blocked_depthwise::applies(g);
+    if g.batch >= workers || (tasks.is_multiple_of(workers) && !direct) {
         return 1;
     }
     let n = (workers / g.batch.max(1)).min(g.out_size[0]).max(1);
