@@ -102,7 +102,9 @@ fn over_planes(
     need: usize,
     work: impl Fn(usize, &mut [f32], &mut [f32]) + Sync,
 ) {
+    // One chunk a piece for rayon to hand out, as `blocked_direct::forward`'s tasks.
     dst.par_chunks_mut(chunk)
+        .with_max_len(1)
         .enumerate()
         .for_each(|(task, dst)| scratch::with_aligned(need, |scratch| work(task, dst, scratch)));
 }
@@ -265,15 +267,18 @@ fn banded(g: &Geometry, n: usize, x: &[f32], dst: &mut [f32], f: Filters) {
             }
         }
     }
-    tasks.into_par_iter().for_each(|(r0, i, dst)| {
-        let (sub, y0) = band(g, r0, (r0 + rows).min(oh));
-        let x = &x[i * in_plane + y0 * g.in_size[1] * block..][..sub.in_len() * block];
-        let need = interleaved::scratch_len(&sub, true);
-        let c0 = (i * block) % g.out_channels;
-        scratch::with_aligned(need, |scratch| {
-            f.block(&sub, Some(x), true, c0, scratch, dst)
+    tasks
+        .into_par_iter()
+        .with_max_len(1)
+        .for_each(|(r0, i, dst)| {
+            let (sub, y0) = band(g, r0, (r0 + rows).min(oh));
+            let x = &x[i * in_plane + y0 * g.in_size[1] * block..][..sub.in_len() * block];
+            let need = interleaved::scratch_len(&sub, true);
+            let c0 = (i * block) % g.out_channels;
+            scratch::with_aligned(need, |scratch| {
+                f.block(&sub, Some(x), true, c0, scratch, dst)
+            });
         });
-    });
 }
 
 /// Whether depthwise layer `g`'s output has its input's shape (stride 1, "same" padding), so
