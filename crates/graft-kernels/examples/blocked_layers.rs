@@ -37,6 +37,11 @@ fn main() {
             cin,
             1,
         );
+        let filters = graft_kernels::depthwise::BlockedFilters::new(
+            if dw { &w } else { &[0.0; 0] },
+            if dw { cout } else { 0 },
+            k * k,
+        );
         // Each side's output is dropped inside the timing, as the network drops its layers'.
         let time = |f: &(dyn Fn() -> Box<dyn std::ops::Deref<Target = [f32]>> + Sync)| {
             graft_kernels::on_workers(|| {
@@ -60,7 +65,7 @@ fn main() {
                 graft_kernels::depthwise::forward_blocked(
                     &g,
                     &xb,
-                    &w,
+                    &filters,
                     Some(&b),
                     Epilogue::BiasRelu6,
                     isa,

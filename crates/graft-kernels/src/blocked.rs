@@ -337,19 +337,19 @@ fn padded(g: &Geometry) -> Geometry {
     }
 }
 
-/// Depthwise filters `[channels, taps]` and bias zero-padded to whole blocks, made on first use.
+/// Depthwise filters laid out for the blocked kernels and bias zero-padded to whole blocks, made
+/// on first use.
 fn depthwise_filters<'a>(
     g: &Geometry,
     weight: &Tensor<4>,
     bias: &Option<Tensor<1>>,
     prepared: &'a Prepared,
-) -> (&'a [f32], &'a [f32]) {
+) -> (&'a crate::depthwise::BlockedFilters, &'a [f32]) {
     prepared.depthwise(|| {
-        let c = blocks(g.out_channels) * LANES;
-        let mut w = floats(weight.clone());
-        w.resize(c * g.taps(), 0.0);
+        let w = floats(weight.clone());
+        let w = crate::depthwise::BlockedFilters::new(&w, g.out_channels, g.taps());
         let mut b = bias.clone().map(floats).unwrap_or_default();
-        b.resize(c, 0.0);
+        b.resize(blocks(g.out_channels) * LANES, 0.0);
         (w, b)
     })
 }

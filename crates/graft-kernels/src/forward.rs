@@ -48,7 +48,7 @@ pub struct Prepared {
     winograd: OnceLock<Vec<f32>>,
     blocked: OnceLock<crate::blocked_direct::Packed>,
     blocked_winograd: OnceLock<crate::blocked_winograd::Packed>,
-    depthwise: OnceLock<(Vec<f32>, Vec<f32>)>,
+    depthwise: OnceLock<(crate::depthwise::BlockedFilters, Vec<f32>)>,
     stem: OnceLock<crate::blocked_stem::Packed>,
 }
 
@@ -78,11 +78,12 @@ impl Prepared {
         self.stem.get_or_init(make)
     }
 
-    /// A depthwise layer's filters and bias padded to whole blocks, made by `make` on first use.
+    /// A depthwise layer's filters laid out for the blocked kernels and its bias padded to
+    /// whole blocks, made by `make` on first use.
     pub(crate) fn depthwise(
         &self,
-        make: impl FnOnce() -> (Vec<f32>, Vec<f32>),
-    ) -> (&[f32], &[f32]) {
+        make: impl FnOnce() -> (crate::depthwise::BlockedFilters, Vec<f32>),
+    ) -> (&crate::depthwise::BlockedFilters, &[f32]) {
         let (w, b) = self.depthwise.get_or_init(make);
         (w, b)
     }

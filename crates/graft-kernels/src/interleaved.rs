@@ -73,29 +73,40 @@ impl Phases {
 /// One image's block of [`CHANNELS`] planes: `x` the input planes (`g.in_size` each), or none
 /// to read the block's own planes `dst` (stride 1, output size equal to input size: they are
 /// copied into `scratch` before any output is written); `dst` the output planes (`g.out_size`
-/// each), `w` the block's filters `[channel][tap]`, `bias` its 16 biases or none. `scratch` is
-/// [`Phases::scratch_len`] floats. With `blocked`, `x` and `dst` are already interleaved
-/// (`[pixel][16]`, `blocked.rs`' layout) rather than planes.
-#[allow(clippy::too_many_arguments)]
+/// each), `w` the block's filters `[channel][tap]` (or `[tap][16]`, `laid_out`), `bias` its
+/// 16 biases or none. `scratch` is [`scratch_len`] floats. With `blocked`, `x` and `dst` are
+/// already interleaved (`[pixel][16]`, `blocked.rs`' layout) rather than planes.
 #[inline(always)]
-fn block<S: Simd>(
-    simd: S,
-    g: &Geometry,
-    x: Option<&[f32]>,
-    blocked: bool,
-    w: &[f32],
-    bias: Option<&[f32]>,
-    epilogue: Epilogue,
-    scratch: &mut [f32],
-    dst: &mut [f32],
-) {
+fn block<S: Simd>(simd: S, b: Block<'_>) {
+    let Block {
+        g,
+        x,
+        blocked,
+        w,
+        laid_out,
+        bias,
+        epilogue,
+        scratch,
+        dst,
+    } = b;
     let mut first = [0f32; CHANNELS];
     if let Some(b) = bias {
         first.copy_from_slice(&b[..CHANNELS]);
     }
+    // The filters as `[tap][16]`: as given, or laid out in the scratch's tail.
+    let lay_out = |g: &Geometry, tail: &mut [f32]| {
+        if laid_out {
+            return;
+        }
+        interleave_filters(g, w, &mut tail[..g.taps() * CHANNELS]);
+    };
     if blocked && let Some(x) = x.filter(|_| crate::blocked_depthwise::applies(g)) {
-        let filters = &mut scratch[..g.taps() * CHANNELS];
-        interleave_filters(g, w, filters);
+        lay_out(g, scratch);
+        let filters = if laid_out {
+            w
+        } else {
+            &scratch[..g.taps() * CHANNELS]
+        };
         let rows = crate::blocked_depthwise::Rows {
             g,
             x,
@@ -107,11 +118,15 @@ fn block<S: Simd>(
         return by_width(simd, g, rows);
     }
     let p = Phases::of(g);
-    let (pixels, filters) = scratch.split_at_mut(p.pixels(g) * CHANNELS);
+    let (pixels, tail) = scratch.split_at_mut(p.pixels(g) * CHANNELS);
     interleave(g, &p, x.unwrap_or(dst), blocked, pixels);
-    taps(
-        simd, g, &p, w, &first, epilogue, pixels, filters, blocked, dst,
-    );
+    lay_out(g, tail);
+    let filters = if laid_out {
+        w
+    } else {
+        &tail[..g.taps() * CHANNELS]
+    };
+    taps(simd, g, &p, &first, epilogue, pixels, filters, blocked, dst);
 }
 
 /// Scratch floats one block of layer `g` needs; `blocked_input`: its input is a blocked
@@ -181,16 +196,14 @@ fn taps<S: Simd>(
     simd: S,
     g: &Geometry,
     p: &Phases,
-    w: &[f32],
     first: &[f32; CHANNELS],
     epilogue: Epilogue,
     pixels: &[f32],
-    filters: &mut [f32],
+    filters: &[f32],
     blocked: bool,
     dst: &mut [f32],
 ) {
     let taps = g.taps();
-    interleave_filters(g, w, filters);
     // Up to 7x7 filters on the stack (the divisions stay out of the tap loop).
     let mut kept = [0usize; 49];
     let mut owned = Vec::new();
@@ -362,6 +375,8 @@ pub(crate) struct Block<'a> {
     /// `x` and `dst` are interleaved blocks (`blocked.rs`), not planes.
     pub(crate) blocked: bool,
     pub(crate) w: &'a [f32],
+    /// `w` is already `[tap][16]` (`depthwise::BlockedFilters`), not `[channel][tap]`.
+    pub(crate) laid_out: bool,
     pub(crate) bias: Option<&'a [f32]>,
     pub(crate) epilogue: Epilogue,
     pub(crate) scratch: &'a mut [f32],
@@ -373,16 +388,6 @@ impl WithSimd for Block<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        block(
-            simd,
-            self.g,
-            self.x,
-            self.blocked,
-            self.w,
-            self.bias,
-            self.epilogue,
-            self.scratch,
-            self.dst,
-        )
+        block(simd, self)
     }
 }

@@ -190,6 +190,7 @@ fn depthwise_matches_the_definition_at_every_isa() {
             let bias: Vec<f32> = noise(c, 70 + i as u64).iter().map(|v| 3.0 * v).collect();
             let want = forward(&g, c, &x, &w, Some(&bias));
             let xb = to_blocks(&x, batch, c, g.in_len());
+            let w = depthwise::BlockedFilters::new(&w, c, k * k);
             for isa in Isa::available() {
                 for epilogue in EPILOGUES {
                     let what = format!("depthwise case {i} {threads} threads {isa:?} {epilogue:?}");
@@ -290,7 +291,7 @@ fn an_images_blocked_output_does_not_depend_on_its_batch() {
     let all = blocked_pointwise::forward(&x, batch, pixels, &packed, Epilogue::Bias, None, isa);
     let g = geometry(batch, [32, 32], [14, 14], [5, 5], 2, [1, 1], 1, [2, 2]);
     let xd = to_blocks(&noise(batch * 32 * g.in_len(), 92), batch, 32, g.in_len());
-    let w = noise(32 * 25, 93);
+    let w = depthwise::BlockedFilters::new(&noise(32 * 25, 93), 32, 25);
     let dw = depthwise::forward_blocked(&g, &xd, &w, None, Epilogue::Bias, isa);
     let (image_in, image_out) = (blocks(cin) * pixels * LANES, blocks(cout) * pixels * LANES);
     let (dw_in, dw_out) = (32 * g.in_len(), 32 * g.out_len());
