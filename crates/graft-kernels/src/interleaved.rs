@@ -93,20 +93,8 @@ fn block<S: Simd>(simd: S, b: Block<'_>) {
     if let Some(b) = bias {
         first.copy_from_slice(&b[..CHANNELS]);
     }
-    // The filters as `[tap][16]`: as given, or laid out in the scratch's tail.
-    let lay_out = |g: &Geometry, tail: &mut [f32]| {
-        if laid_out {
-            return;
-        }
-        interleave_filters(g, w, &mut tail[..g.taps() * CHANNELS]);
-    };
     if blocked && let Some(x) = x.filter(|_| crate::blocked_depthwise::applies(g)) {
-        lay_out(g, scratch);
-        let filters = if laid_out {
-            w
-        } else {
-            &scratch[..g.taps() * CHANNELS]
-        };
+        let filters = tap_vectors(g, w, laid_out, scratch);
         let rows = crate::blocked_depthwise::Rows {
             g,
             x,
@@ -120,13 +108,19 @@ fn block<S: Simd>(simd: S, b: Block<'_>) {
     let p = Phases::of(g);
     let (pixels, tail) = scratch.split_at_mut(p.pixels(g) * CHANNELS);
     interleave(g, &p, x.unwrap_or(dst), blocked, pixels);
-    lay_out(g, tail);
-    let filters = if laid_out {
-        w
-    } else {
-        &tail[..g.taps() * CHANNELS]
-    };
+    let filters = tap_vectors(g, w, laid_out, tail);
     taps(simd, g, &p, &first, epilogue, pixels, filters, blocked, dst);
+}
+
+/// The block's filters as `[tap][16]`: `w` itself when `laid_out`, else `w` (`[channel][tap]`)
+/// laid out at the start of `tail`.
+fn tap_vectors<'a>(g: &Geometry, w: &'a [f32], laid_out: bool, tail: &'a mut [f32]) -> &'a [f32] {
+    if laid_out {
+        return w;
+    }
+    let filters = &mut tail[..g.taps() * CHANNELS];
+    interleave_filters(g, w, filters);
+    filters
 }
 
 /// Scratch floats one block of layer `g` needs; `blocked_input`: its input is a blocked
