@@ -23,12 +23,15 @@ pub struct Source {
 }
 
 impl Source {
-    /// The identity of `t`'s storage, if it is a contiguous `f32` burn-flex tensor.
-    pub fn of<const D: usize>(t: &Tensor<D>) -> Option<Source> {
+    /// The identity of `t`'s storage, if it is a contiguous `f32` burn-flex tensor. Takes the
+    /// tensor (a parameter's `val()` is already a clone): the checks run on every inference
+    /// call of every layer, serially between its parallel loops, and a second clone and
+    /// conversion a source was a third of their cost.
+    pub fn of<const D: usize>(t: Tensor<D>) -> Option<Source> {
         if t.dtype() != DType::F32 || t.is_autodiff() {
             return None;
         }
-        let tensor = t.clone().try_into_primitive::<Flex>().ok()?;
+        let tensor = t.try_into_primitive::<Flex>().ok()?;
         let values = tensor.as_slice::<f32>()?;
         let (at, len) = (values.as_ptr() as usize, values.len());
         Some(Source { tensor, at, len })

@@ -187,13 +187,13 @@ impl ConvBn {
     pub fn folded_prepared(&self) -> Folded {
         let bn = &self.bn;
         let mut sources = vec![
-            Source::of(&self.conv.weight.val()),
-            Source::of(&bn.gamma.val()),
-            Source::of(&bn.beta.val()),
-            Source::of(&bn.running_mean.value()),
-            Source::of(&bn.running_var.value()),
+            Source::of(self.conv.weight.val()),
+            Source::of(bn.gamma.val()),
+            Source::of(bn.beta.val()),
+            Source::of(bn.running_mean.value()),
+            Source::of(bn.running_var.value()),
         ];
-        sources.extend(self.conv.bias.as_ref().map(|b| Source::of(&b.val())));
+        sources.extend(self.conv.bias.as_ref().map(|b| Source::of(b.val())));
         self.fold.get(sources, || Folded {
             conv: self.fold_now(),
             prepared: Arc::default(),
@@ -233,8 +233,8 @@ pub fn conv2d_relu_kept(conv: &Conv2d, kept: &Memo<Arc<Prepared>>, x: Tensor<4>)
         return conv2d_relu(conv, x);
     }
     let (weight, bias) = (conv.weight.val(), conv.bias.as_ref().map(|b| b.val()));
-    let mut sources = vec![Source::of(&weight)];
-    sources.extend(bias.as_ref().map(Source::of));
+    let mut sources = vec![Source::of(weight.clone())];
+    sources.extend(bias.clone().map(Source::of));
     let prepared = kept.get(sources, Arc::default);
     let options = options(conv, &x);
     graft_kernels::conv2d_prepared(x, weight, bias, options, Epilogue::BiasRelu, &prepared)
