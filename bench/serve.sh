@@ -12,6 +12,14 @@
 # Usage: bench/serve.sh [MODEL...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Say what is missing before building and timing anything (a fresh machine has neither).
+command -v wrk >/dev/null 2>&1 || { echo "bench/serve.sh needs wrk: apt-get install wrk" >&2; exit 1; }
+if [[ " ${IMPLS:-graft peer} " == *" peer "* ]]; then
+  python3 -c 'import fastapi, uvicorn, onnx, onnxruntime, numpy, PIL' 2>/dev/null || {
+    echo "bench/serve.sh's peer needs: pip install fastapi uvicorn onnx onnxruntime numpy pillow" >&2
+    exit 1
+  }
+fi
 duration=${DURATION:-30}
 models=${*:-efficientnet_lite0 resnet50}
 out=bench/out
