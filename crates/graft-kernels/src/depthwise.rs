@@ -46,7 +46,6 @@ pub fn forward(
     if interleaved::applies(g) {
         let f = Filters {
             w,
-            laid_out: false,
             bias,
             epilogue,
             isa,
@@ -125,12 +124,11 @@ fn blocks(g: &Geometry, x: Option<&[f32]>, blocked: bool, dst: &mut [f32], f: Fi
 }
 
 /// A depthwise layer's filters, bias and epilogue, and the vectors it runs with. The filters
-/// are `[channel][tap]`, or with `laid_out` already [`BlockedFilters`]' `[block][tap][16]`: the
-/// same offsets a block, so a block's slice is found alike.
+/// are `[channel][tap]` for the planes paths and [`BlockedFilters`]' `[block][tap][16]` for the
+/// blocked ones: the same offsets a block, so a block's slice is found alike.
 #[derive(Clone, Copy)]
 struct Filters<'a> {
     w: &'a [f32],
-    laid_out: bool,
     bias: Option<&'a [f32]>,
     epilogue: Epilogue,
     isa: Isa,
@@ -151,17 +149,16 @@ impl BlockedFilters {
     /// Panics if `w` is shorter than `channels * taps` (a caller's error).
     pub fn new(w: &[f32], channels: usize, taps: usize) -> BlockedFilters {
         assert!(w.len() >= channels * taps, "depthwise: w too short");
-        let block = interleaved::CHANNELS;
-        let mut values = vec![0.0; channels.div_ceil(block) * block * taps];
-        for (b, out) in values.chunks_exact_mut(block * taps).enumerate() {
-            for (t, lanes) in out.chunks_exact_mut(block).enumerate() {
-                for (l, v) in lanes.iter_mut().enumerate() {
-                    let c = b * block + l;
-                    if c < channels {
-                        *v = w[c * taps + t];
-                    }
-                }
-            }
+        let per_block = interleaved::CHANNELS * taps;
+        let len = channels.div_ceil(interleaved::CHANNELS) * per_block;
+        let mut padded = w[..channels * taps].to_vec();
+        padded.resize(len, 0.0);
+        let mut values = vec![0.0; len];
+        for (out, w) in values
+            .chunks_exact_mut(per_block)
+            .zip(padded.chunks_exact(per_block))
+        {
+            interleaved::interleave_filters(taps, w, out);
         }
         BlockedFilters { values }
     }
@@ -185,7 +182,6 @@ impl Filters<'_> {
             x,
             blocked,
             w: &self.w[c0 * taps..][..block * taps],
-            laid_out: self.laid_out,
             bias: self.bias.map(|b| &b[c0..][..block]),
             epilogue: self.epilogue,
             scratch,
@@ -217,7 +213,6 @@ pub fn forward_blocked(
     }
     let f = Filters {
         w: &w.values,
-        laid_out: true,
         bias,
         epilogue,
         isa,
@@ -357,7 +352,6 @@ pub fn forward_blocked_in_place(
             x,
             Filters {
                 w: &w.values,
-                laid_out: true,
                 bias,
                 epilogue,
                 isa,
@@ -392,7 +386,6 @@ pub fn forward_in_place(
             x,
             Filters {
                 w,
-                laid_out: false,
                 bias,
                 epilogue,
                 isa,

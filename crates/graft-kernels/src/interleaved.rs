@@ -73,8 +73,8 @@ impl Phases {
 /// One image's block of [`CHANNELS`] planes: `x` the input planes (`g.in_size` each), or none
 /// to read the block's own planes `dst` (stride 1, output size equal to input size: they are
 /// copied into `scratch` before any output is written); `dst` the output planes (`g.out_size`
-/// each), `w` the block's filters `[channel][tap]` (or `[tap][16]`, `laid_out`), `bias` its
-/// 16 biases or none. `scratch` is [`scratch_len`] floats. With `blocked`, `x` and `dst` are
+/// each), `w` the block's filters (`[channel][tap]` for planes, `[tap][16]` when `blocked`:
+/// `depthwise::BlockedFilters`, laid out once a layer), `bias` its 16 biases or none. `scratch` is [`scratch_len`] floats. With `blocked`, `x` and `dst` are
 /// already interleaved (`[pixel][16]`, `blocked.rs`' layout) rather than planes.
 #[inline(always)]
 fn block<S: Simd>(simd: S, b: Block<'_>) {
@@ -83,7 +83,6 @@ fn block<S: Simd>(simd: S, b: Block<'_>) {
         x,
         blocked,
         w,
-        laid_out,
         bias,
         epilogue,
         scratch,
@@ -94,11 +93,10 @@ fn block<S: Simd>(simd: S, b: Block<'_>) {
         first.copy_from_slice(&b[..CHANNELS]);
     }
     if blocked && let Some(x) = x.filter(|_| crate::blocked_depthwise::applies(g)) {
-        let filters = tap_vectors(g, w, laid_out, scratch);
         let rows = crate::blocked_depthwise::Rows {
             g,
             x,
-            filters,
+            filters: w,
             bias: &first,
             epilogue,
             dst,
@@ -108,34 +106,30 @@ fn block<S: Simd>(simd: S, b: Block<'_>) {
     let p = Phases::of(g);
     let (pixels, tail) = scratch.split_at_mut(p.pixels(g) * CHANNELS);
     interleave(g, &p, x.unwrap_or(dst), blocked, pixels);
-    let filters = tap_vectors(g, w, laid_out, tail);
+    let filters = if blocked {
+        w
+    } else {
+        let filters = &mut tail[..g.taps() * CHANNELS];
+        interleave_filters(g.taps(), w, filters);
+        filters
+    };
     taps(simd, g, &p, &first, epilogue, pixels, filters, blocked, dst);
 }
 
-/// The block's filters as `[tap][16]`: `w` itself when `laid_out`, else `w` (`[channel][tap]`)
-/// laid out at the start of `tail`.
-fn tap_vectors<'a>(g: &Geometry, w: &'a [f32], laid_out: bool, tail: &'a mut [f32]) -> &'a [f32] {
-    if laid_out {
-        return w;
-    }
-    let filters = &mut tail[..g.taps() * CHANNELS];
-    interleave_filters(g, w, filters);
-    filters
-}
-
 /// Scratch floats one block of layer `g` needs; `blocked_input`: its input is a blocked
-/// buffer of its own (not planes, and not the output's buffer).
+/// buffer of its own (not planes, and not the output's buffer), which the taps read where it
+/// lies with the filters already laid out: no scratch.
 pub(crate) fn scratch_len(g: &Geometry, blocked_input: bool) -> usize {
     if blocked_input && crate::blocked_depthwise::applies(g) {
-        g.taps() * CHANNELS
+        0
     } else {
         Phases::of(g).scratch_len(g)
     }
 }
 
-/// The block's filters `w` (`[channel][tap]`) as `[tap][16]`: one vector a tap.
-fn interleave_filters(g: &Geometry, w: &[f32], filters: &mut [f32]) {
-    let taps = g.taps();
+/// One block's filters `w` (`[channel][tap]`, 16 channels of `taps` taps) as `[tap][16]`: one
+/// vector a tap.
+pub(crate) fn interleave_filters(taps: usize, w: &[f32], filters: &mut [f32]) {
     for (t, f) in filters.chunks_exact_mut(CHANNELS).enumerate() {
         for (l, f) in f.iter_mut().enumerate() {
             *f = w[l * taps + t];
@@ -368,9 +362,8 @@ pub(crate) struct Block<'a> {
     pub(crate) x: Option<&'a [f32]>,
     /// `x` and `dst` are interleaved blocks (`blocked.rs`), not planes.
     pub(crate) blocked: bool,
+    /// `[channel][tap]`, or `[tap][16]` when `blocked` (`depthwise::BlockedFilters`).
     pub(crate) w: &'a [f32],
-    /// `w` is already `[tap][16]` (`depthwise::BlockedFilters`), not `[channel][tap]`.
-    pub(crate) laid_out: bool,
     pub(crate) bias: Option<&'a [f32]>,
     pub(crate) epilogue: Epilogue,
     pub(crate) scratch: &'a mut [f32],
