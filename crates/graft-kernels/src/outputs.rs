@@ -9,20 +9,26 @@
 //! taken (a training pass keeps its inputs for the backward pass, so nothing is recycled
 //! there), and a buffer is only handed out to a kernel that writes every element.
 //!
-//! Memory: at most [`KEPT`] buffers, each one an activation that was just freed. glibc keeps
-//! freed blocks in the heap anyway (no trimming); this holds the same blocks a layer longer.
+//! Memory: at most [`KEPT_PER_WORKER`] buffers a worker, each one an activation that was just
+//! freed. glibc keeps freed blocks in the heap anyway (no trimming); this holds the same blocks
+//! a layer longer.
 
 use std::sync::Mutex;
 
 use burn_flex::FlexTensor;
 
-/// Buffers held at once. EfficientNet's blocked pass (`blocked.rs`) holds a block's input, its
-/// expansion and its output, and its sizes change sixfold within a block and by stage; with 4
-/// buffers a small request took the large buffer the next expansion needed, every pass:
-/// Lite0 at batch 32 missed about 190 MB of buffers a batch (counted at each fresh
-/// allocation). With 8 buffers and a bound of 6 it missed about 10 MB, and peaked at 145 MiB
-/// instead of 193.
-const KEPT: usize = 8;
+/// Buffers held at once, per worker. EfficientNet's blocked pass (`blocked.rs`) holds a block's
+/// input, its expansion and its output, and its sizes change sixfold within a block and by
+/// stage; with 4 buffers a small request took the large buffer the next expansion needed, every
+/// pass. A batch runs as one part of its images per worker, side by side (`Network::forward_groups`
+/// in graft-models), each part with buffers of its own, and since the wide depthwise layers
+/// stopped writing over their input (`blocked_depthwise.rs`) a block holds one buffer more. So
+/// a bound of 8 for the whole pool missed, on 2 workers at batch 32, 280 MB of buffers a Lite0
+/// pass, 345 MB a ResNet-50 pass and 131 MB a ResNet-18 pass, each a fresh buffer zeroed by
+/// `memset` (2.2% of ResNet-50's samples). With 12 a worker they miss 8, 18 and 4 MB, at the
+/// same peak RSS (Lite0 148 MiB, ResNet-50 467, ResNet-18 231): the buffers are the freed
+/// activations glibc would keep in the heap anyway (no trimming).
+const KEPT_PER_WORKER: usize = 12;
 
 /// A kept buffer serves a request of at least 1/`SPARE` of its size. A bound keeps a small
 /// output that outlives the pass (logits, features) from pinning a large activation's buffer,
@@ -74,6 +80,11 @@ fn kept(len: usize) -> Option<Vec<f32>> {
     Some(pool.swap_remove(best))
 }
 
+/// How many buffers the pool holds at most: [`KEPT_PER_WORKER`] for each of rayon's workers.
+fn kept_at_most() -> usize {
+    KEPT_PER_WORKER * rayon::current_num_threads().max(1)
+}
+
 /// Keeps `v` for a later [`take`] (a kernel's input it no longer needs).
 pub(crate) fn keep(v: Vec<f32>) {
     if v.capacity() == 0 {
@@ -81,7 +92,7 @@ pub(crate) fn keep(v: Vec<f32>) {
     }
     if let Ok(mut pool) = POOL.lock() {
         pool.push(v);
-        if pool.len() > KEPT {
+        if pool.len() > kept_at_most() {
             // The oldest goes: the layers ahead look like the ones just run.
             pool.remove(0);
         }
@@ -173,7 +184,7 @@ mod tests {
         let at = t.bytes().as_ptr() as usize;
         recycle(t);
         // Other tests share the pool: look for this buffer among a few takes.
-        let taken: Vec<Vec<f32>> = (0..KEPT).map(|_| take(4000)).collect();
+        let taken: Vec<Vec<f32>> = (0..kept_at_most()).map(|_| take(4000)).collect();
         assert!(taken.iter().any(|v| v.as_ptr() as usize == at));
         assert!(taken.iter().all(|v| v.len() == 4000));
     }
@@ -193,7 +204,7 @@ mod tests {
         v.resize(100, 1.0f32);
         let at = v.as_ptr() as usize;
         keep(v);
-        let taken: Vec<Lines> = (0..KEPT).map(|_| Lines::take(5000)).collect();
+        let taken: Vec<Lines> = (0..kept_at_most()).map(|_| Lines::take(5000)).collect();
         assert!(
             taken
                 .iter()
