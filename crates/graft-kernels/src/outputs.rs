@@ -9,26 +9,29 @@
 //! taken (a training pass keeps its inputs for the backward pass, so nothing is recycled
 //! there), and a buffer is only handed out to a kernel that writes every element.
 //!
-//! Memory: at most [`KEPT_PER_WORKER`] buffers a worker, each one an activation that was just
-//! freed. glibc keeps freed blocks in the heap anyway (no trimming); this holds the same blocks
-//! a layer longer.
+//! Memory: at most [`KEPT`] buffers a thread, each one an activation that was just freed.
+//! glibc keeps freed blocks in the heap anyway (no trimming); this holds the same blocks a layer
+//! longer.
 
-use std::sync::Mutex;
+use std::cell::RefCell;
 
 use burn_flex::FlexTensor;
 
-/// Buffers held at once, per worker. EfficientNet's blocked pass (`blocked.rs`) holds a block's
+/// Buffers a thread holds at once. EfficientNet's blocked pass (`blocked.rs`) holds a block's
 /// input, its expansion and its output, and its sizes change sixfold within a block and by
 /// stage; with 4 buffers a small request took the large buffer the next expansion needed, every
-/// pass. A batch runs as one part of its images per worker, side by side (`Network::forward_groups`
-/// in graft-models), each part with buffers of its own, and since the wide depthwise layers
-/// stopped writing over their input (`blocked_depthwise.rs`) a block holds one buffer more. So
-/// a bound of 8 for the whole pool missed, on 2 workers at batch 32, 280 MB of buffers a Lite0
-/// pass, 345 MB a ResNet-50 pass and 131 MB a ResNet-18 pass, each a fresh buffer zeroed by
-/// `memset` (2.2% of ResNet-50's samples). With 12 a worker they miss 8, 18 and 4 MB, at the
-/// same peak RSS (Lite0 148 MiB, ResNet-50 467, ResNet-18 231): the buffers are the freed
-/// activations glibc would keep in the heap anyway (no trimming).
-const KEPT_PER_WORKER: usize = 12;
+/// pass. With 8 and a bound of 6 one pass missed about 10 MB of buffers a Lite0 batch.
+///
+/// The pool is per thread because a batch runs as one part of its images per worker, side by
+/// side (`Network::forward_groups` in graft-models), each part taking and keeping its buffers
+/// on its own thread. One pool of 8 for all of them missed, on 2 workers at batch 32, 280 MB a
+/// Lite0 pass, 345 MB a ResNet-50 pass and 131 MB a ResNet-18 pass, each a fresh buffer zeroed
+/// by `memset` (2.2% of ResNet-50's samples); 8 a thread miss 35, 126 and 3 MB. One pool of 24
+/// missed less in inference but made a Lite0 training step 1.3x slower: the training step's
+/// thread handed its backward pass's large freed buffers to smaller outputs of the next
+/// forward pass, which the kernel then unmapped when they were freed (TLB shootdowns, 16% of
+/// the samples). 12 a thread did the same to training (1.15x).
+const KEPT: usize = 8;
 
 /// A kept buffer serves a request of at least 1/`SPARE` of its size. A bound keeps a small
 /// output that outlives the pass (logits, features) from pinning a large activation's buffer,
@@ -36,7 +39,9 @@ const KEPT_PER_WORKER: usize = 12;
 /// batch and 2 about 280 MB; 12 buffers with a bound of 8 missed 16 MB and peaked at 182 MiB.
 const SPARE: usize = 6;
 
-static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+thread_local! {
+    static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+}
 
 /// A buffer of `len` floats with unspecified contents, for a kernel that writes every one: a
 /// kept buffer when one holds `len` floats and at most [`SPARE`] times as many (the smallest
@@ -72,17 +77,16 @@ fn take_whole(len: usize) -> Vec<f32> {
 
 /// The smallest kept buffer that fits `len` floats (see [`take`]), taken from the pool.
 fn kept(len: usize) -> Option<Vec<f32>> {
-    let mut pool = POOL.lock().ok()?;
     let fits = |v: &Vec<f32>| v.capacity() >= len && v.capacity() <= SPARE * len;
-    let best = (0..pool.len())
-        .filter(|&i| fits(&pool[i]))
-        .min_by_key(|&i| pool[i].capacity())?;
-    Some(pool.swap_remove(best))
-}
-
-/// How many buffers the pool holds at most: [`KEPT_PER_WORKER`] for each of rayon's workers.
-fn kept_at_most() -> usize {
-    KEPT_PER_WORKER * rayon::current_num_threads().max(1)
+    POOL.try_with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let best = (0..pool.len())
+            .filter(|&i| fits(&pool[i]))
+            .min_by_key(|&i| pool[i].capacity())?;
+        Some(pool.swap_remove(best))
+    })
+    .ok()
+    .flatten()
 }
 
 /// Keeps `v` for a later [`take`] (a kernel's input it no longer needs).
@@ -90,13 +94,15 @@ pub(crate) fn keep(v: Vec<f32>) {
     if v.capacity() == 0 {
         return;
     }
-    if let Ok(mut pool) = POOL.lock() {
+    // A thread that is exiting has no pool left: the buffer is simply freed.
+    let _ = POOL.try_with(|pool| {
+        let mut pool = pool.borrow_mut();
         pool.push(v);
-        if pool.len() > kept_at_most() {
+        if pool.len() > KEPT {
             // The oldest goes: the layers ahead look like the ones just run.
             pool.remove(0);
         }
-    }
+    });
 }
 
 /// Keeps `t`'s storage for a later [`take`] when `t` is the only holder of an `f32` buffer
@@ -183,10 +189,28 @@ mod tests {
         let t = FlexTensor::from_data(TensorData::new(vec![f32::NAN; 4096], [4096]));
         let at = t.bytes().as_ptr() as usize;
         recycle(t);
-        // Other tests share the pool: look for this buffer among a few takes.
-        let taken: Vec<Vec<f32>> = (0..kept_at_most()).map(|_| take(4000)).collect();
-        assert!(taken.iter().any(|v| v.as_ptr() as usize == at));
-        assert!(taken.iter().all(|v| v.len() == 4000));
+        // The pool is this test's thread's own.
+        let v = take(4000);
+        assert_eq!((v.as_ptr() as usize, v.len()), (at, 4000));
+    }
+
+    #[test]
+    fn a_buffer_kept_on_one_thread_is_not_handed_out_on_another() {
+        // Parts of a batch run side by side, one a worker, each with buffers of its own. The
+        // keeping thread stays alive (holding its pool) until this thread has taken.
+        let (kept_at, at) = std::sync::mpsc::channel();
+        let (taken, done) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || {
+            let v = vec![0.0f32; 4096];
+            let _ = kept_at.send(v.as_ptr() as usize);
+            keep(v);
+            let _ = done.recv();
+        });
+        let at = at.recv().expect("the other thread keeps a buffer");
+        let v = take(4096);
+        let _ = taken.send(());
+        other.join().expect("the other thread ends");
+        assert_ne!(v.as_ptr() as usize, at);
     }
 
     #[test]
@@ -204,17 +228,16 @@ mod tests {
         v.resize(100, 1.0f32);
         let at = v.as_ptr() as usize;
         keep(v);
-        let taken: Vec<Lines> = (0..kept_at_most()).map(|_| Lines::take(5000)).collect();
+        let taken: Vec<Lines> = (0..KEPT).map(|_| Lines::take(5000)).collect();
         assert!(
             taken
                 .iter()
                 .all(|l| l.len() == 5000 && (l.as_ptr() as usize).is_multiple_of(64))
         );
-        // Other tests share the pool: the buffer is among the takes unless one took it first.
-        if let Some(l) = taken.iter().find(|l| l.buf.as_ptr() as usize == at) {
-            assert!(l.buf.len() >= l.at + 5000);
-            assert_eq!(l.buf.len(), l.buf.capacity());
-        }
+        let l = taken.iter().find(|l| l.buf.as_ptr() as usize == at);
+        let l = l.expect("the kept buffer is among the takes");
+        assert!(l.buf.len() >= l.at + 5000);
+        assert_eq!(l.buf.len(), l.buf.capacity());
     }
 
     #[test]
