@@ -98,7 +98,15 @@ pub fn forward(
         .map(|i| {
             let (i0, i1) = (i * band, ((i + 1) * band).min(k));
             let mut acc = vec![0.0f32; rows * n];
-            isa.run(|| accumulate(x, k, &w[i0 * n..i1 * n], n, i0, &mut acc));
+            let band = &w[i0 * n..i1 * n];
+            isa.dispatch(Accumulate {
+                x,
+                k,
+                band,
+                n,
+                i0,
+                acc: &mut acc,
+            });
             acc
         })
         .collect();
@@ -110,6 +118,27 @@ pub fn forward(
         isa.run(|| y.iter_mut().zip(p).for_each(|(y, p)| *y += p));
     }
     y
+}
+
+/// [`accumulate`] as a [`pulp::WithSimd`] op, so that it is compiled for the CPU's vectors: a
+/// closure handed to [`Isa::run`] was compiled on its own, as SSE code (4 lanes on AVX-512
+/// machines too), because it was not inlined into the op.
+struct Accumulate<'a> {
+    x: &'a [f32],
+    k: usize,
+    band: &'a [f32],
+    n: usize,
+    i0: usize,
+    acc: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Accumulate<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        accumulate(self.x, self.k, self.band, self.n, self.i0, self.acc)
+    }
 }
 
 /// `acc[r] += x[r][i0 + i] * band[i]` over the band's rows, four at a time (one pass over the
