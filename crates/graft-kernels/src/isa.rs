@@ -45,6 +45,10 @@ impl Isa {
 
     /// Runs `f` compiled for this level; a level the CPU lacks falls back to the baseline.
     /// `f` and what it calls should be `#[inline(always)]` so they are compiled in that context.
+    /// A closure cannot be marked so, and the compiler may keep it a function of its own,
+    /// compiled for the baseline: the classifier's band sums (`linear.rs`) were SSE code that
+    /// way. For a loop whose speed matters, use [`Isa::dispatch`] with a small op type whose
+    /// `with_simd` is `#[inline(always)]`, and check the `objdump` for the level's registers.
     #[inline(always)]
     pub fn run<R>(self, f: impl FnOnce() -> R) -> R {
         self.dispatch(Call(f))
