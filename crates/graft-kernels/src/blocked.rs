@@ -226,8 +226,25 @@ impl Blocked {
         let isa = Isa::detect();
         out.par_chunks_mut(plane_out.max(1))
             .zip(self.data.par_chunks(plane_in.max(1)))
-            .for_each(|(dst, src)| isa.run(|| pool_plane(&g, src, dst)));
+            .for_each(|(dst, src)| isa.dispatch(PoolPlane { g: &g, src, dst }));
         Blocked::output_of(&g, out)
+    }
+}
+
+/// [`pool_plane`] as a [`pulp::WithSimd`] op, so that it is compiled for the CPU's vectors: a
+/// closure handed to [`Isa::run`] was compiled on its own, as SSE code (see [`Isa::run`]).
+struct PoolPlane<'a> {
+    g: &'a Geometry,
+    src: &'a [f32],
+    dst: &'a mut [f32],
+}
+
+impl pulp::WithSimd for PoolPlane<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        pool_plane(self.g, self.src, self.dst)
     }
 }
 

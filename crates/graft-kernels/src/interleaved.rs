@@ -74,8 +74,9 @@ impl Phases {
 /// to read the block's own planes `dst` (stride 1, output size equal to input size: they are
 /// copied into `scratch` before any output is written); `dst` the output planes (`g.out_size`
 /// each), `w` the block's filters (`[channel][tap]` for planes, `[tap][16]` when `blocked`:
-/// `depthwise::BlockedFilters`, laid out once a layer), `bias` its 16 biases or none. `scratch` is [`scratch_len`] floats. With `blocked`, `x` and `dst` are
-/// already interleaved (`[pixel][16]`, `blocked.rs`' layout) rather than planes.
+/// `depthwise::BlockedFilters`, laid out once a layer), `bias` its 16 biases or none.
+/// `scratch` is [`scratch_len`] floats. With `blocked`, `x` and `dst` are already interleaved
+/// (`[pixel][16]`, `blocked.rs`' layout) rather than planes.
 #[inline(always)]
 fn block<S: Simd>(simd: S, b: Block<'_>) {
     let Block {
