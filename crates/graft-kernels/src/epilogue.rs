@@ -29,18 +29,32 @@ impl Epilogue {
         }
     }
 
-    /// [`Epilogue::apply`] on a vector of values that include their bias, NaN kept the same way
-    /// (it fails both comparisons).
+    /// [`Epilogue::apply`] on a vector of values that include their bias, NaN kept the same way.
+    ///
+    /// With x86 vectors, `max(0, v)` and `min(6, v)` with `v` second: `vmaxps`/`vminps` give
+    /// their second operand when either is NaN, so NaN is kept in two instructions, where a
+    /// comparison and a select per bound took four on the ports the multiply-adds use. `pulp`'s
+    /// scalar `max` is `f32::max`, which drops NaN, so that level compares and selects.
     #[inline(always)]
     pub(crate) fn apply_simd<S: pulp::Simd>(self, simd: S, v: S::f32s) -> S::f32s {
         let zero = simd.splat_f32s(0.0);
+        let relu = |v| {
+            if S::IS_SCALAR {
+                simd.select_f32s(simd.less_than_f32s(v, zero), zero, v)
+            } else {
+                simd.max_f32s(zero, v)
+            }
+        };
         match self {
             Epilogue::Bias => v,
-            Epilogue::BiasRelu => simd.select_f32s(simd.less_than_f32s(v, zero), zero, v),
+            Epilogue::BiasRelu => relu(v),
             Epilogue::BiasRelu6 => {
-                let six = simd.splat_f32s(6.0);
-                let v = simd.select_f32s(simd.less_than_f32s(v, zero), zero, v);
-                simd.select_f32s(simd.greater_than_f32s(v, six), six, v)
+                let (six, v) = (simd.splat_f32s(6.0), relu(v));
+                if S::IS_SCALAR {
+                    simd.select_f32s(simd.greater_than_f32s(v, six), six, v)
+                } else {
+                    simd.min_f32s(six, v)
+                }
             }
         }
     }
