@@ -100,6 +100,7 @@ fn block<S: Simd>(simd: S, b: Block<'_>) {
             filters: w,
             bias: &first,
             epilogue,
+            window: scratch,
             dst,
         };
         return by_width(simd, g, rows);
@@ -119,10 +120,11 @@ fn block<S: Simd>(simd: S, b: Block<'_>) {
 
 /// Scratch floats one block of layer `g` needs; `blocked_input`: its input is a blocked
 /// buffer of its own (not planes, and not the output's buffer), which the taps read where it
-/// lies with the filters already laid out: no scratch.
+/// lies with the filters already laid out: only the few columns a tile at a row's end reads
+/// (`blocked_depthwise::window_len`).
 pub(crate) fn scratch_len(g: &Geometry, blocked_input: bool) -> usize {
     if blocked_input && crate::blocked_depthwise::applies(g) {
-        0
+        crate::blocked_depthwise::window_len(g)
     } else {
         Phases::of(g).scratch_len(g)
     }
