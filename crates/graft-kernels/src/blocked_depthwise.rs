@@ -105,18 +105,18 @@ impl Rows<'_> {
                         let acc = taps.tile::<S, V, T, SW>(simd, fv, start, |i| {
                             &xv[(taps.row(i) * w + left - pw) * V..][..cols * V]
                         });
-                        store::<S, V>(simd, self.epilogue, &acc, out)
+                        store(simd, self.epilogue, &acc, out)
                     }
                     (true, false) => {
                         taps.window::<S, V>(simd, xv, left, cols, window);
                         let acc = taps.tile::<S, V, T, SW>(simd, fv, start, |i| {
                             &window[i * cols * V..][..cols * V]
                         });
-                        store::<S, V>(simd, self.epilogue, &acc, out)
+                        store(simd, self.epilogue, &acc, out)
                     }
                     _ => {
                         let acc = taps.pixel::<S, V, SW>(simd, xv, fv, start, left);
-                        store::<S, V>(simd, self.epilogue, &acc, out)
+                        store(simd, self.epilogue, &acc, out)
                     }
                 }
                 ox += n;

@@ -239,30 +239,33 @@ impl Rows<'_> {
                 let out = ((oy - first) * ow + ox) * LANES;
                 if n == T {
                     let acc = tile::<S, V, B, T>(simd, self.planes, &at, start, corner);
-                    self.store::<S, V, B>(simd, &acc, b0, out);
+                    self.store(simd, &acc, b0, out);
                 } else {
                     let acc = tile::<S, V, B, 1>(simd, self.planes, &at, start, corner);
-                    self.store::<S, V, B>(simd, &acc, b0, out);
+                    self.store(simd, &acc, b0, out);
                 }
                 ox += n;
             }
         }
     }
 
-    /// Pixels from `out` (in floats, within the task's rows) of blocks `b0..b0 + B`.
+    /// `T` pixels from `out` (in floats, within the task's rows) of blocks `b0..b0 + B`, with
+    /// constant indices so that the sums go out from their registers (`blocked_direct`'s
+    /// store).
     #[inline(always)]
-    fn store<S: Simd, const V: usize, const B: usize>(
+    fn store<S: Simd, const V: usize, const B: usize, const T: usize>(
         &mut self,
         simd: S,
-        sums: &[[[S::f32s; V]; B]],
+        sums: &[[[S::f32s; V]; B]; T],
         b0: usize,
         out: usize,
     ) {
-        for (t, s) in sums.iter().enumerate() {
-            for (b, s) in s.iter().enumerate() {
-                let d = S::as_mut_simd_f32s(&mut self.dst[b0 + b][out + t * LANES..][..LANES]).0;
+        let epilogue = self.epilogue;
+        for b in 0..B {
+            let d = S::as_mut_simd_f32s(&mut self.dst[b0 + b][out..][..T * LANES]).0;
+            for t in 0..T {
                 for v in 0..V {
-                    d[v] = self.epilogue.apply_simd(simd, s[v]);
+                    d[t * V + v] = epilogue.apply_simd(simd, sums[t][b][v]);
                 }
             }
         }

@@ -273,10 +273,10 @@ impl TileRows for Rows<'_> {
                     let out = &mut self.dst[(oy * ow + ox) * CHANNELS..][..n * CHANNELS];
                     if n == T {
                         let acc = tile::<S, V, T>(simd, self.offsets, px, fv, start, at);
-                        store::<S, V>(simd, self.epilogue, &acc, out);
+                        store(simd, self.epilogue, &acc, out);
                     } else {
                         let acc = tile::<S, V, 1>(simd, self.offsets, px, fv, start, at);
-                        store::<S, V>(simd, self.epilogue, &acc, out);
+                        store(simd, self.epilogue, &acc, out);
                     }
                     ox += n;
                     continue;
@@ -303,18 +303,20 @@ impl TileRows for Rows<'_> {
     }
 }
 
-/// Interleaved output pixels from their sums, with the epilogue.
+/// `T` interleaved output pixels from their sums, with the epilogue. The indices are
+/// constants, so the sums go out from their registers: a loop as long as `out` kept them on
+/// the stack (`blocked_direct`'s store).
 #[inline(always)]
-pub(crate) fn store<S: Simd, const V: usize>(
+pub(crate) fn store<S: Simd, const V: usize, const T: usize>(
     simd: S,
     epilogue: Epilogue,
-    sums: &[[S::f32s; V]],
+    sums: &[[S::f32s; V]; T],
     out: &mut [f32],
 ) {
-    for (d, s) in out.chunks_exact_mut(CHANNELS).zip(sums) {
-        let d = S::as_mut_simd_f32s(d).0;
+    let d = S::as_mut_simd_f32s(&mut out[..T * CHANNELS]).0;
+    for t in 0..T {
         for v in 0..V {
-            d[v] = epilogue.apply_simd(simd, s[v]);
+            d[t * V + v] = epilogue.apply_simd(simd, sums[t][v]);
         }
     }
 }
