@@ -372,7 +372,7 @@ impl Tile<'_> {
 /// `f(0)` to `f(N - 1)`, written out for a register tile's blocks (at most [`GROUP`]): as a
 /// loop, the compiler indexed the tile's sums at run time, so kept them on the stack.
 #[inline(always)]
-fn each_block<const N: usize>(mut f: impl FnMut(usize)) {
+pub(crate) fn each_block<const N: usize>(mut f: impl FnMut(usize)) {
     match N {
         1 => f(0),
         2 => {

@@ -261,14 +261,17 @@ impl Rows<'_> {
         out: usize,
     ) {
         let epilogue = self.epilogue;
-        for b in 0..B {
-            let d = S::as_mut_simd_f32s(&mut self.dst[b0 + b][out..][..T * LANES]).0;
-            for t in 0..T {
-                for v in 0..V {
-                    d[t * V + v] = epilogue.apply_simd(simd, sums[t][b][v]);
+        crate::blocked_direct::each_block::<B>(
+            #[inline(always)]
+            |b| {
+                let d = S::as_mut_simd_f32s(&mut self.dst[b0 + b][out..][..T * LANES]).0;
+                for t in 0..T {
+                    for v in 0..V {
+                        d[t * V + v] = epilogue.apply_simd(simd, sums[t][b][v]);
+                    }
                 }
-            }
-        }
+            },
+        );
     }
 }
 
