@@ -9,8 +9,8 @@
 //! taps). Here the padding is never written: a kernel row that falls in it is skipped for the
 //! whole output row, and a tile whose pixels reach into the left or right padding (at most two
 //! a row) reads a small zero-padded copy of the columns it needs, in the layer's scratch
-//! ([`window_len`]). Maps narrower than [`MIN_COLS`] keep the
-//! copy: nearly every tile of theirs is at an edge, and their blocks are in L1 anyway.
+//! ([`window_len`]). Maps narrower than [`MIN_COLS`] keep the whole copy: nearly every tile of
+//! theirs is at an edge, and their blocks are in L1 anyway.
 
 use pulp::Simd;
 
@@ -177,8 +177,9 @@ impl Taps {
 
     /// Copies what a tile from padded column `left` reads, `cols` pixels a kernel row, into
     /// `window`, zeros where the padding is: the tiles at a row's ends then run as
-    /// [`Taps::tile`] does. Checking each (tap, pixel) on the way instead, those tiles took a
-    /// 28-column 5x5 layer 1.75x the time of the same work with no checks.
+    /// [`Taps::tile`] does. Checking each (tap, pixel) on the way instead, a 28-column 5x5 layer
+    /// took 1.6-1.75x the time of the same work with no checks (BENCHMARKS.md, seventeenth
+    /// round).
     #[inline(always)]
     fn window<S: Simd, const V: usize>(
         &self,
@@ -189,23 +190,21 @@ impl Taps {
         window: &mut [S::f32s],
     ) {
         let (w, pw) = (self.width, self.pw);
-        // The columns that are input, not padding: one run, copied as such.
-        let (c0, c1) = (
-            pw.saturating_sub(left).min(cols),
-            (w + pw).saturating_sub(left).min(cols),
-        );
+        // The columns `c0..c1` are input, not padding: one run, copied as such.
+        let c0 = pw.saturating_sub(left).min(cols);
+        let c1 = (w + pw).saturating_sub(left).min(cols).max(c0);
+        let zero = simd.splat_f32s(0.0);
         for (i, dst) in window
             .chunks_exact_mut(cols * V)
             .take(self.rows.len())
             .enumerate()
         {
             let row = &xv[self.row(i) * w * V..][..w * V];
-            let zero = simd.splat_f32s(0.0);
             dst[..c0 * V].fill(zero);
             if c1 > c0 {
                 dst[c0 * V..c1 * V].copy_from_slice(&row[(left + c0 - pw) * V..][..(c1 - c0) * V]);
             }
-            dst[c1.max(c0) * V..].fill(zero);
+            dst[c1 * V..].fill(zero);
         }
     }
 

@@ -37,19 +37,22 @@ impl Epilogue {
     /// scalar `max` is `f32::max`, which drops NaN, so that level compares and selects.
     #[inline(always)]
     pub(crate) fn apply_simd<S: pulp::Simd>(self, simd: S, v: S::f32s) -> S::f32s {
-        let zero = simd.splat_f32s(0.0);
-        let relu = |v| {
+        // A function, not a closure: a closure is not marked `inline(always)` and may be
+        // compiled on its own, outside the vector context (`Isa::run`).
+        #[inline(always)]
+        fn relu<S: pulp::Simd>(simd: S, v: S::f32s) -> S::f32s {
+            let zero = simd.splat_f32s(0.0);
             if S::IS_SCALAR {
                 simd.select_f32s(simd.less_than_f32s(v, zero), zero, v)
             } else {
                 simd.max_f32s(zero, v)
             }
-        };
+        }
         match self {
             Epilogue::Bias => v,
-            Epilogue::BiasRelu => relu(v),
+            Epilogue::BiasRelu => relu(simd, v),
             Epilogue::BiasRelu6 => {
-                let (six, v) = (simd.splat_f32s(6.0), relu(v));
+                let (six, v) = (simd.splat_f32s(6.0), relu(simd, v));
                 if S::IS_SCALAR {
                     simd.select_f32s(simd.greater_than_f32s(v, six), six, v)
                 } else {

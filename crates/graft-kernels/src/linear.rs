@@ -98,11 +98,10 @@ pub fn forward(
         .map(|i| {
             let (i0, i1) = (i * band, ((i + 1) * band).min(k));
             let mut acc = vec![0.0f32; rows * n];
-            let band = &w[i0 * n..i1 * n];
             isa.dispatch(Accumulate {
                 x,
                 k,
-                band,
+                band: &w[i0 * n..i1 * n],
                 n,
                 i0,
                 acc: &mut acc,
