@@ -5,7 +5,8 @@
 # concurrency for D seconds and stops it. Prints each side's median requests a second and p99
 # per concurrency, and the median of the paired new/old throughput ratios.
 #   bench/serve_ab.sh OLD_GRAFT NEW_GRAFT [ROUNDS]
-# Environment: MODEL (efficientnet_lite0), WEIGHTS (Lite0's file in ../shared/weights), CS
+# Environment: MODEL (efficientnet_lite0), WEIGHTS (Lite0's file in ../shared/weights; for another
+# model bench/out/MODEL-random.safetensors, which bench/serve.sh makes), CS
 # ("1 8 32"), D (10 seconds), GRAFT_SERVE_ARGS (options for both servers).
 # Needs wrk (apt-get install wrk). Copy each build's target/release/graft aside first.
 set -euo pipefail
@@ -13,6 +14,11 @@ cd "$(dirname "$0")/.."
 command -v wrk >/dev/null 2>&1 || { echo "bench/serve_ab.sh needs wrk: apt-get install wrk" >&2; exit 1; }
 old=$1 new=$2 rounds=${3:-2}
 model=${MODEL:-efficientnet_lite0}
+if [ -z "${WEIGHTS:-}" ] && [ "$model" != efficientnet_lite0 ]; then
+  # bench/serve.sh makes these (seeded random weights: speed does not depend on them).
+  WEIGHTS=bench/out/$model-random.safetensors
+  [ -f "$WEIGHTS" ] || { echo "bench/serve_ab.sh: no $WEIGHTS; set WEIGHTS or run bench/serve.sh $model once" >&2; exit 1; }
+fi
 weights=${WEIGHTS:-../shared/weights/efficientnet-lite0-57934424.pth}
 image=../shared/data/imagenet-sample/$(head -2 ../shared/data/imagenet-sample/labels.csv | tail -1 | cut -d, -f1)
 export IMAGE=$image GRAFT_OFFLINE=1 GRAFT_HOME=bench/out/home
