@@ -16,19 +16,22 @@ use pulp::Simd;
 
 use crate::epilogue::Epilogue;
 use crate::grad::Geometry;
-use crate::interleaved::{CHANNELS, TileRows, store};
+use crate::interleaved::{CHANNELS, TileRows, WIDEST, store};
 
 /// Input columns a map needs for its taps to read it where it lies.
 const MIN_COLS: usize = 28;
 
-/// Output pixels the widest tile has (`interleaved::by_width`).
-const MAX_TILE: usize = 8;
+/// Input columns a tile of `tile` output pixels reads in one kernel row, at stride `sw`, the
+/// kernel row reaching `reach` columns past its first.
+const fn tile_cols(tile: usize, sw: usize, reach: usize) -> usize {
+    (tile - 1) * sw + reach + 1
+}
 
 /// Floats of the zero-padded copy a tile at a row's end of layer `g` reads: every kernel row
 /// by the columns the widest tile reads.
 pub(crate) fn window_len(g: &Geometry) -> usize {
-    let cols = (MAX_TILE - 1) * g.stride[1] + (g.kernel[1] - 1) * g.dilation[1] + 1;
-    g.kernel[0] * cols * CHANNELS
+    let reach = (g.kernel[1] - 1) * g.dilation[1];
+    g.kernel[0] * tile_cols(WIDEST, g.stride[1], reach) * CHANNELS
 }
 
 /// Whether a blocked layer of geometry `g` reads its input where it lies ([`Rows`]): wide
@@ -76,7 +79,7 @@ impl Rows<'_> {
         let reach = (kw - 1) * dw;
         // The input columns a whole tile reads, and where a zero-padded copy of them goes for
         // the tiles at a row's ends.
-        let cols = (T - 1) * SW + reach + 1;
+        let cols = tile_cols(T, SW, reach);
         let window = &mut S::as_mut_simd_f32s(self.window).0[..kh * cols * V];
         for oy in 0..oh {
             // Padded row of kernel row 0; kernel rows `ky0..ky1` fall inside the input.

@@ -227,14 +227,18 @@ pub(crate) trait TileRows {
     fn run<S: Simd, const V: usize, const T: usize>(self, simd: S);
 }
 
+/// Output pixels of the widest tile [`by_width`] runs (the blocked depthwise row-end copy is
+/// sized by it: `blocked_depthwise::window_len`).
+pub(crate) const WIDEST: usize = 8;
+
 /// `rows` with the tile that fits `S`'s registers: 8 accumulators (or 7, for rows of 7, 14,
 /// 28...) of AVX-512's 32 registers, 8 of AVX2's 16.
 #[inline(always)]
 pub(crate) fn by_width<S: Simd>(simd: S, g: &Geometry, rows: impl TileRows) {
-    let sevens = !g.out_size[1].is_multiple_of(8) && g.out_size[1].is_multiple_of(7);
+    let sevens = !g.out_size[1].is_multiple_of(WIDEST) && g.out_size[1].is_multiple_of(7);
     match S::F32_LANES {
         16 if sevens => rows.run::<S, 1, 7>(simd),
-        16 => rows.run::<S, 1, 8>(simd),
+        16 => rows.run::<S, 1, WIDEST>(simd),
         8 => rows.run::<S, 2, 4>(simd),
         4 => rows.run::<S, 4, 2>(simd),
         _ => rows.run::<S, 16, 1>(simd),
