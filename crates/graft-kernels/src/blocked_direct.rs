@@ -121,15 +121,25 @@ type Task<'a> = (usize, usize, usize, Vec<&'a mut [f32]>);
 
 /// Splits `out` (`batch` blocked images of `kout` blocks by `pixels`) into tasks of at most
 /// [`TASK_PIXELS`] pixels by [`GROUP`] blocks, at least [`MIN_TASKS`] where the pixels allow;
-/// returns them and the span.
-fn tasks(out: &mut [f32], batch: usize, kout: usize, pixels: usize) -> (Vec<Task<'_>>, usize) {
+/// with `even` workers ([`even_split`]), into spans of as near equal pixels as a multiple of
+/// `even` of them allows. Returns the tasks and the span.
+fn tasks(
+    out: &mut [f32],
+    batch: usize,
+    kout: usize,
+    pixels: usize,
+    even: Option<usize>,
+) -> (Vec<Task<'_>>, usize) {
     let image_out = kout * pixels * LANES;
     let per_pixel_range = batch * kout.div_ceil(GROUP);
-    let span = pixels
-        .div_ceil(MIN_TASKS.div_ceil(per_pixel_range.max(1)))
-        .clamp(MIN_PIXELS, TASK_PIXELS)
-        .min(pixels)
-        .max(1);
+    let span = match even {
+        Some(workers) => pixels.div_ceil(pixels.div_ceil(TASK_PIXELS).next_multiple_of(workers)),
+        None => pixels
+            .div_ceil(MIN_TASKS.div_ceil(per_pixel_range.max(1)))
+            .clamp(MIN_PIXELS, TASK_PIXELS),
+    }
+    .min(pixels)
+    .max(1);
     let mut tasks = Vec::new();
     for (n, image) in out.chunks_mut(image_out.max(1)).enumerate() {
         let mut planes: Vec<_> = image
@@ -182,29 +192,57 @@ pub fn forward(
     if out.is_empty() {
         return out;
     }
-    let (tasks, span) = tasks(&mut out, g.batch, kout, pixels);
+    let even = even_split(g);
+    let (tasks, span) = tasks(&mut out, g.batch, kout, pixels, even);
+    let tasks_len = tasks.len();
     // One task a piece for rayon to hand out. Left to its default, rayon cuts a list into a few
     // pieces a thread (more only where one is stolen), and at batch 1 a layer's last piece kept
     // one worker busy while the other spun: a helper worker was idle for 23% of a Lite0 batch-1
     // pass in `perf`, 7 points of it outside any serial part (0.982 and 1/1.026 of the time
-    // with the depthwise loops likewise; batch 32 and the ResNets level).
-    tasks
-        .into_par_iter()
-        .with_max_len(1)
-        .for_each(|(n, p0, first, dst)| {
-            isa.dispatch(Tile {
-                g,
-                x: &x[n * image_in..][..image_in],
-                skip: skip.map(|s| &s[n * image_out..][..image_out]),
-                p0,
-                count: span.min(pixels - p0),
-                w,
-                first,
-                epilogue,
-                dst,
-            });
-        });
+    // with the depthwise loops likewise; batch 32 and the ResNets level). An even split is cut
+    // into one piece a worker, whole spans each.
+    let run = |(n, p0, first, dst): Task<'_>| {
+        isa.dispatch(Tile {
+            g,
+            x: &x[n * image_in..][..image_in],
+            skip: skip.map(|s| &s[n * image_out..][..image_out]),
+            p0,
+            count: span.min(pixels - p0),
+            w,
+            first,
+            epilogue,
+            dst,
+        })
+    };
+    match even {
+        // One piece a worker: its spans, one after another.
+        Some(workers) => tasks
+            .into_par_iter()
+            .chunks((tasks_len / workers).max(1))
+            .with_max_len(1)
+            .for_each(|piece| piece.into_iter().for_each(run)),
+        None => tasks.into_par_iter().with_max_len(1).for_each(run),
+    }
     out
+}
+
+/// Workers to split layer `g` evenly between, one run of pixels each with every output group,
+/// as MLAS partitions a convolution: when there are fewer images than workers and a run of
+/// the input is more to read than the weights (input pixels at least output channels times
+/// taps; each worker then reads the whole weights once and only its own part of the input).
+/// Otherwise `None`: rayon hands out the tasks one by one.
+///
+/// In rayon's pieces, a worker waited for the other at the end of each such loop for 12-15%
+/// of the loops' thread time in a Lite0 batch-1 pass (temporary timers per task), against
+/// 8-10% in even runs. Batch-1 passes took 0.978 of the time (Lite0), 0.971 (ResNet-50) and
+/// 1.008 (ResNet-18), medians of 10 pairs in alternating order. Split so on the 14x14 and
+/// 7x7 maps too, where the weights outweigh the input and each worker read all of them,
+/// ResNet-18 took 1.08x the time: there, pieces of output groups split the weights instead
+/// (split evenly so, level: 1.003, 1.019, 1.001).
+fn even_split(g: &Geometry) -> Option<usize> {
+    let workers = rayon::current_num_threads();
+    let input_outweighs = g.in_len() >= g.out_channels * g.taps();
+    (workers > 1 && g.batch < workers && input_outweighs).then_some(workers)
 }
 
 /// One task: output blocks `first..first + dst.len()` of one image, pixels `p0..p0 + count`.

@@ -53,6 +53,17 @@ fn joined(want: &[f32], skip: &[f32], epilogue: Epilogue) -> Vec<f32> {
         .collect()
 }
 
+/// `f` on rayon pools of 1, 2 and 3 threads: the kernels split their work by the pool's size.
+fn in_pools(f: impl Fn() + Send + Sync) {
+    for threads in [1, 2, 3] {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool")
+            .install(&f);
+    }
+}
+
 #[test]
 fn blocks_round_trip_and_padded_lanes_are_zero() {
     for (batch, c, pixels) in [(2, 24, 7), (1, 16, 1), (3, 5, 10), (1, 40, 49)] {
@@ -81,6 +92,12 @@ fn pointwise_matches_the_definition_at_every_isa() {
         (2, [144, 40], [4, 5]),
         (1, [32, 16], [40, 41]),
     ];
+    // On 2 and 3 workers, one image's layers whose input outweighs their weights are split
+    // evenly, one run of pixels a worker (`blocked_direct::even_split`); on 1, rayon's pieces.
+    in_pools(|| pointwise_cases(&cases));
+}
+
+fn pointwise_cases(cases: &[(usize, [usize; 2], [usize; 2])]) {
     for (i, &(batch, [cin, cout], size)) in cases.iter().enumerate() {
         let g = geometry(batch, [cin, cout], size, [1, 1], 1, [0, 0], 1, [0, 0]);
         let pixels = g.out_len();
@@ -248,6 +265,20 @@ fn direct_matches_the_definition_at_every_isa() {
         (1, [16, 16], [40, 41], 3, 1, [1, 1], [1, 1]),
         (1, [16, 20], [6, 6], 2, 1, [0, 0], [1, 1]),
     ];
+    in_pools(|| direct_cases(&cases));
+}
+
+type DirectCase = (
+    usize,
+    [usize; 2],
+    [usize; 2],
+    usize,
+    usize,
+    [usize; 2],
+    [usize; 2],
+);
+
+fn direct_cases(cases: &[DirectCase]) {
     for (i, &(batch, [cin, cout], size, k, s, p, e)) in cases.iter().enumerate() {
         let g = geometry(batch, [cin, cout], size, [k, k], s, p, 1, e);
         assert!(blocked_direct::applies(&g), "case {i}");
