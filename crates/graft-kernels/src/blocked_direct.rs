@@ -232,7 +232,7 @@ pub fn forward(
 /// taps; each worker then reads the whole weights once and only its own part of the input).
 /// Otherwise `None`: rayon hands out the tasks one by one.
 ///
-/// In rayon's pieces, a worker waited for the other at the end of each such loop for 12-15%
+/// In rayon's pieces, a worker waited for the other at the end of each such loop for 10-15%
 /// of the loops' thread time in a Lite0 batch-1 pass (temporary timers per task), against
 /// 8-10% in even runs. Batch-1 passes took 0.978 of the time (Lite0), 0.971 (ResNet-50) and
 /// 1.008 (ResNet-18), medians of 10 pairs in alternating order. Split so on the 14x14 and
