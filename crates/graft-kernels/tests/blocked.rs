@@ -268,6 +268,7 @@ fn direct_matches_the_definition_at_every_isa() {
     in_pools(|| direct_cases(&cases));
 }
 
+/// Each case: (batch, [in, out] channels, size, kernel, stride, begin padding, end padding).
 type DirectCase = (
     usize,
     [usize; 2],
