@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Two builds of graft's bench_inference example, alternating on one input batch: the way this
 # machine's 10-30% drift between minutes can be told from a change. Prints each side's median
-# ms per batch and the median of the paired new/old time ratios (each pair runs back to back).
+# ms per batch and the median of the paired new/old time ratios (each pair runs back to back,
+# in alternating order).
 #   bench/ab.sh OLD_BINARY NEW_BINARY ROUNDS MODEL ITERS [WEIGHTS]   (BATCH=1: latency)
 # Build each side with `cargo build --release -p graft-models --example bench_inference` and copy
 # target/release/examples/bench_inference aside; the input is bench/out/input.safetensors
@@ -10,8 +11,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 old=$1 new=$2 rounds=$3
 shift 3
-for _ in $(seq "$rounds"); do
-  for side in old new; do
+# The order alternates round by round, so that whatever favours the first or the second run of
+# a pair (a cache, a spell of the machine) falls on both builds. In the nineteenth round one
+# change read 0.953-0.970 in fixed-order pairs and 0.976-0.990 in alternating ones.
+for round in $(seq "$rounds"); do
+  sides="old new"; [ $((round % 2)) = 0 ] && sides="new old"
+  for side in $sides; do
     bin=$old; [ "$side" = new ] && bin=$new
     echo "$side $(RAYON_NUM_THREADS=2 "$bin" "$1" bench/out/input.safetensors "${@:2}")"
   done

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Two builds of `graft serve`, alternating, under wrk: the way to tell a serving change from
 # this machine's drift between minutes (bench/serve.sh times one build against the Python peer).
-# Each round starts each build in turn on 127.0.0.1, warms it up for 2 s, runs wrk at every
-# concurrency for D seconds and stops it. Prints each side's median requests a second and p99
-# per concurrency, and the median of the paired new/old throughput ratios.
+# Each round starts each build in turn (the first alternating) on 127.0.0.1, warms it up for
+# 2 s, runs wrk at every concurrency for D seconds and stops it. Prints each side's median
+# requests a second and p99 per concurrency, and the median of the paired new/old throughput
+# ratios.
 #   bench/serve_ab.sh OLD_GRAFT NEW_GRAFT [ROUNDS]
 # Environment: MODEL (efficientnet_lite0), WEIGHTS (Lite0's file in ../shared/weights; for another
 # model bench/out/MODEL-random.safetensors, which bench/serve.sh makes), CS
@@ -23,8 +24,10 @@ weights=${WEIGHTS:-../shared/weights/efficientnet-lite0-57934424.pth}
 image=../shared/data/imagenet-sample/$(head -2 ../shared/data/imagenet-sample/labels.csv | tail -1 | cut -d, -f1)
 export IMAGE=$image GRAFT_OFFLINE=1 GRAFT_HOME=bench/out/home
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-for _ in $(seq "$rounds"); do
-  for side in old new; do
+# Each round swaps which build goes first, as bench/ab.sh does.
+for round in $(seq "$rounds"); do
+  sides="old new"; [ $((round % 2)) = 0 ] && sides="new old"
+  for side in $sides; do
     bin=$old; [ "$side" = new ] && bin=$new
     port=$(free_port)
     RAYON_NUM_THREADS=2 "$bin" -q serve --model "$model" --weights "$weights" --port "$port" ${GRAFT_SERVE_ARGS:-} 2>/dev/null &
