@@ -9,6 +9,13 @@
 //! The tile's pixels run along the output in reading order, across row
 //! ends, and each (pixel, tap) reads its input pixel or, where that lies in the padding, a
 //! vector of zeros: no padded copy of the input is made.
+//!
+//! At batch 1 the weights, not the activations, are what a layer reads from memory (ResNet-50
+//! streams 100 MB of them a pass), and a tile's demand for them outruns memory: alone with its
+//! weights evicted, the 7x7 1x1 layer 512>2048 took 1.5x the time it takes with them in cache.
+//! So a task runs a large panel a chunk of input blocks at a time ([`CHUNK`]) and asks for the
+//! next chunk (or the next group's first) a few cache lines per input block while it computes
+//! (`prefetch.rs`).
 
 use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
@@ -17,6 +24,7 @@ use crate::blocked::{LANES, Lines, blocks};
 use crate::epilogue::Epilogue;
 use crate::grad::Geometry;
 use crate::isa::Isa;
+use crate::prefetch::Ahead;
 
 /// Output blocks one panel of weights covers (64 channels): 24 of AVX-512's 32 registers hold
 /// a 6-pixel tile's sums, 4 its weights.
@@ -30,6 +38,11 @@ const TASK_PIXELS: usize = 1024;
 const MIN_TASKS: usize = 8;
 /// Pixels per task at least (a few register tiles).
 const MIN_PIXELS: usize = 24;
+/// Floats of a group's panel a task runs over all its pixels at a time (256 KiB, an eighth of
+/// this machine's L2), the partial sums kept in the output between chunks. At batch 1 the
+/// weights come from memory, not cache: a panel read whole by each tile (1.2 MiB for a 3x3
+/// layer on 512 channels) left no room in L2 for the next one to arrive early.
+const CHUNK: usize = 1 << 16;
 
 /// `f(0)` to `f(15)`, written out: with the loop over a block's lanes unrolled, the loop
 /// around it (over input blocks and taps) is the innermost, and the compiler keeps a tile's
@@ -299,7 +312,7 @@ impl WithSimd for Tile<'_> {
     }
 }
 
-impl Tile<'_> {
+impl<'a> Tile<'a> {
     /// Blocks `b0..b0 + B` of the group (`V` vectors a block), tiles of `T` pixels, then one
     /// pixel at a time to the end of the task's pixels.
     #[inline(always)]
@@ -329,39 +342,105 @@ impl Tile<'_> {
             s.copy_from_slice(&bias[b * V..][..V]);
         }
         let row = width / S::F32_LANES.max(1);
-        let at = Panel { wv, row, b0 };
-        let (end, mut p) = (self.p0 + self.count, self.p0);
-        while p < end {
-            if end - p >= T {
-                let acc = self.tile::<S, V, B, T, ONE>(simd, &at, start, p);
-                self.store::<S, V, B, T>(simd, acc, b0, p);
-                p += T;
-            } else {
-                let acc = self.tile::<S, V, B, 1, ONE>(simd, &at, start, p);
-                self.store::<S, V, B, 1>(simd, acc, b0, p);
-                p += 1;
+        let (kin, end) = (blocks(self.g.in_channels), self.p0 + self.count);
+        // Input blocks a chunk of the panel holds: all of them for a small panel, else as many
+        // as CHUNK allows, in chunks of near-equal size.
+        let per_block = rows / kin.max(1) * width;
+        let most = (CHUNK / per_block.max(1)).clamp(1, kin.max(1));
+        let chunk = kin.div_ceil(kin.div_ceil(most)).max(1);
+        for c0 in (0..kin).step_by(chunk) {
+            let c1 = (c0 + chunk).min(kin);
+            let at = Panel {
+                wv: &wv[c0 * per_block / S::F32_LANES.max(1)..c1 * per_block / S::F32_LANES.max(1)],
+                row,
+                b0,
+            };
+            // One step per input block of each tile.
+            let steps = (self.count / T + self.count % T) * (c1 - c0);
+            let mut ahead = self.ahead(b0, per_block, c1, chunk * per_block, steps);
+            let mut p = self.p0;
+            while p < end {
+                if end - p >= T {
+                    let acc = match c0 {
+                        0 => [start; T],
+                        _ => self.load::<S, V, B, T>(simd, b0, p),
+                    };
+                    let acc = self.tile::<S, V, B, T, ONE>(simd, &at, acc, p, c0..c1, &mut ahead);
+                    self.store::<S, V, B, T>(simd, acc, b0, p, c1 == kin);
+                    p += T;
+                } else {
+                    let acc = match c0 {
+                        0 => [start; 1],
+                        _ => self.load::<S, V, B, 1>(simd, b0, p),
+                    };
+                    let acc = self.tile::<S, V, B, 1, ONE>(simd, &at, acc, p, c0..c1, &mut ahead);
+                    self.store::<S, V, B, 1>(simd, acc, b0, p, c1 == kin);
+                    p += 1;
+                }
             }
         }
     }
 
-    /// Pixels `p..p + T` by `B` blocks from the bias `start`: a 1x1 layer's pixels read as one
-    /// run ([`crate::blocked_pointwise::tile`]), any other's tap by tap.
+    /// Pixels `p..p + T` by `B` blocks, input blocks `cb` accumulated onto `acc` (`at` starts
+    /// at the first of them): a 1x1 layer's pixels read as one run
+    /// ([`crate::blocked_pointwise::tile`]), any other's tap by tap.
     #[inline(always)]
     fn tile<S: Simd, const V: usize, const B: usize, const T: usize, const ONE: bool>(
         &self,
         simd: S,
         at: &Panel<S::f32s>,
-        start: [[S::f32s; V]; B],
+        acc: [[[S::f32s; V]; B]; T],
         p: usize,
+        cb: std::ops::Range<usize>,
+        ahead: &mut Ahead<'_>,
     ) -> [[[S::f32s; V]; B]; T] {
         let g = self.g;
+        let x = &self.x[cb.start * g.in_len() * LANES..];
         if ONE {
-            let (kin, pixels) = (blocks(g.in_channels), g.in_len());
-            crate::blocked_pointwise::tile::<S, V, B, T>(simd, self.x, pixels, kin, at, start, p)
+            let pixels = g.in_len();
+            crate::blocked_pointwise::tile::<S, V, B, T>(simd, x, pixels, at, acc, p, ahead)
         } else {
             let reads = Reads::<T>::of(g, p);
-            tile::<S, V, B, T>(simd, g, self.x, &reads, at, start)
+            tile::<S, V, B, T>(simd, g, x, &reads, at, acc, ahead)
         }
+    }
+
+    /// The `len` floats of the weights from block `c` of this group's panel (the next chunk,
+    /// or the next group's first chunk), which this task's thread most likely reads next (its
+    /// tasks go group by group over the same pixels), to fetch over `steps` steps. Only for the
+    /// first blocks of the group (`b0` 0).
+    fn ahead(&self, b0: usize, per_block: usize, c: usize, len: usize, steps: usize) -> Ahead<'a> {
+        let data: &'a [f32] = &self.w.data;
+        let at = self.first * LANES * self.w.rows() + c * per_block;
+        match data.get(at..) {
+            Some(next) if b0 == 0 => Ahead::new(&next[..len.min(next.len())], steps),
+            _ => Ahead::none(),
+        }
+    }
+
+    /// A chunk's partial sums of pixels `p..p + T`, blocks `b0..b0 + B`, as [`Tile::store`]
+    /// left them.
+    #[inline(always)]
+    fn load<S: Simd, const V: usize, const B: usize, const T: usize>(
+        &self,
+        simd: S,
+        b0: usize,
+        p: usize,
+    ) -> [[[S::f32s; V]; B]; T] {
+        let at = (p - self.p0) * LANES;
+        let mut acc = [[[simd.splat_f32s(0.0); V]; B]; T];
+        each_block::<B>(
+            #[inline(always)]
+            |b| {
+                let d = S::as_simd_f32s(&self.dst[b0 + b][at..][..T * LANES]).0;
+                for t in 0..T {
+                    for v in 0..V {
+                        acc[t][b][v] = d[t * V + v];
+                    }
+                }
+            },
+        );
+        acc
     }
 
     /// Pixels `p..p + T` of blocks `b0..b0 + B`: the skip, then the epilogue. A block's `T`
@@ -377,6 +456,7 @@ impl Tile<'_> {
         sums: [[[S::f32s; V]; B]; T],
         b0: usize,
         p: usize,
+        last: bool,
     ) {
         let (pixels, at, epilogue) = (self.g.out_len(), (p - self.p0) * LANES, self.epilogue);
         each_block::<B>(
@@ -384,6 +464,14 @@ impl Tile<'_> {
             |b| {
                 let d = S::as_mut_simd_f32s(&mut self.dst[b0 + b][at..][..T * LANES]).0;
                 match self.skip {
+                    // A chunk's partial sums, for the next chunk to go on from.
+                    _ if !last => {
+                        for t in 0..T {
+                            for v in 0..V {
+                                d[t * V + v] = sums[t][b][v];
+                            }
+                        }
+                    }
                     Some(k) => {
                         let block = self.first + b0 + b;
                         let k = S::as_simd_f32s(&k[(block * pixels + p) * LANES..][..T * LANES]).0;
@@ -432,7 +520,8 @@ pub(crate) fn each_block<const N: usize>(mut f: impl FnMut(usize)) {
     }
 }
 
-/// Where a tile's weights are: `row` vectors per (input channel, tap), its blocks from `b0`.
+/// Where a tile's weights are: `row` vectors per (input channel, tap), its blocks from `b0`;
+/// `wv` holds the input blocks the tile accumulates, no more.
 pub(crate) struct Panel<'a, V> {
     pub(crate) wv: &'a [V],
     pub(crate) row: usize,
@@ -479,7 +568,7 @@ impl<const T: usize> Reads<T> {
     }
 }
 
-/// `T` pixels by `B` blocks: every input block, tap and lane accumulated onto `start` (the bias).
+/// `T` pixels by `B` blocks: every input block of `at`, tap and lane accumulated onto `acc`.
 #[inline(always)]
 fn tile<S: Simd, const V: usize, const B: usize, const T: usize>(
     simd: S,
@@ -487,17 +576,13 @@ fn tile<S: Simd, const V: usize, const B: usize, const T: usize>(
     x: &[f32],
     reads: &Reads<T>,
     at: &Panel<S::f32s>,
-    start: [[S::f32s; V]; B],
+    mut acc: [[[S::f32s; V]; B]; T],
+    ahead: &mut Ahead<'_>,
 ) -> [[[S::f32s; V]; B]; T] {
-    let mut acc = [start; T];
     let (taps, plane) = (g.taps(), g.in_len() * LANES);
     let per_block = taps * LANES * at.row;
-    for (cb, wc) in at
-        .wv
-        .chunks_exact(per_block)
-        .enumerate()
-        .take(blocks(g.in_channels))
-    {
+    for (cb, wc) in at.wv.chunks_exact(per_block).enumerate() {
+        ahead.step();
         let xc = &x[cb * plane..][..plane];
         for (tap, rows) in wc.chunks_exact(LANES * at.row).enumerate().take(taps) {
             let px: [&[f32]; T] = std::array::from_fn(|t| match reads.at[t][tap] {

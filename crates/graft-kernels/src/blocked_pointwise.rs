@@ -51,19 +51,20 @@ pub fn forward(
     crate::blocked_direct::forward(&g, x, w, epilogue, skip, isa)
 }
 
-/// `T` pixels from `p` by `B` blocks, every input channel accumulated onto `start` (the bias).
+/// `T` pixels from `p` by `B` blocks, the input blocks of `at` accumulated onto `acc` (`x`
+/// from the first of them).
 #[inline(always)]
 pub(crate) fn tile<S: Simd, const V: usize, const B: usize, const T: usize>(
     simd: S,
     x: &[f32],
     pixels: usize,
-    kin: usize,
     at: &Panel<S::f32s>,
-    start: [[S::f32s; V]; B],
+    mut acc: [[[S::f32s; V]; B]; T],
     p: usize,
+    ahead: &mut crate::prefetch::Ahead<'_>,
 ) -> [[[S::f32s; V]; B]; T] {
-    let mut acc = [start; T];
-    for (cb, rows) in at.wv.chunks_exact(LANES * at.row).enumerate().take(kin) {
+    for (cb, rows) in at.wv.chunks_exact(LANES * at.row).enumerate() {
+        ahead.step();
         let xs = &x[(cb * pixels + p) * LANES..][..T * LANES];
         crate::blocked_direct::each_lane(
             #[inline(always)]

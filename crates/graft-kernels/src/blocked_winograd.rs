@@ -20,6 +20,7 @@ use crate::blocked_direct::Panel;
 use crate::epilogue::Epilogue;
 use crate::grad::Geometry;
 use crate::isa::Isa;
+use crate::prefetch::Ahead;
 use crate::scratch::{keep, take_aligned};
 
 /// Output tile side, and input tile side (m + 2).
@@ -382,7 +383,13 @@ impl Task<'_> {
             let vt = &v[t * kin * padded * LANES..][..kin * padded * LANES];
             for p in (0..padded).step_by(P) {
                 let acc = crate::blocked_pointwise::tile::<S, V, B, P>(
-                    simd, vt, padded, kin, &at, zero, p,
+                    simd,
+                    vt,
+                    padded,
+                    &at,
+                    [zero; P],
+                    p,
+                    &mut Ahead::none(),
                 );
                 for (q, sums) in acc.iter().enumerate() {
                     for (k, s) in sums.iter().enumerate() {

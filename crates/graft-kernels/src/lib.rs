@@ -6,7 +6,7 @@
 //!   cache-sized blocks of output positions, one long matrix product each, see `forward.rs`),
 //!   and its own backward pass on the burn-flex autodiff device; [`conv2d_relu`] applies ReLU as
 //!   the inference kernel writes its output. Products whose output graft owns go through one
-//!   safe wrapper over the `gemm` crate (`matmul.rs`; with `memory.rs`'s `mallopt` call, the crate's only `unsafe`).
+//!   safe wrapper over the `gemm` crate (`matmul.rs`; with `memory.rs`'s `mallopt` call and `prefetch.rs`'s prefetch instruction, the crate's only `unsafe`).
 //!   burn-backend computes a convolution's weight gradient as another convolution (whose shape
 //!   lands in gemm's narrowest micro-kernel), a depthwise weight gradient as one convolution per
 //!   channel, and the input gradient as a generic transposed convolution. Here the dense weight
@@ -74,6 +74,7 @@ mod memory;
 pub(crate) mod outputs;
 pub mod pointwise;
 mod pool;
+mod prefetch;
 mod scratch;
 pub mod stem;
 mod winograd;

@@ -91,6 +91,8 @@ fn pointwise_matches_the_definition_at_every_isa() {
         (1, [5, 100], [1, 1]),
         (2, [144, 40], [4, 5]),
         (1, [32, 16], [40, 41]),
+        // More input channels than one chunk of the panel (`blocked_direct::CHUNK`): two.
+        (1, [1100, 64], [3, 3]),
     ];
     // On 2 and 3 workers, one image's layers whose input outweighs their weights are split
     // evenly, one run of pixels a worker (`blocked_direct::even_split`); on 1, rayon's pieces.
@@ -264,6 +266,9 @@ fn direct_matches_the_definition_at_every_isa() {
         (1, [5, 16], [2, 3], 3, 1, [1, 1], [1, 1]),
         (1, [16, 16], [40, 41], 3, 1, [1, 1], [1, 1]),
         (1, [16, 20], [6, 6], 2, 1, [0, 0], [1, 1]),
+        // Input blocks in two chunks of the panel (`blocked_direct::CHUNK`), the last block
+        // part padding; a full group of 4 output blocks and one of 1.
+        (1, [120, 70], [5, 6], 3, 1, [1, 1], [1, 1]),
     ];
     in_pools(|| direct_cases(&cases));
 }
