@@ -355,8 +355,8 @@ impl<'a> Tile<'a> {
                 row,
                 b0,
             };
-            // One step per input block of each tile.
-            let steps = (self.count / T + self.count % T) * (c1 - c0);
+            // The tiles' steps: one per input block (and tap) of each.
+            let steps = (self.count / T + self.count % T) * (c1 - c0) * self.g.taps();
             let mut ahead = self.ahead(b0, per_block, c1, chunk * per_block, steps);
             let mut p = self.p0;
             while p < end {
@@ -582,9 +582,9 @@ fn tile<S: Simd, const V: usize, const B: usize, const T: usize>(
     let (taps, plane) = (g.taps(), g.in_len() * LANES);
     let per_block = taps * LANES * at.row;
     for (cb, wc) in at.wv.chunks_exact(per_block).enumerate() {
-        ahead.step();
         let xc = &x[cb * plane..][..plane];
         for (tap, rows) in wc.chunks_exact(LANES * at.row).enumerate().take(taps) {
+            ahead.step();
             let px: [&[f32]; T] = std::array::from_fn(|t| match reads.at[t][tap] {
                 PADDING => &ZEROS[..],
                 o => &xc[o..][..LANES],
