@@ -53,14 +53,15 @@ fn joined(want: &[f32], skip: &[f32], epilogue: Epilogue) -> Vec<f32> {
         .collect()
 }
 
-/// `f` on rayon pools of 1, 2 and 3 threads: the kernels split their work by the pool's size.
-fn in_pools(f: impl Fn() + Send + Sync) {
+/// `f(threads)` on rayon pools of 1, 2 and 3 threads: the kernels split their work by the
+/// pool's size.
+fn in_pools(f: impl Fn(usize) + Send + Sync) {
     for threads in [1, 2, 3] {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .expect("a thread pool")
-            .install(&f);
+            .install(|| f(threads));
     }
 }
 
@@ -96,7 +97,7 @@ fn pointwise_matches_the_definition_at_every_isa() {
     ];
     // On 2 and 3 workers, one image's layers whose input outweighs their weights are split
     // evenly, one run of pixels a worker (`blocked_direct::even_split`); on 1, rayon's pieces.
-    in_pools(|| pointwise_cases(&cases));
+    in_pools(|_| pointwise_cases(&cases));
 }
 
 fn pointwise_cases(cases: &[(usize, [usize; 2], [usize; 2])]) {
@@ -197,11 +198,7 @@ fn depthwise_matches_the_definition_at_every_isa() {
     // With fewer images than workers, and blocks that do not share out evenly among them,
     // each block is split into bands of rows, one a worker; then the layer runs out of place
     // (a band would read rows its neighbour overwrote).
-    for threads in [1, 2, 3] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .expect("a thread pool");
+    in_pools(|threads| {
         for (i, &(batch, c, size, k, s, p, e, d)) in cases.iter().enumerate() {
             let g = geometry(batch, [c, c], size, [k, k], s, p, d, e);
             let x = noise(batch * c * g.in_len(), 50 + i as u64);
@@ -214,19 +211,16 @@ fn depthwise_matches_the_definition_at_every_isa() {
                 for epilogue in EPILOGUES {
                     let what = format!("depthwise case {i} {threads} threads {isa:?} {epilogue:?}");
                     let expect: Vec<f32> = want.iter().map(|&v| activate(v, epilogue)).collect();
-                    let (y, own, done) = pool.install(|| {
-                        let y = depthwise::forward_blocked(&g, &xb, &w, Some(&bias), epilogue, isa);
-                        let mut own = xb.to_vec();
-                        let done = depthwise::forward_blocked_in_place(
-                            &g,
-                            &mut own,
-                            &w,
-                            Some(&bias),
-                            epilogue,
-                            isa,
-                        );
-                        (y, own, done)
-                    });
+                    let y = depthwise::forward_blocked(&g, &xb, &w, Some(&bias), epilogue, isa);
+                    let mut own = xb.to_vec();
+                    let done = depthwise::forward_blocked_in_place(
+                        &g,
+                        &mut own,
+                        &w,
+                        Some(&bias),
+                        epilogue,
+                        isa,
+                    );
                     assert_close(&what, &from_blocks(&y, batch, c, g.out_len()), &expect);
                     let copied = size[1] < 28;
                     if s == 1
@@ -248,7 +242,7 @@ fn depthwise_matches_the_definition_at_every_isa() {
                 }
             }
         }
-    }
+    });
 }
 
 #[test]
@@ -270,7 +264,7 @@ fn direct_matches_the_definition_at_every_isa() {
         // part padding; a full group of 4 output blocks and one of 1.
         (1, [120, 70], [5, 6], 3, 1, [1, 1], [1, 1]),
     ];
-    in_pools(|| direct_cases(&cases));
+    in_pools(|_| direct_cases(&cases));
 }
 
 /// Each case: (batch, [in, out] channels, size, kernel, stride, begin padding, end padding).
