@@ -1,4 +1,6 @@
-//! Asking the cache for weights a thread is about to read: the crate's one use of a prefetch
+//! Asking the cache for weights a thread is about to read, while it computes: at batch 1 a
+//! layer's weights come from memory, not cache, and a kernel reads them faster than memory
+//! delivers them on demand (`blocked_direct.rs`). The crate's one use of a prefetch
 //! instruction, behind one safe function.
 
 /// Floats in a 64-byte cache line.
