@@ -343,15 +343,18 @@ impl<'a> Tile<'a> {
         }
         let row = width / S::F32_LANES.max(1);
         let (kin, end) = (blocks(self.g.in_channels), self.p0 + self.count);
+        // Floats (and vectors) of the panel an input block holds: one row per (lane, tap).
+        let per_block = LANES * self.w.taps * width;
+        let vectors = per_block / S::F32_LANES.max(1);
         // Input blocks a chunk of the panel holds: all of them for a small panel, else as many
         // as CHUNK allows, in chunks of near-equal size.
-        let per_block = rows / kin.max(1) * width;
         let most = (CHUNK / per_block.max(1)).clamp(1, kin.max(1));
-        let chunk = kin.div_ceil(kin.div_ceil(most)).max(1);
-        for c0 in (0..kin).step_by(chunk) {
+        let chunk = kin.div_ceil(kin.div_ceil(most).max(1)).max(1);
+        // At least one chunk, so that a layer without input channels still writes its bias.
+        for c0 in (0..kin.max(1)).step_by(chunk) {
             let c1 = (c0 + chunk).min(kin);
             let at = Panel {
-                wv: &wv[c0 * per_block / S::F32_LANES.max(1)..c1 * per_block / S::F32_LANES.max(1)],
+                wv: &wv[c0 * vectors..c1 * vectors],
                 row,
                 b0,
             };
@@ -361,18 +364,12 @@ impl<'a> Tile<'a> {
             let mut p = self.p0;
             while p < end {
                 if end - p >= T {
-                    let acc = match c0 {
-                        0 => [start; T],
-                        _ => self.load::<S, V, B, T>(simd, b0, p),
-                    };
+                    let acc = self.sums::<S, V, B, T>(simd, start, c0, b0, p);
                     let acc = self.tile::<S, V, B, T, ONE>(simd, &at, acc, p, c0..c1, &mut ahead);
                     self.store::<S, V, B, T>(simd, acc, b0, p, c1 == kin);
                     p += T;
                 } else {
-                    let acc = match c0 {
-                        0 => [start; 1],
-                        _ => self.load::<S, V, B, 1>(simd, b0, p),
-                    };
+                    let acc = self.sums::<S, V, B, 1>(simd, start, c0, b0, p);
                     let acc = self.tile::<S, V, B, 1, ONE>(simd, &at, acc, p, c0..c1, &mut ahead);
                     self.store::<S, V, B, 1>(simd, acc, b0, p, c1 == kin);
                     p += 1;
@@ -418,15 +415,21 @@ impl<'a> Tile<'a> {
         }
     }
 
-    /// A chunk's partial sums of pixels `p..p + T`, blocks `b0..b0 + B`, as [`Tile::store`]
-    /// left them.
+    /// The sums of pixels `p..p + T`, blocks `b0..b0 + B`, that the chunk from input block
+    /// `c0` goes on from: the bias `start` for the first chunk, else the partial sums the chunk
+    /// before left in the output ([`Tile::store`]).
     #[inline(always)]
-    fn load<S: Simd, const V: usize, const B: usize, const T: usize>(
+    fn sums<S: Simd, const V: usize, const B: usize, const T: usize>(
         &self,
         simd: S,
+        start: [[S::f32s; V]; B],
+        c0: usize,
         b0: usize,
         p: usize,
     ) -> [[[S::f32s; V]; B]; T] {
+        if c0 == 0 {
+            return [start; T];
+        }
         let at = (p - self.p0) * LANES;
         let mut acc = [[[simd.splat_f32s(0.0); V]; B]; T];
         each_block::<B>(

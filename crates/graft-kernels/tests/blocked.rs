@@ -94,6 +94,8 @@ fn pointwise_matches_the_definition_at_every_isa() {
         (1, [32, 16], [40, 41]),
         // More input channels than one chunk of the panel (`blocked_direct::CHUNK`): two.
         (1, [1100, 64], [3, 3]),
+        // No input channels: the output is the bias (and the epilogue).
+        (1, [0, 20], [2, 3]),
     ];
     // On 2 and 3 workers, one image's layers whose input outweighs their weights are split
     // evenly, one run of pixels a worker (`blocked_direct::even_split`); on 1, rayon's pieces.
