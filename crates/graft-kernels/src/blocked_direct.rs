@@ -32,7 +32,8 @@ const GROUP: usize = 4;
 /// Taps a kernel has at most here (3x3); larger kernels on many channels are not in the
 /// architectures graft carries.
 const MAX_TAPS: usize = 9;
-/// Pixels per task at most, so that one image's layer still spreads over the threads...
+/// Pixels per task at most (but for a short rest spread over the spans, [`span`]), so that one
+/// image's layer still spreads over the threads...
 const TASK_PIXELS: usize = 1024;
 /// ...and tasks a layer is split into at least, where its pixels allow.
 const MIN_TASKS: usize = 8;
@@ -144,15 +145,7 @@ fn tasks(
     even: Option<usize>,
 ) -> (Vec<Task<'_>>, usize) {
     let image_out = kout * pixels * LANES;
-    let per_pixel_range = batch * kout.div_ceil(GROUP);
-    let span = match even {
-        Some(workers) => pixels.div_ceil(pixels.div_ceil(TASK_PIXELS).next_multiple_of(workers)),
-        None => pixels
-            .div_ceil(MIN_TASKS.div_ceil(per_pixel_range.max(1)))
-            .clamp(MIN_PIXELS, TASK_PIXELS),
-    }
-    .min(pixels)
-    .max(1);
+    let span = span(pixels, batch * kout.div_ceil(GROUP), even);
     let mut tasks = Vec::new();
     for (n, image) in out.chunks_mut(image_out.max(1)).enumerate() {
         let mut planes: Vec<_> = image
@@ -237,6 +230,29 @@ pub fn forward(
         None => tasks.into_par_iter().with_max_len(1).for_each(run),
     }
     out
+}
+
+/// Pixels a task covers (the last span of an image may be shorter), for `pixels` a map and
+/// `ranges` output groups over all images. Without `even` workers, a rest shorter than
+/// [`MIN_PIXELS`] is spread over the other spans: Lite0's 7x7 1152>192 layers at batch 1 were
+/// cut into 24 + 24 + 1 pixels, and each one-pixel task read its group's whole panel (288
+/// KiB) for a sixth of a register tile's work.
+fn span(pixels: usize, ranges: usize, even: Option<usize>) -> usize {
+    let span = match even {
+        Some(workers) => pixels.div_ceil(pixels.div_ceil(TASK_PIXELS).next_multiple_of(workers)),
+        None => {
+            let span = pixels
+                .div_ceil(MIN_TASKS.div_ceil(ranges.max(1)))
+                .clamp(MIN_PIXELS, TASK_PIXELS);
+            let rest = pixels % span;
+            if rest > 0 && rest < MIN_PIXELS && pixels > span {
+                pixels.div_ceil(pixels / span)
+            } else {
+                span
+            }
+        }
+    };
+    span.min(pixels).max(1)
 }
 
 /// Workers to split layer `g` evenly between, one run of pixels each with every output group,
@@ -609,4 +625,22 @@ fn tile<S: Simd, const V: usize, const B: usize, const T: usize>(
         }
     }
     acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::span;
+
+    #[test]
+    fn a_short_rest_is_spread_over_the_other_spans() {
+        // Lite0's 7x7 1152>192 layer at batch 1: 25 + 24 pixels, not 24 + 24 + 1.
+        assert_eq!(span(49, 3, None), 25);
+        // Rests of at least MIN_PIXELS, and maps that divide evenly, are left as they were.
+        assert_eq!(span(196, 2, None), 49);
+        assert_eq!(span(1030, 1, None), 129);
+        assert_eq!(span(49, 18, None), 49);
+        // A map smaller than a span is one span; an even split is as before.
+        assert_eq!(span(10, 3, None), 10);
+        assert_eq!(span(3136, 1, Some(2)), 784);
+    }
 }
