@@ -17,6 +17,7 @@ use burn_backend::Shape;
 use burn_backend::TensorMetadata;
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
+use std::ops::Range;
 
 use crate::flex::{contiguous, values};
 use crate::grad::Geometry;
@@ -141,19 +142,48 @@ fn max_pool_grad(g: &Geometry, x: &[f32], y: &[f32], dy: &[f32]) -> Vec<f32> {
                     let cols =
                         left.max(0) as usize..((left + kw as isize).max(0) as usize).min(iw_len);
                     let (m, d) = (y[oh * ow_len + ow], dy[oh * ow_len + ow]);
-                    let hit = rows.clone().find_map(|ih| {
-                        let row = &x[ih * iw_len..];
-                        cols.clone()
-                            .find(|&iw| row[iw] == m || (m.is_nan() && row[iw].is_nan()))
-                            .map(|iw| ih * iw_len + iw)
-                    });
-                    if let Some(i) = hit {
+                    if let Some(i) = first_max(x, iw_len, rows.clone(), cols, m) {
                         dx[i] += d;
                     }
                 }
             }
         });
     dx
+}
+
+/// The first position (row-major) of the window `rows` x `cols` of the plane `x` (rows of
+/// `width`) that holds `m`, NaN matching NaN. A 3x3 window (ResNet's pool, away from the
+/// edges) compares all nine places and takes the first match from a bit mask; the search that
+/// stops at the match, branching on where the maximum happens to be, took 1.3x the time in
+/// `perf` of a ResNet-18 training step. Other windows are searched.
+fn first_max(
+    x: &[f32],
+    width: usize,
+    rows: Range<usize>,
+    cols: Range<usize>,
+    m: f32,
+) -> Option<usize> {
+    let eq = |v: f32| v == m || (m.is_nan() && v.is_nan());
+    if rows.len() == 3 && cols.len() == 3 {
+        let at = rows.start * width + cols.start;
+        let (a, b, c) = (
+            &x[at..][..3],
+            &x[at + width..][..3],
+            &x[at + 2 * width..][..3],
+        );
+        let hits = [a[0], a[1], a[2], b[0], b[1], b[2], c[0], c[1], c[2]]
+            .iter()
+            .enumerate()
+            .fold(0u32, |h, (k, &v)| h | (u32::from(eq(v)) << k));
+        let k = hits.trailing_zeros() as usize;
+        return (hits != 0).then(|| at + k / 3 * width + k % 3);
+    }
+    rows.clone().find_map(|ih| {
+        let row = &x[ih * width..];
+        cols.clone()
+            .find(|&iw| eq(row[iw]))
+            .map(|iw| ih * width + iw)
+    })
 }
 
 /// Max pooling of NCHW planes (`x` is `[batch * channels]` planes of `in_size`), tap by tap

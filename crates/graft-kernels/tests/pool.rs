@@ -88,6 +88,30 @@ fn max_pool_gradients_match_burns() {
     }
 }
 
+/// Ties and NaN in the backward pass: a window's gradient goes to the first position (row-major)
+/// holding its maximum, and to the first NaN of a window whose maximum is NaN.
+#[test]
+fn max_pool_gradient_goes_to_the_first_maximum_and_the_first_nan() {
+    let device = Device::flex().autodiff();
+    let nan = f32::NAN;
+    #[rustfmt::skip]
+    let v = vec![
+        2.0, 2.0, 1.0, 3.0,
+        2.0, 2.0, nan, nan,
+        0.0, 5.0, 4.0, 4.0,
+        5.0, 0.0, 4.0, 4.0,
+    ];
+    let x = Tensor::<4>::from_data(TensorData::new(v, [1, 1, 4, 4]), &device).require_grad();
+    let y = graft_kernels::max_pool2d(x.clone(), [2, 2], [2, 2], [(0, 0); 2]);
+    let grads = y.sum().backward();
+    let dx = x.grad(&grads).map(vec);
+    let mut want = vec![0.0f32; 16];
+    for i in [0, 6, 9, 10] {
+        want[i] = 1.0;
+    }
+    assert_eq!(dx, Some(want));
+}
+
 /// Global average pooling against burn's two `mean_dim`s, on the inference device (graft's
 /// pass over each plane) and the autodiff device (burn's), with more planes than one task.
 #[test]
