@@ -80,6 +80,25 @@ fn blocks_round_trip_and_padded_lanes_are_zero() {
     }
 }
 
+/// The global average pool from blocks equals the one from planes to the bit (each channel's
+/// pixels summed in the same order), including channels that fill only part of a block.
+#[test]
+fn global_average_pool_from_blocks_equals_the_pool_of_planes() {
+    use burn::tensor::{Device, Tensor, TensorData};
+    use graft_kernels::blocked::Blocked;
+    for (batch, c, [h, w]) in [(1, 1280, [7, 7]), (3, 40, [5, 3]), (2, 7, [1, 1])] {
+        let x = TensorData::new(noise(batch * c * h * w, 7 + c as u64), [batch, c, h, w]);
+        let x = Tensor::<4>::from_data(x, &Device::flex());
+        let Ok(b) = Blocked::from_tensor(x.clone()) else {
+            panic!("{c} channels: not blocked");
+        };
+        let (got, want) = (b.global_avg_pool(), graft_kernels::global_avg_pool(x));
+        assert_eq!(got.dims(), [batch, c], "{c} channels");
+        let values = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().ok();
+        assert_eq!(values(got), values(want), "{c} channels");
+    }
+}
+
 #[test]
 fn pointwise_matches_the_definition_at_every_isa() {
     // Channel counts of whole blocks, of part of one, and ragged (24 and 40: EfficientNet's);

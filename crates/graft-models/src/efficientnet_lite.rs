@@ -17,7 +17,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use std::ops::Range;
 
-use crate::layers::{ConvBn, ConvBnSpec, forward_groups_blocked, global_avg_pool};
+use crate::layers::{Activations, ConvBn, ConvBnSpec, forward_groups_blocked, global_avg_pool};
 use graft_kernels::Epilogue;
 use graft_kernels::blocked::Blocked;
 use graft_weights::KeyMap;
@@ -269,9 +269,19 @@ impl EfficientNetLite {
 
     /// Runs groups `range` in order. An inference pass keeps the activations in blocks of 16
     /// channels from the stem's output to the end of the range, converting only there.
+    pub fn forward_groups(&self, range: Range<usize>, x: Tensor<4>) -> Tensor<4> {
+        self.activations(range, x).into_tensor()
+    }
+
+    /// [`Self::embed`] of [`Self::forward_groups`] (`range` ending at the last group), pooled
+    /// from the blocks an inference pass keeps.
+    pub fn embed_groups(&self, range: Range<usize>, x: Tensor<4>) -> Tensor<2> {
+        self.activations(range, x).global_avg_pool()
+    }
+
     // The stem's error is its own output in planes (boxing it would allocate on every call).
     #[allow(clippy::result_large_err)]
-    pub fn forward_groups(&self, range: Range<usize>, x: Tensor<4>) -> Tensor<4> {
+    fn activations(&self, range: Range<usize>, x: Tensor<4>) -> Activations {
         // The stem writes its output in blocks (or, off the inference device, planes).
         let stem = |x| match self.stem.forward_into_blocks(x, Epilogue::BiasRelu6) {
             Ok(x) => Ok(x),

@@ -280,19 +280,20 @@ pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
 }
 
 /// Groups `range` of a network whose inference pass keeps its activations in blocks of 16
-/// channels from the stem's output to the end of the range, converting only there. `stem` runs
-/// group 0 (when in the range) into blocks or, off the inference device, gives back its output
-/// in planes; then each group runs by `blocked` or, in planes, by `planes`.
+/// channels from the stem's output to the end of the range. `stem` runs group 0 (when in the
+/// range) into blocks or, off the inference device, gives back its output in planes; then each
+/// group runs by `blocked` or, in planes, by `planes`. The caller converts at the end
+/// ([`Activations`]).
 pub fn forward_groups_blocked(
     range: std::ops::Range<usize>,
     x: Tensor<4>,
     stem: impl FnOnce(Tensor<4>) -> Result<Blocked, Tensor<4>>,
     blocked: impl Fn(usize, Blocked) -> Blocked,
     planes: impl Fn(usize, Tensor<4>) -> Tensor<4>,
-) -> Tensor<4> {
+) -> Activations {
     let mut groups = range;
     if groups.is_empty() {
-        return x;
+        return Activations::Planes(x);
     }
     let x = if groups.start == 0 {
         groups.start = 1;
@@ -301,8 +302,33 @@ pub fn forward_groups_blocked(
         Blocked::from_tensor(x)
     };
     match x {
-        Ok(x) => groups.fold(x, |x, g| blocked(g, x)).into_tensor(),
-        Err(x) => groups.fold(x, |x, g| planes(g, x)),
+        Ok(x) => Activations::Blocked(groups.fold(x, |x, g| blocked(g, x))),
+        Err(x) => Activations::Planes(groups.fold(x, |x, g| planes(g, x))),
+    }
+}
+
+/// A pass's activations where [`forward_groups_blocked`] left them: in blocks of 16 channels
+/// (an inference pass on the CPU) or in planes.
+pub enum Activations {
+    Blocked(Blocked),
+    Planes(Tensor<4>),
+}
+
+impl Activations {
+    /// `[batch, channels, h, w]`.
+    pub fn into_tensor(self) -> Tensor<4> {
+        match self {
+            Self::Blocked(x) => x.into_tensor(),
+            Self::Planes(x) => x,
+        }
+    }
+
+    /// [`global_avg_pool`], from the blocks where they are.
+    pub fn global_avg_pool(self) -> Tensor<2> {
+        match self {
+            Self::Blocked(x) => x.global_avg_pool(),
+            Self::Planes(x) => global_avg_pool(x),
+        }
     }
 }
 

@@ -148,11 +148,29 @@ impl Network {
 
     /// Runs groups `range` (e.g. all of them, or only those above a freeze point).
     pub fn forward_groups(&self, range: std::ops::Range<usize>, x: Tensor<4>) -> Tensor<4> {
-        let run = |x: Tensor<4>| match self {
+        self.micro_batched(x, |x| match self {
             Self::EfficientNetLite(m) => m.forward_groups(range.clone(), x),
             Self::ResNet(m) => m.forward_groups(range.clone(), x),
             Self::Vgg(_) => range.clone().fold(x, |x, g| self.forward_group(g, x)),
-        };
+        })
+    }
+
+    /// [`Self::embed`] of [`Self::forward_groups`], for a `range` that ends at the last group:
+    /// an inference pass pools the blocks it keeps its activations in, with no conversion.
+    pub fn embed_groups(&self, range: std::ops::Range<usize>, x: Tensor<4>) -> Tensor<2> {
+        self.micro_batched(x, |x| match self {
+            Self::EfficientNetLite(m) => m.embed_groups(range.clone(), x),
+            Self::ResNet(m) => m.embed_groups(range.clone(), x),
+            Self::Vgg(m) => m.embed(range.clone().fold(x, |x, g| self.forward_group(g, x))),
+        })
+    }
+
+    /// `run(x)`; a CPU inference pass runs on rayon's workers, in micro-batches.
+    fn micro_batched<const D: usize>(
+        &self,
+        x: Tensor<4>,
+        run: impl Fn(Tensor<4>) -> Tensor<D> + Sync + Send,
+    ) -> Tensor<D> {
         let [batch, c, h, w] = x.dims();
         let images = micro_batch(
             self.activation_budget(),
@@ -238,7 +256,7 @@ impl Network {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let n = self.group_names().len();
         let on_cpu = cpu_inference(&images);
-        let pass = || self.classify(self.embed(self.forward_groups(0..n, images)));
+        let pass = || self.classify(self.embed_groups(0..n, images));
         // On the workers as a whole, pooling and classifier too (see `forward_groups`).
         if on_cpu {
             graft_kernels::on_workers(pass)

@@ -247,3 +247,35 @@ fn resnet_layers_by_winograd_match_the_direct_kernel() {
         }
     }
 }
+
+/// The classifier's input pooled from the blocks an inference pass keeps equals the pool of the
+/// last group's output in planes, to the bit: EfficientNet-Lite0 and a ResNet whose last group
+/// fills only part of a block of 16 channels, over a batch that the pass splits between the
+/// workers.
+#[test]
+fn embeddings_pooled_from_blocks_equal_the_pool_of_planes() {
+    use graft_models::efficientnet_lite::EfficientNetLiteConfig;
+    use graft_models::resnet::{BlockKind, ResNetConfig};
+    let device = default_device();
+    let resnet = ResNetConfig {
+        block: BlockKind::Basic,
+        layers: [1, 1, 1, 1],
+        stem: 8,
+        widths: [8, 16, 32, 40],
+        num_classes: 5,
+    };
+    let archs = [
+        graft_models::Arch::EfficientNetLite(EfficientNetLiteConfig::lite0()),
+        graft_models::Arch::ResNet(resnet),
+    ];
+    for arch in archs {
+        let net = arch.init(&device);
+        let n = net.group_names().len();
+        let x = Tensor::<4>::random([3, 3, 64, 64], Distribution::Default, &device);
+        let pooled = net.embed_groups(0..n, x.clone());
+        let planes = net.embed(net.forward_groups(0..n, x));
+        assert_eq!(pooled.dims(), planes.dims());
+        let values = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().expect("f32");
+        assert_eq!(values(pooled), values(planes));
+    }
+}

@@ -18,7 +18,7 @@ pub fn probabilities(model: &LoadedModel, head: Option<&Head>, x: Tensor<4>) -> 
     let logits = match head {
         Some(h) => {
             let n = model.net.group_names().len();
-            h.forward(model.net.embed(model.net.forward_groups(0..n, x)))
+            h.forward(model.net.embed_groups(0..n, x))
         }
         None => model.net.forward(x),
     };

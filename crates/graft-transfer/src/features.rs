@@ -122,7 +122,7 @@ impl Extractor<'_> {
     fn compute(&self, start: usize, x: Tensor<4>) -> Tensor<2> {
         let groups = self.net.group_names().len();
         match self.output {
-            Output::Embed => self.net.embed(self.net.forward_groups(start..groups, x)),
+            Output::Embed => self.net.embed_groups(start..groups, x),
             Output::Activations(p) => {
                 let y = self.net.forward_groups(start..p, x);
                 let [b, c, h, w] = y.dims();

@@ -54,7 +54,7 @@ pub struct FinetuneOutcome {
 }
 
 fn logits(net: &Network, head: &Head, groups: std::ops::Range<usize>, x: Tensor<4>) -> Tensor<2> {
-    head.forward(net.embed(net.forward_groups(groups, x)))
+    head.forward(net.embed_groups(groups, x))
 }
 
 /// Loss, confusion and probabilities on `val` in inference mode (BatchNorm on running
