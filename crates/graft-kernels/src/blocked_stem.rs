@@ -168,7 +168,22 @@ impl WithSimd for Rows<'_> {
     type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: Simd>(mut self, simd: S) {
+    fn with_simd<S: Simd>(self, simd: S) {
+        // Every stem here has stride 2: as a constant, a tile's broadcasts read at fixed
+        // offsets from the tap's corner. As a variable, the compiler kept the eight offsets on
+        // the stack and loaded one before each broadcast, which made the tile wait on loads
+        // (101 GFLOP/s on one thread alone, Lite0's stem).
+        match self.g.stride[1] {
+            2 => self.blocks::<S, 2>(simd),
+            _ => self.blocks::<S, 0>(simd),
+        }
+    }
+}
+
+impl Rows<'_> {
+    /// Every block of the rows, at column stride `SW` (0: the geometry's).
+    #[inline(always)]
+    fn blocks<S: Simd, const SW: usize>(mut self, simd: S) {
         let kb = self.dst.len();
         // Plain loops: a closure the compiler does not inline loses the vector context (see
         // `blocked_direct`'s tile).
@@ -176,25 +191,25 @@ impl WithSimd for Rows<'_> {
             16 => {
                 for b in (0..kb).step_by(2) {
                     if kb - b >= 2 {
-                        self.run::<S, 1, 2, 8>(simd, b)
+                        self.run::<S, 1, 2, 8, SW>(simd, b)
                     } else {
-                        self.run::<S, 1, 1, 8>(simd, b)
+                        self.run::<S, 1, 1, 8, SW>(simd, b)
                     }
                 }
             }
             8 => {
                 for b in 0..kb {
-                    self.run::<S, 2, 1, 4>(simd, b)
+                    self.run::<S, 2, 1, 4, SW>(simd, b)
                 }
             }
             4 => {
                 for b in 0..kb {
-                    self.run::<S, 4, 1, 2>(simd, b)
+                    self.run::<S, 4, 1, 2, SW>(simd, b)
                 }
             }
             _ => {
                 for b in 0..kb {
-                    self.run::<S, 16, 1, 1>(simd, b)
+                    self.run::<S, 16, 1, 1, SW>(simd, b)
                 }
             }
         }
@@ -204,7 +219,11 @@ impl WithSimd for Rows<'_> {
 impl Rows<'_> {
     /// Blocks `b0..b0 + B`, tiles of `T` pixels along each row, then single pixels.
     #[inline(always)]
-    fn run<S: Simd, const V: usize, const B: usize, const T: usize>(&mut self, simd: S, b0: usize) {
+    fn run<S: Simd, const V: usize, const B: usize, const T: usize, const SW: usize>(
+        &mut self,
+        simd: S,
+        b0: usize,
+    ) {
         let g = self.g;
         let (cin, taps) = (g.in_channels, g.taps());
         let [_, ow] = g.out_size;
@@ -238,10 +257,10 @@ impl Rows<'_> {
                 let n = if ow - ox >= T { T } else { 1 };
                 let out = ((oy - first) * ow + ox) * LANES;
                 if n == T {
-                    let acc = tile::<S, V, B, T>(simd, self.planes, &at, start, corner);
+                    let acc = tile::<S, V, B, T, SW>(simd, self.planes, &at, start, corner);
                     self.store(simd, &acc, b0, out);
                 } else {
-                    let acc = tile::<S, V, B, 1>(simd, self.planes, &at, start, corner);
+                    let acc = tile::<S, V, B, 1, SW>(simd, self.planes, &at, start, corner);
                     self.store(simd, &acc, b0, out);
                 }
                 ox += n;
@@ -283,9 +302,10 @@ struct Taps<'a, V> {
     stride: usize,
 }
 
-/// `T` output pixels from the one whose top-left input is at `corner`, by `B` blocks.
+/// `T` output pixels from the one whose top-left input is at `corner`, by `B` blocks, at column
+/// stride `SW` (0: `at.stride`).
 #[inline(always)]
-fn tile<S: Simd, const V: usize, const B: usize, const T: usize>(
+fn tile<S: Simd, const V: usize, const B: usize, const T: usize, const SW: usize>(
     simd: S,
     planes: &[f32],
     at: &Taps<S::f32s>,
@@ -294,11 +314,12 @@ fn tile<S: Simd, const V: usize, const B: usize, const T: usize>(
 ) -> [[[S::f32s; V]; B]; T] {
     let mut acc = [start; T];
     let per_block = at.offsets.len() * V;
-    let reach = (T - 1) * at.stride + 1;
+    let stride = if SW == 0 { at.stride } else { SW };
+    let reach = (T - 1) * stride + 1;
     for (k, &o) in at.offsets.iter().enumerate() {
         let xs = &planes[corner + o..][..reach];
         for (t, acc) in acc.iter_mut().enumerate() {
-            let xv = simd.splat_f32s(xs[t * at.stride]);
+            let xv = simd.splat_f32s(xs[t * stride]);
             for (b, acc) in acc.iter_mut().enumerate() {
                 let wr = &at.wv[b * per_block + k * V..][..V];
                 for v in 0..V {
