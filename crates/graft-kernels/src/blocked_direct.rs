@@ -153,11 +153,9 @@ fn tasks(
             .map(|b| b.chunks_mut(span * LANES))
             .collect();
         for p0 in (0..pixels).step_by(span) {
-            let mut parts: Vec<&mut [f32]> = planes.iter_mut().filter_map(Iterator::next).collect();
+            let mut parts = planes.iter_mut().filter_map(Iterator::next);
             for g in (0..kout).step_by(GROUP) {
-                let rest = parts.split_off(GROUP.min(parts.len()));
-                let group = std::mem::replace(&mut parts, rest);
-                tasks.push((n, p0, g, group));
+                tasks.push((n, p0, g, parts.by_ref().take(GROUP).collect()));
             }
         }
     }
