@@ -214,9 +214,7 @@ impl Rows<'_> {
             }
         }
     }
-}
 
-impl Rows<'_> {
     /// Blocks `b0..b0 + B`, tiles of `T` pixels along each row, then single pixels.
     #[inline(always)]
     fn run<S: Simd, const V: usize, const B: usize, const T: usize, const SW: usize>(

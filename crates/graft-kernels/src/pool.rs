@@ -154,8 +154,8 @@ fn max_pool_grad(g: &Geometry, x: &[f32], y: &[f32], dy: &[f32]) -> Vec<f32> {
 /// The first position (row-major) of the window `rows` x `cols` of the plane `x` (rows of
 /// `width`) that holds `m`, NaN matching NaN. A 3x3 window (ResNet's pool, away from the
 /// edges) compares all nine places and takes the first match from a bit mask; the search that
-/// stops at the match, branching on where the maximum happens to be, took 1.3x the time in
-/// `perf` of a ResNet-18 training step. Other windows are searched.
+/// stops at the match, branching on where the maximum happens to be, took 1.5x the time in
+/// `perf` of a ResNet-18 training step (2.89% of it against 1.92%). Other windows are searched.
 fn first_max(
     x: &[f32],
     width: usize,
@@ -178,7 +178,7 @@ fn first_max(
         let k = hits.trailing_zeros() as usize;
         return (hits != 0).then(|| at + k / 3 * width + k % 3);
     }
-    rows.clone().find_map(|ih| {
+    rows.into_iter().find_map(|ih| {
         let row = &x[ih * width..];
         cols.clone()
             .find(|&iw| eq(row[iw]))
