@@ -80,6 +80,23 @@ impl std::ops::DerefMut for Scratch {
     }
 }
 
+/// A [`Scratch`] given back to its thread's pool when dropped: for per-split state of a
+/// parallel loop (`for_each_init`), which rayon drops itself, on the thread that made it.
+#[derive(Default)]
+pub(crate) struct Kept(pub(crate) Scratch);
+
+impl Kept {
+    pub(crate) fn take(len: usize) -> Self {
+        Self(take(len))
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        keep(std::mem::take(&mut self.0));
+    }
+}
+
 /// A buffer with room for `need` floats (unspecified contents) from a cache line, and the index
 /// of that line: for kernels that load whole 64-byte vectors from it (the depthwise and blocked
 /// Winograd kernels). Give the buffer back with [`keep`].

@@ -411,11 +411,11 @@ fn transform_tiles<const SIDE: usize>(
     // A padded source row: the last tile column reads up to m * (tw - 1) + side - 1.
     let width = m * (tw - 1) + side;
     let p_len = block.len() * tw;
+    // Both written in full for each channel before they are read.
     let buffers = || {
-        let gathered = vec![0.0f32; side * side * p_len];
         (
-            gathered,
-            vec![0.0f32; t * side * p_len],
+            scratch::Kept::take(side * side * p_len),
+            scratch::Kept::take(t * side * p_len),
             vec![0.0f32; width],
         )
     };
@@ -423,30 +423,59 @@ fn transform_tiles<const SIDE: usize>(
         .into_par_iter()
         .enumerate()
         .for_each_init(buffers, |(d, e, row), (c, mut out_c)| {
+            let (d, e) = (&mut *d.0, &mut *e.0);
             for (slot, unit) in block.clone().enumerate() {
                 let (n, ty) = (unit / th, unit % th);
                 let plane = &source.values[(n * source.channels + c) * plane_len..][..plane_len];
                 for r in 0..side {
                     let ih = (m * ty + r) as isize - pad_h;
-                    row.fill(0.0);
-                    if (0..h_len as isize).contains(&ih) {
-                        let n_copy = w_len.min(width.saturating_sub(pad_w));
-                        row[pad_w..pad_w + n_copy]
-                            .copy_from_slice(&plane[ih as usize * w_len..][..n_copy]);
-                    }
-                    // Tile tx's column j is row[m * tx + j].
-                    for j in 0..side {
-                        let dst = &mut d[(r * side + j) * p_len + slot * tw..][..tw];
-                        for (o, val) in dst.iter_mut().zip(row[j..].iter().step_by(m)) {
-                            *o = *val;
-                        }
-                    }
+                    padded_row(plane, source.size, ih, pad_w, row);
+                    let columns = &mut d[r * side * p_len..][..side * p_len];
+                    tile_columns::<SIDE>(row, tw, columns, p_len, slot * tw);
                 }
             }
             let d = &*d;
             let x = |r: usize, j: usize| &d[(r * side + j) * p_len..];
             sandwich(stage, x, e, out_c.iter_mut().map(|row| &mut **row));
         });
+}
+
+/// `row` as source row `ih` of `plane` (`h_len` rows of `w_len`) placed at column `pad_w`, zero
+/// where the plane has no value (above, below, left and right of it).
+fn padded_row(plane: &[f32], [h_len, w_len]: [usize; 2], ih: isize, pad_w: usize, row: &mut [f32]) {
+    let n_copy = if (0..h_len as isize).contains(&ih) {
+        w_len.min(row.len().saturating_sub(pad_w))
+    } else {
+        0
+    };
+    let (left, rest) = row.split_at_mut(pad_w.min(row.len()));
+    left.fill(0.0);
+    let (mid, right) = rest.split_at_mut(n_copy);
+    if n_copy > 0 {
+        mid.copy_from_slice(&plane[ih as usize * w_len..][..n_copy]);
+    }
+    right.fill(0.0);
+}
+
+/// Column `j` of every one of `tw` tiles of a padded source row, for `j` in `0..SIDE`: tile
+/// `tx`'s column `j` is `row[M * tx + j]`, written to `columns[j * stride + at + tx]`. Each
+/// tile's window of the row is read once and spread over the columns; a strided read per
+/// column (`step_by(M)`) was 4.6% of a ResNet-18 training step.
+fn tile_columns<const SIDE: usize>(
+    row: &[f32],
+    tw: usize,
+    columns: &mut [f32],
+    stride: usize,
+    at: usize,
+) {
+    let mut rows = columns.chunks_mut(stride);
+    let mut cols: [&mut [f32]; SIDE] =
+        std::array::from_fn(|_| rows.next().map_or(&mut [][..], |c| &mut c[at..at + tw]));
+    for (tx, window) in row.windows(SIDE).step_by(M).take(tw).enumerate() {
+        for (col, &value) in cols.iter_mut().zip(window) {
+            col[tx] = value;
+        }
+    }
 }
 
 /// `Y = A^T M A` for every tile of `block` from the products `M` (`[tile position, out,
@@ -506,4 +535,50 @@ fn transform_output(
                 }
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tile `tx`'s column `j` is `row[M * tx + j]`, for tiles that overlap (the input's six
+    /// columns) and tiles that do not (the output gradient's four).
+    #[test]
+    fn tile_columns_spread_each_tile_s_window() {
+        fn check<const SIDE: usize>(tw: usize) {
+            let row: Vec<f32> = (0..M * (tw - 1) + SIDE).map(|i| i as f32).collect();
+            let (stride, at) = (3 * tw + 2, tw + 1);
+            let mut columns = vec![-1.0; SIDE * stride];
+            tile_columns::<SIDE>(&row, tw, &mut columns, stride, at);
+            for (i, &got) in columns.iter().enumerate() {
+                let (j, k) = (i / stride, i % stride);
+                let want = match k.checked_sub(at) {
+                    Some(tx) if tx < tw => row[M * tx + j],
+                    _ => -1.0,
+                };
+                assert_eq!(got, want, "side {SIDE}, {tw} tiles, column {j}, place {k}");
+            }
+        }
+        for tw in [1, 2, 5, 14] {
+            check::<T>(tw);
+            check::<M>(tw);
+        }
+    }
+
+    /// A source row outside the plane is all zeros; inside, its values sit after `pad_w`
+    /// zeros, cut or followed by zeros at the buffer's end.
+    #[test]
+    fn padded_row_places_the_source_row_between_zeros() {
+        let plane: Vec<f32> = (1..=12).map(|i| i as f32).collect(); // 3 rows of 4
+        let mut row = vec![9.0; 7];
+        padded_row(&plane, [3, 4], 1, 1, &mut row);
+        assert_eq!(row, [0.0, 5.0, 6.0, 7.0, 8.0, 0.0, 0.0]);
+        padded_row(&plane, [3, 4], -1, 1, &mut row);
+        assert_eq!(row, [0.0; 7]);
+        padded_row(&plane, [3, 4], 3, 0, &mut row);
+        assert_eq!(row, [0.0; 7]);
+        let mut short = vec![9.0; 3];
+        padded_row(&plane, [3, 4], 2, 1, &mut short);
+        assert_eq!(short, [0.0, 9.0, 10.0]);
+    }
 }
