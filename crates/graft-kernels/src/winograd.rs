@@ -499,11 +499,18 @@ fn transform_output(
     let p_len = block.len() * tw;
     // Each output channel's planes, one per image of the block.
     let by_channel = rows_by(dst, oh_len * ow_len, k_len);
-    let buffers = || (vec![0.0f32; t * m * p_len], vec![0.0f32; m * m * p_len]);
+    // Both written in full for each channel before they are read.
+    let buffers = || {
+        (
+            scratch::Kept::take(t * m * p_len),
+            scratch::Kept::take(m * m * p_len),
+        )
+    };
     by_channel
         .into_par_iter()
         .enumerate()
         .for_each_init(buffers, |(s, y), (k, mut planes)| {
+            let (s, y) = (&mut *s.0, &mut *y.0);
             let m_k = |i: usize, j: usize| &products[((i * t + j) * k_len + k) * p_len..];
             sandwich(mul_at, m_k, s, y.chunks_mut(p_len));
             let b = bias.map_or(0.0, |b| b[k]);
@@ -517,20 +524,20 @@ fn transform_output(
                         break;
                     }
                     let out = &mut plane[oh * ow_len..][..ow_len];
-                    // Column q of the tiles' row q2 (m <= M).
-                    let src: [&[f32]; M] = std::array::from_fn(|q| match q < m {
-                        true => &y[(q2 * m + q) * p_len + slot * tw..][..tw],
-                        false => &[],
-                    });
-                    // Whole tiles: m adjacent outputs from the m column vectors.
-                    let whole = ow_len / m;
-                    for (tx, o) in out.chunks_exact_mut(m).enumerate() {
-                        for (q, o) in o.iter_mut().enumerate() {
-                            *o = apply(src[q][tx]);
-                        }
+                    // Column q of the tiles' row q2.
+                    let [c0, c1, c2, c3]: [&[f32]; M] =
+                        std::array::from_fn(|q| &y[(q2 * m + q) * p_len + slot * tw..][..tw]);
+                    // Whole tiles: M adjacent outputs from the M column vectors, a tile a
+                    // step over zipped columns (indexing a column per output, with its bounds
+                    // check, made a ResNet-18 training step 1.9% slower).
+                    let mut whole = out.chunks_exact_mut(M);
+                    let columns = c0.iter().zip(c1).zip(c2).zip(c3);
+                    for (o, (((a, b), c), d)) in whole.by_ref().zip(columns) {
+                        (o[0], o[1], o[2], o[3]) = (apply(*a), apply(*b), apply(*c), apply(*d));
                     }
-                    for (q, o) in out[whole * m..].iter_mut().enumerate() {
-                        *o = apply(src[q][whole]);
+                    let tx = ow_len / M;
+                    for (o, column) in whole.into_remainder().iter_mut().zip([c0, c1, c2]) {
+                        *o = apply(column[tx]);
                     }
                 }
             }
