@@ -408,30 +408,30 @@ fn transform_tiles<const SIDE: usize>(
     let [h_len, w_len] = source.size;
     let plane_len = h_len * w_len;
     let (pad_h, pad_w) = (source.offset[0] as isize, source.offset[1]);
-    // A padded source row: the last tile column reads up to m * (tw - 1) + side - 1.
-    let width = m * (tw - 1) + side;
     let p_len = block.len() * tw;
     // Both written in full for each channel before they are read.
     let buffers = || {
         (
             scratch::Kept::take(side * side * p_len),
             scratch::Kept::take(t * side * p_len),
-            vec![0.0f32; width],
         )
     };
     rows_by(out, p_len, source.channels)
         .into_par_iter()
         .enumerate()
-        .for_each_init(buffers, |(d, e, row), (c, mut out_c)| {
+        .for_each_init(buffers, |(d, e), (c, mut out_c)| {
             let (d, e) = (&mut *d.0, &mut *e.0);
             for (slot, unit) in block.clone().enumerate() {
                 let (n, ty) = (unit / th, unit % th);
                 let plane = &source.values[(n * source.channels + c) * plane_len..][..plane_len];
                 for r in 0..side {
                     let ih = (m * ty + r) as isize - pad_h;
-                    padded_row(plane, source.size, ih, pad_w, row);
+                    let row = usize::try_from(ih)
+                        .ok()
+                        .filter(|&ih| ih < h_len)
+                        .map(|ih| &plane[ih * w_len..][..w_len]);
                     let columns = &mut d[r * side * p_len..][..side * p_len];
-                    tile_columns::<SIDE>(row, tw, columns, p_len, slot * tw);
+                    tile_columns::<SIDE>(row, pad_w, tw, columns, p_len, slot * tw);
                 }
             }
             let d = &*d;
@@ -440,29 +440,15 @@ fn transform_tiles<const SIDE: usize>(
         });
 }
 
-/// `row` as source row `ih` of `plane` (`h_len` rows of `w_len`) placed at column `pad_w`, zero
-/// where the plane has no value (above, below, left and right of it).
-fn padded_row(plane: &[f32], [h_len, w_len]: [usize; 2], ih: isize, pad_w: usize, row: &mut [f32]) {
-    let n_copy = if (0..h_len as isize).contains(&ih) {
-        w_len.min(row.len().saturating_sub(pad_w))
-    } else {
-        0
-    };
-    let (left, rest) = row.split_at_mut(pad_w.min(row.len()));
-    left.fill(0.0);
-    let (mid, right) = rest.split_at_mut(n_copy);
-    if n_copy > 0 {
-        mid.copy_from_slice(&plane[ih as usize * w_len..][..n_copy]);
-    }
-    right.fill(0.0);
-}
-
-/// Column `j` of every one of `tw` tiles of a padded source row, for `j` in `0..SIDE`: tile
-/// `tx`'s column `j` is `row[M * tx + j]`, written to `columns[j * stride + at + tx]`. Each
-/// tile's window of the row is read once and spread over the columns; a strided read per
-/// column (`step_by(M)`) was 4.6% of a ResNet-18 training step.
+/// Column `j` of every one of `tw` tiles read from `source`, one row of the source plane (or
+/// `None` for a row above or below it), for `j` in `0..SIDE`: tile `tx`'s column `j` is the
+/// source's column `M * tx + j - pad_w`, zero outside it, written to
+/// `columns[j * stride + at + tx]`. Each tile's window is read once and spread over the
+/// columns: a strided read per column (`step_by(M)`) was 4.6% of a ResNet-18 training step.
+/// Tiles inside the row read it in place; those over its edges are padded in registers.
 fn tile_columns<const SIDE: usize>(
-    row: &[f32],
+    source: Option<&[f32]>,
+    pad_w: usize,
     tw: usize,
     columns: &mut [f32],
     stride: usize,
@@ -471,8 +457,25 @@ fn tile_columns<const SIDE: usize>(
     let mut rows = columns.chunks_mut(stride);
     let mut cols: [&mut [f32]; SIDE] =
         std::array::from_fn(|_| rows.next().map_or(&mut [][..], |c| &mut c[at..at + tw]));
-    for (tx, window) in row.windows(SIDE).step_by(M).take(tw).enumerate() {
-        for (col, &value) in cols.iter_mut().zip(window) {
+    let Some(source) = source else {
+        cols.iter_mut().for_each(|c| c.fill(0.0));
+        return;
+    };
+    for tx in 0..tw {
+        // The window's first column in the source, which may lie before it.
+        let first = (M * tx) as isize - pad_w as isize;
+        let inside = first >= 0 && first as usize + SIDE <= source.len();
+        let window: [f32; SIDE] = match inside {
+            true => std::array::from_fn(|j| source[first as usize + j]),
+            false => std::array::from_fn(|j| {
+                usize::try_from(first + j as isize)
+                    .ok()
+                    .and_then(|i| source.get(i))
+                    .copied()
+                    .unwrap_or(0.0)
+            }),
+        };
+        for (col, value) in cols.iter_mut().zip(window) {
             col[tx] = value;
         }
     }
@@ -548,44 +551,42 @@ fn transform_output(
 mod tests {
     use super::*;
 
-    /// Tile `tx`'s column `j` is `row[M * tx + j]`, for tiles that overlap (the input's six
-    /// columns) and tiles that do not (the output gradient's four).
+    /// Tile `tx`'s column `j` is the source's column `M * tx + j - pad_w`, zero outside it,
+    /// for tiles that overlap (the input's six columns) and tiles that do not (the output
+    /// gradient's four), with and without padding, and for rows outside the plane.
     #[test]
     fn tile_columns_spread_each_tile_s_window() {
-        fn check<const SIDE: usize>(tw: usize) {
-            let row: Vec<f32> = (0..M * (tw - 1) + SIDE).map(|i| i as f32).collect();
+        fn check<const SIDE: usize>(tw: usize, pad_w: usize, len: usize, outside: bool) {
+            let source: Vec<f32> = (1..=len).map(|i| i as f32).collect();
             let (stride, at) = (3 * tw + 2, tw + 1);
             let mut columns = vec![-1.0; SIDE * stride];
-            tile_columns::<SIDE>(&row, tw, &mut columns, stride, at);
+            let row = (!outside).then_some(&source[..]);
+            tile_columns::<SIDE>(row, pad_w, tw, &mut columns, stride, at);
             for (i, &got) in columns.iter().enumerate() {
                 let (j, k) = (i / stride, i % stride);
                 let want = match k.checked_sub(at) {
-                    Some(tx) if tx < tw => row[M * tx + j],
+                    Some(tx) if tx < tw => (M * tx + j)
+                        .checked_sub(pad_w)
+                        .and_then(|c| source.get(c))
+                        .filter(|_| !outside)
+                        .copied()
+                        .unwrap_or(0.0),
                     _ => -1.0,
                 };
-                assert_eq!(got, want, "side {SIDE}, {tw} tiles, column {j}, place {k}");
+                assert_eq!(
+                    got, want,
+                    "side {SIDE}, {tw} tiles, pad {pad_w}, column {j}, {k}"
+                );
             }
         }
         for tw in [1, 2, 5, 14] {
-            check::<T>(tw);
-            check::<M>(tw);
+            for (pad_w, outside) in [(0, false), (1, false), (2, false), (1, true)] {
+                // A source that ends inside the last tile, and one that covers it.
+                for len in [M * tw - 1, M * tw + 2] {
+                    check::<T>(tw, pad_w, len, outside);
+                    check::<M>(tw, pad_w, len, outside);
+                }
+            }
         }
-    }
-
-    /// A source row outside the plane is all zeros; inside, its values sit after `pad_w`
-    /// zeros, cut or followed by zeros at the buffer's end.
-    #[test]
-    fn padded_row_places_the_source_row_between_zeros() {
-        let plane: Vec<f32> = (1..=12).map(|i| i as f32).collect(); // 3 rows of 4
-        let mut row = vec![9.0; 7];
-        padded_row(&plane, [3, 4], 1, 1, &mut row);
-        assert_eq!(row, [0.0, 5.0, 6.0, 7.0, 8.0, 0.0, 0.0]);
-        padded_row(&plane, [3, 4], -1, 1, &mut row);
-        assert_eq!(row, [0.0; 7]);
-        padded_row(&plane, [3, 4], 3, 0, &mut row);
-        assert_eq!(row, [0.0; 7]);
-        let mut short = vec![9.0; 3];
-        padded_row(&plane, [3, 4], 2, 1, &mut short);
-        assert_eq!(short, [0.0, 9.0, 10.0]);
     }
 }
