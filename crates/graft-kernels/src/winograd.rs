@@ -325,7 +325,11 @@ fn transform_weights(w: Filters, k_len: usize, c_len: usize) -> scratch::Scratch
 /// index: element `g` holds group `g`'s rows in position order, so each group can be written by
 /// its own thread.
 fn rows_by(buf: &mut [f32], row_len: usize, groups: usize) -> Vec<Vec<&mut [f32]>> {
-    let mut out: Vec<Vec<&mut [f32]>> = (0..groups).map(|_| Vec::new()).collect();
+    // Each group's list allocated once at its final length, not grown push by push.
+    let per_group = (buf.len() / row_len.max(1)).div_ceil(groups.max(1));
+    let mut out: Vec<Vec<&mut [f32]>> = (0..groups)
+        .map(|_| Vec::with_capacity(per_group))
+        .collect();
     for (index, row) in buf.chunks_mut(row_len.max(1)).enumerate() {
         out[index % groups].push(row);
     }
