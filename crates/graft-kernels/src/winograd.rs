@@ -276,10 +276,17 @@ pub(crate) fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32], kept: Option<&[f3
         scratch::keep(z);
     }
     let mut dw = vec![0.0f32; k_len * c_len * 9];
-    let buffers = || (vec![0.0f32; 3 * t * c_len], vec![0.0f32; 9 * c_len]);
+    // Both written in full for each output channel before they are read.
+    let buffers = || {
+        (
+            scratch::Kept::take(3 * t * c_len),
+            scratch::Kept::take(9 * c_len),
+        )
+    };
     dw.par_chunks_mut(c_len * 9)
         .enumerate()
         .for_each_init(buffers, |(h, taps), (k, dw_k)| {
+            let (h, taps) = (&mut *h.0, &mut *taps.0);
             let du_k = |i: usize, j: usize| &du[((i * t + j) * k_len + k) * c_len..];
             sandwich(mul_gt, du_k, h, taps.chunks_mut(c_len));
             for (c, dw_kc) in dw_k.chunks_exact_mut(9).enumerate() {
@@ -298,11 +305,18 @@ fn transform_weights(w: Filters, k_len: usize, c_len: usize) -> scratch::Scratch
     let t = T;
     let mut u = scratch::take(t * t * k_len * c_len);
     let by_filter = rows_by(&mut u, c_len, k_len);
-    let buffers = || (vec![0.0f32; 9 * c_len], vec![0.0f32; t * 3 * c_len]);
+    // Both written in full for each output channel before they are read.
+    let buffers = || {
+        (
+            scratch::Kept::take(9 * c_len),
+            scratch::Kept::take(t * 3 * c_len),
+        )
+    };
     by_filter
         .into_par_iter()
         .enumerate()
         .for_each_init(buffers, |(f, gg), (k, mut rows)| {
+            let (f, gg) = (&mut *f.0, &mut *gg.0);
             // f[tap][in]: the 3x3 filters of output channel k, tap-major.
             for c in 0..c_len {
                 let (taps, flipped) = match w {
