@@ -190,7 +190,7 @@ impl Network {
             if part >= batch {
                 return run(x);
             }
-            let parts: Vec<Tensor<4>> = x.split(part, 0);
+            let parts: Vec<Tensor<4>> = x.split_with_sizes(part_sizes(batch, part, workers), 0);
             Tensor::cat(parts.into_par_iter().map(run).collect(), 0)
         })
     }
@@ -284,8 +284,57 @@ fn cpu_inference(x: &Tensor<4>) -> bool {
 /// for wider products (`vgg::ACTIVATION_BUDGET`).
 const ACTIVATION_BUDGET: usize = 8 << 20;
 
+/// Sizes of the parts a batch of `batch` images runs in, at most `part` images each: a multiple
+/// of `workers` of them (where the batch allows), of sizes that differ by at most one, the
+/// larger spread evenly, so that each worker's half of the list (rayon splits it in halves)
+/// holds the same number of images. Cut into parts of `part` and a rest, Lite0's batch of 32
+/// ran as ten parts of 3 and one of 2: one worker had 17 images, the other 15.
+fn part_sizes(batch: usize, part: usize, workers: usize) -> Vec<usize> {
+    let n = batch
+        .div_ceil(part.max(1))
+        .next_multiple_of(workers.max(1))
+        .clamp(1, batch.max(1));
+    // Part i ends at image floor(batch * (i + 1) / n).
+    (0..n)
+        .map(|i| batch * (i + 1) / n - batch * i / n)
+        .collect()
+}
+
 /// Images per inference chunk, with `budget` floats for the widest activation, for images of
 /// `image_len` values whose widest activation is `widest` times that: at least one.
 fn micro_batch(budget: usize, image_len: usize, widest: usize) -> usize {
     (budget / (image_len * widest).max(1)).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::part_sizes;
+
+    #[test]
+    fn parts_share_a_batch_evenly_between_the_workers() {
+        // Lite0 at batch 32 on 2 workers, parts of at most 3: twelve, 16 images a half.
+        let sizes = part_sizes(32, 3, 2);
+        assert_eq!(sizes.len(), 12);
+        assert!(sizes.iter().all(|&s| s == 2 || s == 3));
+        assert_eq!(sizes[..6].iter().sum::<usize>(), 16);
+        assert_eq!(sizes[6..].iter().sum::<usize>(), 16);
+        for (batch, part, workers) in [
+            (17, 3, 2),
+            (13, 4, 2),
+            (5, 3, 2),
+            (2, 1, 2),
+            (1, 1, 2),
+            (9, 2, 4),
+        ] {
+            let sizes = part_sizes(batch, part, workers);
+            assert_eq!(
+                sizes.iter().sum::<usize>(),
+                batch,
+                "{batch} {part} {workers}"
+            );
+            assert!(sizes.iter().all(|&s| (1..=part).contains(&s)), "{sizes:?}");
+            let (lo, hi) = (sizes.iter().min(), sizes.iter().max());
+            assert!(hi.zip(lo).is_some_and(|(h, l)| h - l <= 1), "{sizes:?}");
+        }
+    }
 }
