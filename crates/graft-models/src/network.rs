@@ -271,8 +271,7 @@ impl Network {
 }
 
 /// Whether `x` is a CPU inference pass: the passes that run micro-batched and on rayon's
-/// workers (a training pass runs where it is called: the fit loop puts whole training steps
-/// on the workers, see [`crate::on_cpu_workers`]).
+/// workers (a training pass runs where it is called; see `graft_kernels::on_workers`).
 fn cpu_inference(x: &Tensor<4>) -> bool {
     !x.is_autodiff() && crate::backend::is_cpu(&x.device())
 }
