@@ -18,17 +18,3 @@ pub fn default_device() -> Device {
 pub fn is_cpu(device: &Device) -> bool {
     *device == Device::flex()
 }
-
-/// Runs `f`, one training step (forward, backward and the optimizer's update), on rayon's
-/// workers when `device` is the CPU, as inference passes run (`graft_kernels::on_workers`).
-/// Called from outside the pool, each of a step's many parallel loops was injected into it
-/// while the caller slept on a lock, a futex wait and wake-up per loop: ResNet-18's training
-/// step ran 1.04x faster on the workers. A GPU step runs where it is called: there the
-/// kernels are the device's, and a worker would spin beside it for nothing.
-pub fn on_cpu_workers<R: Send>(device: &Device, f: impl FnOnce() -> R + Send) -> R {
-    if is_cpu(device) {
-        graft_kernels::on_workers(f)
-    } else {
-        f()
-    }
-}

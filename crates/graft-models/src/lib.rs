@@ -10,7 +10,7 @@ pub mod registry;
 pub mod resnet;
 pub mod vgg;
 
-pub use backend::{default_device, on_cpu_workers};
+pub use backend::default_device;
 /// The allocator policy graft's binaries set at start-up (see graft-kernels' `memory.rs`).
 pub use graft_kernels::keep_freed_memory;
 pub use network::{Arch, Network};

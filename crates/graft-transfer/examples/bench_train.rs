@@ -71,8 +71,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let grads = GradientsParams::from_grads(loss.backward(), &net);
         optim.step(0.01, net, grads)
     };
-    // On rayon's workers, as graft's fit loop runs each step.
-    let mut step = |net: Network| graft_models::on_cpu_workers(&device, || step(net));
     net = step(net); // warm-up
     let start = Instant::now();
     for _ in 0..iters {

@@ -15,10 +15,9 @@ use crate::train::{
 
 /// What differs between fitting a head on pooled features and fine-tuning block groups on
 /// cached activations.
-pub trait Learner: Sync {
-    /// What is trained, the same type on the inference and the autodiff device. Sent to
-    /// rayon's workers for each step (`graft_models::on_cpu_workers`).
-    type Model: Send;
+pub trait Learner {
+    /// What is trained, the same type on the inference and the autodiff device.
+    type Model;
 
     /// How many training images there are, and their labels (the first view's: every view
     /// holds the same images in the same order).
@@ -103,18 +102,14 @@ pub fn fit<L: Learner>(
         let mut lr = cfg.lr;
         for batch in state.order.clone().chunks(cfg.batch_size.max(1)) {
             lr = cosine_with_warmup(cfg.lr, state.step, warmup, total);
-            let optims = &mut optims;
-            let (stepped, value) = graft_models::on_cpu_workers(device, || {
-                let (logits, labels) = learner.loss(&model, view, batch, &ad);
-                let loss = loss_fn.forward(logits, labels);
-                let value = loss.clone().into_scalar::<f32>() as f64;
-                if !value.is_finite() {
-                    return Err(TrainError::NonFinite { epoch, value });
-                }
-                Ok((learner.step(model, loss.backward(), optims, lr), value))
-            })?;
-            model = stepped;
+            let (logits, labels) = learner.loss(&model, view, batch, &ad);
+            let loss = loss_fn.forward(logits, labels);
+            let value = loss.clone().into_scalar::<f32>() as f64;
+            if !value.is_finite() {
+                return Err(TrainError::NonFinite { epoch, value });
+            }
             loss_sum += value * batch.len() as f64;
+            model = learner.step(model, loss.backward(), &mut optims, lr);
             state.step += 1;
         }
         let current = learner.valid(&model);

@@ -54,20 +54,14 @@ pub fn range_test<L: Learner>(
             let Some(lr) = recorder.next_lr() else {
                 break 'passes;
             };
-            let (optims, recorder) = (&mut optims, &mut recorder);
-            let stepped = graft_models::on_cpu_workers(device, || {
-                let (logits, labels) = learner.loss(&model, view, batch, &ad);
-                let loss = loss_fn.forward(logits, labels);
-                let value = loss.clone().into_scalar::<f32>() as f64;
-                // Diverged: no step.
-                let diverged = recorder.record(lr, value);
-                (!diverged).then(|| learner.step(model, loss.backward(), optims, lr))
-            });
-            let Some(stepped) = stepped else {
+            let (logits, labels) = learner.loss(&model, view, batch, &ad);
+            let loss = loss_fn.forward(logits, labels);
+            let value = loss.clone().into_scalar::<f32>() as f64;
+            if recorder.record(lr, value) {
                 stopped = LrStop::Diverged;
                 break 'passes;
-            };
-            model = stepped;
+            }
+            model = learner.step(model, loss.backward(), &mut optims, lr);
             on_step(recorder.points.len());
         }
     }
