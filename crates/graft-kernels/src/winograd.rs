@@ -341,9 +341,8 @@ fn transform_weights(w: Filters, k_len: usize, c_len: usize) -> scratch::Scratch
 fn rows_by(buf: &mut [f32], row_len: usize, groups: usize) -> Vec<Vec<&mut [f32]>> {
     // Each group's list allocated once at its final length, not grown push by push.
     let per_group = (buf.len() / row_len.max(1)).div_ceil(groups.max(1));
-    let mut out: Vec<Vec<&mut [f32]>> = (0..groups)
-        .map(|_| Vec::with_capacity(per_group))
-        .collect();
+    let mut out: Vec<Vec<&mut [f32]>> =
+        (0..groups).map(|_| Vec::with_capacity(per_group)).collect();
     for (index, row) in buf.chunks_mut(row_len.max(1)).enumerate() {
         out[index % groups].push(row);
     }

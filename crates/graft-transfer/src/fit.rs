@@ -102,6 +102,10 @@ pub fn fit<L: Learner>(
         let mut lr = cfg.lr;
         for batch in state.order.clone().chunks(cfg.batch_size.max(1)) {
             lr = cosine_with_warmup(cfg.lr, state.step, warmup, total);
+            // The step runs on this thread, not as a whole on rayon's workers the way inference
+            // passes do (`graft_kernels::on_workers`), though that was 1.04-1.08x faster: twice
+            // (BENCHMARKS.md, fifth and twenty-second rounds) a run then stopped equalling the
+            // same run made alone or resumed, and the cause was not found.
             let (logits, labels) = learner.loss(&model, view, batch, &ad);
             let loss = loss_fn.forward(logits, labels);
             let value = loss.clone().into_scalar::<f32>() as f64;
