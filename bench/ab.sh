@@ -4,7 +4,7 @@
 # ms per batch and the median of the paired new/old time ratios (each pair runs back to back,
 # in alternating order).
 #   bench/ab.sh OLD_BINARY NEW_BINARY ROUNDS MODEL ITERS [WEIGHTS]   (BATCH=1: latency)
-# Build each side with `cargo build --release -p graft-models --example bench_inference` and copy
+# Build each side with `bench/build.sh` (the set every benchmark builds) and copy
 # target/release/examples/bench_inference aside; the input is bench/out/input.safetensors
 # (bench/run.sh makes it).
 set -euo pipefail

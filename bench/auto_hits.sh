@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 weights=../shared/weights/efficientnet-lite0-57934424.pth
 # GRAFT: another build of graft to score (e.g. the previous commit's); default: this checkout's.
 graft=${GRAFT:-./target/release/graft}
-[ -n "${GRAFT:-}" ] || cargo build --release -q -p graft
+[ -n "${GRAFT:-}" ] || bench/build.sh
 cmp=bench/out/auto_hits
 out=${OUT:-$cmp}
 mkdir -p "$cmp" "$out"

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-1}
 out=bench/out
 mkdir -p "$out"
-bench/build.sh -p graft
+bench/build.sh
 export RAYON_NUM_THREADS=2
 w=../shared/weights/efficientnet-lite0-57934424.pth
 tmp=$(mktemp -d)

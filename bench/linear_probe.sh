@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 weights=../shared/weights/efficientnet-lite0-57934424.pth
-cargo build --release -q -p graft-run --example linear_probe
+bench/build.sh
 mkdir -p bench/out
 for ds in "${@:-hymenoptera caltech101-20}"; do
   for d in $ds; do

@@ -9,8 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 weights=../shared/weights/efficientnet-lite0-57934424.pth
-cargo build --release -q -p graft
-cargo build --release -q -p graft-run --example linear_probe
+bench/build.sh
 out=bench/out/quality
 mkdir -p "$out"
 for d in ${@:-hymenoptera caltech101-20}; do

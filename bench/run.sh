@@ -32,8 +32,7 @@ if [ "${SAME_MALLOC:-0}" = 1 ]; then
   export PEER_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=2147483647:glibc.malloc.arena_max=1
 fi
 peer() { GLIBC_TUNABLES=${PEER_TUNABLES:-} BENCH_THREADS=$threads python3 "$@"; }
-bench/build.sh -p graft-models --example bench_inference -p graft-transfer --example bench_train \
-  -p graft-data --example bench_pipeline
+bench/build.sh
 [ -f "$out/input.safetensors" ] || python3 bench/make_input.py "$out/input.safetensors" 32
 lite0=../shared/weights/efficientnet-lite0-57934424.pth
 weights_for() { [ "$1" = efficientnet_lite0 ] && echo "$lite0" || true; }

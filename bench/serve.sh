@@ -25,7 +25,7 @@ models=${*:-efficientnet_lite0 resnet50}
 out=bench/out
 mkdir -p "$out"
 : > "$out/serve.jsonl"
-bench/build.sh -p graft -p graft-run --example random_weights -p graft-models --example bench_inference
+bench/build.sh
 [ -f "$out/input.safetensors" ] || python3 bench/make_input.py "$out/input.safetensors" 32
 image=../shared/data/imagenet-sample/$(head -2 ../shared/data/imagenet-sample/labels.csv | tail -1 | cut -d, -f1)
 export IMAGE=$image GRAFT_OFFLINE=1 GRAFT_HOME=$out/home

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 epochs=${1:-25}
 out=bench/out
 mkdir -p "$out"
-bench/build.sh -p graft
+bench/build.sh
 export RAYON_NUM_THREADS=2 BENCH_THREADS=2
 home=$(mktemp -d)
 runs=$(mktemp -d)
