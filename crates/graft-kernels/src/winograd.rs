@@ -276,13 +276,7 @@ pub(crate) fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32], kept: Option<&[f3
         scratch::keep(z);
     }
     let mut dw = vec![0.0f32; k_len * c_len * 9];
-    // Both written in full for each output channel before they are read.
-    let buffers = || {
-        (
-            scratch::Kept::take(3 * t * c_len),
-            scratch::Kept::take(9 * c_len),
-        )
-    };
+    let buffers = two_buffers(3 * t * c_len, 9 * c_len);
     dw.par_chunks_mut(c_len * 9)
         .enumerate()
         .for_each_init(buffers, |(h, taps), (k, dw_k)| {
@@ -305,13 +299,7 @@ fn transform_weights(w: Filters, k_len: usize, c_len: usize) -> scratch::Scratch
     let t = T;
     let mut u = scratch::take(t * t * k_len * c_len);
     let by_filter = rows_by(&mut u, c_len, k_len);
-    // Both written in full for each output channel before they are read.
-    let buffers = || {
-        (
-            scratch::Kept::take(9 * c_len),
-            scratch::Kept::take(t * 3 * c_len),
-        )
-    };
+    let buffers = two_buffers(9 * c_len, t * 3 * c_len);
     by_filter
         .into_par_iter()
         .enumerate()
@@ -333,6 +321,12 @@ fn transform_weights(w: Filters, k_len: usize, c_len: usize) -> scratch::Scratch
             sandwich(mul_g, taps, gg, rows.iter_mut().map(|row| &mut **row));
         });
     u
+}
+
+/// The two per-split buffers of a transform's parallel loop (`for_each_init`), from the thread's
+/// scratch: each loop writes both in full for each channel before it reads them.
+fn two_buffers(a: usize, b: usize) -> impl Fn() -> (scratch::Kept, scratch::Kept) + Sync + Send {
+    move || (scratch::Kept::take(a), scratch::Kept::take(b))
 }
 
 /// Splits `buf`, a `[positions, groups, row_len]` array, into its rows grouped by their middle
@@ -426,13 +420,7 @@ fn transform_tiles<const SIDE: usize>(
     let plane_len = h_len * w_len;
     let (pad_h, pad_w) = (source.offset[0] as isize, source.offset[1]);
     let p_len = block.len() * tw;
-    // Both written in full for each channel before they are read.
-    let buffers = || {
-        (
-            scratch::Kept::take(side * side * p_len),
-            scratch::Kept::take(t * side * p_len),
-        )
-    };
+    let buffers = two_buffers(side * side * p_len, t * side * p_len);
     rows_by(out, p_len, source.channels)
         .into_par_iter()
         .enumerate()
@@ -519,13 +507,7 @@ fn transform_output(
     let p_len = block.len() * tw;
     // Each output channel's planes, one per image of the block.
     let by_channel = rows_by(dst, oh_len * ow_len, k_len);
-    // Both written in full for each channel before they are read.
-    let buffers = || {
-        (
-            scratch::Kept::take(t * m * p_len),
-            scratch::Kept::take(m * m * p_len),
-        )
-    };
+    let buffers = two_buffers(t * m * p_len, m * m * p_len);
     by_channel
         .into_par_iter()
         .enumerate()
