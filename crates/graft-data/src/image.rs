@@ -42,13 +42,20 @@ pub fn decode_rgb(path: &Path, limits: DecodeLimits) -> Result<RgbImage, DataErr
     decode_rgb_bytes(&data, path, limits)
 }
 
-/// [`decode_rgb`] of an image already in memory (an upload); `name` is what errors call it.
-pub fn decode_rgb_bytes(
-    data: &[u8],
-    name: &Path,
+/// Whether `data` looks like an image that [`decode_rgb_bytes`] would take: its header names a
+/// known format, and the size it claims is within `limits`. Reads the header only (no pixels),
+/// so a server can refuse junk and decompression bombs before queueing them; a file that is
+/// corrupt further in still fails when decoded.
+pub fn check_image_header(data: &[u8], name: &Path, limits: DecodeLimits) -> Result<(), DataError> {
+    open(data, name, limits).map(|_| ())
+}
+
+/// The decoder of `data` with its header read and checked against `limits`, and its format.
+fn open<'a>(
+    data: &'a [u8],
+    path: &Path,
     limits: DecodeLimits,
-) -> Result<RgbImage, DataError> {
-    let path = name;
+) -> Result<(impl ImageDecoder + 'a, image::ImageFormat), DataError> {
     if data.is_empty() {
         return Err(DataError::Empty { path: path.into() });
     }
@@ -60,8 +67,7 @@ pub fn decode_rgb_bytes(
     })?;
     let mut reader = ImageReader::new(std::io::Cursor::new(data));
     reader.set_format(format);
-    let is_jpeg = format == image::ImageFormat::Jpeg;
-    let mut decoder = reader.into_decoder().map_err(|e| classify(path, e))?;
+    let decoder = reader.into_decoder().map_err(|e| classify(path, e))?;
     let (width, height) = decoder.dimensions();
     if let Some(limit) = over_limit(width, height, decoder.total_bytes(), data.len(), limits) {
         return Err(DataError::TooLarge {
@@ -71,6 +77,18 @@ pub fn decode_rgb_bytes(
             limit,
         });
     }
+    Ok((decoder, format))
+}
+
+/// [`decode_rgb`] of an image already in memory (an upload); `name` is what errors call it.
+pub fn decode_rgb_bytes(
+    data: &[u8],
+    name: &Path,
+    limits: DecodeLimits,
+) -> Result<RgbImage, DataError> {
+    let path = name;
+    let (mut decoder, format) = open(data, path, limits)?;
+    let is_jpeg = format == image::ImageFormat::Jpeg;
     // Only the header has been read so far; the orientation tag is in it.
     let orientation = decoder.orientation().map_err(|e| classify(path, e))?;
     if is_jpeg {

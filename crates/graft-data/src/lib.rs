@@ -12,7 +12,7 @@ pub mod transform;
 
 pub use dataset::{Dataset, Sample, SplitOptions, SplitSource, open_dataset};
 pub use error::DataError;
-pub use image::{DecodeLimits, decode_rgb, decode_rgb_bytes};
+pub use image::{DecodeLimits, check_image_header, decode_rgb, decode_rgb_bytes};
 pub use list::{LabeledImage, find_images, read_list_file};
 pub use selection::{Protocol, Selection};
 pub use transform::Preprocess;

@@ -124,19 +124,36 @@ impl Preprocess {
     /// Resize, centre crop and normalise; the crop is read straight out of the resized image
     /// into the channel planes (no cropped copy).
     pub fn image(&self, img: &RgbImage) -> Vec<f32> {
-        let resized = resize_shorter(img, self.resize);
+        let c = self.crop as usize;
+        let mut out = vec![0f32; 3 * c * c];
+        self.image_into(img, &mut out);
+        out
+    }
+
+    /// [`Preprocess::image`] written into `out` (`3 * crop * crop` values, whatever they held
+    /// before), such as one image's slot of a batch.
+    pub fn image_into(&self, img: &RgbImage, out: &mut [f32]) {
+        // Images whose shorter side already is the size (the usual upload) are read in place.
+        let (w, h) = resized_dims(img.width(), img.height(), self.resize);
+        let resized;
+        let img = if (w, h) == img.dimensions() {
+            img
+        } else {
+            resized = resize_exact(img, w, h);
+            &resized
+        };
         let c = self.crop as usize;
         let plane = c * c;
-        let mut out = vec![0f32; 3 * plane];
         let scale: [f32; 3] = std::array::from_fn(|k| 1.0 / (255.0 * self.std[k]));
         let shift: [f32; 3] = std::array::from_fn(|k| self.mean[k] / self.std[k]);
-        // Zero padding (a crop larger than the image) is 0 before normalisation, as in torchvision.
-        if resized.width() < self.crop || resized.height() < self.crop {
+        // Zero padding (a crop larger than the image) is 0 before normalisation, as in
+        // torchvision. Without padding, the crop's rows cover every value.
+        if img.width() < self.crop || img.height() < self.crop {
             for k in 0..3 {
                 out[k * plane..(k + 1) * plane].fill(-shift[k]);
             }
         }
-        for_crop_rows(&resized, self.crop, |y, x0, src| {
+        for_crop_rows(img, self.crop, |y, x0, src| {
             for (i, px) in src.chunks_exact(3).enumerate() {
                 let at = y * c + x0 + i;
                 for k in 0..3 {
@@ -144,7 +161,6 @@ impl Preprocess {
                 }
             }
         });
-        out
     }
 
     pub fn file(&self, path: &Path) -> Result<Vec<f32>, DataError> {
@@ -154,6 +170,15 @@ impl Preprocess {
     /// [`Preprocess::file`] of an image in memory; `name` is what errors call it.
     pub fn bytes(&self, data: &[u8], name: &Path) -> Result<Vec<f32>, DataError> {
         Ok(self.image(&crate::image::decode_rgb_bytes(data, name, self.limits)?))
+    }
+
+    /// [`Preprocess::bytes`] written into `out` (see [`Preprocess::image_into`]).
+    pub fn bytes_into(&self, data: &[u8], name: &Path, out: &mut [f32]) -> Result<(), DataError> {
+        self.image_into(
+            &crate::image::decode_rgb_bytes(data, name, self.limits)?,
+            out,
+        );
+        Ok(())
     }
 
     /// Decodes and transforms `paths` in parallel; one result per path, in order.
@@ -190,6 +215,10 @@ mod tests {
             let p = Preprocess { crop, ..p };
             let plain = p.to_chw(&center_crop(&resize_shorter(&img, p.resize), crop));
             assert_eq!(p.image(&img), plain, "{w}x{h} crop {crop}");
+            // Into a slot that held something else (a batch's buffer): the same values.
+            let mut slot = vec![f32::NAN; plain.len()];
+            p.image_into(&img, &mut slot);
+            assert_eq!(slot, plain, "{w}x{h} crop {crop}, into a used slot");
         }
     }
 

@@ -1,5 +1,6 @@
 //! The router's side: requests validated and turned into jobs, answers and errors as JSON.
-//! Decoding runs on tokio's blocking pool, never on the async threads.
+//! An image's header is checked here (junk and decompression bombs are refused before they
+//! queue); its pixels are decoded by the backend, as the first step of its batch.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,14 +12,14 @@ use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use graft_data::Preprocess;
+use graft_data::{Preprocess, check_image_header};
 use graft_run::Label;
 use graft_run::infer::labels;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
-use crate::queue::{Arriving, Flow, Job};
+use crate::queue::{Arriving, Flow, Input, Job, JobError};
 
 /// What the model is, for the metadata endpoint and the page.
 #[derive(Clone, Debug, Serialize)]
@@ -81,31 +82,30 @@ pub struct TopK {
     pub top_k: Option<usize>,
 }
 
-/// Decodes one image (on the blocking pool) and preprocesses it as the model expects.
-async fn decode(state: &AppState, data: Vec<u8>, name: String) -> Result<Vec<f32>, ApiError> {
-    let pre = state.preprocess;
-    let start = Instant::now();
-    let decoded = tokio::task::spawn_blocking(move || pre.bytes(&data, Path::new(&name)))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    state.metrics.decode.observe(start.elapsed().as_secs_f64());
-    decoded.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))
+/// An uploaded image file for the queue, once its header says it is an image within the
+/// decoder's limits (reading a header takes microseconds, so it runs here, on the async
+/// threads).
+fn encoded(state: &AppState, bytes: Vec<u8>, name: String) -> Result<Input, ApiError> {
+    check_image_header(&bytes, Path::new(&name), state.preprocess.limits)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    Ok(Input::Encoded { bytes, name })
 }
 
-/// Queues preprocessed images and waits for their probabilities; a full queue is a 429.
-/// `arriving` is the request's mark on the batcher's flow, let go as its images are queued.
+/// Queues images and waits for their probabilities; a full queue is a 429, an image that
+/// does not decode a 422. `arriving` is the request's mark on the batcher's flow, let go as
+/// its images are queued.
 async fn classify(
     state: &AppState,
-    images: Vec<Vec<f32>>,
+    images: Vec<Input>,
     arriving: Arriving<'_>,
 ) -> Result<Vec<Vec<f32>>, ApiError> {
     // Before the images are sent, so that a batcher seeing them never waits for this request.
     drop(arriving);
     let mut waiting = Vec::with_capacity(images.len());
-    for pixels in images {
+    for input in images {
         let (reply, answer) = oneshot::channel();
         let job = Job {
-            pixels,
+            input,
             enqueued: Instant::now(),
             reply,
         };
@@ -133,7 +133,12 @@ async fn classify(
         let row = answer
             .await
             .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the model stopped"))?
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+            .map_err(|e| match e {
+                JobError::Undecodable(reason) => {
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason)
+                }
+                JobError::Model(reason) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, reason),
+            })?;
         out.push(row);
     }
     Ok(out)
@@ -204,11 +209,11 @@ pub async fn predict(
             .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
         vec![("upload".to_string(), body.to_vec())]
     };
-    let mut pixels = Vec::with_capacity(images.len());
-    for (name, data) in images {
-        pixels.push(decode(&state, data, name).await?);
-    }
-    let probs = classify(&state, pixels, arriving).await?;
+    let inputs = images
+        .into_iter()
+        .map(|(name, data)| encoded(&state, data, name))
+        .collect::<Result<Vec<_>, _>>()?;
+    let probs = classify(&state, inputs, arriving).await?;
     let answers: Vec<Vec<Label>> = probs
         .iter()
         .map(|p| labels(&state.info.classes, p, k))
@@ -239,7 +244,7 @@ fn bad(message: impl Into<String>) -> ApiError {
 }
 
 /// The images of a V2 request: BYTES (base64-encoded image files) or FP32 `[N, 3, H, W]`.
-async fn v2_images(state: &AppState, input: InferInput) -> Result<Vec<Vec<f32>>, ApiError> {
+fn v2_images(state: &AppState, input: InferInput) -> Result<Vec<Input>, ApiError> {
     match input.datatype.as_str() {
         "BYTES" => {
             let items = input
@@ -261,7 +266,7 @@ async fn v2_images(state: &AppState, input: InferInput) -> Result<Vec<Vec<f32>>,
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(text)
                     .map_err(|e| bad(format!("item {i} is not base64: {e}")))?;
-                out.push(decode(state, bytes, format!("{}[{i}]", input.name)).await?);
+                out.push(encoded(state, bytes, format!("{}[{i}]", input.name))?);
             }
             Ok(out)
         }
@@ -293,7 +298,10 @@ async fn v2_images(state: &AppState, input: InferInput) -> Result<Vec<Vec<f32>>,
                 .map(|v| v.as_f64().map(|x| x as f32))
                 .collect::<Option<Vec<f32>>>()
                 .ok_or_else(|| bad("FP32 data holds something that is not a number"))?;
-            Ok(flat.chunks(3 * s * s).map(<[f32]>::to_vec).collect())
+            Ok(flat
+                .chunks(3 * s * s)
+                .map(|image| Input::Pixels(image.to_vec()))
+                .collect())
         }
         other => Err(bad(format!(
             "datatype {other:?}: use BYTES (encoded images) or FP32"
@@ -323,7 +331,7 @@ pub async fn infer(
     if inputs.next().is_some() {
         return Err(bad("this model takes one input"));
     }
-    let images = v2_images(&state, input).await?;
+    let images = v2_images(&state, input)?;
     let n = images.len();
     let probs = classify(&state, images, arriving).await?;
     let classes = state.info.classes.len();

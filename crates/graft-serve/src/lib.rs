@@ -1,7 +1,8 @@
 //! `graft serve`: a trained model behind HTTP. Three parts, each a task with one channel, as
-//! in text-embeddings-inference: the router (axum) validates requests, decodes images on the
-//! blocking pool and answers; the queue ([`queue::batcher`]) gathers images from concurrent
-//! requests into batches; the backend ([`queue::backend`], its own thread) runs them.
+//! in text-embeddings-inference: the router (axum) validates requests (an image's header
+//! included) and answers; the queue ([`queue::batcher`]) gathers images from concurrent
+//! requests into batches; the backend ([`queue::backend`], its own thread) decodes each batch's
+//! images in parallel and runs them.
 //!
 //! Endpoints: `POST /v1/predict` (image bytes or multipart; Hugging Face's
 //! `[{label, score, index}]`), KServe V2 (`/v2/health/live`, `/v2/health/ready`,

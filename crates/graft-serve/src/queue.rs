@@ -1,29 +1,56 @@
-//! The queue and the backend. Requests put decoded images on a bounded channel (full: the
-//! router answers 429); one task gathers them into batches (up to `max_batch`) and drops those
-//! whose client went away; one thread runs each batch through the model and answers every
-//! image. One channel between each, as in text-embeddings-inference.
+//! The queue and the backend. Requests put their images, still encoded, on a bounded channel
+//! (full: the router answers 429); one task gathers them into batches (up to `max_batch`) and
+//! drops those whose client went away; one thread decodes each batch into one buffer, runs it
+//! through the model and answers every image. One channel between each, as in
+//! text-embeddings-inference.
+//!
+//! Decoding is the first step of a batch, in parallel over its images on the model's own
+//! threads, rather than on a pool of its own beside the model: on a machine whose cores the
+//! model already keeps busy, a decode running beside a pass takes a core from one of the
+//! pass's parallel loops, and the other core waits at the loop's end for it. Each image is
+//! decoded straight into its slot of the batch, so there is no per-image buffer to gather.
 //!
 //! How long a batch waits for company is the [`BatchWait`] policy. `Adaptive` (the default)
 //! waits only while waiting can pay: while the model is busy (the batch would queue anyway) or
-//! while images of requests already received are being decoded (they are about to join), and
+//! while requests already received are still being read (they are about to join), and
 //! never longer than `max_delay` once the model is free. A lone request on an idle server goes
 //! straight to the model, as in text-embeddings-inference. `Always` waits out `max_delay` or
 //! fills the batch, as Triton's dynamic batcher does.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use graft_data::Preprocess;
 use graft_run::Servable;
+use rayon::prelude::*;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::metrics::Metrics;
 
+/// One image as a request hands it over.
+pub enum Input {
+    /// An encoded image file (its header already checked); `name` is what errors call it.
+    Encoded { bytes: Vec<u8>, name: String },
+    /// Preprocessed pixels, `[3, crop, crop]` (a V2 FP32 tensor).
+    Pixels(Vec<f32>),
+}
+
+/// Why an image got no probabilities.
+#[derive(Debug)]
+pub enum JobError {
+    /// Its file could not be decoded (the decoder's reason, naming the file).
+    Undecodable(String),
+    /// The forward pass failed.
+    Model(String),
+}
+
 /// One image waiting for the model.
 pub struct Job {
-    pub pixels: Vec<f32>,
+    pub input: Input,
     pub enqueued: Instant,
-    pub reply: oneshot::Sender<Result<Vec<f32>, String>>,
+    pub reply: oneshot::Sender<Result<Vec<f32>, JobError>>,
 }
 
 /// When a batch stops waiting for more images (see the module's documentation).
@@ -46,8 +73,8 @@ impl std::str::FromStr for BatchWait {
     }
 }
 
-/// What the batcher watches besides its queue: requests whose images are still arriving or
-/// being decoded, and batches the backend has not finished.
+/// What the batcher watches besides its queue: requests received but not yet queued (their
+/// bodies still being read and checked), and batches the backend has not finished.
 #[derive(Debug, Default)]
 pub struct Flow {
     arriving: AtomicUsize,
@@ -155,6 +182,66 @@ pub async fn batcher(
     }
 }
 
+/// Writes `input` into `slot` (one image's values of a batch): decoded and preprocessed, or
+/// copied.
+fn fill(pre: &Preprocess, input: &Input, slot: &mut [f32]) -> Result<(), String> {
+    match input {
+        Input::Encoded { bytes, name } => pre
+            .bytes_into(bytes, Path::new(name), slot)
+            .map_err(|e| e.to_string()),
+        Input::Pixels(p) if p.len() == slot.len() => {
+            slot.copy_from_slice(p);
+            Ok(())
+        }
+        Input::Pixels(p) => Err(format!(
+            "expected {} values an image, got {}",
+            slot.len(),
+            p.len()
+        )),
+    }
+}
+
+/// Decodes a batch's images in parallel into one buffer of `len` values an image. Returns the
+/// buffer holding the images that decoded, in order, and the jobs split into those and the
+/// ones that failed, each with its reason.
+#[allow(clippy::type_complexity)]
+fn decode_batch(
+    pre: &Preprocess,
+    batch: Vec<Job>,
+    len: usize,
+    metrics: &Metrics,
+) -> (Vec<f32>, Vec<Job>, Vec<(Job, String)>) {
+    let mut pixels = vec![0f32; batch.len() * len];
+    let outcomes: Vec<Result<(), String>> = pixels
+        .par_chunks_mut(len.max(1))
+        .zip(batch.par_iter())
+        .map(|(slot, job)| {
+            let start = Instant::now();
+            let done = fill(pre, &job.input, slot);
+            if matches!(job.input, Input::Encoded { .. }) {
+                metrics.decode.observe(start.elapsed().as_secs_f64());
+            }
+            done
+        })
+        .collect();
+    let (mut ok, mut failed) = (Vec::with_capacity(batch.len()), Vec::new());
+    for (i, (job, outcome)) in batch.into_iter().zip(outcomes).enumerate() {
+        match outcome {
+            Ok(()) => {
+                // Close the gap left by the images that failed before it.
+                let to = ok.len() * len;
+                if to != i * len {
+                    pixels.copy_within(i * len..(i + 1) * len, to);
+                }
+                ok.push(job);
+            }
+            Err(e) => failed.push((job, e)),
+        }
+    }
+    pixels.truncate(ok.len() * len);
+    (pixels, ok, failed)
+}
+
 /// Runs batches on this thread until the batcher is gone.
 pub fn backend(
     model: Servable,
@@ -162,35 +249,42 @@ pub fn backend(
     flow: Arc<Flow>,
     metrics: Arc<Metrics>,
 ) {
+    let pre = model.model.preprocess;
+    let len = 3 * (pre.crop as usize).pow(2);
     while let Some(batch) = batches.blocking_recv() {
         let start = Instant::now();
-        let n = batch.len();
         for j in &batch {
             metrics
                 .queue
                 .observe(start.duration_since(j.enqueued).as_secs_f64());
         }
-        let mut pixels = Vec::with_capacity(batch.iter().map(|j| j.pixels.len()).sum());
-        let mut replies = Vec::with_capacity(n);
-        for j in batch {
-            pixels.extend_from_slice(&j.pixels);
-            replies.push(j.reply);
+        let (pixels, batch, failed) = decode_batch(&pre, batch, len, &metrics);
+        for (job, e) in failed {
+            let _ = job.reply.send(Err(JobError::Undecodable(e)));
         }
-        let result = model.probabilities(pixels, n);
-        metrics.inference.observe(start.elapsed().as_secs_f64());
-        metrics.batch_size.observe(n as f64);
+        let n = batch.len();
+        let result = if n == 0 {
+            None
+        } else {
+            let infer = Instant::now();
+            let result = model.probabilities(pixels, n);
+            metrics.inference.observe(infer.elapsed().as_secs_f64());
+            metrics.batch_size.observe(n as f64);
+            Some(result)
+        };
         flow.running.fetch_sub(1, Ordering::AcqRel);
         flow.finished.notify_one();
         match result {
-            Ok(rows) => {
-                for (reply, row) in replies.into_iter().zip(rows) {
+            None => {}
+            Some(Ok(rows)) => {
+                for (job, row) in batch.into_iter().zip(rows) {
                     // The client may have gone meanwhile: nothing to answer then.
-                    let _ = reply.send(Ok(row));
+                    let _ = job.reply.send(Ok(row));
                 }
             }
-            Err(e) => {
-                for reply in replies {
-                    let _ = reply.send(Err(e.to_string()));
+            Some(Err(e)) => {
+                for job in batch {
+                    let _ = job.reply.send(Err(JobError::Model(e.to_string())));
                 }
             }
         }
@@ -209,14 +303,60 @@ mod tests {
     }
 
     #[test]
-    fn adaptive_waits_for_a_busy_model_and_for_images_being_decoded() {
+    fn adaptive_waits_for_a_busy_model_and_for_requests_being_read() {
         // The model is busy: the batch would only queue, so it keeps gathering, even late.
         assert!(!dispatch_now(BatchWait::Adaptive, false, true, false));
         assert!(!dispatch_now(BatchWait::Adaptive, false, true, true));
-        // Images of received requests are on their way: wait for them, up to the deadline.
+        // Received requests are on their way to the queue: wait for them, up to the deadline.
         assert!(!dispatch_now(BatchWait::Adaptive, true, false, false));
         assert!(dispatch_now(BatchWait::Adaptive, true, false, true));
         assert!(dispatch_now(BatchWait::Always, false, false, true));
+    }
+
+    fn job(input: Input) -> (Job, oneshot::Receiver<Result<Vec<f32>, JobError>>) {
+        let (reply, answer) = oneshot::channel();
+        let enqueued = Instant::now();
+        (
+            Job {
+                input,
+                enqueued,
+                reply,
+            },
+            answer,
+        )
+    }
+
+    #[test]
+    fn a_batch_decodes_into_one_buffer_and_closes_the_gaps_of_images_that_fail() {
+        let pre = Preprocess {
+            resize: 2,
+            crop: 2,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            limits: graft_data::DecodeLimits::default(),
+        };
+        let (a, b) = (vec![1.0f32; 12], vec![2.0f32; 12]);
+        let junk = Input::Encoded {
+            bytes: b"not an image".to_vec(),
+            name: "junk.png".into(),
+        };
+        let inputs = vec![
+            Input::Pixels(a.clone()),
+            junk,
+            Input::Pixels(vec![0.0; 5]),
+            Input::Pixels(b.clone()),
+        ];
+        let batch: Vec<Job> = inputs.into_iter().map(|i| job(i).0).collect();
+        let metrics = Metrics::default();
+        let (pixels, ok, failed) = decode_batch(&pre, batch, 12, &metrics);
+        assert_eq!(pixels, [a, b].concat());
+        assert_eq!(ok.len(), 2);
+        let reasons: Vec<&str> = failed.iter().map(|(_, e)| e.as_str()).collect();
+        assert_eq!(reasons.len(), 2);
+        assert!(reasons[0].contains("junk.png"), "{reasons:?}");
+        assert!(reasons[1].contains("got 5"), "{reasons:?}");
+        // Only the encoded image counts as a decode.
+        assert_eq!(metrics.decode.count(), 1);
     }
 
     #[test]

@@ -395,6 +395,25 @@ fn every_error_has_its_status_and_reason() {
         Some(&truncated),
     );
     assert_eq!(status, 422, "{body}");
+    assert!(body.contains("truncated"), "{body}");
+    // A sound header over cut data fails only when the backend decodes its batch: still a 422
+    // that names the file, whatever came with it, and the model serves the next request.
+    let both = multipart(&[("good.jpg", &image), ("cut.jpg", &truncated)], "b0undary");
+    let (status, body, _) = call(
+        authed(ureq::post(&s.url("/v1/predict")))
+            .set("Content-Type", "multipart/form-data; boundary=b0undary"),
+        Some(&both),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("cut.jpg"), "{body}");
+    assert_eq!(
+        call(
+            authed(ureq::post(&s.url("/v1/predict"))).set("Content-Type", "image/jpeg"),
+            Some(&image)
+        )
+        .0,
+        200
+    );
     // 400 for malformed V2 requests, each with what is wrong.
     for (bad, says) in [
         ("{", "malformed"),
