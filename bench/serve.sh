@@ -4,7 +4,8 @@
 # 8 and 32 for DURATION seconds each (default 30), on efficientnet_lite0 (the real weights) and
 # resnet50 (seeded random weights: speed does not depend on them). Both servers bind 127.0.0.1.
 # Reports throughput, p50/p95/p99 latency, errors and peak RSS per case into bench/out/serve.jsonl,
-# and graft's offline batch-32 throughput for the same model (batching's ceiling).
+# and graft's offline batch-32 throughput for the same model (batching's ceiling), measured just
+# before and just after graft's runs.
 # SOAK=SECONDS also runs graft alone at concurrency 32 that long, sampling RSS every 10 s.
 # Needs: apt-get install wrk; pip install fastapi uvicorn onnx onnxruntime numpy pillow.
 # GRAFT_SERVE_ARGS adds options to `graft serve` (e.g. "--max-batch 8"); IMPLS="graft" skips the
@@ -61,6 +62,12 @@ for model in $models; do
       line=$(wrk -t$t -c$c -d${duration}s --timeout 30s -s bench/wrk_post.lua "$url" | tail -1)
       echo "{\"model\": \"$model\", \"impl\": \"$impl\", \"concurrency\": $c, \"result\": $line, \"peak_rss_kib\": $(peak_rss $pid)}" | tee -a "$out/serve.jsonl"
     done
+    if [ $impl = graft ]; then
+      # Offline again, right after the server's runs: this machine drifts between minutes, and
+      # the concurrency-32 run is best compared with the mean of the two.
+      offline=$(RAYON_NUM_THREADS=2 target/release/examples/bench_inference "$model" "$out/input.safetensors" 3 "$weights" | tail -1)
+      echo "{\"model\": \"$model\", \"impl\": \"graft-offline-batch32-after\", \"result\": $offline}" | tee -a "$out/serve.jsonl"
+    fi
     if [ $impl = graft ] && [ -n "${SOAK:-}" ]; then
       wrk -t2 -c32 -d${SOAK}s --timeout 30s -s bench/wrk_post.lua "$url" > "$out/soak-$model.txt" &
       w=$!
