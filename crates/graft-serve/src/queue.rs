@@ -17,6 +17,7 @@
 //! straight to the model, as in text-embeddings-inference. `Always` waits out `max_delay` or
 //! fills the batch, as Triton's dynamic batcher does.
 
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -186,9 +187,13 @@ pub async fn batcher(
 /// copied.
 fn fill(pre: &Preprocess, input: &Input, slot: &mut [f32]) -> Result<(), String> {
     match input {
-        Input::Encoded { bytes, name } => pre
-            .bytes_into(bytes, Path::new(name), slot)
-            .map_err(|e| e.to_string()),
+        // A decoder that panics on some crafted file fails that image alone: unwinding out of
+        // here would end the backend thread, and with it every later request.
+        Input::Encoded { bytes, name } => std::panic::catch_unwind(AssertUnwindSafe(|| {
+            pre.bytes_into(bytes, Path::new(name), slot)
+        }))
+        .map_err(|_| format!("{name}: the image decoder failed on this file"))?
+        .map_err(|e| e.to_string()),
         Input::Pixels(p) if p.len() == slot.len() => {
             slot.copy_from_slice(p);
             Ok(())
