@@ -334,6 +334,12 @@ fn every_error_has_its_status_and_reason() {
     let s = Server::start(&["--max-body", "2MB", "--api-key", "sesame"]);
     let image = std::fs::read(&images[0]).expect("image");
     let authed = |r: ureq::Request| r.set("Authorization", "Bearer sesame");
+    let post_jpeg = |body: &[u8]| {
+        call(
+            authed(ureq::post(&s.url("/v1/predict"))).set("Content-Type", "image/jpeg"),
+            Some(body),
+        )
+    };
     // 401 without the key, or with a wrong one (refused before the body is read, so the body
     // here is small enough to be sent whole); health stays open.
     let (status, body, _) = call(
@@ -350,14 +356,7 @@ fn every_error_has_its_status_and_reason() {
         401
     );
     assert_eq!(call(ureq::get(&s.url("/v2/health/live")), None).0, 200);
-    assert_eq!(
-        call(
-            authed(ureq::post(&s.url("/v1/predict"))).set("Content-Type", "image/jpeg"),
-            Some(&image)
-        )
-        .0,
-        200
-    );
+    assert_eq!(post_jpeg(&image).0, 200);
     // 413 over the body limit.
     // (Refused on its Content-Length, before the body is read: sent by hand, since a client
     // still writing 3 MB would see the connection close under it.)
@@ -390,10 +389,7 @@ fn every_error_has_its_status_and_reason() {
     );
     let mut truncated = image.clone();
     truncated.truncate(image.len() / 2);
-    let (status, body, _) = call(
-        authed(ureq::post(&s.url("/v1/predict"))).set("Content-Type", "image/jpeg"),
-        Some(&truncated),
-    );
+    let (status, body, _) = post_jpeg(&truncated);
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("truncated"), "{body}");
     // A sound header over cut data fails only when the backend decodes its batch: still a 422
@@ -406,14 +402,7 @@ fn every_error_has_its_status_and_reason() {
     );
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("cut.jpg"), "{body}");
-    assert_eq!(
-        call(
-            authed(ureq::post(&s.url("/v1/predict"))).set("Content-Type", "image/jpeg"),
-            Some(&image)
-        )
-        .0,
-        200
-    );
+    assert_eq!(post_jpeg(&image).0, 200);
     // 400 for malformed V2 requests, each with what is wrong.
     for (bad, says) in [
         ("{", "malformed"),
