@@ -2,6 +2,7 @@
 //! `Normalize(mean, std)`, on PIL images: the same sizes, the same rounding, and PIL's
 //! antialiased bilinear filter (fast_image_resize's convolution implements PIL's).
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use fast_image_resize::images::Image;
@@ -39,12 +40,14 @@ pub fn resized_dims(width: u32, height: u32, size: u32) -> (u32, u32) {
     }
 }
 
-pub fn resize_shorter(img: &RgbImage, size: u32) -> RgbImage {
+/// torchvision's `Resize(size)`; an image whose shorter side already is `size` (the usual
+/// upload) is borrowed as it is, not copied.
+pub fn resize_shorter(img: &RgbImage, size: u32) -> Cow<'_, RgbImage> {
     let (w, h) = resized_dims(img.width(), img.height(), size);
     if (w, h) == img.dimensions() {
-        return img.clone();
+        return Cow::Borrowed(img);
     }
-    resize_exact(img, w, h)
+    Cow::Owned(resize_exact(img, w, h))
 }
 
 pub fn resize_exact(img: &RgbImage, w: u32, h: u32) -> RgbImage {
@@ -133,15 +136,8 @@ impl Preprocess {
     /// [`Preprocess::image`] written into `out` (`3 * crop * crop` values, whatever they held
     /// before), such as one image's slot of a batch.
     pub fn image_into(&self, img: &RgbImage, out: &mut [f32]) {
-        // Images whose shorter side already is the size (the usual upload) are read in place.
-        let (w, h) = resized_dims(img.width(), img.height(), self.resize);
-        let resized;
-        let img = if (w, h) == img.dimensions() {
-            img
-        } else {
-            resized = resize_exact(img, w, h);
-            &resized
-        };
+        let resized = resize_shorter(img, self.resize);
+        let img: &RgbImage = &resized;
         let c = self.crop as usize;
         let plane = c * c;
         let scale: [f32; 3] = std::array::from_fn(|k| 1.0 / (255.0 * self.std[k]));
