@@ -29,10 +29,10 @@ pub fn run(args: &ServeArgs, quiet: bool) -> anyhow::Result<()> {
         read_timeout: Duration::from_secs(args.read_timeout_s),
         log_requests: args.log_requests,
     };
-    // Nothing CPU-bound runs on tokio's blocking pool (the backend decodes each batch's images
-    // on the model's threads), but it stays capped at the core count: each of its threads holds
-    // its own allocator arena of freed buffers (tokio's default allows 512; when images were
-    // decoded there, that was 100 MB of peak RSS at concurrency 32).
+    // Nothing CPU-bound runs on tokio's blocking pool now (the backend decodes each batch's
+    // images on the model's threads). It stays capped at the core count so that nothing put
+    // there later can start tokio's default of up to 512 threads: when images were decoded
+    // there, the cap took 100 MB off peak RSS at concurrency 32.
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
