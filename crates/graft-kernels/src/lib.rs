@@ -49,7 +49,8 @@
 //! - [`on_workers`]: a whole pass run on rayon's workers, so its many short parallel loops do
 //!   not each put the calling thread to sleep and wake it.
 //! - [`keep_freed_memory`]: the allocator policy graft's binaries set (freed blocks are reused,
-//!   not unmapped and faulted in again every step).
+//!   not unmapped and faulted in again every step); [`release_freed_memory`] gives the free pages
+//!   back, for a process that runs for long.
 
 mod activation;
 mod autodiff;
@@ -88,6 +89,6 @@ pub use forward::Prepared;
 pub use isa::Isa;
 pub use matmul::{Mat, matmul_into};
 pub use memo::{Memo, Source};
-pub use memory::keep_freed_memory;
+pub use memory::{keep_freed_memory, release_freed_memory};
 pub use pool::{global_avg_pool, max_pool2d};
 pub use workers::on_workers;

@@ -15,6 +15,9 @@
 //! RSS of EfficientNet-Lite0 at batch 32: 123 MiB with one, 224 MiB with two). The fast path of
 //! small allocations is glibc's per-thread cache, which takes no lock either way.
 //!
+//! A long-running process (a server) calls [`release_freed_memory`] now and then, so that its
+//! resident memory follows its working set rather than the heap's high-water mark.
+//!
 //! Any glibc program can be given the same settings from outside: `GLIBC_TUNABLES=
 //! glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=N:glibc.malloc.arena_max=1`.
 //! Other allocators (musl, macOS, Windows) are left as they are.
@@ -37,6 +40,29 @@ pub fn keep_freed_memory() -> bool {
         let trim = set(libc::M_TRIM_THRESHOLD, i32::MAX);
         let arenas = set(libc::M_ARENA_MAX, 1);
         mmap && trim && arenas
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
+/// Gives the free pages inside the heap back to the system (glibc's `malloc_trim(0)`, which
+/// also releases whole free pages in the middle of the heap, not only its top). Returns whether
+/// any memory was released; a no-op off glibc.
+///
+/// For a long-running process under [`keep_freed_memory`]: without trimming its resident memory
+/// is the heap's high-water mark, and work whose sizes vary (a server's batches of 1 to 32
+/// images) leaves holes that later requests cannot reuse, so the mark creeps up. The pages
+/// released are faulted in again by the next pass that touches them.
+pub fn release_freed_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: `malloc_trim` only returns free memory to the system; it has no memory-safety
+        // preconditions and takes the arena's lock like any allocation.
+        #[allow(unsafe_code)]
+        let released = unsafe { libc::malloc_trim(0) } == 1;
+        released
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {

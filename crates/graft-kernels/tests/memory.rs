@@ -9,3 +9,38 @@ fn glibc_accepts_the_allocator_policy() {
     // Idempotent: a second call (another binary entry point) is accepted as well.
     assert!(graft_kernels::keep_freed_memory());
 }
+
+/// This process's resident memory, from `/proc/self/status`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status")
+}
+
+/// Under the policy, a freed block below the mmap threshold stays resident in the heap until
+/// `release_freed_memory` gives its pages back.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn released_memory_leaves_the_process() {
+    assert!(graft_kernels::keep_freed_memory());
+    let mib = 24;
+    // Behind `black_box`, or the optimiser drops a block nothing reads.
+    let block = std::hint::black_box(vec![1u8; mib << 20]);
+    let touched = rss_kib();
+    drop(block);
+    // Kept: the policy never trims on its own.
+    assert!(
+        rss_kib() + 1024 > touched,
+        "freed memory was returned unasked"
+    );
+    assert!(graft_kernels::release_freed_memory());
+    let released = rss_kib();
+    assert!(
+        released + (mib as u64 / 2) * 1024 < touched,
+        "RSS {touched} KiB with the block, {released} KiB after releasing it"
+    );
+}

@@ -247,6 +247,14 @@ fn decode_batch(
     (pixels, ok, failed)
 }
 
+/// How often the backend gives the heap's free pages back to the system, between batches
+/// ([`graft_models::release_freed_memory`]). The process keeps freed memory for reuse, and
+/// batches of every size from 1 to `max_batch` leave holes in the heap that later batches
+/// cannot always reuse, so without this its RSS crept up in steps over a soak (Lite0 at
+/// concurrency 32: 188 to 212 MiB in 3.5 minutes). Each release costs the next batch the page
+/// faults of what it touches again: once in 10 s, no loss measurable in throughput.
+const RELEASE_EVERY: Duration = Duration::from_secs(10);
+
 /// Runs batches on this thread until the batcher is gone.
 pub fn backend(
     model: Servable,
@@ -256,6 +264,7 @@ pub fn backend(
 ) {
     let pre = model.model.preprocess;
     let len = 3 * (pre.crop as usize).pow(2);
+    let mut released = Instant::now();
     while let Some(batch) = batches.blocking_recv() {
         let start = Instant::now();
         for j in &batch {
@@ -292,6 +301,10 @@ pub fn backend(
                     let _ = job.reply.send(Err(JobError::Model(e.to_string())));
                 }
             }
+        }
+        if released.elapsed() >= RELEASE_EVERY {
+            graft_models::release_freed_memory();
+            released = Instant::now();
         }
     }
 }

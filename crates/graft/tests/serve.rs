@@ -579,8 +579,8 @@ fn abuse_slow_clients_idle_connections_malformed_http_and_memory() {
     let _ = bad.read_to_string(&mut reply);
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply:?}");
     // Memory stays bounded. A leak grows RSS in every round by the same amount; the allocator
-    // reaching its working set (batches of one to four images, per-thread arenas) grows it in
-    // jumps that stop. So after a warm-up round of the same mix, the quietest of three rounds
+    // reaching its working set (batches of one to four images in a heap that keeps what they
+    // free) grows it in jumps that stop. So after a warm-up round of the same mix, the quietest of three rounds
     // of 4k requests must grow by less than 1 KiB a request, and all of them together stay
     // within a margin.
     let url = s.url("/v1/predict");
