@@ -201,9 +201,10 @@ pub async fn serve(
     let (to_backend, batches) = mpsc::channel(1);
     let flow = Arc::new(queue::Flow::default());
     let (backend_flow, backend_metrics) = (flow.clone(), metrics.clone());
+    let runtime = tokio::runtime::Handle::current();
     let backend = std::thread::Builder::new()
         .name("graft-backend".into())
-        .spawn(move || queue::backend(model, batches, backend_flow, backend_metrics))
+        .spawn(move || queue::backend(model, batches, backend_flow, backend_metrics, runtime))
         .map_err(ServeError::Io)?;
     let batcher = tokio::spawn(queue::batcher(
         queued,

@@ -10,6 +10,9 @@
 //! pass's parallel loops, and the other core waits at the loop's end for it. Each image is
 //! decoded straight into its slot of the batch, so there is no per-image buffer to gather.
 //!
+//! Between batches, and once it has been idle for a while, the backend gives the heap's free
+//! pages back to the system ([`Release`]).
+//!
 //! How long a batch waits for company is the [`BatchWait`] policy. `Adaptive` (the default)
 //! waits only while waiting can pay: while the model is busy (the batch would queue anyway) or
 //! while requests already received are still being read (they are about to join), and
@@ -247,7 +250,7 @@ fn decode_batch(
     (pixels, ok, failed)
 }
 
-/// How often the backend gives the heap's free pages back to the system, between batches
+/// How often the backend gives the heap's free pages back to the system
 /// ([`graft_models::release_freed_memory`]). The process keeps freed memory for reuse, and
 /// batches of every size from 1 to `max_batch` leave holes in the heap that later batches
 /// cannot always reuse, so without this its RSS crept up in steps over a soak (Lite0 at
@@ -255,17 +258,77 @@ fn decode_batch(
 /// faults of what it touches again: once in 10 s, no loss measurable in throughput.
 const RELEASE_EVERY: Duration = Duration::from_secs(10);
 
-/// Runs batches on this thread until the batcher is gone.
+/// When the backend releases memory: at most every [`RELEASE_EVERY`], and only if batches ran
+/// since the last release. An idle backend waits for its next batch only until a release is
+/// due, so a server that goes quiet gives back what its last batches left. A pure decision,
+/// tested below.
+struct Release {
+    last: Instant,
+    ran: bool,
+}
+
+impl Release {
+    fn new(now: Instant) -> Self {
+        Self {
+            last: now,
+            ran: false,
+        }
+    }
+
+    /// How long until a release is due; `None` while there is nothing to release.
+    fn due_in(&self, now: Instant) -> Option<Duration> {
+        self.ran
+            .then(|| (self.last + RELEASE_EVERY).saturating_duration_since(now))
+    }
+
+    fn ran(&mut self) {
+        self.ran = true;
+    }
+
+    /// Records a release at `now`.
+    fn done(&mut self, now: Instant) {
+        self.last = now;
+        self.ran = false;
+    }
+}
+
+/// Releases the heap's free pages if a release is due.
+fn release_if_due(release: &mut Release) {
+    let now = Instant::now();
+    if release.due_in(now) == Some(Duration::ZERO) {
+        graft_models::release_freed_memory();
+        release.done(now);
+    }
+}
+
+/// Runs batches on this thread until the batcher is gone; `runtime` times its waits for the
+/// next batch (see [`Release`]).
 pub fn backend(
     model: Servable,
     mut batches: mpsc::Receiver<Vec<Job>>,
     flow: Arc<Flow>,
     metrics: Arc<Metrics>,
+    runtime: tokio::runtime::Handle,
 ) {
     let pre = model.model.preprocess;
     let len = 3 * (pre.crop as usize).pow(2);
-    let mut released = Instant::now();
-    while let Some(batch) = batches.blocking_recv() {
+    let mut release = Release::new(Instant::now());
+    loop {
+        let next = match release.due_in(Instant::now()) {
+            None => batches.blocking_recv(),
+            // The timer is made inside `block_on`: it needs the runtime's context.
+            Some(wait) => {
+                match runtime.block_on(async { tokio::time::timeout(wait, batches.recv()).await }) {
+                    Ok(next) => next,
+                    // Idle until a release was due.
+                    Err(_) => {
+                        release_if_due(&mut release);
+                        continue;
+                    }
+                }
+            }
+        };
+        let Some(batch) = next else { break };
         let start = Instant::now();
         for j in &batch {
             metrics
@@ -302,10 +365,8 @@ pub fn backend(
                 }
             }
         }
-        if released.elapsed() >= RELEASE_EVERY {
-            graft_models::release_freed_memory();
-            released = Instant::now();
-        }
+        release.ran();
+        release_if_due(&mut release);
     }
 }
 
@@ -372,6 +433,23 @@ mod tests {
         assert!(reasons[1].contains("got 5"), "{reasons:?}");
         // Only the encoded image counts as a decode.
         assert_eq!(metrics.decode.count(), 1);
+    }
+
+    #[test]
+    fn memory_is_released_only_after_batches_and_at_most_every_period() {
+        let start = Instant::now();
+        let mut release = Release::new(start);
+        // Nothing ran: an idle backend waits for its next batch without a deadline.
+        assert_eq!(release.due_in(start + 3 * RELEASE_EVERY), None);
+        release.ran();
+        let soon = start + Duration::from_secs(1);
+        assert_eq!(
+            release.due_in(soon),
+            Some(RELEASE_EVERY - Duration::from_secs(1))
+        );
+        assert_eq!(release.due_in(start + RELEASE_EVERY), Some(Duration::ZERO));
+        release.done(start + RELEASE_EVERY);
+        assert_eq!(release.due_in(start + 3 * RELEASE_EVERY), None);
     }
 
     #[test]

@@ -595,6 +595,27 @@ fn abuse_slow_clients_idle_connections_malformed_http_and_memory() {
         quietest < Some(4 * 1024) && rss[3] < rss[0] + 64 * 1024,
         "RSS after warm-up and each round of 4k requests: {rss:?} KiB"
     );
+    // A server gone quiet gives back the free pages its last batches left: between batches the
+    // backend waits only until a release is due (10 s after the last). A quiet spell first, in
+    // which any release then due is made; a burst of images, whose batches fault freed pages in
+    // again (a release falling due in it is made at once, not after it); then quiet again.
+    std::thread::sleep(Duration::from_secs(11));
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                for _ in 0..6 {
+                    assert_eq!(post_image(&s, &images[0], "").0, 200);
+                }
+            });
+        }
+    });
+    let busy = s.rss_kib();
+    std::thread::sleep(Duration::from_secs(12));
+    let idle = s.rss_kib();
+    assert!(
+        idle < busy,
+        "RSS {busy} KiB after a burst, {idle} KiB once idle"
+    );
 }
 
 /// Four clients, `per_client` requests each: every 25th an image through the model, the rest
