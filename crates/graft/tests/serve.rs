@@ -580,9 +580,9 @@ fn abuse_slow_clients_idle_connections_malformed_http_and_memory() {
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply:?}");
     // Memory stays bounded. A leak grows RSS in every round by the same amount; the allocator
     // reaching its working set (batches of one to four images in a heap that keeps what they
-    // free) grows it in jumps that stop. So after a warm-up round of the same mix, the quietest of three rounds
-    // of 4k requests must grow by less than 1 KiB a request, and all of them together stay
-    // within a margin.
+    // free) grows it in jumps that stop. So after a warm-up round of the same mix, the quietest
+    // of three rounds of 4k requests must grow by less than 1 KiB a request, and all of them
+    // together stay within a margin.
     let url = s.url("/v1/predict");
     load(&url, &image, 500);
     let mut rss = vec![s.rss_kib()];
@@ -596,25 +596,34 @@ fn abuse_slow_clients_idle_connections_malformed_http_and_memory() {
         "RSS after warm-up and each round of 4k requests: {rss:?} KiB"
     );
     // A server gone quiet gives back the free pages its last batches left: between batches the
-    // backend waits only until a release is due (10 s after the last). A quiet spell first, in
-    // which any release then due is made; a burst of images, whose batches fault freed pages in
-    // again (a release falling due in it is made at once, not after it); then quiet again.
+    // backend waits only until a release is due (10 s after the last one). After a quiet spell
+    // (any release then due is made), a burst of images faults freed pages in again, and RSS
+    // must fall in the quiet that follows. A release can fall due in the burst's very last
+    // batch, leaving nothing for the quiet to give back (a chance of about 0.2%): a second
+    // burst settles it.
     std::thread::sleep(Duration::from_secs(11));
-    std::thread::scope(|scope| {
-        for _ in 0..8 {
-            scope.spawn(|| {
-                for _ in 0..6 {
-                    assert_eq!(post_image(&s, &images[0], "").0, 200);
-                }
-            });
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..6 {
+                        assert_eq!(post_image(&s, &images[0], "").0, 200);
+                    }
+                });
+            }
+        });
+        let busy = s.rss_kib();
+        std::thread::sleep(Duration::from_secs(12));
+        let idle = s.rss_kib();
+        seen.push((busy, idle));
+        if idle < busy {
+            break;
         }
-    });
-    let busy = s.rss_kib();
-    std::thread::sleep(Duration::from_secs(12));
-    let idle = s.rss_kib();
+    }
     assert!(
-        idle < busy,
-        "RSS {busy} KiB after a burst, {idle} KiB once idle"
+        seen.iter().any(|&(busy, idle)| idle < busy),
+        "RSS after a burst and after 12 s of quiet: {seen:?} KiB"
     );
 }
 
