@@ -58,6 +58,8 @@ pub enum ServeError {
     Io(std::io::Error),
     #[error("{0}")]
     Invalid(String),
+    #[error("the server stopped after a failure: {0}")]
+    Failed(String),
 }
 
 /// Counts every answer by route and status, times it, and checks the key where one is set
@@ -201,10 +203,9 @@ pub async fn serve(
     let (to_backend, batches) = mpsc::channel(1);
     let flow = Arc::new(queue::Flow::default());
     let (backend_flow, backend_metrics) = (flow.clone(), metrics.clone());
-    let runtime = tokio::runtime::Handle::current();
     let backend = std::thread::Builder::new()
         .name("graft-backend".into())
-        .spawn(move || queue::backend(model, batches, backend_flow, backend_metrics, runtime))
+        .spawn(move || queue::backend(model, batches, backend_flow, backend_metrics))
         .map_err(ServeError::Io)?;
     let batcher = tokio::spawn(queue::batcher(
         queued,
@@ -240,7 +241,11 @@ pub async fn serve(
         .map_err(ServeError::Io)?;
     // Every request has been answered and the router (holding the queue's sender) is gone:
     // the batcher and then the backend end by themselves.
-    let _ = batcher.await;
-    let _ = tokio::task::spawn_blocking(move || backend.join()).await;
-    Ok(())
+    // A panic in either (its requests got errors) fails the exit status too, not only the log.
+    let batcher = batcher.await.map_err(|e| e.to_string());
+    let backend = tokio::task::spawn_blocking(move || backend.join())
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|joined| joined.map_err(|_| "the backend thread panicked".to_string()));
+    batcher.and(backend).map_err(ServeError::Failed)
 }

@@ -301,32 +301,59 @@ fn release_if_due(release: &mut Release) {
     }
 }
 
-/// Runs batches on this thread until the batcher is gone; `runtime` times its waits for the
-/// next batch (see [`Release`]).
+/// How the backend waits for its next batch: until a release is due at most, timed by a
+/// one-thread runtime of its own. Not the server's runtime: that one may shut down while the
+/// backend still waits (when `axum::serve` fails), and its timers then panic. Without a timer
+/// (its runtime could not be built, which is logged) an idle backend waits without releasing.
+struct Waiter {
+    timer: Option<tokio::runtime::Runtime>,
+}
+
+impl Waiter {
+    fn new() -> Self {
+        let timer = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .inspect_err(|e| {
+                eprintln!("graft serve: an idle server will not release memory (no timer: {e})")
+            })
+            .ok();
+        Self { timer }
+    }
+
+    /// The next item, `None` once every sender is gone; `Err(())` if `due` passed first.
+    fn next<T>(
+        &self,
+        items: &mut mpsc::Receiver<T>,
+        due: Option<Duration>,
+    ) -> Result<Option<T>, ()> {
+        match (due, &self.timer) {
+            // The timeout is made inside `block_on`: it needs the runtime's context.
+            (Some(wait), Some(timer)) => timer
+                .block_on(async { tokio::time::timeout(wait, items.recv()).await })
+                .map_err(|_| ()),
+            _ => Ok(items.blocking_recv()),
+        }
+    }
+}
+
+/// Runs batches on this thread until the batcher is gone, releasing memory after batches and
+/// when idle (see [`Release`], [`Waiter`]).
 pub fn backend(
     model: Servable,
     mut batches: mpsc::Receiver<Vec<Job>>,
     flow: Arc<Flow>,
     metrics: Arc<Metrics>,
-    runtime: tokio::runtime::Handle,
 ) {
     let pre = model.model.preprocess;
     let len = 3 * (pre.crop as usize).pow(2);
     let mut release = Release::new(Instant::now());
+    let waiter = Waiter::new();
     loop {
-        let next = match release.due_in(Instant::now()) {
-            None => batches.blocking_recv(),
-            // The timer is made inside `block_on`: it needs the runtime's context.
-            Some(wait) => {
-                match runtime.block_on(async { tokio::time::timeout(wait, batches.recv()).await }) {
-                    Ok(next) => next,
-                    // Idle until a release was due.
-                    Err(_) => {
-                        release_if_due(&mut release);
-                        continue;
-                    }
-                }
-            }
+        let Ok(next) = waiter.next(&mut batches, release.due_in(Instant::now())) else {
+            // Idle until a release was due.
+            release_if_due(&mut release);
+            continue;
         };
         let Some(batch) = next else { break };
         let start = Instant::now();
@@ -450,6 +477,22 @@ mod tests {
         assert_eq!(release.due_in(start + RELEASE_EVERY), Some(Duration::ZERO));
         release.done(start + RELEASE_EVERY);
         assert_eq!(release.due_in(start + 3 * RELEASE_EVERY), None);
+    }
+
+    #[test]
+    fn the_backends_waits_outlive_the_servers_runtime() {
+        let server = tokio::runtime::Runtime::new().expect("a test runtime");
+        let (send, mut items) = server.block_on(async { mpsc::channel::<u8>(1) });
+        // The server's runtime shuts down while the backend's thread still waits on its
+        // channel (the sender lives on): a timer of that runtime would panic here.
+        drop(server);
+        let waiter = Waiter::new();
+        let short = Some(Duration::from_millis(20));
+        assert_eq!(waiter.next(&mut items, short), Err(()));
+        send.try_send(7).expect("room in the channel");
+        assert_eq!(waiter.next(&mut items, short), Ok(Some(7)));
+        drop(send);
+        assert_eq!(waiter.next(&mut items, None), Ok(None));
     }
 
     #[test]
