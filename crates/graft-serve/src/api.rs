@@ -285,19 +285,31 @@ fn v2_images(state: &AppState, input: InferInput) -> Result<Vec<Input>, ApiError
                 .data
                 .as_array()
                 .ok_or_else(|| bad("FP32 data must be a list of numbers"))?;
-            if values.len() != n * 3 * s * s {
+            // Checked: a shape's product can wrap, and a wrapped one could match the data's
+            // length ([2^54, 3, 224, 224] wraps to 0 and passed with no data as no images).
+            let needed = n.checked_mul(3 * s * s).ok_or_else(|| {
+                bad(format!(
+                    "shape {:?} is more values than any request holds",
+                    input.shape
+                ))
+            })?;
+            if values.len() != needed {
                 return Err(bad(format!(
-                    "shape {:?} needs {} values, found {}",
+                    "shape {:?} needs {needed} values, found {}",
                     input.shape,
-                    n * 3 * s * s,
                     values.len()
                 )));
             }
             let flat = values
                 .iter()
-                .map(|v| v.as_f64().map(|x| x as f32))
-                .collect::<Option<Vec<f32>>>()
-                .ok_or_else(|| bad("FP32 data holds something that is not a number"))?;
+                .enumerate()
+                .map(|(i, v)| match v.as_f64().map(|x| x as f32) {
+                    // 1e39 is a JSON number but infinite as an f32: the scores would be NaN.
+                    Some(x) if x.is_finite() => Ok(x),
+                    Some(_) => Err(bad(format!("FP32 value {i} ({v}) is beyond f32's range"))),
+                    None => Err(bad(format!("FP32 value {i} ({v}) is not a number"))),
+                })
+                .collect::<Result<Vec<f32>, ApiError>>()?;
             Ok(flat
                 .chunks(3 * s * s)
                 .map(|image| Input::Pixels(image.to_vec()))

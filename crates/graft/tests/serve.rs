@@ -404,7 +404,7 @@ fn every_error_has_its_status_and_reason() {
     assert!(body.contains("cut.jpg"), "{body}");
     assert_eq!(post_jpeg(&image).0, 200);
     // 400 for malformed V2 requests, each with what is wrong.
-    for (bad, says) in [
+    let mut cases = [
         ("{", "malformed"),
         (r#"{"inputs": []}"#, "one input"),
         (
@@ -419,13 +419,31 @@ fn every_error_has_its_status_and_reason() {
             r#"{"inputs":[{"name":"input","shape":[1],"datatype":"INT8","data":[1]}]}"#,
             "datatype",
         ),
-    ] {
+        // 2^54 images of 3x224x224 values: 2^64 x 147, which wraps to 0 unchecked.
+        (
+            r#"{"inputs":[{"name":"input","shape":[18014398509481984,3,224,224],"datatype":"FP32","data":[]}]}"#,
+            "more values than",
+        ),
+    ]
+    .map(|(bad, says)| (bad.to_string(), says))
+    .to_vec();
+    // One image's values, the last of them odd (1e39 is a JSON number, but no f32).
+    let one_image = |odd: &str| {
+        let data = vec!["0"; 3 * 224 * 224 - 1].join(",");
+        format!(
+            r#"{{"inputs":[{{"name":"input","shape":[1,3,224,224],"datatype":"FP32","data":[{data},{odd}]}}]}}"#
+        )
+    };
+    cases.push((one_image("1e39"), "beyond f32's range"));
+    cases.push((one_image(r#""x""#), "not a number"));
+    for (bad, says) in cases {
         let (status, body, _) = call(
             authed(ureq::post(&s.url("/v2/models/efficientnet-lite0/infer"))),
             Some(bad.as_bytes()),
         );
-        assert_eq!(status, 400, "{bad}: {body}");
-        assert!(body.contains(says), "{bad}: {body}");
+        let shown = &bad[..bad.len().min(120)];
+        assert_eq!(status, 400, "{shown}: {body}");
+        assert!(body.contains(says), "{shown}: {body}");
     }
     assert_eq!(
         call(authed(ureq::get(&s.url("/v2/models/other"))), None).0,
