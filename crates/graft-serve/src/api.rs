@@ -12,7 +12,7 @@ use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use graft_data::{Preprocess, check_image_header};
+use graft_data::{DecodeLimits, Preprocess, check_image_header};
 use graft_run::Label;
 use graft_run::infer::labels;
 use serde::{Deserialize, Serialize};
@@ -85,8 +85,8 @@ pub struct TopK {
 /// An uploaded image file for the queue, once its header says it is an image within the
 /// decoder's limits (reading a header takes microseconds, so it runs here, on the async
 /// threads).
-fn encoded(state: &AppState, bytes: Vec<u8>, name: String) -> Result<Input, ApiError> {
-    check_image_header(&bytes, Path::new(&name), state.preprocess.limits)
+fn encoded(limits: DecodeLimits, bytes: Vec<u8>, name: String) -> Result<Input, ApiError> {
+    check_image_header(&bytes, Path::new(&name), limits)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     Ok(Input::Encoded { bytes, name })
 }
@@ -211,7 +211,7 @@ pub async fn predict(
     };
     let inputs = images
         .into_iter()
-        .map(|(name, data)| encoded(&state, data, name))
+        .map(|(name, data)| encoded(state.preprocess.limits, data, name))
         .collect::<Result<Vec<_>, _>>()?;
     let probs = classify(&state, inputs, arriving).await?;
     let answers: Vec<Vec<Label>> = probs
@@ -244,7 +244,11 @@ fn bad(message: impl Into<String>) -> ApiError {
 }
 
 /// The images of a V2 request: BYTES (base64-encoded image files) or FP32 `[N, 3, H, W]`.
-fn v2_images(state: &AppState, input: InferInput) -> Result<Vec<Input>, ApiError> {
+fn v2_images(
+    input_size: usize,
+    limits: DecodeLimits,
+    input: InferInput,
+) -> Result<Vec<Input>, ApiError> {
     match input.datatype.as_str() {
         "BYTES" => {
             let items = input
@@ -266,12 +270,12 @@ fn v2_images(state: &AppState, input: InferInput) -> Result<Vec<Input>, ApiError
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(text)
                     .map_err(|e| bad(format!("item {i} is not base64: {e}")))?;
-                out.push(encoded(state, bytes, format!("{}[{i}]", input.name))?);
+                out.push(encoded(limits, bytes, format!("{}[{i}]", input.name))?);
             }
             Ok(out)
         }
         "FP32" => {
-            let s = state.info.input_size;
+            let s = input_size;
             let [n, 3, h, w] = input.shape[..] else {
                 return Err(bad(format!(
                     "FP32 input shape must be [N, 3, {s}, {s}], not {:?}",
@@ -321,6 +325,26 @@ fn v2_images(state: &AppState, input: InferInput) -> Result<Vec<Input>, ApiError
     }
 }
 
+/// The images a V2 infer request's body asks about, or the 400 (422 for an image whose header
+/// does not decode) it gets: all that the server does with a body before queueing it, a pure
+/// function of its bytes (graft-fuzz's `v2_request` target runs it).
+pub fn infer_images(
+    body: &[u8],
+    input_size: usize,
+    limits: DecodeLimits,
+) -> Result<Vec<Input>, ApiError> {
+    let request: InferRequest =
+        serde_json::from_slice(body).map_err(|e| bad(format!("malformed V2 request: {e}")))?;
+    let mut inputs = request.inputs.into_iter();
+    let input = inputs
+        .next()
+        .ok_or_else(|| bad("a V2 request needs one input"))?;
+    if inputs.next().is_some() {
+        return Err(bad("this model takes one input"));
+    }
+    v2_images(input_size, limits, input)
+}
+
 /// `POST /v2/models/{name}/infer`.
 pub async fn infer(
     State(state): State<AppState>,
@@ -334,16 +358,7 @@ pub async fn infer(
             format!("no model {name:?}; this server has {:?}", state.info.name),
         ));
     }
-    let request: InferRequest =
-        serde_json::from_slice(&body).map_err(|e| bad(format!("malformed V2 request: {e}")))?;
-    let mut inputs = request.inputs.into_iter();
-    let input = inputs
-        .next()
-        .ok_or_else(|| bad("a V2 request needs one input"))?;
-    if inputs.next().is_some() {
-        return Err(bad("this model takes one input"));
-    }
-    let images = v2_images(&state, input)?;
+    let images = infer_images(&body, state.info.input_size, state.preprocess.limits)?;
     let n = images.len();
     let probs = classify(&state, images, arriving).await?;
     let classes = state.info.classes.len();
