@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:?usage: fuzz/campaign.sh SECONDS [JOBS]}
 jobs=${2:-2}
-cargo +nightly fuzz build -s none --release >/dev/null
+cargo +nightly fuzz build -s none --release --debug-assertions >/dev/null
 mkdir -p logs
 targets=(pth_zip pth_legacy safetensors wheel image list run_files v2_request)
 printf '%s\n' "${targets[@]}" | xargs -P "$jobs" -I{} sh -c "./run.sh {} $seconds > logs/{}.summary 2>&1; tail -n 1 logs/{}.summary >> logs/figures.txt"

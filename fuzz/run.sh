@@ -17,7 +17,9 @@ mkdir -p "work/$target" "artifacts/$target" logs
 # timeout is timed again alone below, and only one that is slow alone is a finding. Without a
 # sanitizer, libFuzzer's timeout handler can deadlock in malloc (it writes the input from a
 # signal handler): on a loaded machine, raise TIMEOUT and judge inputs by the re-timing.
-cargo +nightly fuzz run -s none --release "$target" "work/$target" "corpus/$target" -- \
+# --debug-assertions: an integer overflow panics (a finding) instead of wrapping silently, as a
+# V2 request's shape product did unnoticed until 2026-12-04.
+cargo +nightly fuzz run -s none --release --debug-assertions "$target" "work/$target" "corpus/$target" -- \
   -fork=1 -ignore_timeouts=1 -ignore_ooms=0 -ignore_crashes=0 \
   -max_total_time="$seconds" -timeout="${TIMEOUT:-2}" -rss_limit_mb=2048 -malloc_limit_mb=2048 \
   -max_len=65536 -artifact_prefix="artifacts/$target/" \
