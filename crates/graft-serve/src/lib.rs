@@ -47,6 +47,34 @@ pub struct ServeConfig {
     pub log_requests: bool,
 }
 
+impl ServeConfig {
+    /// Settings no server can work with, named by their options: checked before a model is
+    /// loaded (`graft serve`), and again by [`serve`].
+    pub fn check(&self) -> Result<(), ServeError> {
+        let wrong = [
+            (self.max_batch == 0, "--max-batch must be at least 1"),
+            (self.max_queue == 0, "--max-queue must be at least 1"),
+            (
+                self.max_body == 0,
+                "--max-body must be at least 1 byte (every request would be a 413)",
+            ),
+            (
+                self.read_timeout.is_zero(),
+                "--read-timeout-s must be at least 1 (every request would be a 408)",
+            ),
+        ];
+        match wrong
+            .iter()
+            .filter(|(bad, _)| *bad)
+            .map(|(_, why)| *why)
+            .collect::<Vec<_>>()
+        {
+            reasons if reasons.is_empty() => Ok(()),
+            reasons => Err(ServeError::Invalid(reasons.join("; "))),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {addr}: {error}")]
@@ -183,11 +211,7 @@ pub async fn serve(
     config: ServeConfig,
     listening: impl FnOnce(SocketAddr),
 ) -> Result<(), ServeError> {
-    if config.max_batch == 0 || config.max_queue == 0 {
-        return Err(ServeError::Invalid(
-            "--max-batch and --max-queue must be at least 1".into(),
-        ));
-    }
+    config.check()?;
     let metrics = Arc::new(Metrics::default());
     let card = &model.card;
     let info = ModelInfo {

@@ -16,8 +16,6 @@ pub fn run(args: &ServeArgs, quiet: bool) -> anyhow::Result<()> {
         Some(dir) => Source::Run(dir.clone(), choice),
         None => Source::Pretrained(choice),
     };
-    let model = Servable::load(&source, &mut Terminal::new(quiet))?;
-    let name = model.card.architecture.replace('_', "-");
     let config = ServeConfig {
         addr: SocketAddr::new(args.host, args.port),
         max_batch: args.max_batch,
@@ -29,6 +27,10 @@ pub fn run(args: &ServeArgs, quiet: bool) -> anyhow::Result<()> {
         read_timeout: Duration::from_secs(args.read_timeout_s),
         log_requests: args.log_requests,
     };
+    // Before loading: a wrong setting should not wait for the weights.
+    config.check()?;
+    let model = Servable::load(&source, &mut Terminal::new(quiet))?;
+    let name = model.card.architecture.replace('_', "-");
     // Nothing CPU-bound runs on tokio's blocking pool now (the backend decodes each batch's
     // images on the model's threads). It stays capped at the core count so that nothing put
     // there later can start tokio's default of up to 512 threads: when images were decoded

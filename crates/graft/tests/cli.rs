@@ -205,6 +205,35 @@ fn missing_weights_offline_tell_the_user_how_to_get_them() {
 }
 
 #[test]
+fn serve_refuses_impossible_settings_before_loading_any_weights() {
+    let home = tempfile::tempdir().expect("tmp");
+    let out = graft(
+        &[
+            "serve",
+            "--weights",
+            "/nonexistent/weights.pth",
+            "--max-batch",
+            "0",
+            "--max-body",
+            "0",
+        ],
+        home.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("--max-batch must be at least 1"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--max-body must be at least 1 byte"),
+        "{stderr}"
+    );
+    // The settings were refused first: the missing weights file was never opened.
+    assert!(!stderr.contains("nonexistent"), "{stderr}");
+}
+
+#[test]
 fn wrong_architecture_checkpoint_is_refused_with_tensor_names() {
     let home = tempfile::tempdir().expect("tmp");
     let img = shared("data/imagenet-sample/images/n01440764_tench.JPEG");
