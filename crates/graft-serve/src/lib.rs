@@ -63,14 +63,11 @@ impl ServeConfig {
                 "--read-timeout-s must be at least 1 (every request would be a 408)",
             ),
         ];
-        match wrong
-            .iter()
-            .filter(|(bad, _)| *bad)
-            .map(|(_, why)| *why)
-            .collect::<Vec<_>>()
-        {
-            reasons if reasons.is_empty() => Ok(()),
-            reasons => Err(ServeError::Invalid(reasons.join("; "))),
+        let reasons: Vec<&str> = wrong.iter().filter(|w| w.0).map(|w| w.1).collect();
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(ServeError::Invalid(reasons.join("; ")))
         }
     }
 }

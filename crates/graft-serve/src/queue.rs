@@ -309,6 +309,10 @@ struct Waiter {
     timer: Option<tokio::runtime::Runtime>,
 }
 
+/// A wait that ended because a release fell due.
+#[derive(Debug, PartialEq)]
+struct Due;
+
 impl Waiter {
     fn new() -> Self {
         let timer = tokio::runtime::Builder::new_current_thread()
@@ -321,17 +325,17 @@ impl Waiter {
         Self { timer }
     }
 
-    /// The next item, `None` once every sender is gone; `Err(())` if `due` passed first.
+    /// The next item, `None` once every sender is gone; [`Due`] if `due` passed first.
     fn next<T>(
         &self,
         items: &mut mpsc::Receiver<T>,
         due: Option<Duration>,
-    ) -> Result<Option<T>, ()> {
+    ) -> Result<Option<T>, Due> {
         match (due, &self.timer) {
             // The timeout is made inside `block_on`: it needs the runtime's context.
             (Some(wait), Some(timer)) => timer
                 .block_on(async { tokio::time::timeout(wait, items.recv()).await })
-                .map_err(|_| ()),
+                .map_err(|_| Due),
             _ => Ok(items.blocking_recv()),
         }
     }
@@ -488,7 +492,7 @@ mod tests {
         drop(server);
         let waiter = Waiter::new();
         let short = Some(Duration::from_millis(20));
-        assert_eq!(waiter.next(&mut items, short), Err(()));
+        assert_eq!(waiter.next(&mut items, short), Err(Due));
         send.try_send(7).expect("room in the channel");
         assert_eq!(waiter.next(&mut items, short), Ok(Some(7)));
         drop(send);
