@@ -38,13 +38,14 @@ const TILE: usize = 6;
 /// 56x56 maps 0.7x from one image (196 tiles), 28x28 0.75x from one (49), 14x14 level at one
 /// (16) and 0.8x from two, 7x7 0.8x at four (16) and 1.2x at two (8).
 const MIN_TILES: usize = 16;
-/// Floats the transformed panels of a layer [`worth`] the kernel may take (2.25 MiB: ResNet's
-/// 3x3 layers on 64 and 128 channels, not those on 256 and 512). Inside a whole pass, where
-/// ResNet's calls hold 5 images at batch 32 and others run between them, the wider layers kept
-/// little of what they gained alone: ResNet-50's 14x14 layers 176.5 against 180.5 ms a batch;
-/// whole passes within noise at batch 32 and 1.03-1.04x the time at batch 1, with 41-126 MiB
-/// more memory (their panels, 9 and 36 MiB a layer, are read again by every call).
-const MAX_PANELS: usize = TT * 128 * 128;
+/// Floats the transformed panels of a layer [`worth`] the kernel may take: 36 MiB, ResNet's
+/// widest (512 channels in and out). Each call reads its layer's panels (4x the weights) again,
+/// which on the Intel Xeon of the twelfth round ate what the 256- and 512-channel layers gained
+/// alone (whole passes level at batch 32, 1.03-1.04x the time at batch 1). On the AMD Zen 4 of
+/// the twenty-seventh round, whose FMAs are half as wide, the multiplications saved weigh more:
+/// taking those layers made ResNet-50 0.90x the time at batch 32 and 0.93x at batch 1, and
+/// ResNet-18 0.77x and 0.90x (BENCHMARKS.md). Wider layers would read their panels from memory.
+const MAX_PANELS: usize = TT * 512 * 512;
 /// Tasks a layer is split into at least, where its tile rows and output groups allow.
 const MIN_TASKS: usize = 4;
 

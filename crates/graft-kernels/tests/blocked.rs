@@ -495,13 +495,22 @@ fn winograd_matches_the_definition_at_every_isa() {
         (1, [16, 24], [2, 3]),
         (1, [16, 16], [30, 29]),
         (5, [64, 128], [7, 7]),
+        // ResNet's widest: the longest sums the transforms' rounding goes into, 8 groups.
+        (4, [512, 512], [7, 7]),
     ];
     for (i, &(batch, [cin, cout], size)) in cases.iter().enumerate() {
         let g = geometry(batch, [cin, cout], size, [3, 3], 1, [1, 1], 1, [1, 1]);
         assert!(blocked_winograd::applies(&g), "case {i}");
         let pixels = g.out_len();
         let x = noise(batch * cin * pixels, 330 + i as u64);
-        let w = noise(cout * cin * 9, 340 + i as u64);
+        // Scaled by fan-in, as trained layers are, so that sums stay near the epilogues' range
+        // (ReLU6 clips at 6): unscaled, 512x9 products reach 70, and a clipped output's 1e-4
+        // would hold the rounding of values 10x its size.
+        let fan_in = 3.0 / ((cin * 9) as f32).sqrt();
+        let w: Vec<f32> = noise(cout * cin * 9, 340 + i as u64)
+            .iter()
+            .map(|v| fan_in * v)
+            .collect();
         let bias: Vec<f32> = noise(cout, 350 + i as u64)
             .iter()
             .map(|v| 3.0 * v)
@@ -525,6 +534,21 @@ fn winograd_matches_the_definition_at_every_isa() {
             }
         }
     }
+}
+
+/// Which of ResNet's 3x3 layers take Winograd: all widths, from 16 tiles in the call (so the
+/// 7x7 maps from 4 images, and never a layer wider than ResNet's widest).
+#[test]
+fn winograd_takes_resnets_layers_from_sixteen_tiles() {
+    use graft_kernels::blocked_winograd::worth;
+    let layer =
+        |batch, c, side| geometry(batch, [c, c], [side, side], [3, 3], 1, [1, 1], 1, [1, 1]);
+    assert!(worth(&layer(1, 64, 56)));
+    assert!(worth(&layer(1, 256, 14)));
+    assert!(!worth(&layer(1, 512, 7)), "4 tiles");
+    assert!(worth(&layer(4, 512, 7)));
+    assert!(worth(&layer(32, 512, 7)));
+    assert!(!worth(&layer(32, 1024, 7)), "panels past ResNet's widest");
 }
 
 /// An empty batch gives an empty output, as the direct kernel's does.
