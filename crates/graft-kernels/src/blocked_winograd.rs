@@ -43,9 +43,15 @@ const MIN_TILES: usize = 16;
 /// which on the Intel Xeon of the twelfth round ate what the 256- and 512-channel layers gained
 /// alone (whole passes level at batch 32, 1.03-1.04x the time at batch 1). On the AMD Zen 4 of
 /// the twenty-seventh round, whose FMAs are half as wide, the multiplications saved weigh more:
-/// taking those layers made ResNet-50 0.90x the time at batch 32 and 0.93x at batch 1, and
-/// ResNet-18 0.77x and 0.90x (BENCHMARKS.md). Wider layers would read their panels from memory.
+/// taking those layers made ResNet-50 0.90x the time at batch 32, and ResNet-18 0.77x
+/// (BENCHMARKS.md). Wider layers would read their panels from memory.
 const MAX_PANELS: usize = TT * 512 * 512;
+/// Floats of transformed panels a layer may have and still take the kernel for one image
+/// (2.25 MiB: ResNet's 3x3 layers on 64 and 128 channels). The panels are kept beside the
+/// weights, at 4x their size; for a single image the wider layers' panels cost more memory
+/// than they save time: ResNet-50 at batch 1 was 0.93x the time but 35 MiB larger (361 MiB
+/// against ONNX Runtime's 333), through its 14x14 layers on 256 channels.
+const ONE_IMAGE_PANELS: usize = TT * 128 * 128;
 /// Tasks a layer is split into at least, where its tile rows and output groups allow.
 const MIN_TASKS: usize = 4;
 
@@ -96,12 +102,19 @@ pub fn applies(g: &Geometry) -> bool {
 }
 
 /// Whether [`forward`] should take `g` rather than the direct kernel: from [`MIN_TILES`]
-/// tiles in the call, on layers whose transformed panels hold at most [`MAX_PANELS`] floats.
+/// tiles in the call, on layers whose transformed panels hold at most [`MAX_PANELS`] floats,
+/// or [`ONE_IMAGE_PANELS`] if the call has one image.
 /// The choice follows the call's size (as `winograd.rs`' over planes does), so an image's
 /// output can differ by rounding (about 1e-6 relative) between a call under the threshold and
 /// one over it; within one kernel it is the same to the bit whatever its batch.
 pub fn worth(g: &Geometry) -> bool {
-    applies(g) && tiles(g) >= MIN_TILES && TT * g.in_channels * g.out_channels <= MAX_PANELS
+    let panels = TT * g.in_channels * g.out_channels;
+    let limit = if g.batch > 1 {
+        MAX_PANELS
+    } else {
+        ONE_IMAGE_PANELS
+    };
+    applies(g) && tiles(g) >= MIN_TILES && panels <= limit
 }
 
 /// The tile grid of `g`: (tile rows, tile columns) of an image.

@@ -536,16 +536,19 @@ fn winograd_matches_the_definition_at_every_isa() {
     }
 }
 
-/// Which of ResNet's 3x3 layers take Winograd: all widths, from 16 tiles in the call (so the
-/// 7x7 maps from 4 images, and never a layer wider than ResNet's widest).
+/// Which of ResNet's 3x3 layers take Winograd: from 16 tiles in the call (so the 7x7 maps from
+/// 4 images), the layers on 256 and 512 channels from 2 images (their panels cost more memory
+/// than they save time for one), and never a layer wider than ResNet's widest.
 #[test]
 fn winograd_takes_resnets_layers_from_sixteen_tiles() {
     use graft_kernels::blocked_winograd::worth;
     let layer =
         |batch, c, side| geometry(batch, [c, c], [side, side], [3, 3], 1, [1, 1], 1, [1, 1]);
     assert!(worth(&layer(1, 64, 56)));
-    assert!(worth(&layer(1, 256, 14)));
-    assert!(!worth(&layer(1, 512, 7)), "4 tiles");
+    assert!(worth(&layer(1, 128, 28)));
+    assert!(!worth(&layer(1, 256, 14)), "one image");
+    assert!(worth(&layer(2, 256, 14)));
+    assert!(!worth(&layer(3, 512, 7)), "12 tiles");
     assert!(worth(&layer(4, 512, 7)));
     assert!(worth(&layer(32, 512, 7)));
     assert!(!worth(&layer(32, 1024, 7)), "panels past ResNet's widest");
