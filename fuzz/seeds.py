@@ -168,6 +168,14 @@ def main():
     write("v2_request", "bytes.json", v2([1], "BYTES", [base64.b64encode(jpeg).decode()]))
     write("v2_request", "fp32.json", v2([1, 3, 8, 8], "FP32", [i / 191 - 0.5 for i in range(192)]))
     write("v2_request", "fp32_two.json", v2([2, 3, 8, 8], "FP32", [0.25] * 384))
+    # POST /v1/predict requests: the Content-Type line, then the body (graft_fuzz::predict_upload).
+    png = open(os.path.join(CORPUS, "image", "small.png"), "rb").read()
+    write("predict_upload", "raw.jpg", b"image/jpeg\n" + jpeg)
+    def part(headers, data):
+        return b"--XyZ\r\n" + headers + b"\r\n\r\n" + data + b"\r\n"
+    form = (part(b'Content-Disposition: form-data; name="file"; filename="a.jpg"\r\nContent-Type: image/jpeg', jpeg)
+            + part(b'Content-Disposition: form-data; name="image"', png) + b"--XyZ--\r\n")
+    write("predict_upload", "two_parts.form", b"multipart/form-data; boundary=XyZ\n" + form)
     # corpus/run_files holds the files of a real run directory (graft train on hymenoptera),
     # committed as they were written.
 

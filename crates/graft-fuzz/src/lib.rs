@@ -8,6 +8,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::http::header::CONTENT_TYPE;
 use graft_data::{DecodeLimits, SplitOptions, decode_rgb_bytes, open_dataset, read_list_file};
 use graft_spec::files::{MetricsLine, ModelCard, Prediction, RunConfig, RunResult};
 
@@ -24,6 +28,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("list", list),
     ("run_files", run_files),
     ("v2_request", v2_request),
+    ("predict_upload", predict_upload),
 ];
 
 /// A scratch folder for the process: the readers take paths, as graft's users give them.
@@ -83,6 +88,36 @@ pub const V2_INPUT_SIZE: usize = 8;
 /// of a shape.
 pub fn v2_request(data: &[u8]) {
     let _ = graft_serve::api::infer_images(data, V2_INPUT_SIZE, DecodeLimits::default());
+}
+
+/// A `POST /v1/predict` request as `graft serve` checks it before queueing its images: the
+/// input's first line is the Content-Type header (a multipart body's boundary is in it), the
+/// rest is the body, under axum's default body limit (2 MB).
+pub fn predict_upload(data: &[u8]) {
+    let (head, body) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (&[][..], data),
+    };
+    let Ok(content_type) = HeaderValue::from_bytes(head) else {
+        return;
+    };
+    let Ok(request) = Request::builder()
+        .header(CONTENT_TYPE, content_type)
+        .body(Body::from(body.to_vec()))
+    else {
+        return;
+    };
+    let _ = runtime().block_on(graft_serve::api::upload(request, DecodeLimits::default()));
+}
+
+/// One single-thread runtime for the process: the body is in memory, so nothing waits long.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap_or_else(|e| panic!("no tokio runtime: {e}"))
+    })
 }
 
 /// An image file or upload, through the limits the server and the datasets use.

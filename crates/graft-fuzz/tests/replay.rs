@@ -82,6 +82,26 @@ fn the_seeds_are_valid_files() -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("{name}: {}", e.message))?;
         assert_eq!(parsed.len(), images, "{name}");
     }
+    for (name, multipart, images) in [("raw.jpg", false, 1), ("two_parts.form", true, 2)] {
+        let data = std::fs::read(corpus.join("predict_upload").join(name))?;
+        let (head, body) = data
+            .split_at(data.iter().position(|&b| b == b'\n').ok_or("no header line")? + 1);
+        let request = axum::extract::Request::builder()
+            .header("content-type", head.trim_ascii())
+            .body(axum::body::Body::from(body.to_vec()))?;
+        let upload = tokio::runtime::Builder::new_current_thread()
+            .build()?
+            .block_on(graft_serve::api::upload(
+                request,
+                graft_data::DecodeLimits::default(),
+            ))
+            .map_err(|e| format!("{name}: {}", e.message))?;
+        assert_eq!(
+            (upload.multipart, upload.images.len()),
+            (multipart, images),
+            "{name}"
+        );
+    }
     let run = corpus.join("run_files");
     graft_spec::files::RunConfig::read(&run)?;
     graft_spec::files::RunResult::read(&run)?;

@@ -177,15 +177,18 @@ async fn parts(mut form: Multipart) -> Result<Vec<(String, Vec<u8>)>, ApiError> 
     Ok(out)
 }
 
-/// `POST /v1/predict`: raw image bytes (answer: one list of labels) or a multipart body with
-/// one or more images (answer: a list per image).
-pub async fn predict(
-    State(state): State<AppState>,
-    Query(q): Query<TopK>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    let arriving = state.flow.arriving();
-    let k = q.top_k.unwrap_or(5).max(1);
+/// What `POST /v1/predict` was sent: one image's bytes (answered with one list of labels) or a
+/// multipart body (a list per part).
+pub struct Upload {
+    pub multipart: bool,
+    pub images: Vec<Input>,
+}
+
+/// The images of a `POST /v1/predict` request, or the error it gets: 400 for a malformed or
+/// empty multipart body, 413 past the body limit, 415 for JSON or text, 422 for a part whose
+/// header is not an image's. All that the server does with an upload before queueing it
+/// (graft-fuzz's `predict_upload` target runs it).
+pub async fn upload(request: Request, limits: DecodeLimits) -> Result<Upload, ApiError> {
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -193,8 +196,10 @@ pub async fn predict(
         .unwrap_or("")
         .to_ascii_lowercase();
     let multipart = content_type.starts_with("multipart/form-data");
-    let images = if multipart {
-        let form = Multipart::from_request(request, &state)
+    // The body limit travels in the request's extensions (the router's `DefaultBodyLimit`),
+    // so the extractors need no state.
+    let files = if multipart {
+        let form = Multipart::from_request(request, &())
             .await
             .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
         parts(form).await?
@@ -204,16 +209,29 @@ pub async fn predict(
             format!("send the image's bytes (image/*) or multipart/form-data, not {content_type}"),
         ));
     } else {
-        let body = axum::body::Bytes::from_request(request, &state)
+        let body = axum::body::Bytes::from_request(request, &())
             .await
             .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
         vec![("upload".to_string(), body.to_vec())]
     };
-    let inputs = images
+    let images = files
         .into_iter()
-        .map(|(name, data)| encoded(state.preprocess.limits, data, name))
+        .map(|(name, data)| encoded(limits, data, name))
         .collect::<Result<Vec<_>, _>>()?;
-    let probs = classify(&state, inputs, arriving).await?;
+    Ok(Upload { multipart, images })
+}
+
+/// `POST /v1/predict`: raw image bytes (answer: one list of labels) or a multipart body with
+/// one or more images (answer: a list per image).
+pub async fn predict(
+    State(state): State<AppState>,
+    Query(q): Query<TopK>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let arriving = state.flow.arriving();
+    let k = q.top_k.unwrap_or(5).max(1);
+    let Upload { multipart, images } = upload(request, state.preprocess.limits).await?;
+    let probs = classify(&state, images, arriving).await?;
     let answers: Vec<Vec<Label>> = probs
         .iter()
         .map(|p| labels(&state.info.classes, p, k))
