@@ -84,8 +84,12 @@ fn the_seeds_are_valid_files() -> Result<(), Box<dyn std::error::Error>> {
     }
     for (name, multipart, images) in [("raw.jpg", false, 1), ("two_parts.form", true, 2)] {
         let data = std::fs::read(corpus.join("predict_upload").join(name))?;
-        let (head, body) = data
-            .split_at(data.iter().position(|&b| b == b'\n').ok_or("no header line")? + 1);
+        let (head, body) = data.split_at(
+            data.iter()
+                .position(|&b| b == b'\n')
+                .ok_or("no header line")?
+                + 1,
+        );
         let request = axum::extract::Request::builder()
             .header("content-type", head.trim_ascii())
             .body(axum::body::Body::from(body.to_vec()))?;
