@@ -515,8 +515,9 @@ pub struct ServeArgs {
     pub max_delay_ms: u64,
 
     /// When a batch stops waiting: adaptive (a request goes straight to an idle model unless
-    /// other requests' images are being decoded; while the model is busy, batches keep
-    /// gathering) or always (every batch waits out --max-delay-ms or fills, as Triton does).
+    /// other requests are being read, or the batch just answered had more images, whose clients
+    /// are coming back; while the model is busy, batches keep gathering) or always (every batch
+    /// waits out --max-delay-ms or fills, as Triton does).
     #[arg(long, default_value = "adaptive", value_name = "POLICY")]
     pub batch_wait: graft_serve::queue::BatchWait,
 
