@@ -13,6 +13,7 @@ use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::http::header::CONTENT_TYPE;
 use graft_data::{DecodeLimits, SplitOptions, decode_rgb_bytes, open_dataset, read_list_file};
+use graft_serve::api::{ApiError, Upload};
 use graft_spec::files::{MetricsLine, ModelCard, Prediction, RunConfig, RunResult};
 
 /// A target's body: any bytes in, nothing out.
@@ -94,20 +95,22 @@ pub fn v2_request(data: &[u8]) {
 /// input's first line is the Content-Type header (a multipart body's boundary is in it), the
 /// rest is the body, under axum's default body limit (2 MB).
 pub fn predict_upload(data: &[u8]) {
+    let _ = upload(data);
+}
+
+/// [`predict_upload`]'s reading of `data` and graft-serve's answer to it; `None` when the
+/// first line is not a header value (no server would get such a request).
+pub fn upload(data: &[u8]) -> Option<Result<Upload, ApiError>> {
     let (head, body) = match data.iter().position(|&b| b == b'\n') {
         Some(i) => (&data[..i], &data[i + 1..]),
         None => (&[][..], data),
     };
-    let Ok(content_type) = HeaderValue::from_bytes(head) else {
-        return;
-    };
-    let Ok(request) = Request::builder()
+    let content_type = HeaderValue::from_bytes(head).ok()?;
+    let request = Request::builder()
         .header(CONTENT_TYPE, content_type)
         .body(Body::from(body.to_vec()))
-    else {
-        return;
-    };
-    let _ = runtime().block_on(graft_serve::api::upload(request, DecodeLimits::default()));
+        .ok()?;
+    Some(runtime().block_on(graft_serve::api::upload(request, DecodeLimits::default())))
 }
 
 /// One single-thread runtime for the process: the body is in memory, so nothing waits long.

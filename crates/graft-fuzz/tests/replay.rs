@@ -84,21 +84,8 @@ fn the_seeds_are_valid_files() -> Result<(), Box<dyn std::error::Error>> {
     }
     for (name, multipart, images) in [("raw.jpg", false, 1), ("two_parts.form", true, 2)] {
         let data = std::fs::read(corpus.join("predict_upload").join(name))?;
-        let (head, body) = data.split_at(
-            data.iter()
-                .position(|&b| b == b'\n')
-                .ok_or("no header line")?
-                + 1,
-        );
-        let request = axum::extract::Request::builder()
-            .header("content-type", head.trim_ascii())
-            .body(axum::body::Body::from(body.to_vec()))?;
-        let upload = tokio::runtime::Builder::new_current_thread()
-            .build()?
-            .block_on(graft_serve::api::upload(
-                request,
-                graft_data::DecodeLimits::default(),
-            ))
+        let upload = graft_fuzz::upload(&data)
+            .ok_or(format!("{name}: not a request"))?
             .map_err(|e| format!("{name}: {}", e.message))?;
         assert_eq!(
             (upload.multipart, upload.images.len()),
