@@ -8,7 +8,7 @@ use burn::prelude::*;
 use graft_data::{Dataset, Sample, Selection};
 use graft_transfer::CacheKey;
 use graft_transfer::FeatureCache;
-use graft_transfer::features::{Extractor, MIRRORED_VIEW, Output};
+use graft_transfer::features::{Extractor, FeatureError, MIRRORED_VIEW, Output};
 
 use crate::ensure;
 use crate::error::Result;
@@ -37,10 +37,35 @@ pub fn features(
     label: &str,
     obs: &mut dyn Observer,
 ) -> SplitFeatures {
-    let paths: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();
+    let [one] = split_features(extractor, [samples], label, obs);
+    one
+}
+
+/// `extractor`'s output for the samples of each split, in that order, from one pass through
+/// the network: one pipeline of decoding and batches instead of one per split, whose starts,
+/// ends and part-filled last batches cost 1-3% of strategy 2 on hymenoptera (three splits).
+pub fn split_features<const N: usize>(
+    extractor: &Extractor<'_>,
+    splits: [&[Sample]; N],
+    label: &str,
+    obs: &mut dyn Observer,
+) -> [SplitFeatures; N] {
+    let paths: Vec<PathBuf> = splits
+        .iter()
+        .flat_map(|samples| samples.iter().map(|s| s.path.clone()))
+        .collect();
     obs.begin(label, paths.len() as u64, "images");
     let results = extractor.embeddings(&paths, &mut |n| obs.event(Event::Advance(n as u64)));
     obs.event(Event::End);
+    let mut results = results.into_iter();
+    splits.map(|samples| split(samples, &mut results))
+}
+
+/// The next `samples.len()` of `results` as `samples`' split.
+fn split(
+    samples: &[Sample],
+    results: &mut dyn Iterator<Item = Result<Vec<f32>, FeatureError>>,
+) -> SplitFeatures {
     let mut out = SplitFeatures {
         paths: Vec::new(),
         x: Vec::new(),
@@ -161,5 +186,48 @@ pub fn shape_at(model: &LoadedModel, p: usize) -> [usize; 3] {
 pub(crate) fn report_unreadable(failed: &[(PathBuf, String)], obs: &mut dyn Observer) {
     for (p, e) in failed {
         obs.event(Event::Unreadable { path: p, error: e });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples(names: &[&str]) -> Vec<Sample> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(class, n)| Sample {
+                path: PathBuf::from(n),
+                class,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_pass_results_go_back_to_their_splits_with_their_failures() {
+        let (train, val) = (samples(&["t0", "t1"]), samples(&["v0", "v1", "v2"]));
+        let failure = |p: &str| FeatureError::Backend {
+            path: PathBuf::from(p),
+            message: "broken".into(),
+        };
+        let results = vec![
+            Ok(vec![0.0]),
+            Err(failure("t1")),
+            Ok(vec![2.0]),
+            Err(failure("v1")),
+            Ok(vec![4.0]),
+        ];
+        let mut results = results.into_iter();
+        let (t, v) = (split(&train, &mut results), split(&val, &mut results));
+        assert!(results.next().is_none());
+        assert_eq!(t.paths, [PathBuf::from("t0")]);
+        assert_eq!((t.x, t.y), (vec![vec![0.0]], vec![0]));
+        assert_eq!(t.failed.len(), 1);
+        assert_eq!(t.failed[0].0, PathBuf::from("t1"));
+        assert_eq!(v.paths, [PathBuf::from("v0"), PathBuf::from("v2")]);
+        assert_eq!((v.x, v.y), (vec![vec![2.0], vec![4.0]], vec![0, 2]));
+        assert_eq!(v.failed[0].0, PathBuf::from("v1"));
+        assert!(v.failed[0].1.contains("broken"));
     }
 }

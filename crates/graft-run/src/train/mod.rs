@@ -15,7 +15,7 @@ mod summary;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use graft_data::{Dataset, SplitOptions, open_dataset};
+use graft_data::{Dataset, Selection, SplitOptions, open_dataset};
 use graft_spec::{CacheCounts, FreezePlan, Strategy, Tta};
 
 use crate::error::Result;
@@ -25,7 +25,7 @@ use crate::spec::RunSpec;
 use crate::{ensure, run_dir};
 pub use extract::{
     SplitFeatures, cache_key, embed_extractor, feature_cache, features, mirrored_features,
-    select_features, shape_at,
+    select_features, shape_at, split_features,
 };
 pub use fit::{FitDone, fit};
 pub use imagenet::class_mapping;
@@ -189,11 +189,32 @@ pub fn extract(run: Prepared, obs: &mut dyn Observer) -> Result<Extracted> {
         run.plan.frozen,
         run.plan.trainable
     ));
-    let train_views = train_features(&run, &cache, upto, obs);
     let label = &run.spec.label;
     let ex = fit::extractor(&run, &cache, upto, 0);
-    let what = format!("{label}frozen part ({})", run.ds.val_name);
-    let val = features(&ex, &run.ds.val, &what, obs);
+    let (train_views, val, select) =
+        if run.spec.views() == 0 && run.ds.selection != Selection::Report {
+            // Training sees the evaluation view: the three splits share an extractor, and go
+            // through the network together.
+            let what = format!(
+                "{label}frozen part (train, {}, {})",
+                run.ds.val_name,
+                run.ds.select_name()
+            );
+            let [train, val, select] = split_features(
+                &ex,
+                [&run.ds.train, &run.ds.val, &run.ds.select],
+                &what,
+                obs,
+            );
+            (vec![train], val, select)
+        } else {
+            let train_views = train_features(&run, &cache, upto, obs);
+            let what = format!("{label}frozen part ({})", run.ds.val_name);
+            let val = features(&ex, &run.ds.val, &what, obs);
+            let what = format!("{label}frozen part ");
+            let select = select_features(&ex, &run.ds, &val, &what, obs);
+            (train_views, val, select)
+        };
     let val_mirrored = match run.spec.tta {
         Tta::None => None,
         Tta::Flip => {
@@ -201,8 +222,6 @@ pub fn extract(run: Prepared, obs: &mut dyn Observer) -> Result<Extracted> {
             Some(mirrored_features(&ex, &run.ds.val, &val, &what, obs)?)
         }
     };
-    let what = format!("{label}frozen part ");
-    let select = select_features(&ex, &run.ds, &val, &what, obs);
     let failed: Vec<(PathBuf, String)> = train_views[0]
         .failed
         .iter()
