@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::path::Path;
 
-use fast_image_resize::images::Image;
+use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
 use rayon::prelude::*;
@@ -51,12 +51,8 @@ pub fn resize_shorter(img: &RgbImage, size: u32) -> Cow<'_, RgbImage> {
 }
 
 pub fn resize_exact(img: &RgbImage, w: u32, h: u32) -> RgbImage {
-    let src = Image::from_vec_u8(
-        img.width(),
-        img.height(),
-        img.as_raw().clone(),
-        PixelType::U8x3,
-    );
+    // Borrowed: a copy of the decoded image was 0.5% of strategy 2's time on hymenoptera.
+    let src = ImageRef::new(img.width(), img.height(), img.as_raw(), PixelType::U8x3);
     let mut dst = Image::new(w, h, PixelType::U8x3);
     // The only errors are pixel-type and zero-size mismatches, which the arguments rule out.
     if let Ok(src) = src {
