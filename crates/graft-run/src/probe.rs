@@ -19,7 +19,7 @@ use crate::error::{Context, Result};
 use crate::observer::{Event, Observer, ObserverExt};
 use crate::pretrained::LoadedModel;
 use crate::study::Study;
-use crate::train::{SplitFeatures, embed_extractor, extract, feature_cache, features};
+use crate::train::{SplitFeatures, embed_extractor, extract, feature_cache, split_features};
 
 /// Channels of every group's output but the last (the widths of the pooled features).
 fn pooled_widths(model: &LoadedModel) -> Vec<usize> {
@@ -64,19 +64,15 @@ fn fit(
     Ok(out.fit.best_val_accuracy)
 }
 
-fn split_features(
+/// The training and selection splits' features, in one pass.
+fn train_and_select(
     ex: &Extractor<'_>,
     ds: &Dataset,
     what: &str,
     obs: &mut dyn Observer,
 ) -> (SplitFeatures, SplitFeatures) {
-    let train = features(ex, &ds.train, &format!("probe {what} (train)"), obs);
-    let select = features(
-        ex,
-        &ds.select,
-        &format!("probe {what} ({})", ds.select_name()),
-        obs,
-    );
+    let label = format!("probe {what} (train, {})", ds.select_name());
+    let [train, select] = split_features(ex, [&ds.train, &ds.select], &label, obs);
     (train, select)
 }
 
@@ -99,8 +95,8 @@ pub fn probe(
         output: Output::PooledGroups,
         ..embed.clone()
     };
-    let (pt, pv) = split_features(&pooled, ds, "groups", obs);
-    let (et, ev) = split_features(&embed, ds, "classifier input", obs);
+    let (pt, pv) = train_and_select(&pooled, ds, "groups", obs);
+    let (et, ev) = train_and_select(&embed, ds, "classifier input", obs);
     // Both passes read the same files: an unreadable image fails in both; report it once.
     let failed: Vec<(PathBuf, String)> = et.failed.iter().chain(&ev.failed).cloned().collect();
     extract::report_unreadable(&failed, obs);
