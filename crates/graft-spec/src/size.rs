@@ -24,7 +24,12 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
             ));
         }
     };
-    Ok((n * scale) as usize)
+    let bytes = n * scale;
+    // `as usize` would saturate: a size past the address space is an error, not the largest one.
+    if bytes >= usize::MAX as f64 {
+        return Err(format!("{text:?} is larger than this machine can address"));
+    }
+    Ok(bytes as usize)
 }
 
 #[cfg(test)]
@@ -37,5 +42,12 @@ mod tests {
         assert_eq!(parse_size("512KiB"), Ok(524_288));
         assert_eq!(parse_size("1048576"), Ok(1_048_576));
         assert!(parse_size("ten").is_err() && parse_size("5XB").is_err());
+    }
+
+    #[test]
+    fn a_size_past_the_address_space_is_refused_not_saturated() {
+        let e = parse_size("99999999999999999999999GB").expect_err("a size past usize");
+        assert!(e.contains("larger than this machine can address"), "{e}");
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
     }
 }
