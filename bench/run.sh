@@ -99,9 +99,11 @@ for path in sys.argv[1:]:
     peers = [p for p in NAMES if any(p in d for d in by.values())]
     latency = "latency" in path
     unit = "ms" if latency else "img/s"
-    print(f"\n{path} (median of the rounds; the ratio is graft against the best peer)\n")
+    print(f"\n{path} (median of the rounds; the ratio is graft against the best peer; paired: the"
+          " median of each round's ratio, graft against the best peer of the same round, which a"
+          " drift of the machine between rounds moves less)\n")
     head = ["case", f"graft {unit}"] + [f"{NAMES[p]} {unit}" for p in peers]
-    head += ["graft / best peer", "graft peak RSS MiB"] + [f"{NAMES[p]} peak RSS MiB" for p in peers] + ["rounds"]
+    head += ["graft / best peer", "paired", "graft peak RSS MiB"] + [f"{NAMES[p]} peak RSS MiB" for p in peers] + ["rounds"]
     print("| " + " | ".join(head) + " |")
     print("|" + " --- |" * len(head))
     for case, d in by.items():
@@ -114,8 +116,13 @@ for path in sys.argv[1:]:
         if s:
             best = max(x["ips"] for x in s.values())
             cells.append(f"{g['ips'] / best:.2f}x")
+            # Round i of every implementation ran back to back (the loops above alternate).
+            rounds = zip(d["graft"], *(d[p] for p in peers if p in d))
+            paired = [r[0]["images_per_second"] / max(x["images_per_second"] for x in r[1:])
+                      for r in rounds]
+            cells.append(f"{statistics.median(paired):.2f}x")
         else:
-            cells.append("(no peer)")
+            cells += ["(no peer)", ""]
         cells += [f"{g['rss']:.0f}"] + [f"{s[p]['rss']:.0f}" if p in s else "" for p in peers] + [str(g["n"])]
         print("| " + " | ".join(cells) + " |")
 PY
