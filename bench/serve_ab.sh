@@ -8,7 +8,9 @@
 #   bench/serve_ab.sh OLD_GRAFT NEW_GRAFT [ROUNDS]
 # Environment: MODEL (efficientnet_lite0), WEIGHTS (Lite0's file in ../shared/weights; for another
 # model bench/out/MODEL-random.safetensors, which bench/serve.sh makes), CS
-# ("1 8 32"), D (10 seconds), GRAFT_SERVE_ARGS (options for both servers).
+# ("1 8 32"), D (10 seconds), GRAFT_SERVE_ARGS (options for both servers). RATES="50 100"
+# replaces wrk's closed loop by bench/open_loop.py's Poisson arrivals at those rates a second,
+# compared by p50 latency.
 # Needs wrk (apt-get install wrk). Copy each build's target/release/graft aside first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,26 +42,36 @@ for round in $(seq "$rounds"); do
     [ $up = 1 ] || { echo "$side: the server did not start" >&2; kill "$pid"; exit 1; }
     url=http://127.0.0.1:$port/v1/predict
     wrk -t1 -c1 -d2s -s bench/wrk_post.lua "$url" >/dev/null
-    for c in ${CS:-1 8 32}; do
-      t=$(( c < 2 ? 1 : 2 ))
-      echo "$side $c $(wrk -t$t -c"$c" -d"${D:-10}"s --timeout 30s -s bench/wrk_post.lua "$url" | tail -1)"
-    done
+    if [ -n "${RATES:-}" ]; then
+      for r in $RATES; do
+        echo "$side r$r $(python3 bench/open_loop.py "http://127.0.0.1:$port" "$image" "$r" "${D:-10}" "$round")"
+      done
+    else
+      for c in ${CS:-1 8 32}; do
+        t=$(( c < 2 ? 1 : 2 ))
+        echo "$side c$c $(wrk -t$t -c"$c" -d"${D:-10}"s --timeout 30s -s bench/wrk_post.lua "$url" | tail -1)"
+      done
+    fi
     kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   done
 done | python3 -c '
 import json, statistics as st, sys
 runs = {}
 for line in sys.stdin:
-    side, c, rest = line.split(" ", 2)
-    runs.setdefault((int(c), side), []).append(json.loads(rest))
-for c in sorted({c for c, _ in runs}):
-    old, new = runs[(c, "old")], runs[(c, "new")]
+    side, load, rest = line.split(" ", 2)
+    runs.setdefault((load, side), []).append(json.loads(rest))
+for load in sorted({l for l, _ in runs}, key=lambda l: (l[0], float(l[1:]))):
+    old, new = runs[(load, "old")], runs[(load, "new")]
     for side, v in (("old", old), ("new", new)):
-        rps = [r["rps"] for r in v]
-        p99 = st.median(r["p99_ms"] for r in v)
+        rps = [r.get("rps", r.get("achieved_per_s")) for r in v]
+        p50, p99 = st.median(r["p50_ms"] for r in v), st.median(r["p99_ms"] for r in v)
         errors = sum(r["errors"] for r in v)
         shown = " ".join("%.1f" % x for x in rps)
-        print("c%d %s: rps %s (median %.1f), p99 median %.1f ms, errors %d" % (c, side, shown, st.median(rps), p99, errors))
-    ratios = [n["rps"] / o["rps"] for o, n in zip(old, new)]
-    print("c%d new/old rps paired: %s  median %.3f" % (c, " ".join("%.3f" % x for x in ratios), st.median(ratios)))
+        print("%s %s: rps %s (median %.1f), p50 median %.1f ms, p99 median %.1f ms, errors %d"
+              % (load, side, shown, st.median(rps), p50, p99, errors))
+    # A closed loop (wrk) is judged by its throughput; an open loop sends at a set rate, so by
+    # its latency.
+    key = "p50_ms" if load.startswith("r") else "rps"
+    ratios = [n[key] / o[key] for o, n in zip(old, new)]
+    print("%s new/old %s paired: %s  median %.3f" % (load, key, " ".join("%.3f" % x for x in ratios), st.median(ratios)))
 '
