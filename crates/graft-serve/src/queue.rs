@@ -129,18 +129,23 @@ impl Flow {
     }
 }
 
-/// Whether a batch that is not full goes to the model now; `short`: it holds fewer images than
-/// [`Flow::expected`]. A pure decision, tested below.
-fn dispatch_now(
-    wait: BatchWait,
+/// What a batch that is not full sees when it decides whether to go.
+#[derive(Clone, Copy, Debug)]
+struct Gathering {
     model_idle: bool,
     nothing_arriving: bool,
+    /// The batch holds fewer images than [`Flow::expected`].
     short: bool,
     deadline_passed: bool,
-) -> bool {
+}
+
+/// Whether a batch that is not full goes to the model now. A pure decision, tested below.
+fn dispatch_now(wait: BatchWait, g: Gathering) -> bool {
     match wait {
-        BatchWait::Always => deadline_passed,
-        BatchWait::Adaptive => model_idle && ((nothing_arriving && !short) || deadline_passed),
+        BatchWait::Always => g.deadline_passed,
+        BatchWait::Adaptive => {
+            g.model_idle && ((g.nothing_arriving && !g.short) || g.deadline_passed)
+        }
     }
 }
 
@@ -173,8 +178,13 @@ pub async fn batcher(
             let passed = tokio::time::Instant::now() >= deadline;
             // A backend that has stopped counts as idle: the send below then ends the batcher.
             let idle = flow.model_idle() || backend.is_closed();
-            let short = batch.len() < expected;
-            if dispatch_now(wait, idle, flow.nothing_arriving(), short, passed) {
+            let gathering = Gathering {
+                model_idle: idle,
+                nothing_arriving: flow.nothing_arriving(),
+                short: batch.len() < expected,
+                deadline_passed: passed,
+            };
+            if dispatch_now(wait, gathering) {
                 break;
             }
             // Adaptive waits past the deadline only while the model is busy, for it. The timer
@@ -429,43 +439,69 @@ pub fn backend(
 mod tests {
     use super::*;
 
+    /// A lone image on an idle model, nothing else arriving, before the deadline.
+    const ALONE: Gathering = Gathering {
+        model_idle: true,
+        nothing_arriving: true,
+        short: false,
+        deadline_passed: false,
+    };
+
     #[test]
     fn adaptive_sends_a_lone_image_to_an_idle_model_at_once() {
-        assert!(dispatch_now(BatchWait::Adaptive, true, true, false, false));
+        assert!(dispatch_now(BatchWait::Adaptive, ALONE));
         // Triton's policy waits out the delay even then.
-        assert!(!dispatch_now(BatchWait::Always, true, true, false, false));
+        assert!(!dispatch_now(BatchWait::Always, ALONE));
     }
 
     #[test]
     fn adaptive_waits_for_a_busy_model_and_for_requests_being_read() {
+        let busy = Gathering {
+            model_idle: false,
+            ..ALONE
+        };
+        let late = Gathering {
+            deadline_passed: true,
+            ..busy
+        };
         // The model is busy: the batch would only queue, so it keeps gathering, even late.
-        assert!(!dispatch_now(
-            BatchWait::Adaptive,
-            false,
-            true,
-            false,
-            false
-        ));
-        assert!(!dispatch_now(BatchWait::Adaptive, false, true, false, true));
+        assert!(!dispatch_now(BatchWait::Adaptive, busy));
+        assert!(!dispatch_now(BatchWait::Adaptive, late));
         // Received requests are on their way to the queue: wait for them, up to the deadline.
-        assert!(!dispatch_now(
-            BatchWait::Adaptive,
-            true,
-            false,
-            false,
-            false
+        let reading = Gathering {
+            nothing_arriving: false,
+            ..ALONE
+        };
+        assert!(!dispatch_now(BatchWait::Adaptive, reading));
+        let reading_late = Gathering {
+            deadline_passed: true,
+            ..reading
+        };
+        assert!(dispatch_now(BatchWait::Adaptive, reading_late));
+        assert!(dispatch_now(
+            BatchWait::Always,
+            Gathering {
+                nothing_arriving: false,
+                ..late
+            }
         ));
-        assert!(dispatch_now(BatchWait::Adaptive, true, false, false, true));
-        assert!(dispatch_now(BatchWait::Always, false, false, false, true));
     }
 
     #[test]
     fn adaptive_waits_for_the_clients_of_a_batch_just_answered() {
         // Short of the images the last batch had, an idle model with nothing arriving still
         // waits, up to the deadline; Always is unchanged.
-        assert!(!dispatch_now(BatchWait::Adaptive, true, true, true, false));
-        assert!(dispatch_now(BatchWait::Adaptive, true, true, true, true));
-        assert!(!dispatch_now(BatchWait::Always, true, true, true, false));
+        let short = Gathering {
+            short: true,
+            ..ALONE
+        };
+        assert!(!dispatch_now(BatchWait::Adaptive, short));
+        let short_late = Gathering {
+            deadline_passed: true,
+            ..short
+        };
+        assert!(dispatch_now(BatchWait::Adaptive, short_late));
+        assert!(!dispatch_now(BatchWait::Always, short));
         let flow = Flow::default();
         let t0 = Instant::now();
         let window = Duration::from_millis(5);
