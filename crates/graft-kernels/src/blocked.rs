@@ -360,6 +360,54 @@ pub fn conv2d_owned(
     conv2d(&x, weight, bias, options, epilogue, prepared, None)
 }
 
+/// A convolution as [`conv2d`] takes it: folded weight and bias, options, epilogue, and what
+/// is kept of its weights.
+pub struct Layer<'a> {
+    pub weight: Tensor<4>,
+    pub bias: Option<Tensor<1>>,
+    pub options: ConvOptions<2>,
+    pub epilogue: Epilogue,
+    pub prepared: &'a Prepared,
+}
+
+/// Whether [`expand_depthwise`] may take a pair on input `dims` (`[batch, channels, h, w]`):
+/// its checks that need no weights.
+pub fn may_fuse(dims: [usize; 4]) -> bool {
+    crate::blocked_fused::may_apply(dims[0], dims[3])
+}
+
+/// A 1x1 expansion then a depthwise layer, `depthwise(expand(x))`, run together in bands of
+/// rows (`blocked_fused.rs`) where that applies: fewer images than workers (batch 1), on a
+/// wide map. `None` elsewhere, for the caller to run the two layers one after the other; the
+/// values are the same either way.
+pub fn expand_depthwise(x: &Blocked, expand: &Layer, depthwise: &Layer) -> Option<Blocked> {
+    let ge = geometry(x.dims(), &expand.weight, &expand.options);
+    let pointwise = expand.options.groups == 1 && ge.is_pointwise();
+    let dims = [ge.batch, ge.out_channels, ge.out_size[0], ge.out_size[1]];
+    let gd = geometry(dims, &depthwise.weight, &depthwise.options);
+    let applies = pointwise
+        && is_depthwise(&gd, &depthwise.options)
+        && crate::blocked_fused::applies(&padded(&gd));
+    if !applies {
+        return None;
+    }
+    let packed = expand.prepared.blocked(|| {
+        let b = expand.bias.clone().map(floats);
+        let w = floats(expand.weight.clone());
+        Packed::new(&w, b.as_deref(), ge.out_channels, ge.in_channels, 1)
+    });
+    let (filters, bias) =
+        depthwise_filters(&gd, &depthwise.weight, &depthwise.bias, depthwise.prepared);
+    let dw = crate::blocked_fused::Depthwise {
+        g: &padded(&gd),
+        filters,
+        bias,
+        epilogue: depthwise.epilogue,
+    };
+    let y = crate::blocked_fused::forward(&ge, &x.data, packed, expand.epilogue, dw, Isa::detect());
+    Some(Blocked::output_of(&gd, y))
+}
+
 /// The geometry of convolving a `[batch, channels, h, w]` input with `weight`.
 fn geometry(x: [usize; 4], weight: &Tensor<4>, options: &ConvOptions<2>) -> Geometry {
     crate::flex::geometry_of(

@@ -19,7 +19,7 @@ use crate::grad::Geometry;
 use crate::interleaved::{CHANNELS, TileRows, WIDEST, store};
 
 /// Input columns a map needs for its taps to read it where it lies.
-const MIN_COLS: usize = 28;
+pub(crate) const MIN_COLS: usize = 28;
 
 /// Input columns a tile of `tile` output pixels reads in one kernel row, at stride `sw`, the
 /// kernel row reaching `reach` columns past its first.

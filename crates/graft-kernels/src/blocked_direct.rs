@@ -230,6 +230,33 @@ pub fn forward(
     out
 }
 
+/// Pixels `p0..p0 + count` of one image's layer `g` (`x` that image's input), every output
+/// block: `dst` one slice of `count` pixels a block, on the calling thread. For a caller that
+/// runs a layer a band at a time (`blocked_fused.rs`).
+pub(crate) fn pixels_into(
+    g: &Geometry,
+    x: &[f32],
+    w: &Packed,
+    epilogue: Epilogue,
+    (p0, count): (usize, usize),
+    dst: &mut [&mut [f32]],
+    isa: Isa,
+) {
+    for (i, group) in dst.chunks_mut(GROUP).enumerate() {
+        isa.dispatch(Tile {
+            g,
+            x,
+            skip: None,
+            p0,
+            count,
+            w,
+            first: i * GROUP,
+            epilogue,
+            dst: group.iter_mut().map(|d| &mut d[..count * LANES]).collect(),
+        });
+    }
+}
+
 /// Pixels a task covers (the last span of an image may be shorter), for `pixels` a map and
 /// `ranges` output groups over all images. Without `even` workers, a rest shorter than
 /// [`MIN_PIXELS`] is spread over the other spans: Lite0's 7x7 1152>192 layers at batch 1 were

@@ -127,11 +127,11 @@ fn blocks(g: &Geometry, x: Option<&[f32]>, blocked: bool, dst: &mut [f32], f: Fi
 /// are `[channel][tap]` for the planes paths and [`BlockedFilters`]' `[block][tap][16]` for the
 /// blocked ones: the same offsets a block, so a block's slice is found alike.
 #[derive(Clone, Copy)]
-struct Filters<'a> {
-    w: &'a [f32],
-    bias: Option<&'a [f32]>,
-    epilogue: Epilogue,
-    isa: Isa,
+pub(crate) struct Filters<'a> {
+    pub(crate) w: &'a [f32],
+    pub(crate) bias: Option<&'a [f32]>,
+    pub(crate) epilogue: Epilogue,
+    pub(crate) isa: Isa,
 }
 
 /// A depthwise layer's filters laid out once for the blocked kernels: per block of 16 channels,
@@ -140,7 +140,7 @@ struct Filters<'a> {
 /// band and image.
 #[derive(Clone, Debug)]
 pub struct BlockedFilters {
-    values: Vec<f32>,
+    pub(crate) values: Vec<f32>,
 }
 
 impl BlockedFilters {
@@ -167,7 +167,7 @@ impl BlockedFilters {
 impl Filters<'_> {
     /// The block of channels from `c0` of one image, `g` its geometry (see
     /// [`interleaved::Block`]).
-    fn block(
+    pub(crate) fn block(
         &self,
         g: &Geometry,
         x: Option<&[f32]>,
@@ -255,7 +255,7 @@ fn bands(g: &Geometry) -> usize {
 
 /// Output rows `r0..r1` of blocked layer `g` as a layer of their own: the input rows they read
 /// (from the returned row on) with the padding they reach into.
-fn band(g: &Geometry, r0: usize, r1: usize) -> (Geometry, usize) {
+pub(crate) fn band(g: &Geometry, r0: usize, r1: usize) -> (Geometry, usize) {
     let (s, d, k, top, h) = (
         g.stride[0],
         g.dilation[0],

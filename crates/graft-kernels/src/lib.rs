@@ -58,6 +58,7 @@ mod batch_norm;
 pub mod blocked;
 mod blocked_depthwise;
 pub mod blocked_direct;
+mod blocked_fused;
 pub mod blocked_pointwise;
 pub mod blocked_stem;
 pub mod blocked_winograd;

@@ -218,6 +218,12 @@ impl MbConv {
     /// projection writes its output.
     pub fn forward_blocked(&self, input: Blocked) -> Blocked {
         let relu6 = Epilogue::BiasRelu6;
+        if let Some(expand) = &self.expand
+            && let Some(x) = expand.expand_depthwise_blocked(&self.depthwise, &input, relu6)
+        {
+            let skip = self.residual.then_some(&input);
+            return self.project.forward_blocked(&x, Epilogue::Bias, skip);
+        }
         let (x, skip) = match (&self.expand, self.residual) {
             (Some(expand), true) => (expand.forward_blocked(&input, relu6, None), Some(input)),
             (Some(expand), false) => (expand.forward_blocked_owned(input, relu6), None),

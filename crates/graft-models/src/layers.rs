@@ -120,7 +120,7 @@ impl ConvBn {
         epilogue: Epilogue,
         skip: Option<&Blocked>,
     ) -> Blocked {
-        let (weight, bias, options, prepared) = self.blocked_parts(x);
+        let (weight, bias, options, prepared) = self.blocked_parts(size_of(x));
         graft_kernels::blocked::conv2d(x, weight, bias, options, epilogue, &prepared, skip)
     }
 
@@ -147,18 +147,53 @@ impl ConvBn {
     /// [`ConvBn::forward_blocked`] for an input nobody needs afterwards (a stride-1 depthwise
     /// layer writes over it).
     pub fn forward_blocked_owned(&self, x: Blocked, epilogue: Epilogue) -> Blocked {
-        let (weight, bias, options, prepared) = self.blocked_parts(&x);
+        let (weight, bias, options, prepared) = self.blocked_parts(size_of(&x));
         graft_kernels::blocked::conv2d_owned(x, weight, bias, options, epilogue, &prepared)
     }
 
-    /// The folded layer's weight and bias, its options for the blocked input `x`, and what its
-    /// kernels keep of its weights.
+    /// A 1x1 expansion (`self`) and the depthwise layer after it, `epilogue` fused into both,
+    /// in one pass over bands of rows ([`graft_kernels::blocked::expand_depthwise`]) where
+    /// that applies to `x`; `None` for the caller to run them one after the other.
+    pub fn expand_depthwise_blocked(
+        &self,
+        depthwise: &ConvBn,
+        x: &Blocked,
+        epilogue: Epilogue,
+    ) -> Option<Blocked> {
+        // The cheap half of the kernel's own check first: most calls (other maps, batches of
+        // several images) stop here without folding either layer again.
+        if !graft_kernels::blocked::may_fuse(x.dims()) {
+            return None;
+        }
+        let layer = |conv: &ConvBn| {
+            let (weight, bias, options, prepared) = conv.blocked_parts(size_of(x));
+            (weight, bias, options, prepared)
+        };
+        let ((we, be, oe, pe), (wd, bd, od, pd)) = (layer(self), layer(depthwise));
+        let expand = graft_kernels::blocked::Layer {
+            weight: we,
+            bias: be,
+            options: oe,
+            epilogue,
+            prepared: &pe,
+        };
+        let depthwise = graft_kernels::blocked::Layer {
+            weight: wd,
+            bias: bd,
+            options: od,
+            epilogue,
+            prepared: &pd,
+        };
+        graft_kernels::blocked::expand_depthwise(x, &expand, &depthwise)
+    }
+
+    /// The folded layer's weight and bias, its options for a blocked input of map `[h, w]`,
+    /// and what its kernels keep of its weights.
     fn blocked_parts(
         &self,
-        x: &Blocked,
+        [h, w]: [usize; 2],
     ) -> (Tensor<4>, Option<Tensor<1>>, ConvOptions<2>, Arc<Prepared>) {
         let Folded { conv, prepared } = self.folded_prepared();
-        let [_, _, h, w] = x.dims();
         let pairs = padding_pairs(&conv.padding, conv.kernel_size, conv.stride, [h, w]);
         let options = ConvOptions::new_with_padding(conv.stride, pairs, conv.dilation, conv.groups);
         let bias = conv.bias.as_ref().map(|b| b.val());
@@ -390,4 +425,10 @@ fn same_padding(kernel: usize, stride: usize, size: usize) -> (usize, usize) {
 /// Global average pooling to `[batch, channels]` (see [`graft_kernels::global_avg_pool`]).
 pub fn global_avg_pool(x: Tensor<4>) -> Tensor<2> {
     graft_kernels::global_avg_pool(x)
+}
+
+/// A blocked activation's map, `[h, w]`.
+fn size_of(x: &Blocked) -> [usize; 2] {
+    let [_, _, h, w] = x.dims();
+    [h, w]
 }

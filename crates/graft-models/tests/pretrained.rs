@@ -29,8 +29,28 @@ fn real_lite0_checkpoint_matches_reference_package() {
         TensorData::new(input, [shape[0], shape[1], shape[2], shape[3]]),
         &device,
     );
-    let got: Vec<f32> = net.forward(x).into_data().try_to_vec::<f32>().expect("f32");
+    let got: Vec<f32> = net
+        .forward(x.clone())
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("f32");
     common::assert_close(&got, &want, 1e-4, "lite0 real");
+    // One image at a time too: a batch of one runs its wide-map blocks' expansion and
+    // depthwise layer fused, in bands of rows (on more than one worker).
+    for i in 0..2 {
+        let one = x.clone().narrow(0, i, 1);
+        let got: Vec<f32> = net
+            .forward(one)
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32");
+        common::assert_close(
+            &got,
+            &want[i * 1000..][..1000],
+            1e-4,
+            "lite0 real, one image",
+        );
+    }
     // The classes the reference predicts: tench (0) and tusker (101).
     let argmax = |row: &[f32]| {
         row.iter()
