@@ -1,18 +1,18 @@
 //! An MBConv block's 1x1 expansion and the depthwise layer after it, run together over bands
 //! of rows, for fewer images than workers (one image at batch 1 on two cores) on wide maps
-//! (EfficientNet-Lite0's 112x112, 56x56 and 28x28 blocks).
+//! (EfficientNet-Lite0's 112x112 and 56x56 blocks).
 //!
 //! Run one after the other, the expansion writes its whole output (4.8 MB on Lite0's first
 //! 112x112 block, several times a core's 1 MiB L2) and the depthwise layer reads it back from
-//! L3: at batch 1 those depthwise layers took 1.2-1.5x ONNX Runtime's time in the network,
+//! L3: at batch 1 those depthwise layers took 1.3-1.5x ONNX Runtime's time in the network,
 //! and up to twice their own time alone (BENCHMARKS.md, twenty-ninth round). Here each worker
 //! takes a share of an image's output rows and goes down them a band at a time: it expands the
 //! input rows the band's taps read into a buffer sized for L2, runs the depthwise layer over
 //! it, and keeps the rows the next band reads again, so that no row is expanded twice but the
 //! few at the seams between shares. The pair is also one parallel loop instead of two.
 //!
-//! With as many images as workers (batch 32), each image would be a task: level in time with
-//! the layers one after the other (1.011x, 8 pairs) and 30 MiB smaller at its peak, so that
+//! With as many images as workers (batch 32), each image would be a task: 1.011 of the time of
+//! the layers one after the other (8 pairs) and 30 MiB smaller at its peak, so that
 //! case keeps the plain order.
 
 use rayon::prelude::*;
@@ -37,14 +37,21 @@ pub(crate) struct Depthwise<'a> {
     pub(crate) epilogue: Epilogue,
 }
 
+/// Columns a map needs for the pair to run fused. The workers' shares meet at a seam whose
+/// rows both expand: on 28x28 maps with a 5x5 kernel that is 4 of every 28 rows again, and
+/// Lite0 at batch 1 took 1.01 of the time with those blocks fused, 0.99 with them left as
+/// they were (medians of 11 alternating rounds in a quiet spell of the machine).
+const MIN_WIDTH: usize = 56;
+
 /// The part of [`applies`] that needs only the batch and the map's width.
 pub(crate) fn may_apply(batch: usize, width: usize) -> bool {
-    batch < rayon::current_num_threads() && width >= crate::blocked_depthwise::MIN_COLS
+    batch < rayon::current_num_threads() && width >= MIN_WIDTH
 }
 
 /// Whether the pair whose depthwise layer is `dw` runs fused: fewer images than workers, and a
-/// map wide enough that the depthwise taps read their input where it lies
-/// (`blocked_depthwise.rs`), so a band's rows need no padded copy.
+/// map wide enough (at least [`MIN_WIDTH`]) for the seams to cost little and for the depthwise
+/// taps to read their input where it lies (`blocked_depthwise.rs`), so that a band's rows need
+/// no padded copy.
 pub(crate) fn applies(dw: &Geometry) -> bool {
     may_apply(dw.batch, dw.in_size[1])
         && dw.out_size[0] >= rayon::current_num_threads()
@@ -315,9 +322,9 @@ mod tests {
     fn fuses_fewer_images_than_workers_on_wide_maps() {
         let two = pool(2);
         two.install(|| {
-            assert!(may_apply(1, 28));
+            assert!(may_apply(1, 56));
             assert!(!may_apply(2, 112), "as many images as workers");
-            assert!(!may_apply(1, 14), "a narrow map");
+            assert!(!may_apply(1, 28), "a narrow map");
         });
         let one = pool(1);
         one.install(|| assert!(!may_apply(1, 112), "one worker"));
@@ -330,12 +337,12 @@ mod tests {
         check(1, (16, 96), [112, 112], (3, 2, [0, 1]), 2);
         check(1, (24, 144), [56, 56], (3, 1, [1, 1]), 2);
         check(1, (24, 144), [56, 56], (5, 2, [1, 2]), 2);
-        check(1, (40, 240), [28, 28], (5, 1, [2, 2]), 2);
-        check(1, (40, 240), [28, 28], (3, 2, [0, 1]), 2);
-        check(1, (20, 40), [33, 30], (5, 1, [2, 2]), 3);
-        check(1, (8, 16), [61, 29], (3, 2, [1, 1]), 4);
+        check(1, (40, 240), [56, 60], (5, 1, [2, 2]), 2);
+        check(1, (40, 240), [57, 57], (3, 2, [0, 1]), 2);
+        check(1, (20, 40), [33, 58], (5, 1, [2, 2]), 3);
+        check(1, (8, 16), [61, 59], (3, 2, [1, 1]), 4);
         // Several images, fewer than the workers: each image in shares of its rows.
         check(3, (24, 144), [56, 56], (3, 1, [1, 1]), 4);
-        check(2, (20, 40), [33, 30], (5, 2, [1, 2]), 3);
+        check(2, (20, 40), [33, 64], (5, 2, [1, 2]), 3);
     }
 }
