@@ -168,9 +168,12 @@ impl Share<'_> {
             .map(|(o0, o1)| band(g, o0, o1).0.in_size[0])
             .max()
             .unwrap_or(0);
-        // Each block's expanded rows, `most` rows apart.
+        // Each block's expanded rows, `most` rows apart, from a cache line (the depthwise
+        // kernel loads whole 64-byte vectors) and reused from the thread's last call: every
+        // row a band reads is written first.
         let stride = most * w * LANES;
-        let mut buf = vec![0.0f32; kb * stride];
+        let (mut held_buf, start) = crate::scratch::take_aligned(kb * stride);
+        let buf = &mut held_buf[start..][..kb * stride];
         // The input rows the buffer holds.
         let mut held = 0..0;
         for (o0, o1) in bands(g, r0, r1) {
@@ -216,6 +219,7 @@ impl Share<'_> {
                 });
             }
         }
+        crate::scratch::keep(held_buf);
     }
 }
 

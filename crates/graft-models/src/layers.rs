@@ -165,11 +165,8 @@ impl ConvBn {
         if !graft_kernels::blocked::may_fuse(x.dims()) {
             return None;
         }
-        let layer = |conv: &ConvBn| {
-            let (weight, bias, options, prepared) = conv.blocked_parts(size_of(x));
-            (weight, bias, options, prepared)
-        };
-        let ((we, be, oe, pe), (wd, bd, od, pd)) = (layer(self), layer(depthwise));
+        let (we, be, oe, pe) = self.blocked_parts(size_of(x));
+        let (wd, bd, od, pd) = depthwise.blocked_parts(size_of(x));
         let expand = graft_kernels::blocked::Layer {
             weight: we,
             bias: be,
