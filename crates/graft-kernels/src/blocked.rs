@@ -167,11 +167,7 @@ pub fn conv2d(
         return Blocked::output_of(&g, y);
     }
     if dense && (g.is_pointwise() || crate::blocked_direct::applies(&g)) {
-        let packed = prepared.blocked(|| {
-            let b = bias.clone().map(floats);
-            let w = floats(weight.clone());
-            Packed::new(&w, b.as_deref(), g.out_channels, g.in_channels, g.taps())
-        });
+        let packed = dense_packed(&g, &weight, &bias, prepared);
         let skip = skip.map(|s| &s.data[..]);
         let y = match strided_pointwise(&g) {
             // A strided 1x1 layer (ResNet's shortcuts) reads every other pixel: gathered once,
@@ -362,12 +358,12 @@ pub fn conv2d_owned(
 
 /// A convolution as [`conv2d`] takes it: folded weight and bias, options, epilogue, and what
 /// is kept of its weights.
-pub struct Layer<'a> {
+pub struct Layer {
     pub weight: Tensor<4>,
     pub bias: Option<Tensor<1>>,
     pub options: ConvOptions<2>,
     pub epilogue: Epilogue,
-    pub prepared: &'a Prepared,
+    pub prepared: std::sync::Arc<Prepared>,
 }
 
 /// Whether [`expand_depthwise`] may take a pair on input `dims` (`[batch, channels, h, w]`):
@@ -385,21 +381,18 @@ pub fn expand_depthwise(x: &Blocked, expand: &Layer, depthwise: &Layer) -> Optio
     let pointwise = expand.options.groups == 1 && ge.is_pointwise();
     let dims = [ge.batch, ge.out_channels, ge.out_size[0], ge.out_size[1]];
     let gd = geometry(dims, &depthwise.weight, &depthwise.options);
+    let padded = padded(&gd);
     let applies = pointwise
         && is_depthwise(&gd, &depthwise.options)
-        && crate::blocked_fused::applies(&padded(&gd));
+        && crate::blocked_fused::applies(&padded);
     if !applies {
         return None;
     }
-    let packed = expand.prepared.blocked(|| {
-        let b = expand.bias.clone().map(floats);
-        let w = floats(expand.weight.clone());
-        Packed::new(&w, b.as_deref(), ge.out_channels, ge.in_channels, 1)
-    });
+    let packed = dense_packed(&ge, &expand.weight, &expand.bias, &expand.prepared);
     let (filters, bias) =
-        depthwise_filters(&gd, &depthwise.weight, &depthwise.bias, depthwise.prepared);
+        depthwise_filters(&gd, &depthwise.weight, &depthwise.bias, &depthwise.prepared);
     let dw = crate::blocked_fused::Depthwise {
-        g: &padded(&gd),
+        g: &padded,
         filters,
         bias,
         epilogue: depthwise.epilogue,
@@ -425,6 +418,21 @@ fn padded(g: &Geometry) -> Geometry {
         out_channels: c,
         ..*g
     }
+}
+
+/// A dense layer's weights laid out for the blocked direct and 1x1 kernels, made on first use
+/// (the same for [`conv2d`] and [`expand_depthwise`], which share `prepared`).
+fn dense_packed<'a>(
+    g: &Geometry,
+    weight: &Tensor<4>,
+    bias: &Option<Tensor<1>>,
+    prepared: &'a Prepared,
+) -> &'a Packed {
+    prepared.blocked(|| {
+        let b = bias.clone().map(floats);
+        let w = floats(weight.clone());
+        Packed::new(&w, b.as_deref(), g.out_channels, g.in_channels, g.taps())
+    })
 }
 
 /// Depthwise filters laid out for the blocked kernels and bias zero-padded to whole blocks, made

@@ -130,28 +130,27 @@ pub(crate) fn forward(
         epilogue: dw.epilogue,
         isa,
     };
+    let pair = Pair {
+        expand_g,
+        expand,
+        expand_epilogue,
+        g,
+        filters,
+        isa,
+    };
     tasks
         .into_par_iter()
         .with_max_len(1)
         .for_each(|(n, r0, mut dst)| {
-            let run = Share {
-                expand_g,
-                x: &x[n * image_in..][..image_in],
-                expand,
-                expand_epilogue,
-                g,
-                filters,
-                isa,
-            };
-            run.rows(r0, (r0 + rows).min(oh), &mut dst)
+            let image = &x[n * image_in..][..image_in];
+            pair.rows(image, r0, (r0 + rows).min(oh), &mut dst)
         });
     out
 }
 
-/// One image's pair, for a task's share of its rows.
-struct Share<'a> {
+/// The fused pair's layers, which every task runs over its share of an image's rows.
+struct Pair<'a> {
     expand_g: &'a Geometry,
-    x: &'a [f32],
     expand: &'a Packed,
     expand_epilogue: Epilogue,
     g: &'a Geometry,
@@ -159,9 +158,10 @@ struct Share<'a> {
     isa: Isa,
 }
 
-impl Share<'_> {
-    /// Output rows `r0..r1` of every block into `dst` (one slice a block, from row `r0`).
-    fn rows(&self, r0: usize, r1: usize, dst: &mut [&mut [f32]]) {
+impl Pair<'_> {
+    /// Output rows `r0..r1` of every block of blocked image `x` into `dst` (one slice a
+    /// block, from row `r0`).
+    fn rows(&self, x: &[f32], r0: usize, r1: usize, dst: &mut [&mut [f32]]) {
         let g = self.g;
         let (w, ow, kb) = (g.in_size[1], g.out_size[1], blocks(g.in_channels));
         let most = bands(g, r0, r1)
@@ -199,7 +199,7 @@ impl Share<'_> {
                     .collect();
                 crate::blocked_direct::pixels_into(
                     self.expand_g,
-                    self.x,
+                    x,
                     self.expand,
                     self.expand_epilogue,
                     (from * w, (y1 - from) * w),
@@ -210,12 +210,12 @@ impl Share<'_> {
             held = y0..y1;
             let need = crate::interleaved::scratch_len(&sub, true);
             let (out_at, out_len) = ((o0 - r0) * ow * LANES, (o1 - o0) * ow * LANES);
-            for (b, (x, d)) in buf.chunks_exact(stride).zip(dst.iter_mut()).enumerate() {
-                let x = &x[..sub.in_len() * LANES];
+            for (b, (expanded, d)) in buf.chunks_exact(stride).zip(dst.iter_mut()).enumerate() {
+                let expanded = &expanded[..sub.in_len() * LANES];
                 let d = &mut d[out_at..out_at + out_len];
                 crate::scratch::with_aligned(need, |scratch| {
                     self.filters
-                        .block(&sub, Some(x), true, b * LANES, scratch, d)
+                        .block(&sub, Some(expanded), true, b * LANES, scratch, d)
                 });
             }
         }

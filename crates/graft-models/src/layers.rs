@@ -120,8 +120,8 @@ impl ConvBn {
         epilogue: Epilogue,
         skip: Option<&Blocked>,
     ) -> Blocked {
-        let (weight, bias, options, prepared) = self.blocked_parts(size_of(x));
-        graft_kernels::blocked::conv2d(x, weight, bias, options, epilogue, &prepared, skip)
+        let l = self.blocked_layer(size_of(x), epilogue);
+        graft_kernels::blocked::conv2d(x, l.weight, l.bias, l.options, epilogue, &l.prepared, skip)
     }
 
     /// The inference-mode layer (folded, `epilogue` fused) from planes into blocks of 16
@@ -147,8 +147,8 @@ impl ConvBn {
     /// [`ConvBn::forward_blocked`] for an input nobody needs afterwards (a stride-1 depthwise
     /// layer writes over it).
     pub fn forward_blocked_owned(&self, x: Blocked, epilogue: Epilogue) -> Blocked {
-        let (weight, bias, options, prepared) = self.blocked_parts(size_of(&x));
-        graft_kernels::blocked::conv2d_owned(x, weight, bias, options, epilogue, &prepared)
+        let l = self.blocked_layer(size_of(&x), epilogue);
+        graft_kernels::blocked::conv2d_owned(x, l.weight, l.bias, l.options, epilogue, &l.prepared)
     }
 
     /// A 1x1 expansion (`self`) and the depthwise layer after it, `epilogue` fused into both,
@@ -165,36 +165,27 @@ impl ConvBn {
         if !graft_kernels::blocked::may_fuse(x.dims()) {
             return None;
         }
-        let (we, be, oe, pe) = self.blocked_parts(size_of(x));
-        let (wd, bd, od, pd) = depthwise.blocked_parts(size_of(x));
-        let expand = graft_kernels::blocked::Layer {
-            weight: we,
-            bias: be,
-            options: oe,
-            epilogue,
-            prepared: &pe,
-        };
-        let depthwise = graft_kernels::blocked::Layer {
-            weight: wd,
-            bias: bd,
-            options: od,
-            epilogue,
-            prepared: &pd,
-        };
+        let expand = self.blocked_layer(size_of(x), epilogue);
+        let depthwise = depthwise.blocked_layer(size_of(x), epilogue);
         graft_kernels::blocked::expand_depthwise(x, &expand, &depthwise)
     }
 
-    /// The folded layer's weight and bias, its options for a blocked input of map `[h, w]`,
-    /// and what its kernels keep of its weights.
-    fn blocked_parts(
+    /// The folded layer with `epilogue`, as the blocked kernels take it: weight and bias, its
+    /// options for a blocked input of map `[h, w]`, and what its kernels keep of its weights.
+    fn blocked_layer(
         &self,
         [h, w]: [usize; 2],
-    ) -> (Tensor<4>, Option<Tensor<1>>, ConvOptions<2>, Arc<Prepared>) {
+        epilogue: Epilogue,
+    ) -> graft_kernels::blocked::Layer {
         let Folded { conv, prepared } = self.folded_prepared();
         let pairs = padding_pairs(&conv.padding, conv.kernel_size, conv.stride, [h, w]);
-        let options = ConvOptions::new_with_padding(conv.stride, pairs, conv.dilation, conv.groups);
-        let bias = conv.bias.as_ref().map(|b| b.val());
-        (conv.weight.val(), bias, options, prepared)
+        graft_kernels::blocked::Layer {
+            weight: conv.weight.val(),
+            bias: conv.bias.as_ref().map(|b| b.val()),
+            options: ConvOptions::new_with_padding(conv.stride, pairs, conv.dilation, conv.groups),
+            epilogue,
+            prepared,
+        }
     }
 
     /// The folded convolution with `epilogue`, its kernel keeping what it derives from the
