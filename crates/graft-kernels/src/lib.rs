@@ -90,6 +90,6 @@ pub use forward::Prepared;
 pub use isa::Isa;
 pub use matmul::{Mat, matmul_into};
 pub use memo::{Memo, Source};
-pub use memory::{keep_freed_memory, release_freed_memory};
+pub use memory::{keep_freed_memory, release_freed_memory, resident_memory_bytes};
 pub use pool::{global_avg_pool, max_pool2d};
 pub use workers::on_workers;

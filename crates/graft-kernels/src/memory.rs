@@ -69,3 +69,45 @@ pub fn release_freed_memory() -> bool {
         false
     }
 }
+
+/// This process's resident memory in bytes (`VmRSS` of `/proc/self/status`), or `None` where
+/// the system has no such file (off Linux) or it cannot be read.
+///
+/// What a long-running process reports as Prometheus's `process_resident_memory_bytes`, so
+/// that a soak's memory can be watched from outside without access to the host's `/proc`.
+pub fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    vm_rss_bytes(&status)
+}
+
+/// The `VmRSS:` line of a `/proc/PID/status` text, in bytes (the kernel writes it in kB).
+fn vm_rss_bytes(status: &str) -> Option<u64> {
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_vm_rss_in_bytes() {
+        let status = "Name:\tgraft\nVmHWM:\t  9000 kB\nVmRSS:\t    1234 kB\nThreads:\t3\n";
+        assert_eq!(vm_rss_bytes(status), Some(1234 * 1024));
+        assert_eq!(vm_rss_bytes("Name:\tgraft\n"), None);
+        assert_eq!(vm_rss_bytes("VmRSS:\t12 MB\n"), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn this_process_has_resident_memory() {
+        assert!(resident_memory_bytes().is_some_and(|b| b > 0));
+    }
+}

@@ -10,15 +10,10 @@ fn glibc_accepts_the_allocator_policy() {
     assert!(graft_kernels::keep_freed_memory());
 }
 
-/// This process's resident memory, from `/proc/self/status`.
+/// This process's resident memory.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status")
+    graft_kernels::resident_memory_bytes().expect("VmRSS in /proc/self/status") / 1024
 }
 
 /// Under the policy, a freed block below the mmap threshold stays resident in the heap until

@@ -12,6 +12,6 @@ pub mod vgg;
 
 pub use backend::default_device;
 /// The allocator policy graft's binaries set at start-up (see graft-kernels' `memory.rs`).
-pub use graft_kernels::{keep_freed_memory, release_freed_memory};
+pub use graft_kernels::{keep_freed_memory, release_freed_memory, resident_memory_bytes};
 pub use network::{Arch, Network};
 pub use registry::{ModelError, ModelSpec, Normalization, find_model, registry};

@@ -129,6 +129,14 @@ impl Metrics {
             out,
             "# HELP graft_queue_depth Images waiting for a batch.\n# TYPE graft_queue_depth gauge\ngraft_queue_depth {depth}"
         );
+        // The name and unit of Prometheus's process collector, which dashboards and alerts for
+        // any server already use; left out where the system does not report it.
+        if let Some(bytes) = graft_models::resident_memory_bytes() {
+            let _ = writeln!(
+                out,
+                "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {bytes}"
+            );
+        }
         out
     }
 }

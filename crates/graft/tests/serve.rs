@@ -98,14 +98,11 @@ impl Server {
         }
     }
 
+    /// The server's resident memory, as its `/metrics` reports it.
     fn rss_kib(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS")
+        let bytes = metric(self, "process_resident_memory_bytes ");
+        assert!(bytes > 0.0, "/metrics has no process_resident_memory_bytes");
+        (bytes / 1024.0) as u64
     }
 }
 
@@ -304,6 +301,7 @@ fn every_endpoint_answers_and_predictions_equal_graft_predict() {
         "graft_request_seconds_bucket",
         "graft_batch_size_bucket",
         "graft_queue_depth",
+        "process_resident_memory_bytes",
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
