@@ -2,6 +2,7 @@
 //! An image's header is checked here (junk and decompression bombs are refused before they
 //! queue); its pixels are decoded by the backend, as the first step of its batch.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -363,26 +364,66 @@ pub fn infer_images(
     v2_images(input_size, limits, input)
 }
 
-/// `POST /v2/models/{name}/infer`.
-pub async fn infer(
-    State(state): State<AppState>,
-    axum::extract::Path(name): axum::extract::Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
-    let arriving = state.flow.arriving();
+/// The path parameters of a V2 model route: `{name}`, and `{version}` on the versioned forms
+/// (`/v2/models/{name}/versions/{version}/...`).
+pub type ModelPath = axum::extract::Path<HashMap<String, String>>;
+
+/// The one version of the one model a server holds, as V2 paths name it.
+const VERSION: &str = "1";
+
+/// Checks that a V2 path names this server's model (and its version, where it names one): 404
+/// with what the server has otherwise, as KServe answers for a model it does not hold.
+fn this_model(state: &AppState, path: &HashMap<String, String>) -> Result<(), ApiError> {
+    let name = path.get("name").map_or("", String::as_str);
     if name != state.info.name {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no model {name:?}; this server has {:?}", state.info.name),
         ));
     }
+    match path.get("version") {
+        Some(v) if v != VERSION => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no version {v:?} of {name:?}; this server has version {VERSION:?}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `GET /v2`: the server's metadata (the Open Inference Protocol's server metadata request).
+pub async fn server_metadata() -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "name": "graft",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": [],
+    }))
+}
+
+/// `GET /v2/models/{name}/ready`: 200 when the model is loaded and taking requests, which it is
+/// from the moment the server listens; 404 for a model it does not hold.
+pub async fn model_ready(
+    State(state): State<AppState>,
+    axum::extract::Path(path): ModelPath,
+) -> Result<Response, ApiError> {
+    this_model(&state, &path)?;
+    Ok(Json(serde_json::json!({"name": state.info.name, "ready": true})).into_response())
+}
+
+/// `POST /v2/models/{name}/infer`.
+pub async fn infer(
+    State(state): State<AppState>,
+    axum::extract::Path(path): ModelPath,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let arriving = state.flow.arriving();
+    this_model(&state, &path)?;
     let images = infer_images(&body, state.info.input_size, state.preprocess.limits)?;
     let n = images.len();
     let probs = classify(&state, images, arriving).await?;
     let classes = state.info.classes.len();
     Ok(Json(serde_json::json!({
         "model_name": state.info.name,
-        "model_version": "1",
+        "model_version": VERSION,
         "outputs": [{
             "name": "probabilities",
             "datatype": "FP32",
@@ -396,19 +437,14 @@ pub async fn infer(
 /// `GET /v2/models/{name}`: inputs, outputs and classes.
 pub async fn metadata(
     State(state): State<AppState>,
-    axum::extract::Path(name): axum::extract::Path<String>,
+    axum::extract::Path(path): ModelPath,
 ) -> Result<Response, ApiError> {
+    this_model(&state, &path)?;
     let info = &state.info;
-    if name != info.name {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no model {name:?}; this server has {:?}", info.name),
-        ));
-    }
     let s = info.input_size;
     Ok(Json(serde_json::json!({
         "name": info.name,
-        "versions": ["1"],
+        "versions": [VERSION],
         "platform": "graft",
         "inputs": [
             {"name": "input", "datatype": "BYTES", "shape": [-1]},

@@ -96,10 +96,18 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    // The page and what it shows before a key is typed (`/v2/models`) stay open too.
+    // The page and what it shows before a key is typed (`/v2/models`) stay open too, and so do
+    // the server's metadata and the model's readiness, which probes ask for as they ask for
+    // health.
     let open = matches!(
         route.as_str(),
-        "/" | "/metrics" | "/v2/health/live" | "/v2/health/ready" | "/v2/models"
+        "/" | "/metrics"
+            | "/v2"
+            | "/v2/health/live"
+            | "/v2/health/ready"
+            | "/v2/models"
+            | "/v2/models/{name}/ready"
+            | "/v2/models/{name}/versions/{version}/ready"
     );
     let authorized = match (&state.api_key, open) {
         (Some(key), false) => request
@@ -161,17 +169,25 @@ fn router(state: AppState, config: &ServeConfig) -> Router {
         )
     };
     let own = move |State(s): State<AppState>| {
-        let name = this.clone();
-        async move { api::metadata(State(s), axum::extract::Path(name)).await }
+        let path = [("name".to_string(), this.clone())].into();
+        async move { api::metadata(State(s), axum::extract::Path(path)).await }
     };
+    // The Open Inference Protocol's model routes, each also under `/versions/{version}` (the
+    // one version, "1"), as KServe and Triton clients may ask for them.
+    let versioned = "/v2/models/{name}/versions/{version}";
     Router::new()
         .route("/", get(|| async { Html(page::PAGE) }))
         .route("/v1/predict", post(api::predict))
+        .route("/v2", get(api::server_metadata))
         .route("/v2/health/live", get(live))
         .route("/v2/health/ready", get(ready))
         .route("/v2/models", get(own))
         .route("/v2/models/{name}", get(api::metadata))
+        .route("/v2/models/{name}/ready", get(api::model_ready))
         .route("/v2/models/{name}/infer", post(api::infer))
+        .route(versioned, get(api::metadata))
+        .route(&format!("{versioned}/ready"), get(api::model_ready))
+        .route(&format!("{versioned}/infer"), post(api::infer))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(config.max_body))

@@ -198,6 +198,44 @@ fn every_endpoint_answers_and_predictions_equal_graft_predict() {
         serde_json::json!(["ants", "bees"])
     );
     assert_eq!(meta["outputs"][0]["shape"], serde_json::json!([-1, 2]));
+    // The rest of the Open Inference Protocol's routes: server metadata, model readiness, and
+    // each model route at the model's one version.
+    let (status, server, _) = call(ureq::get(&s.url("/v2")), None);
+    assert_eq!(status, 200);
+    let server = json(&server);
+    assert_eq!(server["name"], "graft");
+    assert!(server["version"].is_string() && server["extensions"].is_array());
+    for path in [
+        "/v2/models/efficientnet-lite0/ready",
+        "/v2/models/efficientnet-lite0/versions/1/ready",
+    ] {
+        let (status, ready, _) = call(ureq::get(&s.url(path)), None);
+        assert_eq!((status, json(&ready)["ready"].clone()), (200, true.into()));
+    }
+    let (status, versioned, _) = call(
+        ureq::get(&s.url("/v2/models/efficientnet-lite0/versions/1")),
+        None,
+    );
+    assert_eq!((status, json(&versioned)), (200, meta.clone()));
+    for (path, reason) in [
+        ("/v2/models/resnet50/ready", "no model \"resnet50\""),
+        (
+            "/v2/models/efficientnet-lite0/versions/2",
+            "no version \"2\"",
+        ),
+        (
+            "/v2/models/efficientnet-lite0/versions/2/ready",
+            "no version",
+        ),
+    ] {
+        let (status, body, _) = call(ureq::get(&s.url(path)), None);
+        assert_eq!(status, 404, "{path}: {body}");
+        let error = json(&body)["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(error.contains(reason), "{path}: {body}");
+    }
     // The same answers as `graft predict --run`.
     let mut args = vec![
         "-q".to_string(),
@@ -266,6 +304,17 @@ fn every_endpoint_answers_and_predictions_equal_graft_predict() {
     assert_eq!(status, 200, "{out}");
     let out = json(&out);
     assert_eq!(out["outputs"][0]["shape"], serde_json::json!([1, 2]));
+    let (status, at_version, _) = call(
+        ureq::post(&s.url("/v2/models/efficientnet-lite0/versions/1/infer")),
+        Some(v2.as_bytes()),
+    );
+    assert_eq!(status, 200, "{at_version}");
+    assert_eq!(json(&at_version)["outputs"], out["outputs"]);
+    let (status, _, _) = call(
+        ureq::post(&s.url("/v2/models/efficientnet-lite0/versions/7/infer")),
+        Some(v2.as_bytes()),
+    );
+    assert_eq!(status, 404);
     let p0 = out["outputs"][0]["data"][0].as_f64().unwrap_or(-1.0);
     let want = &predicted["predictions"][0]["top"];
     let ants = if want[0]["name"] == "ants" {
@@ -354,6 +403,27 @@ fn every_error_has_its_status_and_reason() {
         401
     );
     assert_eq!(call(ureq::get(&s.url("/v2/health/live")), None).0, 200);
+    // So do the server's metadata and the model's readiness (probes); the model's metadata and
+    // inference need the key at every version.
+    for open in ["/v2", "/v2/models/efficientnet-lite0/ready"] {
+        assert_eq!(call(ureq::get(&s.url(open)), None).0, 200, "{open}");
+    }
+    assert_eq!(
+        call(
+            ureq::get(&s.url("/v2/models/efficientnet-lite0/versions/1")),
+            None
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        call(
+            ureq::post(&s.url("/v2/models/efficientnet-lite0/versions/1/infer")),
+            Some(b"{}")
+        )
+        .0,
+        401
+    );
     assert_eq!(post_jpeg(&image).0, 200);
     // 413 over the body limit.
     // (Refused on its Content-Length, before the body is read: sent by hand, since a client
