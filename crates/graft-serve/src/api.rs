@@ -30,6 +30,8 @@ pub struct ModelInfo {
     pub strategy: String,
     pub classes: Vec<String>,
     pub input_size: usize,
+    /// How an image becomes the FP32 input: what a V2 client sending tensors must do itself.
+    pub preprocessing: graft_spec::Preprocessing,
     pub val_accuracy: Option<f64>,
 }
 
@@ -455,6 +457,7 @@ pub async fn metadata(
             "architecture": info.architecture,
             "strategy": info.strategy,
             "classes": info.classes,
+            "preprocessing": info.preprocessing,
             "val_accuracy": info.val_accuracy,
         },
     }))

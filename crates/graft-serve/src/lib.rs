@@ -233,6 +233,7 @@ pub async fn serve(
         strategy: card.strategy.to_string(),
         classes: card.classes.clone(),
         input_size: card.input_size as usize,
+        preprocessing: card.preprocessing.clone(),
         val_accuracy: card.val_accuracy,
     };
     let preprocess = model.model.preprocess;

@@ -198,6 +198,24 @@ fn every_endpoint_answers_and_predictions_equal_graft_predict() {
         serde_json::json!(["ants", "bees"])
     );
     assert_eq!(meta["outputs"][0]["shape"], serde_json::json!([-1, 2]));
+    // What a client sending FP32 tensors must do to an image: the run's own preprocessing.
+    let card: serde_json::Value =
+        json(&std::fs::read_to_string(run.join("model.json")).expect("model.json"));
+    // (Compared as f32: the metadata writes each through f64, model.json as f32.)
+    let as_f32 = |v: &serde_json::Value| -> Vec<f32> {
+        let items = v.as_array().map(|a| a.iter().map(|x| x.as_f64()));
+        items.map_or_else(Vec::new, |x| {
+            x.map(|x| x.unwrap_or(f64::NAN) as f32).collect()
+        })
+    };
+    let (served, want) = (&meta["parameters"]["preprocessing"], &card["preprocessing"]);
+    for key in ["resize", "crop"] {
+        assert_eq!(served[key], want[key], "{key}");
+    }
+    for key in ["mean", "std"] {
+        assert_eq!(as_f32(&served[key]), as_f32(&want[key]), "{key}");
+        assert_eq!(as_f32(&served[key]).len(), 3, "{key}");
+    }
     // The rest of the Open Inference Protocol's routes: server metadata, model readiness, and
     // each model route at the model's one version.
     let (status, server, _) = call(ureq::get(&s.url("/v2")), None);

@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""`graft serve` through a real KServe V2 / Open Inference Protocol client: Triton's
+`tritonclient.http` (`pip install "tritonclient[http]" numpy pillow`), the client a Triton or
+KServe user already has. Checks health, server and model metadata, model readiness (plain and
+at version "1"), and `infer` with a BYTES input (a base64 JPEG, as graft takes it) and an FP32
+one (the same image preprocessed here as the model's metadata says), which must agree; prints the top class.
+
+    python3 bench/v2_client.py HOST:PORT MODEL IMAGE
+"""
+import base64
+import sys
+
+import numpy as np
+import tritonclient.http as v2
+
+from preprocess import preprocess
+
+
+def main(url, model, image):
+    c = v2.InferenceServerClient(url)
+    assert c.is_server_live() and c.is_server_ready(), "not live or not ready"
+    server = c.get_server_metadata()
+    assert server["name"] == "graft", server
+    assert c.is_model_ready(model) and c.is_model_ready(model, "1"), "model not ready"
+    assert not c.is_model_ready(model, "2"), "a version the server does not hold is ready"
+    meta = c.get_model_metadata(model)
+    classes, pre = meta["parameters"]["classes"], meta["parameters"]["preprocessing"]
+    size = meta["inputs"][1]["shape"][2]
+
+    def infer(inp, version=""):
+        out = v2.InferRequestedOutput("probabilities", binary_data=False)
+        return c.infer(model, [inp], model_version=version, outputs=[out]).as_numpy("probabilities")
+
+    with open(image, "rb") as f:
+        encoded = base64.b64encode(f.read())
+    b = v2.InferInput("input", [1], "BYTES")
+    b.set_data_from_numpy(np.array([encoded], dtype=object), binary_data=False)
+    from_bytes = infer(b)
+    f = v2.InferInput("input", [1, 3, size, size], "FP32")
+    x = preprocess(image, pre["resize"], pre["crop"], pre["mean"], pre["std"])
+    f.set_data_from_numpy(x[None].astype(np.float32), binary_data=False)
+    from_tensor = infer(f, "1")
+    assert from_bytes.shape == (1, len(classes)), from_bytes.shape
+    gap = float(np.abs(from_bytes - from_tensor).max())
+    top = int(from_bytes[0].argmax())
+    print(f"server {server['name']} {server['version']}; model {meta['name']} ready; "
+          f"top class {classes[top]!r} p={from_bytes[0, top]:.4f}; BYTES vs FP32 max gap {gap:.2e}")
+    # graft decodes with its own JPEG decoder and resize, this script with PIL's: close, not equal.
+    assert gap < 2e-2 and int(from_tensor[0].argmax()) == top, gap
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
