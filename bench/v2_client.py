@@ -3,7 +3,8 @@
 `tritonclient.http` (`pip install "tritonclient[http]" numpy pillow`), the client a Triton or
 KServe user already has. Checks health, server and model metadata, model readiness (plain and
 at version "1"), and `infer` with a BYTES input (a base64 JPEG, as graft takes it) and an FP32
-one (the same image preprocessed here as the model's metadata says), which must agree; prints the top class.
+one (the same image preprocessed here as the model's metadata says), which must agree, in JSON
+and as the binary tensor data extension (the client's default); prints the top class.
 
     python3 bench/v2_client.py HOST:PORT MODEL IMAGE
 """
@@ -32,14 +33,24 @@ def main(url, model, image):
         return c.infer(model, [inp], model_version=version, outputs=[out]).as_numpy("probabilities")
 
     with open(image, "rb") as f:
-        encoded = base64.b64encode(f.read())
+        raw = f.read()
     b = v2.InferInput("input", [1], "BYTES")
-    b.set_data_from_numpy(np.array([encoded], dtype=object), binary_data=False)
+    b.set_data_from_numpy(np.array([base64.b64encode(raw)], dtype=object), binary_data=False)
     from_bytes = infer(b)
     f = v2.InferInput("input", [1, 3, size, size], "FP32")
     x = preprocess(image, pre["resize"], pre["crop"], pre["mean"], pre["std"])
     f.set_data_from_numpy(x[None].astype(np.float32), binary_data=False)
     from_tensor = infer(f, "1")
+    # The client's defaults: inputs as binary tensor data after the JSON (BYTES items raw, not
+    # base64), outputs asked for in binary (graft answers them in JSON, which the client reads).
+    b = v2.InferInput("input", [1], "BYTES")
+    b.set_data_from_numpy(np.array([raw], dtype=object))
+    f = v2.InferInput("input", [1, 3, size, size], "FP32")
+    f.set_data_from_numpy(x[None].astype(np.float32))
+    for binary in [c.infer(model, [b]), c.infer(model, [f], model_version="1")]:
+        got = binary.as_numpy("probabilities")
+        assert got is not None and np.abs(got - from_bytes).max() < 2e-2, got
+    assert np.array_equal(c.infer(model, [b]).as_numpy("probabilities"), from_bytes)
     assert from_bytes.shape == (1, len(classes)), from_bytes.shape
     gap = float(np.abs(from_bytes - from_tensor).max())
     top = int(from_bytes[0].argmax())

@@ -168,6 +168,14 @@ def main():
     write("v2_request", "bytes.json", v2([1], "BYTES", [base64.b64encode(jpeg).decode()]))
     write("v2_request", "fp32.json", v2([1, 3, 8, 8], "FP32", [i / 191 - 0.5 for i in range(192)]))
     write("v2_request", "fp32_two.json", v2([2, 3, 8, 8], "FP32", [0.25] * 384))
+    # The binary tensor data extension (tritonclient's default): the JSON, then the values. The
+    # target takes the JSON's own end as the Inference-Header-Content-Length.
+    def v2_binary(shape, datatype, data):
+        body = {"inputs": [{"name": "input", "shape": shape, "datatype": datatype,
+                            "parameters": {"binary_data_size": len(data)}}]}
+        return json.dumps(body).encode() + data
+    write("v2_request", "bytes.bin", v2_binary([1], "BYTES", struct.pack("<I", len(jpeg)) + jpeg))
+    write("v2_request", "fp32.bin", v2_binary([1, 3, 8, 8], "FP32", struct.pack("<192f", *[i / 191 - 0.5 for i in range(192)])))
     # POST /v1/predict requests: the Content-Type line, then the body (graft_fuzz::predict_upload).
     png = open(os.path.join(CORPUS, "image", "small.png"), "rb").read()
     write("predict_upload", "raw.jpg", b"image/jpeg\n" + jpeg)

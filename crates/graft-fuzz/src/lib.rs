@@ -15,6 +15,7 @@ use axum::http::header::CONTENT_TYPE;
 use graft_data::{DecodeLimits, SplitOptions, decode_rgb_bytes, open_dataset, read_list_file};
 use graft_serve::api::{ApiError, Upload};
 use graft_spec::files::{MetricsLine, ModelCard, Prediction, RunConfig, RunResult};
+use serde::de::IgnoredAny;
 
 /// A target's body: any bytes in, nothing out.
 pub type Target = fn(&[u8]);
@@ -86,9 +87,21 @@ pub const V2_INPUT_SIZE: usize = 8;
 
 /// The body of a KServe V2 infer request, as `graft serve` checks it before queueing its
 /// images: JSON, one input, BYTES (base64 image files, their headers checked) or FP32 values
-/// of a shape.
+/// of a shape. Where bytes follow the JSON, again as the binary tensor data extension sends
+/// them, with the JSON's end as the `Inference-Header-Content-Length`.
 pub fn v2_request(data: &[u8]) {
-    let _ = graft_serve::api::infer_images(data, V2_INPUT_SIZE, DecodeLimits::default());
+    let _ = graft_serve::api::infer_images(data, None, V2_INPUT_SIZE, DecodeLimits::default());
+    if let Some(n) = json_end(data).filter(|&n| n < data.len()) {
+        let _ =
+            graft_serve::api::infer_images(data, Some(n), V2_INPUT_SIZE, DecodeLimits::default());
+    }
+}
+
+/// Where the JSON value at the start of `data` ends, if it starts with one.
+pub fn json_end(data: &[u8]) -> Option<usize> {
+    let mut values = serde_json::Deserializer::from_slice(data).into_iter::<IgnoredAny>();
+    values.next()?.ok()?;
+    Some(values.byte_offset())
 }
 
 /// A `POST /v1/predict` request as `graft serve` checks it before queueing its images: the

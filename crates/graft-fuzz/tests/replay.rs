@@ -72,10 +72,22 @@ fn the_seeds_are_valid_files() -> Result<(), Box<dyn std::error::Error>> {
         let path = corpus.join("image").join(name);
         graft_data::decode_rgb(&path, graft_data::DecodeLimits::default())?;
     }
-    for (name, images) in [("bytes.json", 1), ("fp32.json", 1), ("fp32_two.json", 2)] {
+    for (name, images, binary) in [
+        ("bytes.json", 1, false),
+        ("fp32.json", 1, false),
+        ("fp32_two.json", 2, false),
+        ("bytes.bin", 1, true),
+        ("fp32.bin", 1, true),
+    ] {
         let body = std::fs::read(corpus.join("v2_request").join(name))?;
+        let json_length = if binary {
+            graft_fuzz::json_end(&body)
+        } else {
+            None
+        };
         let parsed = graft_serve::api::infer_images(
             &body,
+            json_length,
             graft_fuzz::V2_INPUT_SIZE,
             graft_data::DecodeLimits::default(),
         )

@@ -333,6 +333,39 @@ fn every_endpoint_answers_and_predictions_equal_graft_predict() {
         Some(v2.as_bytes()),
     );
     assert_eq!(status, 404);
+    // The binary tensor data extension (tritonclient's default): the JSON, then the values, the
+    // JSON's length in a header. The same image as raw bytes gives the same answer.
+    let binary = |datatype: &str, shape: &str, values: &[u8]| {
+        let head = format!(
+            r#"{{"inputs":[{{"name":"input","shape":{shape},"datatype":"{datatype}","parameters":{{"binary_data_size":{}}}}}]}}"#,
+            values.len()
+        );
+        let mut body = head.clone().into_bytes();
+        body.extend_from_slice(values);
+        (head.len(), body)
+    };
+    let post_binary = |(head, body): (usize, Vec<u8>)| {
+        call(
+            ureq::post(&s.url("/v2/models/efficientnet-lite0/infer"))
+                .set("Content-Type", "application/octet-stream")
+                .set("Inference-Header-Content-Length", &head.to_string()),
+            Some(&body),
+        )
+    };
+    let mut item = (a.len() as u32).to_le_bytes().to_vec();
+    item.extend_from_slice(&a);
+    let (status, raw, _) = post_binary(binary("BYTES", "[1]", &item));
+    assert_eq!(status, 200, "{raw}");
+    assert_eq!(json(&raw)["outputs"], out["outputs"]);
+    let zero_floats = vec![0u8; 4 * 3 * 224 * 224];
+    let (status, from_binary, _) = post_binary(binary("FP32", "[1,3,224,224]", &zero_floats));
+    assert_eq!(status, 200, "{from_binary}");
+    // A size that disagrees with the bytes sent is a 400 that says so.
+    let (head, mut body) = binary("BYTES", "[1]", &item);
+    body.truncate(body.len() - 1);
+    let (status, reason, _) = post_binary((head, body));
+    assert_eq!(status, 400, "{reason}");
+    assert!(reason.contains("binary_data_size"), "{reason}");
     let p0 = out["outputs"][0]["data"][0].as_f64().unwrap_or(-1.0);
     let want = &predicted["predictions"][0]["top"];
     let ants = if want[0]["name"] == "ants" {
@@ -345,11 +378,12 @@ fn every_endpoint_answers_and_predictions_equal_graft_predict() {
     let fp32 = format!(
         r#"{{"inputs":[{{"name":"input","shape":[1,3,224,224],"datatype":"FP32","data":[{zeros}]}}]}}"#
     );
-    let (status, out, _) = call(
+    let (status, from_json, _) = call(
         ureq::post(&s.url("/v2/models/efficientnet-lite0/infer")),
         Some(fp32.as_bytes()),
     );
-    assert_eq!(status, 200, "{out}");
+    assert_eq!(status, 200, "{from_json}");
+    assert_eq!(json(&from_json)["outputs"], json(&from_binary)["outputs"]);
     // The page and the metrics.
     let (status, page, _) = call(ureq::get(&s.url("/")), None);
     assert_eq!(status, 200);
