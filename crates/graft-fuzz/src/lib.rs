@@ -90,10 +90,10 @@ pub const V2_INPUT_SIZE: usize = 8;
 /// of a shape. Where bytes follow the JSON, again as the binary tensor data extension sends
 /// them, with the JSON's end as the `Inference-Header-Content-Length`.
 pub fn v2_request(data: &[u8]) {
-    let _ = graft_serve::api::infer_images(data, None, V2_INPUT_SIZE, DecodeLimits::default());
+    let _ = graft_serve::v2::infer_images(data, None, V2_INPUT_SIZE, DecodeLimits::default());
     if let Some(n) = json_end(data).filter(|&n| n < data.len()) {
         let _ =
-            graft_serve::api::infer_images(data, Some(n), V2_INPUT_SIZE, DecodeLimits::default());
+            graft_serve::v2::infer_images(data, Some(n), V2_INPUT_SIZE, DecodeLimits::default());
     }
 }
 

@@ -85,7 +85,7 @@ fn the_seeds_are_valid_files() -> Result<(), Box<dyn std::error::Error>> {
         } else {
             None
         };
-        let parsed = graft_serve::api::infer_images(
+        let parsed = graft_serve::v2::infer_images(
             &body,
             json_length,
             graft_fuzz::V2_INPUT_SIZE,

@@ -12,7 +12,6 @@ use axum::Json;
 use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use graft_data::{DecodeLimits, Preprocess, check_image_header};
 use graft_run::Label;
 use graft_run::infer::labels;
@@ -88,7 +87,11 @@ pub struct TopK {
 /// An uploaded image file for the queue, once its header says it is an image within the
 /// decoder's limits (reading a header takes microseconds, so it runs here, on the async
 /// threads).
-fn encoded(limits: DecodeLimits, bytes: Vec<u8>, name: String) -> Result<Input, ApiError> {
+pub(crate) fn encoded(
+    limits: DecodeLimits,
+    bytes: Vec<u8>,
+    name: String,
+) -> Result<Input, ApiError> {
     check_image_header(&bytes, Path::new(&name), limits)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     Ok(Input::Encoded { bytes, name })
@@ -247,263 +250,6 @@ pub async fn predict(
 }
 
 /// KServe V2 tensors in and out (`data` flat, row-major).
-#[derive(Deserialize)]
-pub struct InferRequest {
-    pub inputs: Vec<InferInput>,
-}
-
-#[derive(Deserialize)]
-pub struct InferInput {
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub datatype: String,
-    /// The values in the JSON; absent when they follow it as binary data.
-    #[serde(default)]
-    pub data: Option<serde_json::Value>,
-    #[serde(default)]
-    pub parameters: InputParameters,
-}
-
-/// An input's parameters that graft reads (others, such as a client's own, are ignored).
-#[derive(Default, Deserialize)]
-pub struct InputParameters {
-    /// The binary tensor data extension: the input's values are this many bytes after the
-    /// JSON, not in it.
-    pub binary_data_size: Option<usize>,
-}
-
-/// Where an input's values are.
-enum Values<'a> {
-    Json(serde_json::Value),
-    /// Raw bytes in the binary tensor data extension's layout: FP32 values little-endian,
-    /// BYTES items each after its length (4 bytes, little-endian).
-    Binary(&'a [u8]),
-}
-
-fn bad(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, message)
-}
-
-/// BYTES items laid out as the binary extension does: a 4-byte little-endian length, then that
-/// many bytes, one item after another.
-fn length_prefixed(mut bytes: &[u8]) -> Result<Vec<&[u8]>, ApiError> {
-    let mut items = Vec::new();
-    while !bytes.is_empty() {
-        let i = items.len();
-        let (len, rest) = bytes
-            .split_first_chunk::<4>()
-            .ok_or_else(|| bad(format!("BYTES item {i}: its 4-byte length is cut short")))?;
-        let len = u32::from_le_bytes(*len) as usize;
-        if len > rest.len() {
-            return Err(bad(format!(
-                "BYTES item {i} claims {len} bytes, {} are left",
-                rest.len()
-            )));
-        }
-        let (item, rest) = rest.split_at(len);
-        items.push(item);
-        bytes = rest;
-    }
-    Ok(items)
-}
-
-/// The images of a V2 input: BYTES (image files: base64 strings in JSON, raw in binary data)
-/// or FP32 `[N, 3, H, W]`.
-fn v2_images(
-    input_size: usize,
-    limits: DecodeLimits,
-    input: &InferInput,
-    values: Values<'_>,
-) -> Result<Vec<Input>, ApiError> {
-    match input.datatype.as_str() {
-        "BYTES" => {
-            let files: Vec<Vec<u8>> = match values {
-                Values::Json(data) => {
-                    let items = data
-                        .as_array()
-                        .ok_or_else(|| bad("BYTES data must be a list of base64 strings"))?;
-                    let mut files = Vec::new();
-                    for (i, item) in items.iter().enumerate() {
-                        let text = item
-                            .as_str()
-                            .ok_or_else(|| bad(format!("item {i} is not a string")))?;
-                        files.push(
-                            base64::engine::general_purpose::STANDARD
-                                .decode(text)
-                                .map_err(|e| bad(format!("item {i} is not base64: {e}")))?,
-                        );
-                    }
-                    files
-                }
-                Values::Binary(bytes) => length_prefixed(bytes)?
-                    .into_iter()
-                    .map(<[u8]>::to_vec)
-                    .collect(),
-            };
-            if input.shape != [files.len()] {
-                return Err(bad(format!(
-                    "shape {:?} does not match {} items",
-                    input.shape,
-                    files.len()
-                )));
-            }
-            files
-                .into_iter()
-                .enumerate()
-                .map(|(i, bytes)| encoded(limits, bytes, format!("{}[{i}]", input.name)))
-                .collect()
-        }
-        "FP32" => {
-            let s = input_size;
-            let [n, 3, h, w] = input.shape[..] else {
-                return Err(bad(format!(
-                    "FP32 input shape must be [N, 3, {s}, {s}], not {:?}",
-                    input.shape
-                )));
-            };
-            if h != s || w != s {
-                return Err(bad(format!("FP32 input must be {s}x{s}, not {h}x{w}")));
-            }
-            // Checked: a shape's product can wrap, and a wrapped one could match the data's
-            // length ([2^54, 3, 224, 224] wraps to 0 and passed with no data as no images).
-            let needed = n.checked_mul(3 * s * s).ok_or_else(|| {
-                bad(format!(
-                    "shape {:?} is more values than any request holds",
-                    input.shape
-                ))
-            })?;
-            let flat = match values {
-                Values::Json(data) => {
-                    let values = data
-                        .as_array()
-                        .ok_or_else(|| bad("FP32 data must be a list of numbers"))?;
-                    if values.len() != needed {
-                        return Err(bad(format!(
-                            "shape {:?} needs {needed} values, found {}",
-                            input.shape,
-                            values.len()
-                        )));
-                    }
-                    values
-                        .iter()
-                        .enumerate()
-                        .map(|(i, v)| match v.as_f64().map(|x| x as f32) {
-                            // 1e39 is a JSON number but infinite as an f32: the scores would
-                            // be NaN.
-                            Some(x) if x.is_finite() => Ok(x),
-                            Some(_) => {
-                                Err(bad(format!("FP32 value {i} ({v}) is beyond f32's range")))
-                            }
-                            None => Err(bad(format!("FP32 value {i} ({v}) is not a number"))),
-                        })
-                        .collect::<Result<Vec<f32>, ApiError>>()?
-                }
-                Values::Binary(bytes) => {
-                    if needed.checked_mul(4) != Some(bytes.len()) {
-                        return Err(bad(format!(
-                            "shape {:?} needs {needed} FP32 values, the binary data holds {} bytes",
-                            input.shape,
-                            bytes.len()
-                        )));
-                    }
-                    let flat: Vec<f32> = bytes
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect();
-                    if let Some(i) = flat.iter().position(|x| !x.is_finite()) {
-                        return Err(bad(format!("FP32 value {i} ({}) is not finite", flat[i])));
-                    }
-                    flat
-                }
-            };
-            Ok(flat
-                .chunks(3 * s * s)
-                .map(|image| Input::Pixels(image.to_vec()))
-                .collect())
-        }
-        other => Err(bad(format!(
-            "datatype {other:?}: use BYTES (encoded images) or FP32"
-        ))),
-    }
-}
-
-/// The `Inference-Header-Content-Length` header of the binary tensor data extension: how many
-/// of the body's bytes are JSON (the rest are inputs' values). `None` when absent.
-pub fn json_length(headers: &HeaderMap) -> Result<Option<usize>, ApiError> {
-    let Some(v) = headers.get("inference-header-content-length") else {
-        return Ok(None);
-    };
-    let n = v.to_str().ok().and_then(|v| v.trim().parse().ok());
-    n.map(Some).ok_or_else(|| {
-        bad(format!(
-            "Inference-Header-Content-Length {v:?} is not a byte count"
-        ))
-    })
-}
-
-/// The images a V2 infer request's body asks about, or the 400 (422 for an image whose header
-/// does not decode) it gets: all that the server does with a body before queueing it, a pure
-/// function of its bytes (graft-fuzz's `v2_request` target runs it). `json_length`: the
-/// binary tensor data extension's header, when the request has one ([`json_length`]); the
-/// bytes after the JSON hold the values of the inputs that give a `binary_data_size`, in order.
-pub fn infer_images(
-    body: &[u8],
-    json_length: Option<usize>,
-    input_size: usize,
-    limits: DecodeLimits,
-) -> Result<Vec<Input>, ApiError> {
-    let (json, binary) = match json_length {
-        None => (body, &[][..]),
-        Some(n) => body.split_at_checked(n).ok_or_else(|| {
-            bad(format!(
-                "Inference-Header-Content-Length is {n}, past the body's {} bytes",
-                body.len()
-            ))
-        })?,
-    };
-    let request: InferRequest =
-        serde_json::from_slice(json).map_err(|e| bad(format!("malformed V2 request: {e}")))?;
-    let mut inputs = request.inputs.into_iter();
-    let mut input = inputs
-        .next()
-        .ok_or_else(|| bad("a V2 request needs one input"))?;
-    if inputs.next().is_some() {
-        return Err(bad("this model takes one input"));
-    }
-    let values = match (input.data.take(), input.parameters.binary_data_size) {
-        (Some(data), None) => Values::Json(data),
-        (None, Some(size)) if json_length.is_none() => {
-            return Err(bad(format!(
-                "input {:?} has binary_data_size {size} but the request no \
-                 Inference-Header-Content-Length header",
-                input.name
-            )));
-        }
-        (None, Some(size)) if size == binary.len() => Values::Binary(binary),
-        (None, Some(size)) => {
-            return Err(bad(format!(
-                "input {:?} has binary_data_size {size}, the body {} bytes after its JSON",
-                input.name,
-                binary.len()
-            )));
-        }
-        (Some(_), Some(_)) => {
-            return Err(bad(format!(
-                "input {:?} has both data and binary_data_size",
-                input.name
-            )));
-        }
-        (None, None) => return Err(bad(format!("input {:?} has no data", input.name))),
-    };
-    if matches!(values, Values::Json(_)) && !binary.is_empty() {
-        return Err(bad(format!(
-            "{} bytes follow the JSON, but no input has binary_data_size",
-            binary.len()
-        )));
-    }
-    v2_images(input_size, limits, &input, values)
-}
-
 /// The path parameters of a V2 model route: `{name}`, and `{version}` on the versioned forms
 /// (`/v2/models/{name}/versions/{version}/...`).
 pub type ModelPath = axum::extract::Path<HashMap<String, String>>;
@@ -558,8 +304,8 @@ pub async fn infer(
 ) -> Result<Response, ApiError> {
     let arriving = state.flow.arriving();
     this_model(&state, &path)?;
-    let json_length = json_length(&headers)?;
-    let images = infer_images(
+    let json_length = crate::v2::json_length(&headers)?;
+    let images = crate::v2::infer_images(
         &body,
         json_length,
         state.info.input_size,

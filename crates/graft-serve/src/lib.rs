@@ -14,6 +14,7 @@ pub mod api;
 pub mod metrics;
 mod page;
 pub mod queue;
+pub mod v2;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,0 +1,351 @@
+//! The body of a KServe V2 (Open Inference Protocol) infer request, read into the images it
+//! asks about: JSON with the values in it, or JSON followed by the values as the binary tensor
+//! data extension lays them out (`Inference-Header-Content-Length`), which Triton's clients
+//! send by default. A pure function of the request's bytes, so the fuzzer runs it as the server
+//! does.
+
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine;
+use graft_data::DecodeLimits;
+use serde::Deserialize;
+
+use crate::api::{ApiError, encoded};
+use crate::queue::Input;
+
+#[derive(Deserialize)]
+pub struct InferRequest {
+    pub inputs: Vec<InferInput>,
+}
+
+#[derive(Deserialize)]
+pub struct InferInput {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub datatype: String,
+    /// The values in the JSON; absent when they follow it as binary data.
+    #[serde(default)]
+    pub data: Option<serde_json::Value>,
+    #[serde(default)]
+    pub parameters: InputParameters,
+}
+
+/// An input's parameters that graft reads (others, such as a client's own, are ignored).
+#[derive(Default, Deserialize)]
+pub struct InputParameters {
+    /// The binary tensor data extension: the input's values are this many bytes after the
+    /// JSON, not in it.
+    pub binary_data_size: Option<usize>,
+}
+
+/// Where an input's values are.
+enum Values<'a> {
+    Json(serde_json::Value),
+    /// Raw bytes in the binary tensor data extension's layout: FP32 values little-endian,
+    /// BYTES items each after its length (4 bytes, little-endian).
+    Binary(&'a [u8]),
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, message)
+}
+
+/// BYTES items laid out as the binary extension does: a 4-byte little-endian length, then that
+/// many bytes, one item after another.
+fn length_prefixed(mut bytes: &[u8]) -> Result<Vec<&[u8]>, ApiError> {
+    let mut items = Vec::new();
+    while !bytes.is_empty() {
+        let i = items.len();
+        let (len, rest) = bytes
+            .split_first_chunk::<4>()
+            .ok_or_else(|| bad(format!("BYTES item {i}: its 4-byte length is cut short")))?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if len > rest.len() {
+            return Err(bad(format!(
+                "BYTES item {i} claims {len} bytes, {} are left",
+                rest.len()
+            )));
+        }
+        let (item, rest) = rest.split_at(len);
+        items.push(item);
+        bytes = rest;
+    }
+    Ok(items)
+}
+
+/// The images of a V2 input: BYTES (image files: base64 strings in JSON, raw in binary data)
+/// or FP32 `[N, 3, H, W]`.
+fn v2_images(
+    input_size: usize,
+    limits: DecodeLimits,
+    input: &InferInput,
+    values: Values<'_>,
+) -> Result<Vec<Input>, ApiError> {
+    match input.datatype.as_str() {
+        "BYTES" => {
+            let files: Vec<Vec<u8>> = match values {
+                Values::Json(data) => {
+                    let items = data
+                        .as_array()
+                        .ok_or_else(|| bad("BYTES data must be a list of base64 strings"))?;
+                    let mut files = Vec::new();
+                    for (i, item) in items.iter().enumerate() {
+                        let text = item
+                            .as_str()
+                            .ok_or_else(|| bad(format!("item {i} is not a string")))?;
+                        files.push(
+                            base64::engine::general_purpose::STANDARD
+                                .decode(text)
+                                .map_err(|e| bad(format!("item {i} is not base64: {e}")))?,
+                        );
+                    }
+                    files
+                }
+                Values::Binary(bytes) => length_prefixed(bytes)?
+                    .into_iter()
+                    .map(<[u8]>::to_vec)
+                    .collect(),
+            };
+            if input.shape != [files.len()] {
+                return Err(bad(format!(
+                    "shape {:?} does not match {} items",
+                    input.shape,
+                    files.len()
+                )));
+            }
+            files
+                .into_iter()
+                .enumerate()
+                .map(|(i, bytes)| encoded(limits, bytes, format!("{}[{i}]", input.name)))
+                .collect()
+        }
+        "FP32" => {
+            let s = input_size;
+            let [n, 3, h, w] = input.shape[..] else {
+                return Err(bad(format!(
+                    "FP32 input shape must be [N, 3, {s}, {s}], not {:?}",
+                    input.shape
+                )));
+            };
+            if h != s || w != s {
+                return Err(bad(format!("FP32 input must be {s}x{s}, not {h}x{w}")));
+            }
+            // Checked: a shape's product can wrap, and a wrapped one could match the data's
+            // length ([2^54, 3, 224, 224] wraps to 0 and passed with no data as no images).
+            let needed = n.checked_mul(3 * s * s).ok_or_else(|| {
+                bad(format!(
+                    "shape {:?} is more values than any request holds",
+                    input.shape
+                ))
+            })?;
+            let flat = match values {
+                Values::Json(data) => {
+                    let values = data
+                        .as_array()
+                        .ok_or_else(|| bad("FP32 data must be a list of numbers"))?;
+                    if values.len() != needed {
+                        return Err(bad(format!(
+                            "shape {:?} needs {needed} values, found {}",
+                            input.shape,
+                            values.len()
+                        )));
+                    }
+                    values
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| match v.as_f64().map(|x| x as f32) {
+                            // 1e39 is a JSON number but infinite as an f32: the scores would
+                            // be NaN.
+                            Some(x) if x.is_finite() => Ok(x),
+                            Some(_) => {
+                                Err(bad(format!("FP32 value {i} ({v}) is beyond f32's range")))
+                            }
+                            None => Err(bad(format!("FP32 value {i} ({v}) is not a number"))),
+                        })
+                        .collect::<Result<Vec<f32>, ApiError>>()?
+                }
+                Values::Binary(bytes) => {
+                    if needed.checked_mul(4) != Some(bytes.len()) {
+                        return Err(bad(format!(
+                            "shape {:?} needs {needed} FP32 values, the binary data holds {} bytes",
+                            input.shape,
+                            bytes.len()
+                        )));
+                    }
+                    let flat: Vec<f32> = bytes
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect();
+                    if let Some(i) = flat.iter().position(|x| !x.is_finite()) {
+                        return Err(bad(format!("FP32 value {i} ({}) is not finite", flat[i])));
+                    }
+                    flat
+                }
+            };
+            Ok(flat
+                .chunks(3 * s * s)
+                .map(|image| Input::Pixels(image.to_vec()))
+                .collect())
+        }
+        other => Err(bad(format!(
+            "datatype {other:?}: use BYTES (encoded images) or FP32"
+        ))),
+    }
+}
+
+/// The `Inference-Header-Content-Length` header of the binary tensor data extension: how many
+/// of the body's bytes are JSON (the rest are inputs' values). `None` when absent.
+pub fn json_length(headers: &HeaderMap) -> Result<Option<usize>, ApiError> {
+    let Some(v) = headers.get("inference-header-content-length") else {
+        return Ok(None);
+    };
+    let n = v.to_str().ok().and_then(|v| v.trim().parse().ok());
+    n.map(Some).ok_or_else(|| {
+        bad(format!(
+            "Inference-Header-Content-Length {v:?} is not a byte count"
+        ))
+    })
+}
+
+/// The images a V2 infer request's body asks about, or the 400 (422 for an image whose header
+/// does not decode) it gets: all that the server does with a body before queueing it, a pure
+/// function of its bytes (graft-fuzz's `v2_request` target runs it). `json_length`: the
+/// binary tensor data extension's header, when the request has one ([`json_length`]); the
+/// bytes after the JSON hold the values of the inputs that give a `binary_data_size`, in order.
+pub fn infer_images(
+    body: &[u8],
+    json_length: Option<usize>,
+    input_size: usize,
+    limits: DecodeLimits,
+) -> Result<Vec<Input>, ApiError> {
+    let (json, binary) = match json_length {
+        None => (body, &[][..]),
+        Some(n) => body.split_at_checked(n).ok_or_else(|| {
+            bad(format!(
+                "Inference-Header-Content-Length is {n}, past the body's {} bytes",
+                body.len()
+            ))
+        })?,
+    };
+    let request: InferRequest =
+        serde_json::from_slice(json).map_err(|e| bad(format!("malformed V2 request: {e}")))?;
+    let mut inputs = request.inputs.into_iter();
+    let mut input = inputs
+        .next()
+        .ok_or_else(|| bad("a V2 request needs one input"))?;
+    if inputs.next().is_some() {
+        return Err(bad("this model takes one input"));
+    }
+    let values = match (input.data.take(), input.parameters.binary_data_size) {
+        (Some(data), None) => Values::Json(data),
+        (None, Some(size)) if json_length.is_none() => {
+            return Err(bad(format!(
+                "input {:?} has binary_data_size {size} but the request no \
+                 Inference-Header-Content-Length header",
+                input.name
+            )));
+        }
+        (None, Some(size)) if size == binary.len() => Values::Binary(binary),
+        (None, Some(size)) => {
+            return Err(bad(format!(
+                "input {:?} has binary_data_size {size}, the body {} bytes after its JSON",
+                input.name,
+                binary.len()
+            )));
+        }
+        (Some(_), Some(_)) => {
+            return Err(bad(format!(
+                "input {:?} has both data and binary_data_size",
+                input.name
+            )));
+        }
+        (None, None) => return Err(bad(format!("input {:?} has no data", input.name))),
+    };
+    if matches!(values, Values::Json(_)) && !binary.is_empty() {
+        return Err(bad(format!(
+            "{} bytes follow the JSON, but no input has binary_data_size",
+            binary.len()
+        )));
+    }
+    v2_images(input_size, limits, &input, values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request of one input whose values follow the JSON; the JSON's length.
+    fn binary(datatype: &str, shape: &str, values: &[u8], size: usize) -> (Vec<u8>, usize) {
+        let head = format!(
+            r#"{{"inputs":[{{"name":"x","shape":{shape},"datatype":"{datatype}","parameters":{{"binary_data_size":{size}}}}}]}}"#
+        );
+        let mut body = head.clone().into_bytes();
+        body.extend_from_slice(values);
+        (body, head.len())
+    }
+
+    fn reason(body: &[u8], json_length: Option<usize>) -> String {
+        match infer_images(body, json_length, 2, DecodeLimits::default()) {
+            Ok(images) => panic!("{} images from a bad request", images.len()),
+            Err(e) => {
+                assert_eq!(e.status, StatusCode::BAD_REQUEST, "{}", e.message);
+                e.message
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_items_after_their_lengths() {
+        let mut data = 2u32.to_le_bytes().to_vec();
+        data.extend_from_slice(b"ab");
+        data.extend_from_slice(&0u32.to_le_bytes());
+        let items = length_prefixed(&data).ok();
+        assert_eq!(items, Some(vec![&b"ab"[..], &b""[..]]));
+        let short = |d: &[u8]| length_prefixed(d).err().map(|e| e.message);
+        assert!(short(&[1, 0]).is_some_and(|m| m.contains("cut short")));
+        assert!(short(&[5, 0, 0, 0, 1]).is_some_and(|m| m.contains("claims 5 bytes, 1 are left")));
+    }
+
+    #[test]
+    fn fp32_values_after_the_json() {
+        let values: Vec<u8> = (0..12)
+            .flat_map(|i| (i as f32 / 12.0).to_le_bytes())
+            .collect();
+        let (body, n) = binary("FP32", "[1,3,2,2]", &values, values.len());
+        let images = infer_images(&body, Some(n), 2, DecodeLimits::default());
+        match images.as_deref() {
+            Ok([Input::Pixels(p)]) => {
+                assert_eq!(p[..], (0..12).map(|i| i as f32 / 12.0).collect::<Vec<_>>())
+            }
+            _ => panic!("one image of 12 values"),
+        }
+        let mut nan = values.clone();
+        nan[4..8].copy_from_slice(&f32::NAN.to_le_bytes());
+        let (body, n) = binary("FP32", "[1,3,2,2]", &nan, nan.len());
+        assert!(reason(&body, Some(n)).contains("FP32 value 1 (NaN) is not finite"));
+        let (body, n) = binary("FP32", "[1,3,2,2]", &values[..44], 44);
+        assert!(reason(&body, Some(n)).contains("the binary data holds 44 bytes"));
+    }
+
+    #[test]
+    fn every_disagreement_between_header_json_and_bytes_is_named() {
+        let (body, n) = binary("FP32", "[1,3,2,2]", &[0; 48], 48);
+        assert!(reason(&body, Some(body.len() + 1)).contains("past the body's"));
+        assert!(reason(&body[..n], None).contains("no Inference-Header-Content-Length"));
+        let (body, n) = binary("FP32", "[1,3,2,2]", &[0; 48], 40);
+        assert!(reason(&body, Some(n)).contains("binary_data_size 40, the body 48 bytes"));
+        let json = br#"{"inputs":[{"name":"x","shape":[1],"datatype":"BYTES","data":["AA=="]}]}"#;
+        let mut trailing = json.to_vec();
+        trailing.extend_from_slice(b"junk");
+        assert!(reason(&trailing, Some(json.len())).contains("4 bytes follow the JSON"));
+        let none = br#"{"inputs":[{"name":"x","shape":[1],"datatype":"BYTES"}]}"#;
+        assert!(reason(none, None).contains("has no data"));
+        let header = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("Inference-Header-Content-Length", v.parse().expect("value"));
+            json_length(&h).map_err(|e| e.message)
+        };
+        assert_eq!(header("17"), Ok(Some(17)));
+        assert!(header("-1").is_err_and(|m| m.contains("not a byte count")));
+        assert_eq!(json_length(&HeaderMap::new()).ok(), Some(None));
+    }
+}
