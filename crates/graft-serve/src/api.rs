@@ -318,7 +318,7 @@ pub async fn infer(
         "model_name": state.info.name,
         "model_version": VERSION,
         "outputs": [{
-            "name": "probabilities",
+            "name": crate::v2::OUTPUT,
             "datatype": "FP32",
             "shape": [n, classes],
             "data": probs.concat(),
@@ -343,7 +343,7 @@ pub async fn metadata(
             {"name": "input", "datatype": "BYTES", "shape": [-1]},
             {"name": "input", "datatype": "FP32", "shape": [-1, 3, s, s]},
         ],
-        "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, info.classes.len()]}],
+        "outputs": [{"name": crate::v2::OUTPUT, "datatype": "FP32", "shape": [-1, info.classes.len()]}],
         "parameters": {
             "architecture": info.architecture,
             "strategy": info.strategy,

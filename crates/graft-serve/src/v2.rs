@@ -15,7 +15,20 @@ use crate::queue::Input;
 #[derive(Deserialize)]
 pub struct InferRequest {
     pub inputs: Vec<InferInput>,
+    /// The outputs a client asks for: the one output there is, or none named (all of them).
+    #[serde(default)]
+    pub outputs: Vec<RequestedOutput>,
 }
+
+/// An output a request names (its `parameters`, such as `binary_data`, are not read: the
+/// answer is JSON, which every client reads).
+#[derive(Deserialize)]
+pub struct RequestedOutput {
+    pub name: String,
+}
+
+/// The model's one output, as its metadata names it.
+pub const OUTPUT: &str = "probabilities";
 
 #[derive(Deserialize)]
 pub struct InferInput {
@@ -228,6 +241,14 @@ pub fn infer_images(
     };
     let request: InferRequest =
         serde_json::from_slice(json).map_err(|e| bad(format!("malformed V2 request: {e}")))?;
+    if let Some(other) = request.outputs.iter().find(|o| o.name != OUTPUT) {
+        // An answer without the output asked for would be read as something it is not (a
+        // client asking for "logits" and given probabilities).
+        return Err(bad(format!(
+            "no output {:?}; this model has {OUTPUT:?}",
+            other.name
+        )));
+    }
     let mut inputs = request.inputs.into_iter();
     let mut input = inputs
         .next()
@@ -339,6 +360,10 @@ mod tests {
         assert!(reason(&trailing, Some(json.len())).contains("4 bytes follow the JSON"));
         let none = br#"{"inputs":[{"name":"x","shape":[1],"datatype":"BYTES"}]}"#;
         assert!(reason(none, None).contains("has no data"));
+        let logits = br#"{"inputs":[{"name":"x","shape":[1],"datatype":"BYTES","data":["AA=="]}],"outputs":[{"name":"logits"}]}"#;
+        assert!(
+            reason(logits, None).contains("no output \"logits\"; this model has \"probabilities\"")
+        );
         let header = |v: &str| {
             let mut h = HeaderMap::new();
             h.insert("Inference-Header-Content-Length", v.parse().expect("value"));
