@@ -50,7 +50,9 @@ def main(url, model, image):
     for binary in [c.infer(model, [b]), c.infer(model, [f], model_version="1")]:
         got = binary.as_numpy("probabilities")
         assert got is not None and np.abs(got - from_bytes).max() < 2e-2, got
-    assert np.array_equal(c.infer(model, [b]).as_numpy("probabilities"), from_bytes)
+    again = c.infer(model, [b], request_id="graft-check")
+    assert np.array_equal(again.as_numpy("probabilities"), from_bytes)
+    assert again.get_response()["id"] == "graft-check", again.get_response()
     assert from_bytes.shape == (1, len(classes)), from_bytes.shape
     gap = float(np.abs(from_bytes - from_tensor).max())
     top = int(from_bytes[0].argmax())

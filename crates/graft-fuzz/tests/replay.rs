@@ -92,7 +92,7 @@ fn the_seeds_are_valid_files() -> Result<(), Box<dyn std::error::Error>> {
             graft_data::DecodeLimits::default(),
         )
         .map_err(|e| format!("{name}: {}", e.message))?;
-        assert_eq!(parsed.len(), images, "{name}");
+        assert_eq!(parsed.images.len(), images, "{name}");
     }
     for (name, multipart, images) in [("raw.jpg", false, 1), ("two_parts.form", true, 2)] {
         let data = std::fs::read(corpus.join("predict_upload").join(name))?;

@@ -249,13 +249,12 @@ pub async fn predict(
     })
 }
 
-/// KServe V2 tensors in and out (`data` flat, row-major).
 /// The path parameters of a V2 model route: `{name}`, and `{version}` on the versioned forms
 /// (`/v2/models/{name}/versions/{version}/...`).
 pub type ModelPath = axum::extract::Path<HashMap<String, String>>;
 
 /// The one version of the one model a server holds, as V2 paths name it.
-const VERSION: &str = "1";
+const MODEL_VERSION: &str = "1";
 
 /// Checks that a V2 path names this server's model (and its version, where it names one): 404
 /// with what the server has otherwise, as KServe answers for a model it does not hold.
@@ -268,9 +267,9 @@ fn this_model(state: &AppState, path: &HashMap<String, String>) -> Result<(), Ap
         ));
     }
     match path.get("version") {
-        Some(v) if v != VERSION => Err(ApiError::new(
+        Some(v) if v != MODEL_VERSION => Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            format!("no version {v:?} of {name:?}; this server has version {VERSION:?}"),
+            format!("no version {v:?} of {name:?}; this server has version {MODEL_VERSION:?}"),
         )),
         _ => Ok(()),
     }
@@ -280,7 +279,7 @@ fn this_model(state: &AppState, path: &HashMap<String, String>) -> Result<(), Ap
 pub async fn server_metadata() -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "name": "graft",
-        "version": env!("CARGO_PKG_VERSION"),
+        "version": graft_spec::VERSION,
         "extensions": [],
     }))
 }
@@ -305,26 +304,30 @@ pub async fn infer(
     let arriving = state.flow.arriving();
     this_model(&state, &path)?;
     let json_length = crate::v2::json_length(&headers)?;
-    let images = crate::v2::infer_images(
+    let asked = crate::v2::infer_images(
         &body,
         json_length,
         state.info.input_size,
         state.preprocess.limits,
     )?;
-    let n = images.len();
-    let probs = classify(&state, images, arriving).await?;
+    let n = asked.images.len();
+    let probs = classify(&state, asked.images, arriving).await?;
     let classes = state.info.classes.len();
-    Ok(Json(serde_json::json!({
+    let mut answer = serde_json::json!({
         "model_name": state.info.name,
-        "model_version": VERSION,
+        "model_version": MODEL_VERSION,
         "outputs": [{
             "name": crate::v2::OUTPUT,
             "datatype": "FP32",
             "shape": [n, classes],
             "data": probs.concat(),
         }],
-    }))
-    .into_response())
+    });
+    // The protocol: a request's `id`, where it has one, comes back with its answer.
+    if let Some(id) = asked.id {
+        answer["id"] = id.into();
+    }
+    Ok(Json(answer).into_response())
 }
 
 /// `GET /v2/models/{name}`: inputs, outputs and classes.
@@ -337,7 +340,7 @@ pub async fn metadata(
     let s = info.input_size;
     Ok(Json(serde_json::json!({
         "name": info.name,
-        "versions": [VERSION],
+        "versions": [MODEL_VERSION],
         "platform": "graft",
         "inputs": [
             {"name": "input", "datatype": "BYTES", "shape": [-1]},

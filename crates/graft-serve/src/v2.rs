@@ -14,6 +14,9 @@ use crate::queue::Input;
 
 #[derive(Deserialize)]
 pub struct InferRequest {
+    /// The client's identifier for the request, which the answer must carry back.
+    #[serde(default)]
+    pub id: Option<String>,
     pub inputs: Vec<InferInput>,
     /// The outputs a client asks for: the one output there is, or none named (all of them).
     #[serde(default)]
@@ -29,6 +32,12 @@ pub struct RequestedOutput {
 
 /// The model's one output, as its metadata names it.
 pub const OUTPUT: &str = "probabilities";
+
+/// What a V2 infer request asks: its images, and its `id` to answer with.
+pub struct Asked {
+    pub id: Option<String>,
+    pub images: Vec<Input>,
+}
 
 #[derive(Deserialize)]
 pub struct InferInput {
@@ -219,7 +228,7 @@ pub fn json_length(headers: &HeaderMap) -> Result<Option<usize>, ApiError> {
     })
 }
 
-/// The images a V2 infer request's body asks about, or the 400 (422 for an image whose header
+/// The images a V2 infer request's body asks about (and its `id`), or the 400 (422 for an image whose header
 /// does not decode) it gets: all that the server does with a body before queueing it, a pure
 /// function of its bytes (graft-fuzz's `v2_request` target runs it). `json_length`: the
 /// binary tensor data extension's header, when the request has one ([`json_length`]); the
@@ -229,7 +238,7 @@ pub fn infer_images(
     json_length: Option<usize>,
     input_size: usize,
     limits: DecodeLimits,
-) -> Result<Vec<Input>, ApiError> {
+) -> Result<Asked, ApiError> {
     let (json, binary) = match json_length {
         None => (body, &[][..]),
         Some(n) => body.split_at_checked(n).ok_or_else(|| {
@@ -287,7 +296,11 @@ pub fn infer_images(
             binary.len()
         )));
     }
-    v2_images(input_size, limits, &input, values)
+    let images = v2_images(input_size, limits, &input, values)?;
+    Ok(Asked {
+        id: request.id,
+        images,
+    })
 }
 
 #[cfg(test)]
@@ -306,7 +319,7 @@ mod tests {
 
     fn reason(body: &[u8], json_length: Option<usize>) -> String {
         match infer_images(body, json_length, 2, DecodeLimits::default()) {
-            Ok(images) => panic!("{} images from a bad request", images.len()),
+            Ok(asked) => panic!("{} images from a bad request", asked.images.len()),
             Err(e) => {
                 assert_eq!(e.status, StatusCode::BAD_REQUEST, "{}", e.message);
                 e.message
@@ -332,8 +345,8 @@ mod tests {
             .flat_map(|i| (i as f32 / 12.0).to_le_bytes())
             .collect();
         let (body, n) = binary("FP32", "[1,3,2,2]", &values, values.len());
-        let images = infer_images(&body, Some(n), 2, DecodeLimits::default());
-        match images.as_deref() {
+        let asked = infer_images(&body, Some(n), 2, DecodeLimits::default());
+        match asked.as_ref().map(|a| &a.images[..]) {
             Ok([Input::Pixels(p)]) => {
                 assert_eq!(p[..], (0..12).map(|i| i as f32 / 12.0).collect::<Vec<_>>())
             }

@@ -322,12 +322,17 @@ fn every_endpoint_answers_and_predictions_equal_graft_predict() {
     assert_eq!(status, 200, "{out}");
     let out = json(&out);
     assert_eq!(out["outputs"][0]["shape"], serde_json::json!([1, 2]));
+    assert!(out.get("id").is_none(), "no id asked, none answered: {out}");
+    // At the model's version, and with an `id`, which comes back.
+    let with_id = v2.replacen('{', r#"{"id":"req-7","#, 1);
     let (status, at_version, _) = call(
         ureq::post(&s.url("/v2/models/efficientnet-lite0/versions/1/infer")),
-        Some(v2.as_bytes()),
+        Some(with_id.as_bytes()),
     );
     assert_eq!(status, 200, "{at_version}");
-    assert_eq!(json(&at_version)["outputs"], out["outputs"]);
+    let at_version = json(&at_version);
+    assert_eq!(at_version["outputs"], out["outputs"]);
+    assert_eq!(at_version["id"], "req-7");
     let (status, _, _) = call(
         ureq::post(&s.url("/v2/models/efficientnet-lite0/versions/7/infer")),
         Some(v2.as_bytes()),
