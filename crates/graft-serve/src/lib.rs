@@ -88,6 +88,11 @@ pub enum ServeError {
     Failed(String),
 }
 
+/// The model-readiness routes: served by [`router`] and, like health, open under `--api-key`
+/// ([`observe`]), so named once for both.
+const MODEL_READY: &str = "/v2/models/{name}/ready";
+const MODEL_READY_AT_VERSION: &str = "/v2/models/{name}/versions/{version}/ready";
+
 /// Counts every answer by route and status, times it, and checks the key where one is set
 /// (the page, health and metrics stay open, as Prometheus and load balancers expect).
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -107,8 +112,8 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
             | "/v2/health/live"
             | "/v2/health/ready"
             | "/v2/models"
-            | "/v2/models/{name}/ready"
-            | "/v2/models/{name}/versions/{version}/ready"
+            | MODEL_READY
+            | MODEL_READY_AT_VERSION
     );
     let authorized = match (&state.api_key, open) {
         (Some(key), false) => request
@@ -175,7 +180,6 @@ fn router(state: AppState, config: &ServeConfig) -> Router {
     };
     // The Open Inference Protocol's model routes, each also under `/versions/{version}` (the
     // one version, "1"), as KServe and Triton clients may ask for them.
-    let versioned = "/v2/models/{name}/versions/{version}";
     Router::new()
         .route("/", get(|| async { Html(page::PAGE) }))
         .route("/v1/predict", post(api::predict))
@@ -184,11 +188,14 @@ fn router(state: AppState, config: &ServeConfig) -> Router {
         .route("/v2/health/ready", get(ready))
         .route("/v2/models", get(own))
         .route("/v2/models/{name}", get(api::metadata))
-        .route("/v2/models/{name}/ready", get(api::model_ready))
+        .route(MODEL_READY, get(api::model_ready))
         .route("/v2/models/{name}/infer", post(api::infer))
-        .route(versioned, get(api::metadata))
-        .route(&format!("{versioned}/ready"), get(api::model_ready))
-        .route(&format!("{versioned}/infer"), post(api::infer))
+        .route("/v2/models/{name}/versions/{version}", get(api::metadata))
+        .route(MODEL_READY_AT_VERSION, get(api::model_ready))
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(api::infer),
+        )
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(config.max_body))
