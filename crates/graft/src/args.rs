@@ -286,8 +286,9 @@ pub enum WeightsCommand {
     },
 }
 
+/// Which network, with which weights: what every command that loads a model takes.
 #[derive(Args, Debug, Clone)]
-pub struct ModelArgs {
+pub struct Architecture {
     /// Model name, as `graft weights list` shows it (e.g. efficientnet_lite0, resnet50, vgg16).
     #[arg(long, short, default_value = defaults::MODEL)]
     pub model: String,
@@ -296,6 +297,15 @@ pub struct ModelArgs {
     /// Default: the cached published weights, downloaded on first use.
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
+}
+
+/// A model and the batch it runs in: the commands that run passes of their own. `export`
+/// writes a graph with a dynamic batch and `serve` batches by `--max-batch`, so they take
+/// [`Architecture`] alone (a `--batch-size` there would do nothing, silently).
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    #[command(flatten)]
+    pub arch: Architecture,
 
     /// Images per forward pass (default 32). For `graft train`, also the training batch
     /// (default 32 for head, 16 for partial:N and scratch).
@@ -309,7 +319,7 @@ pub struct PredictArgs {
     pub model: ModelArgs,
 
     /// A run directory from `graft train`: predict its classes instead of ImageNet's.
-    #[arg(long, value_name = "RUN_DIR", conflicts_with = "weights")]
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["weights", "model"])]
     pub run: Option<PathBuf>,
 
     /// How many classes to show per image.
@@ -332,7 +342,7 @@ pub struct EvaluateArgs {
 
     /// A run directory from `graft train`: evaluate its classifier on DATASET (a dataset as
     /// `graft train` takes it; the split is chosen by --split).
-    #[arg(long, value_name = "RUN_DIR", conflicts_with = "weights")]
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["weights", "model"])]
     pub run: Option<PathBuf>,
 
     /// With --run: which split of DATASET to evaluate (train, val/test, or all).
@@ -460,11 +470,11 @@ PyTorch loads with load_state_dict(strict=True), plus FILE.json describing it."
 )]
 pub struct ExportArgs {
     /// Run directory whose trained model to export; without it, --model (and --weights) as it is.
-    #[arg(value_name = "RUN_DIR", conflicts_with = "weights")]
+    #[arg(value_name = "RUN_DIR", conflicts_with_all = ["weights", "model"])]
     pub run: Option<PathBuf>,
 
     #[command(flatten)]
-    pub model: ModelArgs,
+    pub model: Architecture,
 
     /// onnx or safetensors.
     #[arg(long, default_value = "onnx")]
@@ -491,11 +501,11 @@ GET / (a page to try the model). Stops on SIGTERM or Ctrl-C after answering what
 )]
 pub struct ServeArgs {
     /// Run directory whose trained model to serve; without it, --model (and --weights) as it is.
-    #[arg(value_name = "RUN_DIR", conflicts_with = "weights")]
+    #[arg(value_name = "RUN_DIR", conflicts_with_all = ["weights", "model"])]
     pub run: Option<PathBuf>,
 
     #[command(flatten)]
-    pub model: ModelArgs,
+    pub model: Architecture,
 
     /// Address to listen on; anything but loopback must be asked for.
     #[arg(long, default_value = "127.0.0.1")]

@@ -9,8 +9,8 @@ use crate::settings;
 
 pub fn run(args: &ExportArgs, quiet: bool) -> anyhow::Result<()> {
     let source = match &args.run {
-        Some(dir) => Source::Run(dir.clone(), settings::model(&args.model)),
-        None => Source::Pretrained(settings::model(&args.model)),
+        Some(dir) => Source::Run(dir.clone(), settings::architecture(&args.model)),
+        None => Source::Pretrained(settings::architecture(&args.model)),
     };
     let spec = ExportSpec {
         source,

@@ -11,7 +11,7 @@ use crate::progress::Terminal;
 use crate::settings;
 
 pub fn run(args: &ServeArgs, quiet: bool) -> anyhow::Result<()> {
-    let choice = settings::model(&args.model);
+    let choice = settings::architecture(&args.model);
     let source = match &args.run {
         Some(dir) => Source::Run(dir.clone(), choice),
         None => Source::Pretrained(choice),

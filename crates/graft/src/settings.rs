@@ -5,13 +5,20 @@ use graft_run::study::StudySpec;
 use graft_run::{ModelChoice, RunConfig, RunSpec};
 use graft_spec::{FitConfig, defaults};
 
-use crate::args::{DataArgs, LearnArgs, LrFindArgs, ModelArgs, TrainArgs};
+use crate::args::{Architecture, DataArgs, LearnArgs, LrFindArgs, ModelArgs, TrainArgs};
 
 pub fn model(args: &ModelArgs) -> ModelChoice {
     ModelChoice {
+        batch_size: args.batch_size.unwrap_or(defaults::INFERENCE_BATCH_SIZE),
+        ..architecture(&args.arch)
+    }
+}
+
+/// The model of `export` and `serve`, which choose no batch size of their own.
+pub fn architecture(args: &Architecture) -> ModelChoice {
+    ModelChoice {
         name: args.model.clone(),
         weights: args.weights.clone(),
-        batch_size: args.batch_size.unwrap_or(defaults::INFERENCE_BATCH_SIZE),
         ..ModelChoice::default()
     }
 }

@@ -234,6 +234,38 @@ fn serve_refuses_impossible_settings_before_loading_any_weights() {
 }
 
 #[test]
+fn options_that_would_be_ignored_are_refused() {
+    let home = tempfile::tempdir().expect("tmp");
+    // A run directory brings its own architecture and weights: a --model beside it would be
+    // dropped without a word (the run's model is the one exported, served or predicted).
+    for args in [
+        &[
+            "export", "some-run", "--model", "resnet50", "--out", "x.onnx",
+        ][..],
+        &["serve", "some-run", "--model", "resnet50"][..],
+        &[
+            "predict", "--run", "some-run", "--model", "resnet50", "x.jpg",
+        ][..],
+    ] {
+        let out = graft(args, home.path());
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("cannot be used with"), "{args:?}: {stderr}");
+        assert!(stderr.contains("--model"), "{args:?}: {stderr}");
+    }
+    // The server's batches are --max-batch, and an export's batch is dynamic.
+    for args in [
+        &["serve", "--batch-size", "8"][..],
+        &["export", "--batch-size", "8", "--out", "x.onnx"][..],
+    ] {
+        let out = graft(args, home.path());
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("'--batch-size'"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
 fn wrong_architecture_checkpoint_is_refused_with_tensor_names() {
     let home = tempfile::tempdir().expect("tmp");
     let img = shared("data/imagenet-sample/images/n01440764_tench.JPEG");
