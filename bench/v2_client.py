@@ -4,7 +4,8 @@
 KServe user already has. Checks health, server and model metadata, model readiness (plain and
 at version "1"), and `infer` with a BYTES input (a base64 JPEG, as graft takes it) and an FP32
 one (the same image preprocessed here as the model's metadata says), which must agree, in JSON
-and as the binary tensor data extension (the client's default); prints the top class.
+and as the binary tensor data extension (the client's default), for inputs and outputs; and that
+an input the model does not have is refused. Prints the top class.
 
     python3 bench/v2_client.py HOST:PORT MODEL IMAGE
 """
@@ -42,14 +43,26 @@ def main(url, model, image):
     f.set_data_from_numpy(x[None].astype(np.float32), binary_data=False)
     from_tensor = infer(f, "1")
     # The client's defaults: inputs as binary tensor data after the JSON (BYTES items raw, not
-    # base64), outputs asked for in binary (graft answers them in JSON, which the client reads).
+    # base64), and outputs, when named, asked for in binary too.
     b = v2.InferInput("input", [1], "BYTES")
     b.set_data_from_numpy(np.array([raw], dtype=object))
     f = v2.InferInput("input", [1, 3, size, size], "FP32")
     f.set_data_from_numpy(x[None].astype(np.float32))
-    for binary in [c.infer(model, [b]), c.infer(model, [f], model_version="1")]:
+    named = [v2.InferRequestedOutput("probabilities")]
+    binary_out = c.infer(model, [b], outputs=named)
+    params = binary_out.get_output("probabilities").get("parameters", {})
+    assert params.get("binary_data_size") == 4 * len(classes), binary_out.get_response()
+    assert np.array_equal(binary_out.as_numpy("probabilities"), from_bytes)
+    for binary in [c.infer(model, [b]), c.infer(model, [f], model_version="1", outputs=named)]:
         got = binary.as_numpy("probabilities")
         assert got is not None and np.abs(got - from_bytes).max() < 2e-2, got
+    wrong = v2.InferInput("images", [1], "BYTES")
+    wrong.set_data_from_numpy(np.array([raw], dtype=object))
+    try:
+        c.infer(model, [wrong])
+        raise AssertionError("an input the model does not have was taken")
+    except v2.InferenceServerException as e:
+        assert "this model has" in str(e), e
     again = c.infer(model, [b], request_id="graft-check")
     assert np.array_equal(again.as_numpy("probabilities"), from_bytes)
     assert again.get_response()["id"] == "graft-check", again.get_response()

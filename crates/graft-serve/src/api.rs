@@ -311,23 +311,52 @@ pub async fn infer(
         state.preprocess.limits,
     )?;
     let n = asked.images.len();
-    let probs = classify(&state, asked.images, arriving).await?;
+    let probs = classify(&state, asked.images, arriving).await?.concat();
     let classes = state.info.classes.len();
+    let mut output = serde_json::json!({
+        "name": crate::v2::OUTPUT,
+        "datatype": "FP32",
+        "shape": [n, classes],
+    });
+    // The values after the JSON (binary tensor data extension), or in it.
+    let binary = if asked.binary_output {
+        output["parameters"] = serde_json::json!({"binary_data_size": 4 * probs.len()});
+        Some(probs)
+    } else {
+        output["data"] = probs.into();
+        None
+    };
     let mut answer = serde_json::json!({
         "model_name": state.info.name,
         "model_version": MODEL_VERSION,
-        "outputs": [{
-            "name": crate::v2::OUTPUT,
-            "datatype": "FP32",
-            "shape": [n, classes],
-            "data": probs.concat(),
-        }],
+        "outputs": [output],
     });
     // The protocol: a request's `id`, where it has one, comes back with its answer.
     if let Some(id) = asked.id {
         answer["id"] = id.into();
     }
-    Ok(Json(answer).into_response())
+    let Some(probs) = binary else {
+        return Ok(Json(answer).into_response());
+    };
+    // The JSON, then the values little-endian, the JSON's length in a header.
+    let mut body = serde_json::to_vec(&answer)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let json_length = body.len();
+    body.extend(probs.iter().flat_map(|p| p.to_le_bytes()));
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (
+                header::HeaderName::from_static("inference-header-content-length"),
+                HeaderValue::from(json_length),
+            ),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// `GET /v2/models/{name}`: inputs, outputs and classes.
@@ -343,8 +372,8 @@ pub async fn metadata(
         "versions": [MODEL_VERSION],
         "platform": "graft",
         "inputs": [
-            {"name": "input", "datatype": "BYTES", "shape": [-1]},
-            {"name": "input", "datatype": "FP32", "shape": [-1, 3, s, s]},
+            {"name": crate::v2::INPUT, "datatype": "BYTES", "shape": [-1]},
+            {"name": crate::v2::INPUT, "datatype": "FP32", "shape": [-1, 3, s, s]},
         ],
         "outputs": [{"name": crate::v2::OUTPUT, "datatype": "FP32", "shape": [-1, info.classes.len()]}],
         "parameters": {

@@ -21,22 +21,44 @@ pub struct InferRequest {
     /// The outputs a client asks for: the one output there is, or none named (all of them).
     #[serde(default)]
     pub outputs: Vec<RequestedOutput>,
+    #[serde(default)]
+    pub parameters: RequestParameters,
 }
 
-/// An output a request names (its `parameters`, such as `binary_data`, are not read: the
-/// answer is JSON, which every client reads).
+/// A request's parameters that graft reads.
+#[derive(Default, Deserialize)]
+pub struct RequestParameters {
+    /// The binary tensor data extension: every output not asking otherwise comes back as raw
+    /// bytes after the JSON.
+    pub binary_data_output: Option<bool>,
+}
+
+/// An output a request names.
 #[derive(Deserialize)]
 pub struct RequestedOutput {
     pub name: String,
+    #[serde(default)]
+    pub parameters: OutputParameters,
 }
 
-/// The model's one output, as its metadata names it.
+/// An output's parameters that graft reads.
+#[derive(Default, Deserialize)]
+pub struct OutputParameters {
+    /// The binary tensor data extension: this output as raw bytes after the JSON (Triton's
+    /// clients ask for it by default).
+    pub binary_data: Option<bool>,
+}
+
+/// The model's one input and one output, as its metadata names them.
+pub const INPUT: &str = "input";
 pub const OUTPUT: &str = "probabilities";
 
-/// What a V2 infer request asks: its images, and its `id` to answer with.
+/// What a V2 infer request asks: its images, its `id` to answer with, and whether the answer's
+/// values go after its JSON as raw bytes.
 pub struct Asked {
     pub id: Option<String>,
     pub images: Vec<Input>,
+    pub binary_output: bool,
 }
 
 #[derive(Deserialize)]
@@ -258,12 +280,26 @@ pub fn infer_images(
             other.name
         )));
     }
+    // An output's own parameter wins over the request's, as in Triton.
+    let binary_output = request
+        .outputs
+        .first()
+        .and_then(|o| o.parameters.binary_data)
+        .or(request.parameters.binary_data_output)
+        .unwrap_or(false);
     let mut inputs = request.inputs.into_iter();
     let mut input = inputs
         .next()
         .ok_or_else(|| bad("a V2 request needs one input"))?;
     if inputs.next().is_some() {
         return Err(bad("this model takes one input"));
+    }
+    if input.name != INPUT {
+        // As Triton does: a client that names another input was written for another model.
+        return Err(bad(format!(
+            "no input {:?}; this model has {INPUT:?}",
+            input.name
+        )));
     }
     let values = match (input.data.take(), input.parameters.binary_data_size) {
         (Some(data), None) => Values::Json(data),
@@ -300,6 +336,7 @@ pub fn infer_images(
     Ok(Asked {
         id: request.id,
         images,
+        binary_output,
     })
 }
 
@@ -310,7 +347,7 @@ mod tests {
     /// A request of one input whose values follow the JSON; the JSON's length.
     fn binary(datatype: &str, shape: &str, values: &[u8], size: usize) -> (Vec<u8>, usize) {
         let head = format!(
-            r#"{{"inputs":[{{"name":"x","shape":{shape},"datatype":"{datatype}","parameters":{{"binary_data_size":{size}}}}}]}}"#
+            r#"{{"inputs":[{{"name":"input","shape":{shape},"datatype":"{datatype}","parameters":{{"binary_data_size":{size}}}}}]}}"#
         );
         let mut body = head.clone().into_bytes();
         body.extend_from_slice(values);
@@ -325,6 +362,33 @@ mod tests {
                 e.message
             }
         }
+    }
+
+    #[test]
+    fn binary_outputs_when_the_output_or_else_the_request_asks() {
+        let asked = |outputs: &str, parameters: &str| {
+            let zeros = ["0"; 12].join(",");
+            let body = format!(
+                r#"{{"inputs":[{{"name":"input","shape":[1,3,2,2],"datatype":"FP32","data":[{zeros}]}}]{outputs}{parameters}}}"#
+            );
+            match infer_images(body.as_bytes(), None, 2, DecodeLimits::default()) {
+                Ok(a) => a.binary_output,
+                Err(e) => panic!("{body}: {}", e.message),
+            }
+        };
+        let output = |binary: bool| {
+            format!(
+                r#","outputs":[{{"name":"probabilities","parameters":{{"binary_data":{binary}}}}}]"#
+            )
+        };
+        let request = |binary: bool| format!(r#","parameters":{{"binary_data_output":{binary}}}"#);
+        assert!(!asked("", ""), "JSON unless asked");
+        assert!(asked(&output(true), ""));
+        assert!(asked("", &request(true)));
+        assert!(!asked(r#","outputs":[{"name":"probabilities"}]"#, ""));
+        // The output's own parameter wins over the request's.
+        assert!(!asked(&output(false), &request(true)));
+        assert!(asked(&output(true), &request(false)));
     }
 
     #[test]
@@ -367,16 +431,20 @@ mod tests {
         assert!(reason(&body[..n], None).contains("no Inference-Header-Content-Length"));
         let (body, n) = binary("FP32", "[1,3,2,2]", &[0; 48], 40);
         assert!(reason(&body, Some(n)).contains("binary_data_size 40, the body 48 bytes"));
-        let json = br#"{"inputs":[{"name":"x","shape":[1],"datatype":"BYTES","data":["AA=="]}]}"#;
+        let json =
+            br#"{"inputs":[{"name":"input","shape":[1],"datatype":"BYTES","data":["AA=="]}]}"#;
         let mut trailing = json.to_vec();
         trailing.extend_from_slice(b"junk");
         assert!(reason(&trailing, Some(json.len())).contains("4 bytes follow the JSON"));
-        let none = br#"{"inputs":[{"name":"x","shape":[1],"datatype":"BYTES"}]}"#;
+        let none = br#"{"inputs":[{"name":"input","shape":[1],"datatype":"BYTES"}]}"#;
         assert!(reason(none, None).contains("has no data"));
-        let logits = br#"{"inputs":[{"name":"x","shape":[1],"datatype":"BYTES","data":["AA=="]}],"outputs":[{"name":"logits"}]}"#;
+        let logits = br#"{"inputs":[{"name":"input","shape":[1],"datatype":"BYTES","data":["AA=="]}],"outputs":[{"name":"logits"}]}"#;
         assert!(
             reason(logits, None).contains("no output \"logits\"; this model has \"probabilities\"")
         );
+        let images =
+            br#"{"inputs":[{"name":"images","shape":[1],"datatype":"BYTES","data":["AA=="]}]}"#;
+        assert!(reason(images, None).contains("no input \"images\"; this model has \"input\""));
         let header = |v: &str| {
             let mut h = HeaderMap::new();
             h.insert("Inference-Header-Content-Length", v.parse().expect("value"));

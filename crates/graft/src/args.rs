@@ -496,8 +496,10 @@ pub struct ExportArgs {
 #[derive(Args, Debug)]
 #[command(
     after_help = "Endpoints: POST /v1/predict (image bytes or multipart; ?top_k=5), KServe V2 \
-(/v2/health/live, /v2/health/ready, /v2/models/NAME, /v2/models/NAME/infer), GET /metrics (Prometheus), \
-GET / (a page to try the model). Stops on SIGTERM or Ctrl-C after answering what is in flight."
+(/v2, /v2/health/live, /v2/health/ready, /v2/models/NAME, /v2/models/NAME/ready, \
+/v2/models/NAME/infer, each model route also under /v2/models/NAME/versions/1; JSON or Triton's \
+binary tensor data), GET /metrics (Prometheus), GET / (a page to try the model). Stops on SIGTERM \
+or Ctrl-C after answering what is in flight."
 )]
 pub struct ServeArgs {
     /// Run directory whose trained model to serve; without it, --model (and --weights) as it is.

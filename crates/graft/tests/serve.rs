@@ -362,6 +362,46 @@ fn every_endpoint_answers_and_predictions_equal_graft_predict() {
     let (status, raw, _) = post_binary(binary("BYTES", "[1]", &item));
     assert_eq!(status, 200, "{raw}");
     assert_eq!(json(&raw)["outputs"], out["outputs"]);
+    // Binary outputs, as tritonclient asks by default: the JSON names the output's size, its
+    // values follow, little-endian, the JSON's length in a header. They are the JSON answer's.
+    let asking = format!(
+        r#"{},"outputs":[{{"name":"probabilities","parameters":{{"binary_data":true}}}}]}}"#,
+        v2.trim_end_matches('}')
+    );
+    let resp = ureq::post(&s.url("/v2/models/efficientnet-lite0/infer"))
+        .send_bytes(asking.as_bytes())
+        .expect("binary output");
+    let head: usize = resp
+        .header("Inference-Header-Content-Length")
+        .and_then(|v| v.parse().ok())
+        .expect("Inference-Header-Content-Length");
+    let mut answer = Vec::new();
+    std::io::Read::read_to_end(&mut resp.into_reader(), &mut answer).expect("body");
+    let (head, values) = answer.split_at(head);
+    let head: serde_json::Value = serde_json::from_slice(head).expect("json");
+    let output = &head["outputs"][0];
+    assert_eq!(output["shape"], serde_json::json!([1, 2]));
+    assert_eq!(output["parameters"]["binary_data_size"], 8);
+    assert!(output.get("data").is_none(), "{head}");
+    let floats: Vec<f64> = values
+        .chunks_exact(4)
+        .map(|b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+        .collect();
+    let in_json: Vec<f64> = out["outputs"][0]["data"]
+        .as_array()
+        .map(|v| v.iter().filter_map(serde_json::Value::as_f64).collect())
+        .unwrap_or_default();
+    assert_eq!(floats, in_json);
+    // A request that names an input the model does not have is a 400 that names the one it has.
+    let (status, reason, _) = call(
+        ureq::post(&s.url("/v2/models/efficientnet-lite0/infer")),
+        Some(
+            v2.replacen(r#""name":"input""#, r#""name":"images""#, 1)
+                .as_bytes(),
+        ),
+    );
+    assert_eq!(status, 400, "{reason}");
+    assert!(reason.contains(r#"this model has \"input\""#), "{reason}");
     let zero_floats = vec![0u8; 4 * 3 * 224 * 224];
     let (status, from_binary, _) = post_binary(binary("FP32", "[1,3,224,224]", &zero_floats));
     assert_eq!(status, 200, "{from_binary}");
@@ -462,7 +502,11 @@ fn every_error_has_its_status_and_reason() {
     assert_eq!(call(ureq::get(&s.url("/v2/health/live")), None).0, 200);
     // So do the server's metadata and the model's readiness (probes); the model's metadata and
     // inference need the key at every version.
-    for open in ["/v2", "/v2/models/efficientnet-lite0/ready"] {
+    for open in [
+        "/v2",
+        "/v2/models/efficientnet-lite0/ready",
+        "/v2/models/efficientnet-lite0/versions/1/ready",
+    ] {
         assert_eq!(call(ureq::get(&s.url(open)), None).0, 200, "{open}");
     }
     assert_eq!(
