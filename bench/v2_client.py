@@ -4,8 +4,9 @@
 KServe user already has. Checks health, server and model metadata, model readiness (plain and
 at version "1"), and `infer` with a BYTES input (a base64 JPEG, as graft takes it) and an FP32
 one (the same image preprocessed here as the model's metadata says), which must agree, in JSON
-and as the binary tensor data extension (the client's default), for inputs and outputs; and that
-an input the model does not have is refused. Prints the top class.
+and as the binary tensor data extension (the client's default), for inputs and outputs; the top
+classes of Triton's classification extension; and that an input the model does not have is
+refused. Prints the top class.
 
     python3 bench/v2_client.py HOST:PORT MODEL IMAGE
 """
@@ -56,6 +57,11 @@ def main(url, model, image):
     for binary in [c.infer(model, [b]), c.infer(model, [f], model_version="1", outputs=named)]:
         got = binary.as_numpy("probabilities")
         assert got is not None and np.abs(got - from_bytes).max() < 2e-2, got
+    # Triton's classification extension (the client's class_count): "score:index:label".
+    top2 = c.infer(model, [b], outputs=[v2.InferRequestedOutput("probabilities", class_count=2)])
+    first = top2.as_numpy("probabilities")[0][0].decode().split(":")
+    assert top2.as_numpy("probabilities").shape == (1, 2), top2.get_response()
+    assert int(first[1]) == int(from_bytes[0].argmax()) and first[2] == classes[int(first[1])], first
     wrong = v2.InferInput("images", [1], "BYTES")
     wrong.set_data_from_numpy(np.array([raw], dtype=object))
     try:

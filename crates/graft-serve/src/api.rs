@@ -280,7 +280,8 @@ pub async fn server_metadata() -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "name": "graft",
         "version": graft_spec::VERSION,
-        "extensions": [],
+        // Triton's names for the extensions of the protocol graft speaks.
+        "extensions": ["binary_tensor_data", "classification"],
     }))
 }
 
@@ -310,39 +311,22 @@ pub async fn infer(
         state.info.input_size,
         state.preprocess.limits,
     )?;
-    let n = asked.images.len();
-    let probs = classify(&state, asked.images, arriving).await?.concat();
-    let classes = state.info.classes.len();
-    let mut output = serde_json::json!({
-        "name": crate::v2::OUTPUT,
-        "datatype": "FP32",
-        "shape": [n, classes],
-    });
-    // The values after the JSON (binary tensor data extension), or in it.
-    let binary = if asked.binary_output {
-        output["parameters"] = serde_json::json!({"binary_data_size": 4 * probs.len()});
-        Some(probs)
-    } else {
-        output["data"] = probs.into();
-        None
+    let probs = classify(&state, asked.images, arriving).await?;
+    let answer = crate::v2::answer(
+        &asked.answer,
+        &state.info.name,
+        MODEL_VERSION,
+        &state.info.classes,
+        &probs,
+    );
+    let Some(values) = answer.binary else {
+        return Ok(Json(answer.json).into_response());
     };
-    let mut answer = serde_json::json!({
-        "model_name": state.info.name,
-        "model_version": MODEL_VERSION,
-        "outputs": [output],
-    });
-    // The protocol: a request's `id`, where it has one, comes back with its answer.
-    if let Some(id) = asked.id {
-        answer["id"] = id.into();
-    }
-    let Some(probs) = binary else {
-        return Ok(Json(answer).into_response());
-    };
-    // The JSON, then the values little-endian, the JSON's length in a header.
-    let mut body = serde_json::to_vec(&answer)
+    // The JSON, then the values, the JSON's length in a header.
+    let mut body = serde_json::to_vec(&answer.json)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let json_length = body.len();
-    body.extend(probs.iter().flat_map(|p| p.to_le_bytes()));
+    body.extend(values);
     Ok((
         [
             (

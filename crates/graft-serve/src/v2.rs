@@ -9,6 +9,8 @@ use base64::Engine;
 use graft_data::DecodeLimits;
 use serde::Deserialize;
 
+use graft_run::infer::labels;
+
 use crate::api::{ApiError, encoded};
 use crate::queue::Input;
 
@@ -47,18 +49,101 @@ pub struct OutputParameters {
     /// The binary tensor data extension: this output as raw bytes after the JSON (Triton's
     /// clients ask for it by default).
     pub binary_data: Option<bool>,
+    /// Triton's classification extension: the top `k` classes of each image instead of every
+    /// probability, as BYTES strings `score:index:label` (`tritonclient`'s `class_count`).
+    pub classification: Option<usize>,
 }
 
 /// The model's one input and one output, as its metadata names them.
 pub const INPUT: &str = "input";
 pub const OUTPUT: &str = "probabilities";
 
-/// What a V2 infer request asks: its images, its `id` to answer with, and whether the answer's
-/// values go after its JSON as raw bytes.
+/// What a V2 infer request asks: its images, and how to answer.
 pub struct Asked {
-    pub id: Option<String>,
     pub images: Vec<Input>,
-    pub binary_output: bool,
+    pub answer: Answering,
+}
+
+/// How a V2 infer request wants its answer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Answering {
+    /// The request's `id`, which the answer must carry back.
+    pub id: Option<String>,
+    /// The values after the JSON as raw bytes (the binary tensor data extension).
+    pub binary: bool,
+    /// The top classes an image (the classification extension), or `None` for every
+    /// probability.
+    pub classification: Option<usize>,
+}
+
+/// A V2 infer answer: its JSON, and the bytes that follow it where the binary tensor data
+/// extension was asked for (the JSON's length then goes in `Inference-Header-Content-Length`).
+pub struct Answer {
+    pub json: serde_json::Value,
+    pub binary: Option<Vec<u8>>,
+}
+
+/// The answer to a request answered as `how`, from each image's probabilities: the JSON of the
+/// protocol's infer response, and its values in or after it. A pure function, tested below.
+pub fn answer(
+    how: &Answering,
+    model: &str,
+    version: &str,
+    classes: &[String],
+    probs: &[Vec<f32>],
+) -> Answer {
+    let n = probs.len();
+    let (datatype, per_image, binary, json) = match how.classification {
+        None => {
+            let flat = probs.concat();
+            let binary = how.binary.then(|| {
+                flat.iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect::<Vec<u8>>()
+            });
+            ("FP32", classes.len(), binary, serde_json::Value::from(flat))
+        }
+        Some(k) => {
+            let top: Vec<String> = probs
+                .iter()
+                .flat_map(|p| labels(classes, p, k))
+                .map(|l| format!("{}:{}:{}", l.score, l.index, l.label))
+                .collect();
+            // Each item after its 4-byte little-endian length; a "score:index:label" string
+            // is a class name long, far under 4 GiB.
+            let binary = how.binary.then(|| {
+                top.iter()
+                    .flat_map(|s| (s.len() as u32).to_le_bytes().into_iter().chain(s.bytes()))
+                    .collect::<Vec<u8>>()
+            });
+            (
+                "BYTES",
+                top.len() / n.max(1),
+                binary,
+                serde_json::Value::from(top),
+            )
+        }
+    };
+    let mut output = serde_json::json!({
+        "name": OUTPUT,
+        "datatype": datatype,
+        "shape": [n, per_image],
+    });
+    match &binary {
+        Some(bytes) => {
+            output["parameters"] = serde_json::json!({"binary_data_size": bytes.len()});
+        }
+        None => output["data"] = json,
+    }
+    let mut json = serde_json::json!({
+        "model_name": model,
+        "model_version": version,
+        "outputs": [output],
+    });
+    if let Some(id) = &how.id {
+        json["id"] = id.clone().into();
+    }
+    Answer { json, binary }
 }
 
 #[derive(Deserialize)]
@@ -287,6 +372,13 @@ pub fn infer_images(
         .and_then(|o| o.parameters.binary_data)
         .or(request.parameters.binary_data_output)
         .unwrap_or(false);
+    let classification = request
+        .outputs
+        .first()
+        .and_then(|o| o.parameters.classification);
+    if classification == Some(0) {
+        return Err(bad("classification must ask for at least 1 class"));
+    }
     let mut inputs = request.inputs.into_iter();
     let mut input = inputs
         .next()
@@ -334,9 +426,12 @@ pub fn infer_images(
     }
     let images = v2_images(input_size, limits, &input, values)?;
     Ok(Asked {
-        id: request.id,
         images,
-        binary_output,
+        answer: Answering {
+            id: request.id,
+            binary: binary_output,
+            classification,
+        },
     })
 }
 
@@ -365,6 +460,59 @@ mod tests {
     }
 
     #[test]
+    fn answers_in_json_in_binary_and_as_top_classes() {
+        let classes = ["ants".to_string(), "bees".to_string(), "wasps".to_string()];
+        let probs = [vec![0.25f32, 0.5, 0.25], vec![0.75, 0.125, 0.125]];
+        let answer = |how: Answering| answer(&how, "m", "1", &classes, &probs);
+        let plain = answer(Answering::default());
+        let out = &plain.json["outputs"][0];
+        assert_eq!(out["datatype"], "FP32");
+        assert_eq!(out["shape"], serde_json::json!([2, 3]));
+        assert_eq!(out["data"][4], 0.125);
+        assert!(plain.binary.is_none() && plain.json.get("id").is_none());
+        let binary = answer(Answering {
+            binary: true,
+            id: Some("r1".into()),
+            ..Answering::default()
+        });
+        let bytes = binary.binary.expect("binary values");
+        assert_eq!(bytes.len(), 24);
+        assert_eq!(bytes[4..8], 0.5f32.to_le_bytes());
+        let out = &binary.json["outputs"][0];
+        assert_eq!(out["parameters"]["binary_data_size"], 24);
+        assert!(out.get("data").is_none());
+        assert_eq!(binary.json["id"], "r1");
+        // Top classes, ties to the lower index, as `graft predict` and /v1/predict rank them.
+        let top = answer(Answering {
+            classification: Some(2),
+            ..Answering::default()
+        });
+        let out = &top.json["outputs"][0];
+        assert_eq!(out["datatype"], "BYTES");
+        assert_eq!(out["shape"], serde_json::json!([2, 2]));
+        assert_eq!(
+            out["data"],
+            serde_json::json!(["0.5:1:bees", "0.25:0:ants", "0.75:0:ants", "0.125:1:bees"])
+        );
+        // More classes than the model has: all of them.
+        let all = answer(Answering {
+            classification: Some(9),
+            ..Answering::default()
+        });
+        assert_eq!(all.json["outputs"][0]["shape"], serde_json::json!([2, 3]));
+        let top_binary = answer(Answering {
+            classification: Some(1),
+            binary: true,
+            ..Answering::default()
+        });
+        let mut want = 10u32.to_le_bytes().to_vec();
+        want.extend_from_slice(b"0.5:1:bees");
+        want.extend_from_slice(&11u32.to_le_bytes());
+        want.extend_from_slice(b"0.75:0:ants");
+        assert_eq!(top_binary.binary, Some(want));
+    }
+
+    #[test]
     fn binary_outputs_when_the_output_or_else_the_request_asks() {
         let asked = |outputs: &str, parameters: &str| {
             let zeros = ["0"; 12].join(",");
@@ -372,7 +520,7 @@ mod tests {
                 r#"{{"inputs":[{{"name":"input","shape":[1,3,2,2],"datatype":"FP32","data":[{zeros}]}}]{outputs}{parameters}}}"#
             );
             match infer_images(body.as_bytes(), None, 2, DecodeLimits::default()) {
-                Ok(a) => a.binary_output,
+                Ok(a) => a.answer.binary,
                 Err(e) => panic!("{body}: {}", e.message),
             }
         };
@@ -386,6 +534,23 @@ mod tests {
         assert!(asked(&output(true), ""));
         assert!(asked("", &request(true)));
         assert!(!asked(r#","outputs":[{"name":"probabilities"}]"#, ""));
+        let classes = |outputs: &str| {
+            let zeros = ["0"; 12].join(",");
+            let body = format!(
+                r#"{{"inputs":[{{"name":"input","shape":[1,3,2,2],"datatype":"FP32","data":[{zeros}]}}]{outputs}}}"#
+            );
+            infer_images(body.as_bytes(), None, 2, DecodeLimits::default())
+                .map(|a| a.answer.classification)
+                .map_err(|e| e.message)
+        };
+        assert_eq!(classes(""), Ok(None));
+        let top = |k: usize| {
+            format!(
+                r#","outputs":[{{"name":"probabilities","parameters":{{"classification":{k}}}}}]"#
+            )
+        };
+        assert_eq!(classes(&top(3)), Ok(Some(3)));
+        assert!(classes(&top(0)).is_err_and(|e| e.contains("at least 1 class")));
         // The output's own parameter wins over the request's.
         assert!(!asked(&output(false), &request(true)));
         assert!(asked(&output(true), &request(false)));

@@ -222,7 +222,11 @@ fn every_endpoint_answers_and_predictions_equal_graft_predict() {
     assert_eq!(status, 200);
     let server = json(&server);
     assert_eq!(server["name"], "graft");
-    assert!(server["version"].is_string() && server["extensions"].is_array());
+    assert!(server["version"].is_string());
+    assert_eq!(
+        server["extensions"],
+        serde_json::json!(["binary_tensor_data", "classification"])
+    );
     for path in [
         "/v2/models/efficientnet-lite0/ready",
         "/v2/models/efficientnet-lite0/versions/1/ready",
@@ -392,6 +396,27 @@ fn every_endpoint_answers_and_predictions_equal_graft_predict() {
         .map(|v| v.iter().filter_map(serde_json::Value::as_f64).collect())
         .unwrap_or_default();
     assert_eq!(floats, in_json);
+    // Triton's classification extension: the top class as "score:index:label", the class
+    // /v1/predict ranks first.
+    let top1 = format!(
+        r#"{},"outputs":[{{"name":"probabilities","parameters":{{"classification":1}}}}]}}"#,
+        v2.trim_end_matches('}')
+    );
+    let (status, top, _) = call(
+        ureq::post(&s.url("/v2/models/efficientnet-lite0/infer")),
+        Some(top1.as_bytes()),
+    );
+    assert_eq!(status, 200, "{top}");
+    let top = json(&top);
+    assert_eq!(top["outputs"][0]["datatype"], "BYTES");
+    let first = top["outputs"][0]["data"][0].as_str().unwrap_or_default();
+    let label = predicted["predictions"][0]["top"][0]["name"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        first.ends_with(&format!(":{label}")),
+        "{first} against {label}"
+    );
     // A request that names an input the model does not have is a 400 that names the one it has.
     let (status, reason, _) = call(
         ureq::post(&s.url("/v2/models/efficientnet-lite0/infer")),
