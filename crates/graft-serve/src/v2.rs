@@ -1,15 +1,16 @@
-//! The body of a KServe V2 (Open Inference Protocol) infer request, read into the images it
-//! asks about: JSON with the values in it, or JSON followed by the values as the binary tensor
-//! data extension lays them out (`Inference-Header-Content-Length`), which Triton's clients
-//! send by default. A pure function of the request's bytes, so the fuzzer runs it as the server
-//! does.
+//! The Open Inference Protocol (KServe V2) on the infer route, both ways. A request's body is
+//! read into the images it asks about: JSON with the values in it, or JSON followed by the
+//! values as the binary tensor data extension lays them out (`Inference-Header-Content-Length`),
+//! which Triton's clients send by default. The answer is built from the probabilities: JSON, or
+//! JSON and raw values after it, every probability or (Triton's classification extension) each
+//! image's top classes. Both are pure functions, so the fuzzer runs the reading as the server
+//! does, and the tests below check both without a server.
 
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
 use graft_data::DecodeLimits;
-use serde::Deserialize;
-
 use graft_run::infer::labels;
+use serde::Deserialize;
 
 use crate::api::{ApiError, encoded};
 use crate::queue::Input;
