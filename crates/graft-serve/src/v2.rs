@@ -336,9 +336,9 @@ pub fn json_length(headers: &HeaderMap) -> Result<Option<usize>, ApiError> {
     })
 }
 
-/// The images a V2 infer request's body asks about (and its `id`), or the 400 (422 for an image whose header
-/// does not decode) it gets: all that the server does with a body before queueing it, a pure
-/// function of its bytes (graft-fuzz's `v2_request` target runs it). `json_length`: the
+/// The images a V2 infer request's body asks about and how it wants its answer, or the 400
+/// (422 for an image whose header does not decode) it gets: all that the server does with a
+/// body before queueing it, a pure function of its bytes (graft-fuzz's `v2_request` target runs it). `json_length`: the
 /// binary tensor data extension's header, when the request has one ([`json_length`]); the
 /// bytes after the JSON hold the values of the inputs that give a `binary_data_size`, in order.
 pub fn infer_images(
@@ -366,17 +366,14 @@ pub fn infer_images(
             other.name
         )));
     }
+    // The one output there is, where the request names it.
+    let asked_for = request.outputs.first().map(|o| &o.parameters);
     // An output's own parameter wins over the request's, as in Triton.
-    let binary_output = request
-        .outputs
-        .first()
-        .and_then(|o| o.parameters.binary_data)
+    let binary_output = asked_for
+        .and_then(|p| p.binary_data)
         .or(request.parameters.binary_data_output)
         .unwrap_or(false);
-    let classification = request
-        .outputs
-        .first()
-        .and_then(|o| o.parameters.classification);
+    let classification = asked_for.and_then(|p| p.classification);
     if classification == Some(0) {
         return Err(bad("classification must ask for at least 1 class"));
     }
