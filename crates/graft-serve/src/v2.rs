@@ -512,41 +512,33 @@ mod tests {
 
     #[test]
     fn binary_outputs_when_the_output_or_else_the_request_asks() {
-        let asked = |outputs: &str, parameters: &str| {
+        // How a valid FP32 request with these outputs and parameters wants its answer.
+        let answering = |outputs: &str, parameters: &str| {
             let zeros = ["0"; 12].join(",");
             let body = format!(
                 r#"{{"inputs":[{{"name":"input","shape":[1,3,2,2],"datatype":"FP32","data":[{zeros}]}}]{outputs}{parameters}}}"#
             );
-            match infer_images(body.as_bytes(), None, 2, DecodeLimits::default()) {
-                Ok(a) => a.answer.binary,
-                Err(e) => panic!("{body}: {}", e.message),
-            }
+            infer_images(body.as_bytes(), None, 2, DecodeLimits::default())
+                .map(|a| a.answer)
+                .map_err(|e| e.message)
         };
-        let output = |binary: bool| {
-            format!(
-                r#","outputs":[{{"name":"probabilities","parameters":{{"binary_data":{binary}}}}}]"#
-            )
+        let asked = |outputs: &str, parameters: &str| match answering(outputs, parameters) {
+            Ok(a) => a.binary,
+            Err(e) => panic!("{outputs}{parameters}: {e}"),
         };
+        // The output named, with these parameters.
+        let named = |parameters: String| {
+            format!(r#","outputs":[{{"name":"probabilities","parameters":{parameters}}}]"#)
+        };
+        let output = |binary: bool| named(format!(r#"{{"binary_data":{binary}}}"#));
         let request = |binary: bool| format!(r#","parameters":{{"binary_data_output":{binary}}}"#);
         assert!(!asked("", ""), "JSON unless asked");
         assert!(asked(&output(true), ""));
         assert!(asked("", &request(true)));
         assert!(!asked(r#","outputs":[{"name":"probabilities"}]"#, ""));
-        let classes = |outputs: &str| {
-            let zeros = ["0"; 12].join(",");
-            let body = format!(
-                r#"{{"inputs":[{{"name":"input","shape":[1,3,2,2],"datatype":"FP32","data":[{zeros}]}}]{outputs}}}"#
-            );
-            infer_images(body.as_bytes(), None, 2, DecodeLimits::default())
-                .map(|a| a.answer.classification)
-                .map_err(|e| e.message)
-        };
+        let classes = |outputs: &str| answering(outputs, "").map(|a| a.classification);
         assert_eq!(classes(""), Ok(None));
-        let top = |k: usize| {
-            format!(
-                r#","outputs":[{{"name":"probabilities","parameters":{{"classification":{k}}}}}]"#
-            )
-        };
+        let top = |k: usize| named(format!(r#"{{"classification":{k}}}"#));
         assert_eq!(classes(&top(3)), Ok(Some(3)));
         assert!(classes(&top(0)).is_err_and(|e| e.contains("at least 1 class")));
         // The output's own parameter wins over the request's.

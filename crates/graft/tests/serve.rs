@@ -368,10 +368,14 @@ fn every_endpoint_answers_and_predictions_equal_graft_predict() {
     assert_eq!(json(&raw)["outputs"], out["outputs"]);
     // Binary outputs, as tritonclient asks by default: the JSON names the output's size, its
     // values follow, little-endian, the JSON's length in a header. They are the JSON answer's.
-    let asking = format!(
-        r#"{},"outputs":[{{"name":"probabilities","parameters":{{"binary_data":true}}}}]}}"#,
-        v2.trim_end_matches('}')
-    );
+    // The same request, its output named with these parameters.
+    let with_output = |parameters: &str| {
+        format!(
+            r#"{},"outputs":[{{"name":"probabilities","parameters":{parameters}}}]}}"#,
+            v2.trim_end_matches('}')
+        )
+    };
+    let asking = with_output(r#"{"binary_data":true}"#);
     let resp = ureq::post(&s.url("/v2/models/efficientnet-lite0/infer"))
         .send_bytes(asking.as_bytes())
         .expect("binary output");
@@ -398,10 +402,7 @@ fn every_endpoint_answers_and_predictions_equal_graft_predict() {
     assert_eq!(floats, in_json);
     // Triton's classification extension: the top class as "score:index:label", the class
     // /v1/predict ranks first.
-    let top1 = format!(
-        r#"{},"outputs":[{{"name":"probabilities","parameters":{{"classification":1}}}}]}}"#,
-        v2.trim_end_matches('}')
-    );
+    let top1 = with_output(r#"{"classification":1}"#);
     let (status, top, _) = call(
         ureq::post(&s.url("/v2/models/efficientnet-lite0/infer")),
         Some(top1.as_bytes()),
