@@ -84,6 +84,12 @@ pub struct Answer {
     pub binary: Option<Vec<u8>>,
 }
 
+/// Where an answer's values go: in its JSON, or as raw bytes after it.
+enum Sent {
+    In(serde_json::Value),
+    After(Vec<u8>),
+}
+
 /// The answer to a request answered as `how`, from each image's probabilities: the JSON of the
 /// protocol's infer response, and its values in or after it. A pure function, tested below.
 pub fn answer(
@@ -94,15 +100,22 @@ pub fn answer(
     probs: &[Vec<f32>],
 ) -> Answer {
     let n = probs.len();
-    let (datatype, per_image, binary, json) = match how.classification {
+    // The values as the answer carries them: raw bytes after the JSON, or in it. Only the one
+    // asked for is built (1000 probabilities an image as JSON numbers is the costlier form).
+    let (datatype, per_image, values) = match how.classification {
         None => {
-            let flat = probs.concat();
-            let binary = how.binary.then(|| {
-                flat.iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect::<Vec<u8>>()
-            });
-            ("FP32", classes.len(), binary, serde_json::Value::from(flat))
+            let values = if how.binary {
+                Sent::After(
+                    probs
+                        .iter()
+                        .flatten()
+                        .flat_map(|v| v.to_le_bytes())
+                        .collect(),
+                )
+            } else {
+                Sent::In(probs.concat().into())
+            };
+            ("FP32", classes.len(), values)
         }
         Some(k) => {
             let top: Vec<String> = probs
@@ -110,19 +123,19 @@ pub fn answer(
                 .flat_map(|p| labels(classes, p, k))
                 .map(|l| format!("{}:{}:{}", l.score, l.index, l.label))
                 .collect();
-            // Each item after its 4-byte little-endian length; a "score:index:label" string
-            // is a class name long, far under 4 GiB.
-            let binary = how.binary.then(|| {
-                top.iter()
-                    .flat_map(|s| (s.len() as u32).to_le_bytes().into_iter().chain(s.bytes()))
-                    .collect::<Vec<u8>>()
-            });
-            (
-                "BYTES",
-                top.len() / n.max(1),
-                binary,
-                serde_json::Value::from(top),
-            )
+            let per_image = top.len() / n.max(1);
+            let values = if how.binary {
+                // Each item after its 4-byte little-endian length; a "score:index:label"
+                // string is a class name long, far under 4 GiB.
+                Sent::After(
+                    top.iter()
+                        .flat_map(|s| (s.len() as u32).to_le_bytes().into_iter().chain(s.bytes()))
+                        .collect(),
+                )
+            } else {
+                Sent::In(top.into())
+            };
+            ("BYTES", per_image, values)
         }
     };
     let mut output = serde_json::json!({
@@ -130,12 +143,16 @@ pub fn answer(
         "datatype": datatype,
         "shape": [n, per_image],
     });
-    match &binary {
-        Some(bytes) => {
-            output["parameters"] = serde_json::json!({"binary_data_size": bytes.len()});
+    let binary = match values {
+        Sent::In(data) => {
+            output["data"] = data;
+            None
         }
-        None => output["data"] = json,
-    }
+        Sent::After(bytes) => {
+            output["parameters"] = serde_json::json!({"binary_data_size": bytes.len()});
+            Some(bytes)
+        }
+    };
     let mut json = serde_json::json!({
         "model_name": model,
         "model_version": version,
