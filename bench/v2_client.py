@@ -28,7 +28,10 @@ def main(url, model, image):
     assert not c.is_model_ready(model, "2"), "a version the server does not hold is ready"
     meta = c.get_model_metadata(model)
     classes, pre = meta["parameters"]["classes"], meta["parameters"]["preprocessing"]
-    size = meta["inputs"][1]["shape"][2]
+    (tensor,) = meta["inputs"]  # one entry a name
+    assert (tensor["name"], tensor["datatype"]) == ("input", "FP32"), tensor
+    assert meta["parameters"]["encoded_images"]["datatype"] == "BYTES", meta["parameters"]
+    size = tensor["shape"][2]
 
     def infer(inp, version=""):
         out = v2.InferRequestedOutput("probabilities", binary_data=False)

@@ -355,16 +355,17 @@ pub async fn metadata(
         "name": info.name,
         "versions": [MODEL_VERSION],
         "platform": "graft",
-        "inputs": [
-            {"name": crate::v2::INPUT, "datatype": "BYTES", "shape": [-1]},
-            {"name": crate::v2::INPUT, "datatype": "FP32", "shape": [-1, 3, s, s]},
-        ],
+        // One entry a name, as clients key inputs by name: the tensor the model runs on, which
+        // tools that make up requests from metadata (Triton's perf_analyzer) can fill. The same
+        // input also takes encoded image files, as BYTES: said in the parameters.
+        "inputs": [{"name": crate::v2::INPUT, "datatype": "FP32", "shape": [-1, 3, s, s]}],
         "outputs": [{"name": crate::v2::OUTPUT, "datatype": "FP32", "shape": [-1, info.classes.len()]}],
         "parameters": {
             "architecture": info.architecture,
             "strategy": info.strategy,
             "classes": info.classes,
             "preprocessing": info.preprocessing,
+            "encoded_images": {"input": crate::v2::INPUT, "datatype": "BYTES", "shape": [-1]},
             "val_accuracy": info.val_accuracy,
         },
     }))

@@ -198,6 +198,15 @@ fn every_endpoint_answers_and_predictions_equal_graft_predict() {
         serde_json::json!(["ants", "bees"])
     );
     assert_eq!(meta["outputs"][0]["shape"], serde_json::json!([-1, 2]));
+    // The input once (clients key inputs by name), as the tensor; images as BYTES said aside.
+    assert_eq!(
+        meta["inputs"],
+        serde_json::json!([{"name": "input", "datatype": "FP32", "shape": [-1, 3, 224, 224]}])
+    );
+    assert_eq!(
+        meta["parameters"]["encoded_images"],
+        serde_json::json!({"input": "input", "datatype": "BYTES", "shape": [-1]})
+    );
     // What a client sending FP32 tensors must do to an image: the run's own preprocessing.
     let card: serde_json::Value =
         json(&std::fs::read_to_string(run.join("model.json")).expect("model.json"));
