@@ -305,14 +305,7 @@ impl Task<'_> {
                         cols: cols.clone(),
                         whole,
                     };
-                    let across = [
-                        at.row(simd, 0),
-                        at.row(simd, 1),
-                        at.row(simd, 2),
-                        at.row(simd, 3),
-                        at.row(simd, 4),
-                        at.row(simd, 5),
-                    ];
+                    let across = every_row(simd, &at);
                     for c in 0..T {
                         let col = bt(simd, column(&across, c));
                         for (r, value) in col.into_iter().enumerate() {
@@ -443,15 +436,7 @@ impl Task<'_> {
                     let base = (b - b0) * padded * LANES + i * LANES + sub;
                     let step = GROUP * padded * LANES;
                     // Built as array literals, not zeroed and overwritten (see `inputs`).
-                    let at = Transformed { m, base, step };
-                    let rows = [
-                        at.row(simd, 0),
-                        at.row(simd, 1),
-                        at.row(simd, 2),
-                        at.row(simd, 3),
-                        at.row(simd, 4),
-                        at.row(simd, 5),
-                    ];
+                    let rows = every_row(simd, &Transformed { m, base, step });
                     let bias = S::as_simd_f32s(&self.w.bias[block * LANES + sub..][..lanes]).0[0];
                     for c in 0..M.min(w - M * tx) {
                         let col = a_t(simd, column(&rows, c));
@@ -487,10 +472,32 @@ struct Corner<'a> {
     whole: bool,
 }
 
-impl Corner<'_> {
+/// A tile's rows, one at a time: what [`every_row`] builds an array of.
+trait TileRow<S: Simd> {
+    type Row;
+    fn row(&self, simd: S, r: usize) -> Self::Row;
+}
+
+/// The `T` rows of `at` as one array literal (each element written once, so nothing is zeroed
+/// first).
+#[inline(always)]
+fn every_row<S: Simd, R: TileRow<S>>(simd: S, at: &R) -> [R::Row; T] {
+    [
+        at.row(simd, 0),
+        at.row(simd, 1),
+        at.row(simd, 2),
+        at.row(simd, 3),
+        at.row(simd, 4),
+        at.row(simd, 5),
+    ]
+}
+
+impl<S: Simd> TileRow<S> for Corner<'_> {
+    type Row = [S::f32s; T];
+
     /// Row `r` of the tile through `B^T`, zeros outside the input.
     #[inline(always)]
-    fn row<S: Simd>(&self, simd: S, r: usize) -> [S::f32s; T] {
+    fn row(&self, simd: S, r: usize) -> [S::f32s; T] {
         let zero = simd.splat_f32s(0.0);
         if !self.rows.contains(&r) {
             return [zero; T];
@@ -523,10 +530,12 @@ struct Transformed<'a> {
     step: usize,
 }
 
-impl Transformed<'_> {
+impl<S: Simd> TileRow<S> for Transformed<'_> {
+    type Row = [S::f32s; M];
+
     /// Row `r` of the tile's products through `A^T`.
     #[inline(always)]
-    fn row<S: Simd>(&self, simd: S, r: usize) -> [S::f32s; M] {
+    fn row(&self, simd: S, r: usize) -> [S::f32s; M] {
         let x = |c: usize| {
             S::as_simd_f32s(&self.m[self.base + (r * T + c) * self.step..][..S::F32_LANES]).0[0]
         };
