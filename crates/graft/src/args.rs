@@ -491,6 +491,21 @@ pub struct ExportArgs {
     /// Print what was written as one JSON object.
     #[arg(long)]
     pub json: bool,
+
+    /// Never accepted (see [`export_has_no_batch_size`]); hidden from --help.
+    #[arg(long, hide = true, value_name = "N", value_parser = export_has_no_batch_size)]
+    pub batch_size: Option<usize>,
+}
+
+/// `graft export --batch-size`: refused with what an export does instead. clap's own error for
+/// an unknown option would suggest an unrelated one (`--probabilities`, `--batch-wait`).
+fn export_has_no_batch_size(_: &str) -> Result<usize, String> {
+    Err("an exported model's batch dimension is dynamic: export takes no batch size".into())
+}
+
+/// `graft serve --batch-size`: refused with the option that sets a pass's batch in the server.
+fn serve_has_no_batch_size(_: &str) -> Result<usize, String> {
+    Err("graft serve gathers requests into passes of up to --max-batch images (default 32)".into())
 }
 
 #[derive(Args, Debug)]
@@ -553,4 +568,8 @@ pub struct ServeArgs {
     /// Log one line per request on stderr.
     #[arg(long)]
     pub log_requests: bool,
+
+    /// Never accepted (see [`serve_has_no_batch_size`]); hidden from --help.
+    #[arg(long, hide = true, value_name = "N", value_parser = serve_has_no_batch_size)]
+    pub batch_size: Option<usize>,
 }
