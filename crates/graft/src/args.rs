@@ -493,7 +493,7 @@ pub struct ExportArgs {
     pub json: bool,
 
     /// Never accepted (see [`export_has_no_batch_size`]); hidden from --help.
-    #[arg(long, hide = true, value_name = "N", value_parser = export_has_no_batch_size)]
+    #[arg(long, hide = true, value_name = "N", num_args = 0..=1, default_missing_value = "", value_parser = export_has_no_batch_size)]
     pub batch_size: Option<usize>,
 }
 
@@ -570,6 +570,6 @@ pub struct ServeArgs {
     pub log_requests: bool,
 
     /// Never accepted (see [`serve_has_no_batch_size`]); hidden from --help.
-    #[arg(long, hide = true, value_name = "N", value_parser = serve_has_no_batch_size)]
+    #[arg(long, hide = true, value_name = "N", num_args = 0..=1, default_missing_value = "", value_parser = serve_has_no_batch_size)]
     pub batch_size: Option<usize>,
 }

@@ -257,6 +257,7 @@ fn options_that_would_be_ignored_are_refused() {
     // so (clap's own would have suggested --batch-wait, an unrelated option).
     for (args, says) in [
         (&["serve", "--batch-size", "8"][..], "--max-batch"),
+        (&["serve", "--batch-size"][..], "--max-batch"),
         (
             &["export", "--batch-size", "8", "--out", "x.onnx"][..],
             "dynamic",
