@@ -498,7 +498,8 @@ pub struct ExportArgs {
 }
 
 /// `graft export --batch-size`: refused with what an export does instead. clap's own error for
-/// an unknown option would suggest an unrelated one (`--probabilities`, `--batch-wait`).
+/// an unknown option says only that it is unknown (for `serve`, its tip named `--batch-wait`,
+/// an unrelated option).
 fn export_has_no_batch_size(_: &str) -> Result<usize, String> {
     Err("an exported model's batch dimension is dynamic: export takes no batch size".into())
 }
