@@ -70,6 +70,8 @@ pub enum CacheCommand {
         json: bool,
     },
     /// Read every entry; remove damaged ones (checksum) and temporary files left by killed runs.
+    // `check` too: the command's own summary says "size, check and trim".
+    #[command(visible_alias = "check")]
     Verify,
     /// Remove least recently used entries until the cache is at most SIZE (e.g. 2GB, 500MiB).
     Prune {

@@ -4,6 +4,7 @@ use graft_data::find_images;
 use graft_models::imagenet::classes;
 use graft_run::infer::{classify_files, top_k};
 use graft_run::{TrainedModel, load_pretrained};
+use graft_spec::files::MODEL_CARD;
 use serde_json::json;
 
 use crate::args::PredictArgs;
@@ -12,6 +13,16 @@ use crate::settings;
 
 /// Returns the number of images that could not be read.
 pub fn run(args: &PredictArgs, quiet: bool) -> anyhow::Result<usize> {
+    // `graft export` and `graft serve` take a run directory first; here it would be searched
+    // for images, hold none, and leave ImageNet's classes for the images listed after it.
+    if let Some(dir) = args.inputs.iter().find(|p| p.join(MODEL_CARD).is_file()) {
+        anyhow::bail!(
+            "{} is a run directory from `graft train` ({MODEL_CARD}), not images: to predict its \
+             classes, give it with --run (graft predict --run {} IMAGE_OR_DIR...)",
+            dir.display(),
+            dir.display()
+        );
+    }
     let mut obs = Terminal::new(quiet);
     let (paths, skipped) = find_images(&args.inputs)?;
     for p in &skipped {

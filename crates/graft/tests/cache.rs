@@ -101,6 +101,12 @@ fn warm_runs_reuse_entries_other_weights_or_freeze_points_never_do_and_upkeep_wo
         verify.contains(&format!("checked {entries} entries: 0 damaged")),
         "{verify}"
     );
+    // The name the top-level help uses for it.
+    let check = ok(run(&["cache", "check"], &home));
+    assert!(
+        check.contains(&format!("checked {entries} entries")),
+        "{check}"
+    );
     ok(run(&["cache", "prune", "--max-size", "0"], &home));
     let du: serde_json::Value =
         serde_json::from_str(&ok(run(&["cache", "du", "--json"], &home))).expect("json");

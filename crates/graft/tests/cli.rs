@@ -272,6 +272,24 @@ fn options_that_would_be_ignored_are_refused() {
     }
 }
 
+/// A run directory given to `predict` as export's and serve's first argument is refused with
+/// the --run that says it, rather than searched for images: it holds none, and the images after
+/// it would get ImageNet's classes, not the run's.
+#[test]
+fn a_run_directory_among_predicts_images_points_to_run() {
+    let home = tempfile::tempdir().expect("tmp");
+    let run = home.path().join("my-run");
+    std::fs::create_dir(&run).expect("run dir");
+    std::fs::write(run.join("model.json"), "{}").expect("model card");
+    let run_arg = run.to_str().expect("utf-8 path");
+    let out = graft(&["predict", run_arg, "photo.jpg"], home.path());
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("is a run directory"), "{stderr}");
+    assert!(stderr.contains(&format!("--run {run_arg}")), "{stderr}");
+    assert!(text(&out.stdout).is_empty(), "no predictions");
+}
+
 #[test]
 fn wrong_architecture_checkpoint_is_refused_with_tensor_names() {
     let home = tempfile::tempdir().expect("tmp");
