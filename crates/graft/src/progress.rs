@@ -111,7 +111,13 @@ impl Observer for Terminal {
             Event::Log(m) => log(self.quiet, m),
             Event::Warning(m) => log(self.quiet, format!("warning: {m}")),
             Event::Unreadable { path, error } => {
-                eprintln!("unreadable: {} ({error})", path.display())
+                // The decoder's errors already begin with the file's name.
+                let named = path.display().to_string();
+                if error.starts_with(&named) {
+                    eprintln!("unreadable: {error}")
+                } else {
+                    eprintln!("unreadable: {named} ({error})")
+                }
             }
             Event::Begin { label, total, unit } => {
                 if let Some(p) = self.current.take() {

@@ -133,6 +133,12 @@ fn an_unreadable_training_image_is_named_and_the_exit_status_is_1() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("zz-broken.jpg"), "{stderr}");
+    // Named once on its line: the decoder's error already begins with the path.
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("unreadable: "))
+        .unwrap_or_else(|| panic!("no unreadable line: {stderr}"));
+    assert_eq!(line.matches("zz-broken.jpg").count(), 1, "{line}");
     // The curve of the readable images is still printed and written.
     let stdout = String::from_utf8_lossy(&out.stdout);
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json on stdout");
