@@ -88,7 +88,7 @@ pub fn fit<L: Learner>(
         }
     };
     let (loss_fn, total, warmup) = loss_and_schedule(cfg, y, classes, &ad);
-    let mut epochs = Epochs::new(cfg);
+    let mut epochs = Epochs::new(cfg, &state);
     for epoch in state.next_epoch..cfg.epochs {
         if !epochs.may_start() {
             break;
@@ -152,27 +152,36 @@ struct Epochs {
     patience: usize,
     budget_s: Option<f64>,
     started: std::time::Instant,
+    /// Epochs, and seconds in the loop, of a resumed run before this process.
+    before: (usize, f64),
     history: Vec<EpochRecord>,
     stopped: Stopped,
 }
 
 impl Epochs {
-    fn new(cfg: &HeadConfig) -> Self {
+    fn new(cfg: &HeadConfig, state: &LoopState) -> Self {
         Self {
             epochs: cfg.epochs,
             patience: cfg.patience,
             budget_s: cfg.time_budget_s,
             started: std::time::Instant::now(),
+            before: (state.next_epoch, state.train_seconds),
             history: Vec::new(),
             stopped: Stopped::Completed,
         }
     }
 
-    /// Whether another epoch fits the time budget (if not, that is why training stopped).
+    /// Seconds in the loop over the whole run, this process's and those before a resume.
+    fn train_seconds(&self) -> f64 {
+        self.before.1 + self.started.elapsed().as_secs_f64()
+    }
+
+    /// Whether another epoch fits the time budget (if not, that is why training stopped): the
+    /// budget is the run's, so a resumed run counts the epochs before it.
     fn may_start(&mut self) -> bool {
         let fits = fits_budget(
-            self.started.elapsed().as_secs_f64(),
-            self.history.len(),
+            self.train_seconds(),
+            self.before.0 + self.history.len(),
             self.budget_s,
         );
         if !fits {
@@ -198,6 +207,7 @@ impl Epochs {
             val_loss: done.eval.loss,
             val_accuracy: done.eval.confusion.accuracy(),
         };
+        state.train_seconds = self.train_seconds();
         let action =
             state.finish_epoch(done.epoch, record.val_accuracy, self.epochs, self.patience);
         let improved = action == EpochAction::SaveBest;

@@ -12,6 +12,10 @@ pub struct LoopState {
     pub order: Vec<usize>,
     /// (epoch, validation accuracy) of the best epoch so far.
     pub best: Option<(usize, f64)>,
+    /// Seconds in the training loop over the epochs done, so that a resumed run's time budget
+    /// and account count the epochs run before it (0 in states saved before this field).
+    #[serde(default)]
+    pub train_seconds: f64,
 }
 
 impl LoopState {
@@ -22,6 +26,7 @@ impl LoopState {
             rng: seed,
             order: (0..n).collect(),
             best: None,
+            train_seconds: 0.0,
         }
     }
 

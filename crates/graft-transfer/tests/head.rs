@@ -1,8 +1,10 @@
-//! Head training on synthetic features: learns a separable problem, is reproducible, and stops
-//! on a non-finite loss without producing a model.
+//! Head training on synthetic features: learns a separable problem, is reproducible, stops
+//! on a non-finite loss without producing a model, and a resumed run's time budget counts the
+//! epochs before it.
 
 use graft_models::default_device;
-use graft_transfer::train::{HeadConfig, Split, TrainError, train_head};
+use graft_transfer::schedule::LoopState;
+use graft_transfer::train::{HeadConfig, Resume, Split, Stopped, TrainError, train_head};
 
 fn blobs(n: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<usize>) {
     let mut state = seed;
@@ -86,4 +88,63 @@ fn non_finite_loss_stops_with_a_clear_message() {
         err.to_string().contains("last good checkpoint is kept"),
         "{err}"
     );
+}
+
+/// The budget is the run's: each checkpoint carries the loop's seconds so far, and a run resumed
+/// from one whose seconds already spend the budget starts no epoch (before, its budget began
+/// again with the new process).
+#[test]
+fn a_resumed_runs_time_budget_counts_the_epochs_before_it() {
+    let (tx, ty) = blobs(90, 1);
+    let (vx, vy) = blobs(30, 2);
+    let (train, val) = ([Split { x: &tx, y: &ty }], Split { x: &vx, y: &vy });
+    let device = default_device();
+    let cfg = HeadConfig {
+        epochs: 6,
+        lr: 1e-2,
+        ..HeadConfig::default()
+    };
+    let mut saved: Vec<(LoopState, _)> = Vec::new();
+    train_head(&train, &val, 3, &cfg, &device, None, &mut |ck| {
+        saved.push((ck.state.clone(), ck.model.clone()));
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let seconds: Vec<f64> = saved.iter().map(|(s, _)| s.train_seconds).collect();
+    assert!(seconds[0] > 0.0, "{seconds:?}");
+    assert!(seconds.windows(2).all(|w| w[0] <= w[1]), "{seconds:?}");
+
+    // Resumed after epoch 2, with the budget already spent by the epochs before.
+    let (mut state, head) = saved[2].clone();
+    state.train_seconds = 100.0;
+    let budget = HeadConfig {
+        time_budget_s: Some(10.0),
+        ..cfg.clone()
+    };
+    let resume = Resume {
+        state: state.clone(),
+        last: head.clone(),
+        best: head.clone(),
+        optim: Vec::new(),
+    };
+    let out = train_head(&train, &val, 3, &budget, &device, Some(resume), &mut |_| {
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.fit.history.is_empty(), "{:?}", out.fit.history);
+    assert_eq!(out.fit.stopped, Stopped::TimeBudget);
+
+    // With the seconds of a state saved before they were kept (none), it trains on.
+    state.train_seconds = 0.0;
+    let resume = Resume {
+        state,
+        last: head.clone(),
+        best: head,
+        optim: Vec::new(),
+    };
+    let out = train_head(&train, &val, 3, &budget, &device, Some(resume), &mut |_| {
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.fit.history.len(), 3, "epochs 3, 4 and 5");
 }

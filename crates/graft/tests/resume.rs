@@ -115,6 +115,15 @@ fn metrics(dir: &Path) -> Vec<serde_json::Value> {
 
 fn same_run(a: &Path, b: &Path) {
     assert_eq!(metrics(a), metrics(b), "same epochs, same numbers");
+    // result.json accounts for the whole run, the epochs before the kill included.
+    let result = |d: &Path| -> serde_json::Value {
+        let text = std::fs::read_to_string(d.join("result.json")).expect("result.json");
+        serde_json::from_str(&text).expect("json")
+    };
+    let (ra, rb) = (result(a), result(b));
+    for key in ["epochs_run", "best_epoch", "stopped", "val_accuracy"] {
+        assert_eq!(ra[key], rb[key], "result.json's {key}");
+    }
     for f in ["model.safetensors", "model.json", "predictions.csv"] {
         let read = |d: &Path| std::fs::read(d.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
         assert!(read(a) == read(b), "{f} differs after the kill");

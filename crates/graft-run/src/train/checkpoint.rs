@@ -81,8 +81,9 @@ pub(crate) fn save_epoch<M>(
 }
 
 /// Keeps the metrics lines of epochs before `next_epoch` (a resumed run writes the rest again)
-/// and returns the seconds they had run for, so a resumed run's clock continues.
-pub(crate) fn keep_metrics_before(path: &Path, next_epoch: usize) -> Result<f64> {
+/// and returns how many there are and the seconds they had run for, so a resumed run's clock
+/// and account continue.
+pub(crate) fn keep_metrics_before(path: &Path, next_epoch: usize) -> Result<(usize, f64)> {
     let kept: Vec<MetricsLine> = MetricsLine::read_all(path)?
         .into_iter()
         .filter(|l| l.record.epoch < next_epoch)
@@ -94,7 +95,7 @@ pub(crate) fn keep_metrics_before(path: &Path, next_epoch: usize) -> Result<f64>
         text.push('\n');
     }
     write_atomic(path, text.as_bytes())?;
-    Ok(seconds)
+    Ok((kept.len(), seconds))
 }
 
 /// The new head as the last epoch left it (burnpack) and as its best epoch saved it.

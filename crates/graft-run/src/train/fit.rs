@@ -39,8 +39,20 @@ pub struct FitDone {
     /// Images the model was fitted on.
     pub trained_on: usize,
     pub trainable_params: usize,
-    /// Seconds in the training loop (the rest went to frozen features and saving).
+    /// Seconds in the training loop (the rest went to frozen features and saving), over the
+    /// whole run.
     pub train_seconds: f64,
+    /// What a resumed run had done before this process.
+    pub earlier: Earlier,
+}
+
+/// What a resumed run had done before the process that finishes it: the epochs it had run and
+/// the seconds since it started (as `metrics.jsonl` counts them). `result.json` accounts for
+/// the whole run, as if it had not been interrupted.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Earlier {
+    pub epochs: usize,
+    pub seconds: f64,
 }
 
 /// The extractor of `view` at freeze point `upto` (`None`: pooled features), starting from a
@@ -140,6 +152,7 @@ pub fn fit(x: Extracted, obs: &mut dyn Observer) -> Result<FitDone> {
         let done = super::lbfgs::fit_lbfgs(&x, &cfg)?;
         return Ok(FitDone {
             train_seconds: fit_start.elapsed().as_secs_f64(),
+            earlier: Earlier::default(),
             trainable_params: done.head.num_params(),
             config,
             outcome: done.fitted,
@@ -157,7 +170,14 @@ pub fn fit(x: Extracted, obs: &mut dyn Observer) -> Result<FitDone> {
         .then(|| resume::load(&run.dir))
         .transpose()?;
     let next = resumed.as_ref().map_or(0, |(s, _)| s.next_epoch);
-    let kept_seconds = keep_metrics_before(&run.dir.join(graft_spec::files::METRICS), next)?;
+    let (kept_epochs, kept_seconds) =
+        keep_metrics_before(&run.dir.join(graft_spec::files::METRICS), next)?;
+    let earlier = Earlier {
+        epochs: kept_epochs,
+        seconds: if resumed.is_some() { kept_seconds } else { 0.0 },
+    };
+    // The loop's seconds before a resume (in states saved before they were kept: none).
+    let trained_before = resumed.as_ref().map_or(0.0, |(s, _)| s.train_seconds);
     // Seconds in metrics.jsonl count from the run's start; a resumed run's clock continues from
     // its last kept epoch (its cache-warm preparation is not counted twice).
     let clock = if resumed.is_some() {
@@ -189,7 +209,8 @@ pub fn fit(x: Extracted, obs: &mut dyn Observer) -> Result<FitDone> {
         .map(|g| model.net.group_num_params(g))
         .sum();
     Ok(FitDone {
-        train_seconds: train_start.elapsed().as_secs_f64(),
+        train_seconds: trained_before + train_start.elapsed().as_secs_f64(),
+        earlier,
         trainable_params: head_params + group_params,
         config,
         outcome,

@@ -10,6 +10,7 @@ use graft_transfer::Confusion;
 use graft_transfer::class_map::{self, map_classes};
 use graft_transfer::train::{Evaluation, Fitted, Stopped};
 
+use super::Earlier;
 use super::checkpoint::write_run_files;
 use super::summary::{RunFacts, Trained, summarise};
 use super::{
@@ -171,6 +172,7 @@ pub(super) fn run(run: Prepared, obs: &mut dyn Observer) -> Result<Trained> {
             time_budget_s: run.spec.fit.time_budget_s,
             train_seconds: 0.0,
             start: run.start,
+            earlier: Earlier::default(),
         },
         &outcome,
         &report,

@@ -27,7 +27,7 @@ pub use extract::{
     SplitFeatures, cache_key, embed_extractor, feature_cache, features, mirrored_features,
     select_features, shape_at, split_features,
 };
-pub use fit::{FitDone, fit};
+pub use fit::{Earlier, FitDone, fit};
 pub use imagenet::class_mapping;
 pub use summary::{Trained, finish};
 

@@ -14,7 +14,7 @@ use graft_spec::{
 use graft_transfer::metrics::top_k_accuracy;
 use graft_transfer::train::{Evaluation, Fitted};
 
-use super::FitDone;
+use super::{Earlier, FitDone};
 use crate::artifact;
 use crate::error::Result;
 use crate::observer::Observer;
@@ -50,8 +50,11 @@ pub(crate) struct RunFacts<'a> {
     pub cache: CacheCounts,
     pub trainable_params: usize,
     pub time_budget_s: Option<f64>,
+    /// Over the whole run, a resumed one's epochs before this process included.
     pub train_seconds: f64,
     pub start: Instant,
+    /// What a resumed run had done before this process.
+    pub earlier: Earlier,
 }
 
 fn predictions(f: &RunFacts<'_>, probs: &[Vec<f32>]) -> Vec<Prediction> {
@@ -103,9 +106,9 @@ pub(crate) fn summarise(
     outcome: &Fitted,
     report: &Evaluation,
 ) -> Result<Trained> {
-    let seconds = f.start.elapsed().as_secs_f64();
+    let seconds = f.earlier.seconds + f.start.elapsed().as_secs_f64();
     let classes = &f.ds.classes;
-    let epochs_run = outcome.history.len();
+    let epochs_run = f.earlier.epochs + outcome.history.len();
     let c = &report.confusion;
     let selection = f.selected.clone().unwrap_or_else(|| selected(f, outcome));
     let result = RunResult {
@@ -215,6 +218,7 @@ pub fn finish(done: FitDone, _obs: &mut dyn Observer) -> Result<Trained> {
             time_budget_s: run.spec.fit.time_budget_s,
             train_seconds: done.train_seconds,
             start: run.start,
+            earlier: done.earlier,
         },
         &done.outcome,
         &done.report,
