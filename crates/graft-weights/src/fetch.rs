@@ -125,7 +125,12 @@ fn download(
     out: &mut std::fs::File,
     progress: FetchProgress<'_>,
 ) -> Result<String, String> {
-    let response = ureq::get(url).call().map_err(|e| e.to_string())?;
+    let response = ureq::get(url).call().map_err(|e| {
+        // ureq's errors begin with the URL, which the caller's message already gives.
+        let text = e.to_string();
+        text.strip_prefix(&format!("{url}: "))
+            .map_or_else(|| text.clone(), str::to_string)
+    })?;
     let total = response
         .header("Content-Length")
         .and_then(|v| v.parse::<u64>().ok());

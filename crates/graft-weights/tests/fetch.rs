@@ -136,6 +136,9 @@ fn unreachable_server_names_the_url_and_the_way_out() {
         text.contains(&url) && text.contains("graft weights fetch toy"),
         "{text}"
     );
+    // Named once on the error's first line (ureq's own message begins with it too).
+    let first = text.lines().next().unwrap_or_default();
+    assert_eq!(first.matches(url.as_str()).count(), 1, "{first}");
     assert_eq!(files_in(&home.path().join("weights")), Vec::<String>::new());
 }
 
