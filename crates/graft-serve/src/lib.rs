@@ -46,6 +46,8 @@ pub struct ServeConfig {
     pub read_timeout: Duration,
     /// One line per request on stderr.
     pub log_requests: bool,
+    /// The model's name in the V2 paths and metadata; `None`: the architecture's.
+    pub name: Option<String>,
 }
 
 impl ServeConfig {
@@ -64,12 +66,35 @@ impl ServeConfig {
                 "--read-timeout-s must be at least 1 (every request would be a 408)",
             ),
         ];
-        let reasons: Vec<&str> = wrong.iter().filter(|w| w.0).map(|w| w.1).collect();
+        let bad_name = self.name.as_deref().is_some_and(|n| {
+            n.is_empty()
+                || !n
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        });
+        let named = [(
+            bad_name,
+            "--name may hold only letters, digits, '.', '_' and '-' (it is a URL path segment)",
+        )];
+        let reasons: Vec<&str> = wrong
+            .iter()
+            .chain(&named)
+            .filter(|w| w.0)
+            .map(|w| w.1)
+            .collect();
         if reasons.is_empty() {
             Ok(())
         } else {
             Err(ServeError::Invalid(reasons.join("; ")))
         }
+    }
+
+    /// The name the model is served under: `--name`, else `architecture` as a URL path
+    /// segment (`efficientnet-lite0`).
+    pub fn model_name(&self, architecture: &str) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| architecture.replace('_', "-"))
     }
 }
 
@@ -236,7 +261,7 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::default());
     let card = &model.card;
     let info = ModelInfo {
-        name: card.architecture.replace('_', "-"),
+        name: config.model_name(&card.architecture),
         architecture: card.architecture.clone(),
         strategy: card.strategy.to_string(),
         classes: card.classes.clone(),

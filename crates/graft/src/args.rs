@@ -527,6 +527,11 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub model: Architecture,
 
+    /// The model's name in the V2 paths (/v2/models/NAME) and metadata: letters, digits, '.',
+    /// '_' and '-'. Default: the architecture's (efficientnet-lite0), a trained run's too.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
     /// Address to listen on; anything but loopback must be asked for.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: std::net::IpAddr,

@@ -26,11 +26,12 @@ pub fn run(args: &ServeArgs, quiet: bool) -> anyhow::Result<()> {
         api_key: args.api_key.clone(),
         read_timeout: Duration::from_secs(args.read_timeout_s),
         log_requests: args.log_requests,
+        name: args.name.clone(),
     };
     // Before loading: a wrong setting should not wait for the weights.
     config.check()?;
     let model = Servable::load(&source, &mut Terminal::new(quiet))?;
-    let name = model.card.architecture.replace('_', "-");
+    let name = config.model_name(&model.card.architecture);
     // Nothing CPU-bound runs on tokio's blocking pool now (the backend decodes each batch's
     // images on the model's threads). It stays capped at the core count so that nothing put
     // there later can start tokio's default of up to 512 threads: when images were decoded

@@ -216,11 +216,14 @@ fn serve_refuses_impossible_settings_before_loading_any_weights() {
             "0",
             "--max-body",
             "0",
+            "--name",
+            "my/model",
         ],
         home.path(),
     );
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
+    assert!(stderr.contains("--name may hold only"), "{stderr}");
     assert!(
         stderr.contains("--max-batch must be at least 1"),
         "{stderr}"

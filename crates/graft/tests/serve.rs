@@ -711,6 +711,30 @@ fn concurrent_requests_are_batched_and_a_full_queue_answers_429() {
     );
 }
 
+/// `--name` names the model in the V2 paths and metadata, in place of the architecture's name.
+#[test]
+fn a_model_is_served_under_the_name_given() {
+    let (_, _, images) = run_dir();
+    let s = Server::start(&["--name", "ants-vs-bees"]);
+    let (status, body, _) = call(ureq::get(&s.url("/v2/models/ants-vs-bees")), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["name"], "ants-vs-bees", "{body}");
+    let (status, body, _) = call(ureq::get(&s.url("/v2/models/efficientnet-lite0")), None);
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("ants-vs-bees"), "{body}");
+    let bytes = std::fs::read(&images[0]).expect("image");
+    let request = serde_json::json!({"inputs": [{
+        "name": "input", "datatype": "BYTES", "shape": [1],
+        "data": [base64_encode(&bytes)],
+    }]});
+    let (status, body, _) = call(
+        ureq::post(&s.url("/v2/models/ants-vs-bees/infer")).set("Content-Type", "application/json"),
+        Some(request.to_string().as_bytes()),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["model_name"], "ants-vs-bees", "{body}");
+}
+
 #[test]
 fn a_lone_request_goes_straight_to_an_idle_model_unless_told_to_wait() {
     let (_, _, images) = run_dir();
