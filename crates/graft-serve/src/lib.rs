@@ -189,6 +189,32 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     response
 }
 
+/// What the server answers, for the errors of requests that asked for something else.
+const ROUTES: &str = "POST /v1/predict, GET /v2, /v2/health/live and /ready, \
+    /v2/models/NAME (and /ready), POST /v2/models/NAME/infer, GET /metrics and the page at /";
+
+/// A path no route has: a JSON 404 that says what there is (axum's own has an empty body).
+async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no route {method} {}; graft serve answers {ROUTES}",
+            uri.path()
+        ),
+    )
+}
+
+/// A route asked with a method it does not take: a JSON 405 (axum's own has an empty body).
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{} does not take {method}; graft serve answers {ROUTES}",
+            uri.path()
+        ),
+    )
+}
+
 fn router(state: AppState, config: &ServeConfig) -> Router {
     let live = || async { axum::Json(serde_json::json!({"live": true})) };
     let ready = || async { axum::Json(serde_json::json!({"ready": true})) };
@@ -222,6 +248,8 @@ fn router(state: AppState, config: &ServeConfig) -> Router {
             post(api::infer),
         )
         .route("/metrics", get(metrics))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(config.max_body))
         .layer(TimeoutLayer::with_status_code(

@@ -653,6 +653,29 @@ fn every_error_has_its_status_and_reason() {
         call(authed(ureq::get(&s.url("/v2/models/other"))), None).0,
         404
     );
+    // A path no route has, and a route asked with the wrong method: JSON saying what there is.
+    for (req, status, says) in [
+        (
+            ureq::get(&s.url("/v2/models/")),
+            404,
+            "no route GET /v2/models/",
+        ),
+        (ureq::get(&s.url("/predict")), 404, "no route GET /predict"),
+        (
+            ureq::get(&s.url("/v1/predict")),
+            405,
+            "/v1/predict does not take GET",
+        ),
+    ] {
+        let (got, body, _) = call(authed(req), None);
+        assert_eq!(got, status, "{body}");
+        let error = json(&body)["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(error.contains(says), "{body}");
+        assert!(error.contains("POST /v1/predict"), "{body}");
+    }
     // Truncated multipart: a clear 400.
     let body = multipart(&[("a.jpg", &image[..50_000.min(image.len())])], "b0undary");
     let cut = &body[..body.len() / 2];
