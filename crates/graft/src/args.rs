@@ -324,9 +324,9 @@ pub struct PredictArgs {
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["weights", "model"])]
     pub run: Option<PathBuf>,
 
-    /// How many classes to show per image.
-    #[arg(long, short = 'k', default_value_t = 5)]
-    pub top_k: usize,
+    /// How many classes to show per image (at least 1).
+    #[arg(long, short = 'k', default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    pub top_k: u16,
 
     /// Print one JSON object instead of text.
     #[arg(long)]

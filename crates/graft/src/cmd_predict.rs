@@ -66,7 +66,7 @@ pub fn run(args: &PredictArgs, quiet: bool) -> anyhow::Result<usize> {
         &mut obs,
         |_, path, result| match result {
             Ok(probs) => {
-                let top = top_k(&probs, args.top_k);
+                let top = top_k(&probs, usize::from(args.top_k));
                 if !args.json {
                     println!("{}", path.display());
                     for (i, p) in &top {

@@ -273,6 +273,14 @@ fn options_that_would_be_ignored_are_refused() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
         assert!(!stderr.contains("--batch-wait"), "{args:?}: {stderr}");
     }
+    // No classes at all would print each image's path and nothing under it.
+    let out = graft(&["predict", "-k", "0", "x.jpg"], home.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--top-k"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 /// A run directory given to `predict` as export's and serve's first argument is refused with
