@@ -75,15 +75,44 @@ pub fn labelled_images(data: &Path) -> Result<Vec<(PathBuf, usize)>> {
         .map(|item| {
             let class = parse_label(&item.label).ok_or_else(|| {
                 RunError::Invalid(format!(
-                    "{}: label {:?} of {} is not an ImageNet wnid (n01440764) or class index (0..999)",
+                    "{}: label {:?} of {} is not an ImageNet wnid (n01440764) or class index \
+                     (0..999){}",
                     data.display(),
                     item.label,
-                    item.path.display()
+                    item.path.display(),
+                    list_files_hint(data)
                 ))
             })?;
             Ok((item.path, class))
         })
         .collect()
+}
+
+/// For a folder read as class folders whose names are no labels: the list files at its top,
+/// which are what was probably meant (a dataset that keeps its images in one folder and its
+/// labels in `labels.csv`).
+fn list_files_hint(data: &Path) -> String {
+    let Ok(entries) = std::fs::read_dir(data) else {
+        return String::new();
+    };
+    let mut lists: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .is_some_and(|x| x.eq_ignore_ascii_case("csv") || x.eq_ignore_ascii_case("tsv"))
+        })
+        .collect();
+    lists.sort();
+    match lists.first() {
+        Some(list) => format!(
+            "; a folder is read as one subfolder per class: to use its list file, pass it \
+             (--data {})",
+            list.display()
+        ),
+        None => String::new(),
+    }
 }
 
 /// A pretrained model's ImageNet figures.
@@ -206,4 +235,32 @@ pub fn evaluate_trained(
         seconds: start.elapsed().as_secs_f64(),
         failed: feats.failed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dataset folder that keeps its images in one folder and its labels in a list file is
+    /// read as class folders, and its error points to the list file.
+    #[test]
+    fn a_folder_with_a_list_file_points_to_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir(dir.path().join("images")).expect("mkdir");
+        std::fs::write(dir.path().join("images/a.jpg"), b"not read here").expect("image");
+        std::fs::write(
+            dir.path().join("labels.csv"),
+            "path,label\nimages/a.jpg,0\n",
+        )
+        .expect("list");
+        let err = match labelled_images(dir.path()) {
+            Ok(items) => panic!("read as class folders: {items:?}"),
+            Err(e) => e.to_string(),
+        };
+        let list = dir.path().join("labels.csv");
+        assert!(err.contains(&format!("--data {}", list.display())), "{err}");
+        // The list file itself is read.
+        let items = labelled_images(&list).expect("the list file");
+        assert_eq!(items, vec![(dir.path().join("images/a.jpg"), 0)]);
+    }
 }
