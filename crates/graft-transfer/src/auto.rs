@@ -32,7 +32,7 @@ pub fn recommend(groups: &[ProbeGroup]) -> Option<Recommendation> {
             strategy: Strategy::Head,
             freeze_after: last.group.clone(),
             reason: format!(
-                "accuracy keeps rising with depth up to the last group ({} gives {:.1}%, the best is {:.1}%): \
+                "the last group is as accurate as any, within a point ({} gives {:.1}%, the best group {:.1}%): \
                  ImageNet's most specific features still separate your classes, so freeze every group and train a new classifier.",
                 last.group,
                 100.0 * last.val_accuracy,
@@ -188,7 +188,7 @@ pub fn decide(e: &Evidence) -> Decision {
         (
             Strategy::Head,
             "features_fit",
-            "The probe shows accuracy rising all the way to the last block group, so the pretrained features suit your classes; graft trains the head (strategy `head`), the cheapest to train and to run. Run `graft compare` to measure every alternative.".to_string(),
+            "The probe finds the last block group as accurate as any, so the pretrained features suit your classes; graft trains the head (strategy `head`), the cheapest to train and to run. Run `graft compare` to measure every alternative.".to_string(),
         )
     };
     Decision {
@@ -325,6 +325,13 @@ mod recommend_tests {
         // Within a point of the peak still counts as the top.
         let r = recommend(&curve(&[0.6, 0.955, 0.95])).map(|r| r.strategy);
         assert_eq!(r, Some(Strategy::Head));
+        // A dip before a top that ties the best (hymenoptera's Lite0 probe): head, and the
+        // reason does not say the curve keeps rising.
+        let r = recommend(&curve(&[0.6, 0.946, 0.919, 0.946]));
+        assert_eq!(r.as_ref().map(|r| r.strategy), Some(Strategy::Head));
+        let reason = r.map(|r| r.reason).unwrap_or_default();
+        assert!(reason.contains("as accurate as any"), "{reason}");
+        assert!(!reason.contains("rising"), "{reason}");
     }
 
     #[test]
