@@ -145,3 +145,38 @@ pub fn log(quiet: bool, msg: impl AsRef<str>) {
         eprintln!("{}", msg.as_ref());
     }
 }
+
+/// On Ctrl-C, prints `hint` on stderr and exits with 130 (a shell's code for SIGINT), instead
+/// of dying silently. The work stops where the signal would have stopped it: files graft
+/// writes are written atomically, so what a kill leaves, this leaves. If the handler cannot be
+/// set up (which is said), Ctrl-C keeps its default action.
+#[cfg(unix)]
+pub fn on_ctrl_c(hint: &'static str) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build();
+    // `signal` registers the handler when called (inside the runtime), before the work starts,
+    // so an early Ctrl-C is not missed.
+    let set_up = runtime.and_then(|rt| {
+        let interrupts = rt.block_on(async { signal(SignalKind::interrupt()) })?;
+        Ok((rt, interrupts))
+    });
+    let (runtime, mut interrupts) = match set_up {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("warning: Ctrl-C will stop graft without a hint ({e})");
+            return;
+        }
+    };
+    std::thread::spawn(move || {
+        if runtime.block_on(interrupts.recv()).is_some() {
+            eprintln!("\ninterrupted: {hint}");
+            std::process::exit(130);
+        }
+    });
+}
+
+/// Elsewhere Ctrl-C keeps its default action.
+#[cfg(not(unix))]
+pub fn on_ctrl_c(_hint: &'static str) {}

@@ -1,7 +1,8 @@
 //! Real kills: `graft train` is sent SIGKILL at points found by watching its run directory and
 //! cache (mid-extraction, mid-training, while an epoch's checkpoint is being written). The
 //! next `--resume` (or, when no epoch was saved yet, the same command again) ends exactly
-//! where the uninterrupted run does: the same metrics, byte-identical model files.
+//! where the uninterrupted run does: the same metrics, byte-identical model files. Ctrl-C
+//! (SIGINT) stops a run with a hint to resume it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -206,4 +207,41 @@ fn head_runs_killed_during_training_resume_to_the_same_model() {
         finish(&args(&dir), &dir, home.path());
         same_run(&reference, &dir);
     }
+}
+
+/// Ctrl-C (SIGINT) stops a run with a line saying how to continue it and the shell's code for
+/// an interrupt, 130; the run then resumes to its end.
+#[test]
+fn ctrl_c_says_how_to_resume_and_the_run_resumes() {
+    let home = tempfile::tempdir().expect("tmp");
+    let runs = tempfile::tempdir().expect("tmp");
+    let dir = runs.path().join("interrupted");
+    let args = train_args("head", 400, &dir, &[]);
+    let child = command(&args, home.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn graft");
+    let metrics_file = dir.join("metrics.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while lines(&metrics_file) < 5 {
+        assert!(Instant::now() < deadline, "no epochs within two minutes");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(sent.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted:"), "{stderr}");
+    assert!(stderr.contains("graft train --resume RUN_DIR"), "{stderr}");
+    finish(&args, &dir, home.path());
+    let result: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("result.json")).expect("result.json"),
+    )
+    .expect("json");
+    assert_eq!(result["epochs_run"], 400, "{result}");
 }
