@@ -67,6 +67,16 @@ impl Row {
         }
     }
 
+    /// The training rate as the tables show it: a dash for a strategy that trained nothing
+    /// (`pretrained`), whose rate would read as a very slow 0.0.
+    pub fn training_rate(&self) -> String {
+        if self.epochs_run == 0 {
+            "–".to_string()
+        } else {
+            format!("{:.1}", self.images_per_s)
+        }
+    }
+
     /// The figure strategies are ranked by: the selection split's, never the reported one's
     /// (unless the run predates the protocol).
     pub fn chosen_on(&self) -> f64 {
@@ -355,6 +365,18 @@ mod tests {
             stopped: "completed".into(),
             ..Row::failed(strategy, String::new())
         }
+    }
+
+    #[test]
+    fn a_strategy_that_trained_nothing_has_no_training_rate() {
+        let pretrained = row("pretrained", 0.974, 0.1);
+        assert_eq!(pretrained.training_rate(), "–");
+        let head = Row {
+            epochs_run: 15,
+            images_per_s: 65928.84,
+            ..row("head", 0.954, 0.1)
+        };
+        assert_eq!(head.training_rate(), "65928.8");
     }
 
     #[test]

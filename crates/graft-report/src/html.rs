@@ -202,11 +202,11 @@ fn strategy_row(h: &mut String, r: &Results, row: &crate::Row, top5: bool) {
     }
     let _ = write!(
         h,
-        "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td>{}<td>{:.3}</td><td>{} ({})</td><td>{}</td></tr>",
+        "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}<td>{:.3}</td><td>{} ({})</td><td>{}</td></tr>",
         escape(&row.strategy),
         row.trainable_params,
         seconds(row.seconds),
-        row.images_per_s,
+        row.training_rate(),
         row.select_accuracy.map(pct).unwrap_or_default(),
         pct(row.val_accuracy),
         if top5 {

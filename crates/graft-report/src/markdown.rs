@@ -20,11 +20,11 @@ fn strategy_row(row: &crate::Row) -> String {
         );
     }
     format!(
-        "| {} | {} | {} | {:.1} | {} | {:.1}% | {} | {:.3} | {} ({}) | {} |",
+        "| {} | {} | {} | {} | {} | {:.1}% | {} | {:.3} | {} ({}) | {} |",
         row.strategy,
         row.trainable_params,
         seconds(row.seconds),
-        row.images_per_s,
+        row.training_rate(),
         row.select_accuracy
             .map(|a| format!("{:.1}%", 100.0 * a))
             .unwrap_or_default(),
