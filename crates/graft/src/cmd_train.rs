@@ -10,7 +10,8 @@ pub fn run(args: &TrainArgs, quiet: bool) -> anyhow::Result<usize> {
     // interrupted run loses at most the epoch under way; Ctrl-C says how to continue it.
     crate::progress::on_ctrl_c(
         "the run directory named above keeps every completed epoch: \
-         `graft train --resume RUN_DIR` continues from the last one",
+         `graft train --resume RUN_DIR` continues from the last one (before the first, the same \
+         command again starts over with the frozen features computed so far cached)",
     );
     let done = graft_run::train(&spec, &mut Terminal::new(quiet))?;
     if args.json {
