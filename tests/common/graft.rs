@@ -67,3 +67,22 @@ pub fn train_lite0(strategy: &str, data: &Path, out: &Path, home: &Path) -> Comm
         .arg(out);
     cmd
 }
+
+/// Sends `child` a Ctrl-C (SIGINT) once `started` holds (polled every few milliseconds, for
+/// at most two minutes), and returns what it printed and how it ended. Its stderr must be piped.
+pub fn interrupt_when(child: std::process::Child, started: &dyn Fn() -> bool) -> Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !started() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the point to interrupt at never came"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(sent.success());
+    child.wait_with_output().expect("wait")
+}

@@ -20,6 +20,11 @@ pub fn compare_cmd(args: &CompareArgs, quiet: bool) -> anyhow::Result<usize> {
         patience: args.patience,
         class_map: args.class_map.clone(),
     };
+    // Each strategy's run is checkpointed and its frozen features cached as they are computed.
+    crate::progress::on_ctrl_c(
+        "the same `graft compare` again, with --force into the same --out, starts over with the \
+         frozen features computed so far cached",
+    );
     let done = compare(&spec, &mut Terminal::new(quiet))?;
     let results = &done.results;
     if args.data.json {
@@ -78,6 +83,10 @@ pub fn auto_cmd(args: &AutoArgs, quiet: bool) -> anyhow::Result<usize> {
         study: settings::study(&args.model, &args.data, args.out.clone()),
         epochs: args.epochs,
     };
+    crate::progress::on_ctrl_c(
+        "the same `graft auto` again (with --force if you gave --out) starts over with the frozen \
+         features computed so far cached",
+    );
     let done = auto(&spec, &mut Terminal::new(quiet))?;
     if args.data.json {
         println!("{}", serde_json::to_string(&done.report)?);

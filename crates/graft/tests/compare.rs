@@ -1,6 +1,6 @@
 //! `graft compare`, `graft probe` and `graft auto` end to end: on hymenoptera (the report, checked
 //! in headless Chromium; head's row against `graft train`; the probe's last group against head),
-//! on caltech101-20 (the probe), and on a 16-image cut for the bad-input cases and for the
+//! on caltech101-20 (the probe), and on a 16-image cut for the bad-input cases, Ctrl-C, and the
 //! reproducibility of `scratch`, which compare relies on.
 
 use std::path::Path;
@@ -455,4 +455,59 @@ fn scratch_runs_are_reproducible_with_the_same_seed() {
         "fresh weights must come from the seed; these differ: {differ:?}"
     );
     assert!(a == b, "model.safetensors is not byte-identical");
+}
+
+/// Ctrl-C (SIGINT) stops a compare with a line saying how to run it again (exit status 130),
+/// and that command then completes.
+#[test]
+fn ctrl_c_stops_a_compare_with_how_to_run_it_again() {
+    use std::process::Stdio;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let home = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    small_dataset(&data);
+    let out = tmp.path().join("cmp");
+    let args = |force: bool| {
+        let mut a = vec![
+            "compare".to_string(),
+            "--data".into(),
+            data.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+            "--strategies".into(),
+            "head,partial:1".into(),
+            "--epochs".into(),
+            "3".into(),
+        ];
+        if force {
+            a.push("--force".into());
+        }
+        a
+    };
+    let child = Command::new(env!("CARGO_BIN_EXE_graft"))
+        .arg("-q")
+        .args(args(false))
+        .arg("--weights")
+        .arg(shared("weights/efficientnet-lite0-57934424.pth"))
+        .env("GRAFT_HOME", home.path())
+        .env("GRAFT_OFFLINE", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn graft");
+    // The line-up is written before the first strategy starts.
+    let done = graft::interrupt_when(child, &|| out.join("compare.json").is_file());
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted:"), "{stderr}");
+    assert!(stderr.contains("--force into the same --out"), "{stderr}");
+    let again: Vec<String> = args(true);
+    let again: Vec<&str> = again.iter().map(String::as_str).collect();
+    let finished = graft(&again, home.path());
+    assert!(
+        finished.status.success(),
+        "{}",
+        String::from_utf8_lossy(&finished.stderr)
+    );
+    assert!(out.join("report.html").is_file());
 }

@@ -8,6 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../../../tests/common/data.rs"]
+mod data;
+#[path = "../../../tests/common/graft.rs"]
+mod graft;
+
 fn shared(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared")
@@ -223,17 +228,7 @@ fn ctrl_c_says_how_to_resume_and_the_run_resumes() {
         .spawn()
         .expect("spawn graft");
     let metrics_file = dir.join("metrics.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while lines(&metrics_file) < 5 {
-        assert!(Instant::now() < deadline, "no epochs within two minutes");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill -INT");
-    assert!(sent.success());
-    let out = child.wait_with_output().expect("wait");
+    let out = graft::interrupt_when(child, &|| lines(&metrics_file) >= 5);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("interrupted:"), "{stderr}");
