@@ -54,6 +54,12 @@ impl ServeConfig {
     /// Settings no server can work with, named by their options: checked before a model is
     /// loaded (`graft serve`), and again by [`serve`].
     pub fn check(&self) -> Result<(), ServeError> {
+        let bad_name = self.name.as_deref().is_some_and(|n| {
+            n.is_empty()
+                || !n
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        });
         let wrong = [
             (self.max_batch == 0, "--max-batch must be at least 1"),
             (self.max_queue == 0, "--max-queue must be at least 1"),
@@ -65,23 +71,12 @@ impl ServeConfig {
                 self.read_timeout.is_zero(),
                 "--read-timeout-s must be at least 1 (every request would be a 408)",
             ),
+            (
+                bad_name,
+                "--name may hold only letters, digits, '.', '_' and '-' (it is a URL path segment)",
+            ),
         ];
-        let bad_name = self.name.as_deref().is_some_and(|n| {
-            n.is_empty()
-                || !n
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        });
-        let named = [(
-            bad_name,
-            "--name may hold only letters, digits, '.', '_' and '-' (it is a URL path segment)",
-        )];
-        let reasons: Vec<&str> = wrong
-            .iter()
-            .chain(&named)
-            .filter(|w| w.0)
-            .map(|w| w.1)
-            .collect();
+        let reasons: Vec<&str> = wrong.iter().filter(|w| w.0).map(|w| w.1).collect();
         if reasons.is_empty() {
             Ok(())
         } else {

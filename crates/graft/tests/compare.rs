@@ -484,13 +484,11 @@ fn ctrl_c_stops_a_compare_with_how_to_run_it_again() {
         }
         a
     };
-    let child = Command::new(env!("CARGO_BIN_EXE_graft"))
+    let child = graft::graft(home.path())
         .arg("-q")
         .args(args(false))
         .arg("--weights")
         .arg(shared("weights/efficientnet-lite0-57934424.pth"))
-        .env("GRAFT_HOME", home.path())
-        .env("GRAFT_OFFLINE", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -122,10 +122,6 @@ fn metrics(dir: &Path) -> Vec<serde_json::Value> {
 fn same_run(a: &Path, b: &Path) {
     assert_eq!(metrics(a), metrics(b), "same epochs, same numbers");
     // result.json accounts for the whole run, the epochs before the kill included.
-    let result = |d: &Path| -> serde_json::Value {
-        let text = std::fs::read_to_string(d.join("result.json")).expect("result.json");
-        serde_json::from_str(&text).expect("json")
-    };
     let (ra, rb) = (result(a), result(b));
     for key in ["epochs_run", "best_epoch", "stopped", "val_accuracy"] {
         assert_eq!(ra[key], rb[key], "result.json's {key}");
@@ -134,6 +130,12 @@ fn same_run(a: &Path, b: &Path) {
         let read = |d: &Path| std::fs::read(d.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
         assert!(read(a) == read(b), "{f} differs after the kill");
     }
+}
+
+/// A finished run's `result.json`.
+fn result(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("result.json")).expect("result.json");
+    serde_json::from_str(&text).expect("json")
 }
 
 fn lines(path: &Path) -> usize {
@@ -234,9 +236,6 @@ fn ctrl_c_says_how_to_resume_and_the_run_resumes() {
     assert!(stderr.contains("interrupted:"), "{stderr}");
     assert!(stderr.contains("graft train --resume RUN_DIR"), "{stderr}");
     finish(&args, &dir, home.path());
-    let result: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("result.json")).expect("result.json"),
-    )
-    .expect("json");
-    assert_eq!(result["epochs_run"], 400, "{result}");
+    let done = result(&dir);
+    assert_eq!(done["epochs_run"], 400, "{done}");
 }

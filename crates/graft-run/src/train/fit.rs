@@ -172,9 +172,10 @@ pub fn fit(x: Extracted, obs: &mut dyn Observer) -> Result<FitDone> {
     let next = resumed.as_ref().map_or(0, |(s, _)| s.next_epoch);
     let (kept_epochs, kept_seconds) =
         keep_metrics_before(&run.dir.join(graft_spec::files::METRICS), next)?;
+    // A fresh run keeps no epochs: both are 0.
     let earlier = Earlier {
         epochs: kept_epochs,
-        seconds: if resumed.is_some() { kept_seconds } else { 0.0 },
+        seconds: kept_seconds,
     };
     // The loop's seconds before a resume (in states saved before they were kept: none).
     let trained_before = resumed.as_ref().map_or(0.0, |(s, _)| s.train_seconds);
